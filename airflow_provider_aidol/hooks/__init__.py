@@ -1,0 +1,1 @@
+"""Hooks: the signed AI-DOL client."""

@@ -1,0 +1,10 @@
+"""Imports whose home moved between the Airflow 3 minors this provider supports."""
+
+from __future__ import annotations
+
+try:  # Airflow 3.2+: the Task SDK owns the task exceptions.
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+except ImportError:  # Airflow 3.1
+    from airflow.exceptions import AirflowException, AirflowFailException  # type: ignore[no-redef,attr-defined]
+
+__all__ = ["AirflowException", "AirflowFailException"]

@@ -1,0 +1,143 @@
+"""Typed errors raised by the AI-DOL hook and operators.
+
+Every error carries what a person needs to find the request on the vendor's side: HTTP status,
+business code, message, traceId, method and path. None of them ever holds a credential.
+"""
+
+from __future__ import annotations
+
+from airflow_provider_aidol._compat import AirflowException, AirflowFailException
+
+__all__ = [
+    "AidolAuthError",
+    "AidolConnectionError",
+    "AidolError",
+    "AidolNotFoundError",
+    "AidolQuotaExceededError",
+    "AidolRateLimitError",
+    "AidolResponseError",
+    "AidolServerError",
+    "AidolTimeoutError",
+    "AidolValidationError",
+]
+
+_RETRYABLE_HTTP_STATUSES = frozenset({502, 503, 504})
+
+
+class AidolError(AirflowException):
+    """An AI-DOL request failed.
+
+    :param message: the server's ``message``, or what went wrong when there was no usable answer.
+    :param http_status: HTTP status of the answer, ``None`` when there was no answer.
+    :param code: the envelope's business ``code`` (e.g. 10400), when there was one.
+    :param trace_id: the envelope's ``traceId``: quote it to the vendor.
+    :param method: HTTP method of the request.
+    :param path: URL path of the request.
+    """
+
+    #: Whether the hook retries this error (see docs/errors.md).
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: int | None = None,
+        trace_id: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        self.message = message
+        self.http_status = http_status
+        self.code = code
+        self.trace_id = trace_id
+        self.method = method
+        self.path = path
+        super().__init__(str(self))
+
+    def _details(self) -> list[str]:
+        return [
+            f"HTTP {self.http_status}" if self.http_status is not None else "no HTTP answer",
+            f"code {self.code}" if self.code is not None else "no business code",
+            f"traceId {self.trace_id or '-'}",
+        ]
+
+    def __str__(self) -> str:
+        request = f"{self.method} {self.path}: " if self.method and self.path else ""
+        return f"{request}{self.message} ({', '.join(self._details())})"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class AidolAuthError(AidolError, AirflowFailException):
+    """HTTP 401 (or "Invalid API key"): wrong key or secret, bad signature, or a skewed clock.
+
+    It fails the task without Airflow task retries: retrying cannot fix credentials.
+
+    :param clock_skew: seconds the server's clock is ahead of this machine's (negative: behind),
+        when the server's answer let the hook measure it.
+    """
+
+    def __init__(self, message: str, *, clock_skew: float | None = None, **kwargs: object) -> None:
+        self.clock_skew = clock_skew
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+    def _details(self) -> list[str]:
+        details = super()._details()
+        if self.clock_skew is not None:
+            details.append(f"clock skew {self.clock_skew:+.0f} s against the server")
+        return details
+
+
+class AidolRateLimitError(AidolError):
+    """The server answered "Too many requests" (or HTTP 429); retried with backoff.
+
+    :param retry_after: seconds the server asked to wait (``Retry-After``), if it said.
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class AidolQuotaExceededError(AidolError, AirflowFailException):
+    """The API key's total call quota is used up; fails the task without Airflow task retries."""
+
+
+class AidolValidationError(AidolError):
+    """The server rejected the request's content (business code 10400)."""
+
+
+class AidolNotFoundError(AidolError):
+    """The agent, conversation or endpoint does not exist (business code 10404)."""
+
+
+class AidolServerError(AidolError):
+    """The server failed (HTTP 5xx or business code 10500); HTTP 502, 503 and 504 are retried."""
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        """Gateway errors heal by themselves; other server errors are reported at once."""
+        return self.http_status in _RETRYABLE_HTTP_STATUSES
+
+
+class AidolResponseError(AidolError):
+    """The answer could not be read: not JSON, an HTML page, or an envelope missing fields."""
+
+
+class AidolConnectionError(AidolError):
+    """No answer: the connection could not be made or was dropped; retried."""
+
+    retryable = True
+
+
+class AidolTimeoutError(AidolError):
+    """The server did not answer within the read timeout.
+
+    Not retried: the server may have acted (for example created a conversation), and the API
+    has no idempotency key, so a retry could do it twice.
+    """

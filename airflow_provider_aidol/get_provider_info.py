@@ -1,0 +1,88 @@
+"""Provider metadata read by Airflow's providers manager.
+
+Every Airflow process calls :func:`get_provider_info` at start-up, so this module imports
+nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_HOOK_CLASS = "airflow_provider_aidol.hooks.aidol.AidolHook"
+
+
+def _number_field(label: str, description: str, default: float, *, integer: bool = False) -> dict[str, Any]:
+    kind = "integer" if integer else "number"
+    return {
+        "label": label,
+        "description": description,
+        "schema": {"type": [kind, "null"], "default": default, "minimum": 0},
+    }
+
+
+# The connection form's extra fields; ConnectionSettings (connection.py) reads its defaults from here.
+CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
+    "user_id": {
+        "label": "User ID",
+        "description": "Default X-User-ID: the end user requests are made for. A task may override it.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "timeout": _number_field("Read timeout (s)", "Seconds to wait for an answer.", 30),
+    "connect_timeout": _number_field("Connect timeout (s)", "Seconds to wait for a connection.", 10),
+    "max_retries": _number_field(
+        "Max retries",
+        "Retries after rate limits, 502/503/504 and connection failures (0 disables).",
+        5,
+        integer=True,
+    ),
+    "retry_max_seconds": _number_field(
+        "Retry time budget (s)", "Stop retrying a request once this much time has passed.", 120
+    ),
+    "retry_wait_initial": _number_field(
+        "First retry wait (s)", "Backoff before the first retry; it doubles (with jitter) after that.", 0.5
+    ),
+    "retry_wait_max": _number_field(
+        "Longest retry wait (s)", "Cap on one backoff wait, and on a server's Retry-After.", 30
+    ),
+    "requests_per_second": {
+        "label": "Requests per second",
+        "description": "Client-side pace for this connection; empty means no pacing.",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    },
+}
+
+FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "port"],
+    "relabeling": {"host": "Base URL", "login": "API Key", "password": "API Secret"},
+    "placeholders": {
+        "host": "https://api.example.com (include http:// and the port for a local server)",
+        "login": "your AI-DOL API key",
+        "password": "your AI-DOL API secret",
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Return the provider's metadata: connection type, form fields, hooks and operators."""
+    return {
+        "package-name": "airflow-provider-aidol",
+        "name": "AI-DOL",
+        "description": "Create and use AI-DOL agent conversations from Airflow "
+        "through the AI-DOL Open API: signed hook, operators and an embedded test server.",
+        "integrations": [
+            {"integration-name": "AI-DOL", "tags": ["software"]},
+        ],
+        "hooks": [{"integration-name": "AI-DOL", "python-modules": ["airflow_provider_aidol.hooks.aidol"]}],
+        "operators": [
+            {"integration-name": "AI-DOL", "python-modules": ["airflow_provider_aidol.operators.aidol"]}
+        ],
+        "connection-types": [
+            {
+                "connection-type": "aidol",
+                "hook-class-name": _HOOK_CLASS,
+                "hook-name": "AI-DOL",
+                "conn-fields": CONNECTION_FIELDS,
+                "ui-field-behaviour": FIELD_BEHAVIOUR,
+            }
+        ],
+    }

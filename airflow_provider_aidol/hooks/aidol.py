@@ -1,0 +1,344 @@
+"""The AI-DOL hook: signed requests over one HTTP session, with retries and typed errors."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import requests
+from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
+from urllib3.exceptions import ReadTimeoutError
+
+from airflow_provider_aidol import __version__
+from airflow_provider_aidol.connection import ConnectionSettings
+from airflow_provider_aidol.envelope import AidolResponse, parse_response
+from airflow_provider_aidol.exceptions import (
+    AidolAuthError,
+    AidolConnectionError,
+    AidolError,
+    AidolResponseError,
+    AidolTimeoutError,
+)
+from airflow_provider_aidol.get_provider_info import FIELD_BEHAVIOUR
+from airflow_provider_aidol.ratelimit import RateLimiter
+from airflow_provider_aidol.signing import canonical_body, canonical_query, sign, signature_base, to_json
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+CONVERSATION_PATH = "/v1/chat/conversation"
+# A 401 whose server clock is further off than this is taken for clock skew (the window is 5 min).
+CLOCK_SKEW_TOLERANCE = 240.0
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class _PreparedRequest:
+    """The parts of a request that stay the same across retries."""
+
+    method: str
+    path: str
+    signed_path: str
+    user_id: str
+    query: str
+    canonical_body: str
+    params: dict[str, str] | None
+    body: bytes | None
+
+
+def require_text(name: str, value: object) -> str:
+    """Return ``value`` when it is a non-blank string, else raise ``ValueError`` naming ``name``."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}.")
+    return value
+
+
+class AidolHook(BaseHook):
+    """Talk to the AI-DOL Open API with signed requests.
+
+    The connection (type ``aidol``) holds the Base URL in ``host``, the API key in ``login``,
+    the API secret in ``password`` and the default end user in the extra ``user_id``; tuning
+    fields (timeouts, retries, pacing) are optional extras.
+
+    :param aidol_conn_id: the Airflow connection to use.
+    """
+
+    conn_name_attr = "aidol_conn_id"
+    default_conn_name = "aidol_default"
+    conn_type = "aidol"
+    hook_name = "AI-DOL"
+
+    def __init__(self, aidol_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.aidol_conn_id = aidol_conn_id
+        self._clock_offset = 0.0
+
+    @cached_property
+    def settings(self) -> ConnectionSettings:
+        """The checked connection settings; the key and secret are registered for log masking."""
+        settings = ConnectionSettings.from_connection(self.get_connection(self.aidol_conn_id))
+        mask_secret(settings.api_key)
+        mask_secret(settings.api_secret)
+        return settings
+
+    @cached_property
+    def session(self) -> requests.Session:
+        """The one HTTP session (keep-alive connection pool) this hook uses."""
+        session = requests.Session()
+        # Retries are the hook's (tenacity), never urllib3's, so each one is signed afresh.
+        session.mount("https://", HTTPAdapter(max_retries=0))
+        session.mount("http://", HTTPAdapter(max_retries=0))
+        session.headers.update(
+            {"User-Agent": f"airflow-provider-aidol/{__version__}", "Content-Type": "application/json"}
+        )
+        return session
+
+    @cached_property
+    def _rate_limiter(self) -> RateLimiter | None:
+        rate = self.settings.requests_per_second
+        return RateLimiter(rate) if rate else None
+
+    def get_conn(self) -> requests.Session:
+        """Return the HTTP session (Airflow's hook protocol)."""
+        return self.session
+
+    def close(self) -> None:
+        """Close the HTTP session's pooled connections."""
+        if "session" in self.__dict__:
+            self.session.close()
+            del self.__dict__["session"]
+
+    def create_conversation(self, agent_id: str, *, user_id: str | None = None) -> str:
+        """Create a conversation with ``agent_id`` for ``user_id`` and return its ``conversationId``.
+
+        :param agent_id: the agent to talk to (from the agent list).
+        :param user_id: the end user; defaults to the connection's ``user_id``.
+        """
+        response = self.create_conversation_response(agent_id, user_id=user_id)
+        conversation_id: str = response.data["conversationId"]
+        self.log.info(
+            "Created AI-DOL conversation %s with agent %s (traceId %s)",
+            conversation_id,
+            agent_id,
+            response.trace_id,
+        )
+        return conversation_id
+
+    def create_conversation_response(self, agent_id: str, *, user_id: str | None = None) -> AidolResponse:
+        """Create a conversation and return the whole answer (``data.conversationId`` and ``trace_id``)."""
+        agent_id = require_text("agent_id", agent_id)
+        response = self.send("POST", CONVERSATION_PATH, json={"agentId": agent_id}, user_id=user_id)
+        conversation_id = response.data.get("conversationId") if isinstance(response.data, dict) else None
+        if not isinstance(conversation_id, str) or not conversation_id.strip():
+            raise AidolResponseError(
+                "success answer without data.conversationId",
+                http_status=response.http_status,
+                trace_id=response.trace_id,
+                method="POST",
+                path=CONVERSATION_PATH,
+            )
+        return response
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+    ) -> Any:
+        """Make a signed request to any endpoint and return the envelope's ``data``.
+
+        :param method: HTTP method, e.g. ``"POST"``.
+        :param path: endpoint path, e.g. ``"/v1/config/options"`` (query parameters go in ``params``).
+        :param json: the JSON object body.
+        :param params: query parameters (strings, numbers or booleans).
+        :param user_id: the end user; defaults to the connection's ``user_id``.
+        """
+        return self.send(method, path, json=json, params=params, user_id=user_id).data
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+    ) -> AidolResponse:
+        """Like :meth:`request`, but return the whole successful answer (data, traceId, status)."""
+        prepared = self._prepare(method, path, json, params, user_id)
+        retrying = Retrying(
+            retry=retry_if_exception(lambda error: isinstance(error, AidolError) and error.retryable),
+            stop=stop_after_attempt(self.settings.max_retries + 1)
+            | stop_before_delay(self.settings.retry_max_seconds),
+            wait=self._wait,
+            before_sleep=lambda state: self._log_retry(prepared, state),
+            reraise=True,
+        )
+        return retrying(self._attempt_correcting_clock, prepared)
+
+    def _prepare(
+        self,
+        method: str,
+        path: str,
+        json: Mapping[str, Any] | None,
+        params: Mapping[str, Any] | None,
+        user_id: str | None,
+    ) -> _PreparedRequest:
+        """Check the inputs and compute everything that does not change between attempts."""
+        method = require_text("method", method).upper()
+        if method not in _METHODS:
+            raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}.")
+        if not isinstance(path, str) or not path.startswith("/") or any(c in path for c in "?# "):
+            raise ValueError(
+                f"path must start with '/' and hold no query, fragment or space, got {path!r}; "
+                "pass query parameters in params=."
+            )
+        if json is not None and not isinstance(json, dict):
+            raise ValueError(f"json must be a dict (the JSON object body), got {type(json).__name__}.")
+        if user_id is None:
+            user_id = self.settings.user_id
+            if user_id is None:
+                raise ValueError(
+                    f"user_id is not set: pass user_id= or set the extra field 'user_id' on "
+                    f"connection {self.aidol_conn_id!r}."
+                )
+        require_text("user_id", user_id)
+        return _PreparedRequest(
+            method=method,
+            path=path,
+            signed_path=self.settings.base_path + path,
+            user_id=user_id,
+            query=canonical_query(params),
+            canonical_body=canonical_body(json),
+            params=_wire_params(params),
+            body=None if json is None else to_json(json).encode(),
+        )
+
+    def _attempt_correcting_clock(self, prepared: _PreparedRequest) -> AidolResponse:
+        """Send once; on a 401 that shows the clocks disagree, adopt the server's clock and resend once."""
+        try:
+            return self._attempt(prepared)
+        except AidolAuthError as error:
+            skew = error.clock_skew
+            if skew is None or abs(skew - self._clock_offset) <= CLOCK_SKEW_TOLERANCE:
+                raise
+            self.log.warning(
+                "AI-DOL answered 401 and its clock is %+.0f s from this machine's; "
+                "signing with the server's time and trying once more (traceId %s)",
+                skew,
+                error.trace_id,
+            )
+            self._clock_offset = skew
+            return self._attempt(prepared)
+
+    def _attempt(self, prepared: _PreparedRequest) -> AidolResponse:
+        """Sign and send one attempt: fresh X-Timestamp and X-Request-ID every time."""
+        if self._rate_limiter is not None:
+            self._rate_limiter.acquire()
+        settings = self.settings
+        timestamp = str(int(time.time() + self._clock_offset))
+        base = signature_base(
+            prepared.method,
+            prepared.signed_path,
+            timestamp,
+            prepared.user_id,
+            prepared.query,
+            prepared.canonical_body,
+        )
+        headers = {
+            "Authorization": f"Bearer {settings.api_key}",
+            "X-Timestamp": timestamp,
+            "X-Signature": sign(settings.api_secret, base),
+            "X-Request-ID": uuid.uuid4().hex,
+            "X-User-ID": prepared.user_id,
+        }
+        where: dict[str, Any] = {"method": prepared.method, "path": prepared.path}
+        try:
+            answer = self.session.request(
+                prepared.method,
+                settings.base_url + prepared.path,
+                params=prepared.params,
+                data=prepared.body,
+                headers=headers,
+                timeout=(settings.connect_timeout, settings.timeout),
+            )
+        except requests.ConnectionError as error:
+            if not _is_read_timeout(error):
+                raise AidolConnectionError(f"connection failed: {_describe(error)}", **where) from None
+            raise AidolTimeoutError(f"answer stalled past {settings.timeout:g} s", **where) from None
+        except requests.Timeout as error:
+            raise AidolTimeoutError(
+                f"no answer within {settings.timeout:g} s: {_describe(error)}", **where
+            ) from None
+        except requests.RequestException as error:
+            # The server had begun to answer, so it acted: not retried, like a read timeout.
+            raise AidolResponseError(f"answer broke off: {_describe(error)}", **where) from None
+        return parse_response(
+            answer.status_code, answer.headers, answer.content, received_at=time.time(), **where
+        )
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Honour a server's Retry-After (capped); otherwise exponential backoff with full jitter."""
+        settings = self.settings
+        error = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            return float(min(retry_after, settings.retry_wait_max))
+        backoff = wait_random_exponential(multiplier=settings.retry_wait_initial, max=settings.retry_wait_max)
+        return float(backoff(state))
+
+    def _log_retry(self, prepared: _PreparedRequest, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        self.log.warning(
+            "AI-DOL %s %s attempt %d failed (%s); retrying in %.2f s",
+            prepared.method,
+            prepared.path,
+            state.attempt_number,
+            error,
+            state.upcoming_sleep,
+        )
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Return the connection form layout for Airflow 3.1 (3.2+ reads the provider info)."""
+        return {
+            "hidden_fields": FIELD_BEHAVIOUR["hidden-fields"],
+            "relabeling": FIELD_BEHAVIOUR["relabeling"],
+            "placeholders": FIELD_BEHAVIOUR["placeholders"],
+        }
+
+
+def _wire_params(params: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """Query parameters as sent: strings as given, other values as they are signed, nulls left out."""
+    if not params:
+        return None
+    return {
+        name: value if isinstance(value, str) else to_json(value)
+        for name, value in params.items()
+        if value is not None
+    }
+
+
+def _is_read_timeout(error: requests.ConnectionError) -> bool:
+    """Tell a read timeout in mid-body apart: requests reports it as a ConnectionError."""
+    return any(isinstance(arg, ReadTimeoutError) for arg in error.args)
+
+
+def _describe(error: requests.RequestException) -> str:
+    return f"{type(error).__name__}: {error}"

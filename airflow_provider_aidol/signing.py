@@ -1,0 +1,143 @@
+"""Request signing for the AI-DOL Open API (pure functions, standard library only).
+
+The vendor signs ``METHOD, PATH, X-Timestamp, X-User-ID, canonicalQuery, canonicalBody``
+joined by newlines with HMAC-SHA256. Where the vendor's documentation is silent this module
+follows the project's stated interpretation (docs/protocol.md): containers are signed as
+compact JSON, numbers the way JavaScript's ``String(number)`` writes them, and the body on the
+wire is serialised by :func:`to_json`, the same way it is signed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "canonical_body",
+    "canonical_query",
+    "format_number",
+    "sign",
+    "signature_base",
+    "to_json",
+]
+
+_SCALARS = (str, bool, int, float)
+
+
+def format_number(value: float) -> str:
+    """Write a number as JavaScript's ``String(number)`` does (``1.0`` -> ``1``, ``1e-7`` -> ``1e-7``)."""
+    if isinstance(value, bool):
+        raise TypeError("booleans are not numbers here; use to_json()")
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{value!r} cannot be sent as JSON")
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    # repr() gives the shortest round-trip digits, as ECMAScript's Number::toString does;
+    # only the layout (where the point goes, when to use an exponent) differs.
+    mantissa, _, exponent = repr(abs(value)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    point = len(whole) + int(exponent or 0) - (len(whole + fraction) - len(digits))
+    digits = digits.rstrip("0")
+    return sign + _layout(digits, point)
+
+
+def _layout(digits: str, point: int) -> str:
+    """Place the decimal point per ECMAScript Number::toString (``point`` counts from the left)."""
+    count = len(digits)
+    if count <= point <= 21:
+        return digits + "0" * (point - count)
+    if 0 < point <= 21:
+        return f"{digits[:point]}.{digits[point:]}"
+    if -6 < point <= 0:
+        return "0." + "0" * -point + digits
+    exponent = point - 1
+    exponent_text = f"e+{exponent}" if exponent >= 0 else f"e{exponent}"
+    head = digits if count == 1 else f"{digits[0]}.{digits[1:]}"
+    return head + exponent_text
+
+
+def to_json(value: Any) -> str:
+    """Serialise ``value`` as compact JSON, keys in the caller's order, numbers as JavaScript writes them.
+
+    This is both the signed form of objects and arrays and the request body sent on the wire,
+    so the server parses exactly what was signed.
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return format_number(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{_json_key(key)}:{to_json(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, Sequence):
+        return "[" + ",".join(to_json(item) for item in value) + "]"
+    raise TypeError(f"{type(value).__name__} values cannot be sent as JSON")
+
+
+def _json_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"JSON object keys must be strings, got {type(key).__name__} {key!r}")
+    return json.dumps(key, ensure_ascii=False)
+
+
+def _signed_value(value: Any) -> str | None:
+    """Return the signed text of one top-level value, or ``None`` when the value is dropped."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    return to_json(value)
+
+
+def _canonical_pairs(fields: Mapping[str, Any]) -> str:
+    """Join ``name=value`` pairs sorted by name (code-point order), dropped values left out."""
+    signed = ((_checked_name(name), _signed_value(value)) for name, value in fields.items())
+    return "&".join(f"{name}={text}" for name, text in sorted(signed) if text is not None)
+
+
+def _checked_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"field names must be strings, got {type(name).__name__} {name!r}")
+    return name
+
+
+def canonical_query(params: Mapping[str, Any] | None) -> str:
+    """Return the canonical query: scalar values, nulls and blank strings dropped, sorted by name."""
+    if not params:
+        return ""
+    for name, value in params.items():
+        if value is not None and not isinstance(value, _SCALARS):
+            raise TypeError(
+                f"query parameter {name!r} must be a string, number or boolean, got {type(value).__name__}"
+            )
+    return _canonical_pairs(params)
+
+
+def canonical_body(body: Mapping[str, Any] | None) -> str:
+    """Return the canonical body: top-level fields, nulls and blank strings dropped, sorted by name."""
+    if not body:
+        return ""
+    return _canonical_pairs(body)
+
+
+def signature_base(
+    method: str, path: str, timestamp: str, user_id: str, query: str = "", body: str = ""
+) -> str:
+    """Join the six signed parts with newlines; an empty part leaves an empty line."""
+    return "\n".join((method, path, timestamp, user_id, query, body))
+
+
+def sign(api_secret: str, base: str) -> str:
+    """Return the lowercase hex HMAC-SHA256 of ``base`` keyed with ``api_secret``."""
+    return hmac.new(api_secret.encode(), base.encode(), hashlib.sha256).hexdigest()
