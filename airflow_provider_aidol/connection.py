@@ -94,7 +94,7 @@ def _base_url(conn_id: str, host: str | None, port: int | None) -> str:
         has_port = parts.port is not None
     except ValueError:
         raise ValueError(
-            f"Connection {conn_id!r}: the Base URL (host) {host!r} has an invalid port."
+            f"Connection {conn_id!r}: the Base URL (host) {host!r} has a bad port (use 1-65535)."
         ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise ValueError(

@@ -187,7 +187,7 @@ class AidolHook(BaseHook):
             stop=stop_after_attempt(self.settings.max_retries + 1)
             | stop_before_delay(self.settings.retry_max_seconds),
             wait=self._wait,
-            before_sleep=lambda state: self._log_retry(prepared, state),
+            before_sleep=self._log_retry,
             reraise=True,
         )
         return retrying(self._attempt_correcting_clock, prepared)
@@ -303,12 +303,10 @@ class AidolHook(BaseHook):
         backoff = wait_random_exponential(multiplier=settings.retry_wait_initial, max=settings.retry_wait_max)
         return float(backoff(state))
 
-    def _log_retry(self, prepared: _PreparedRequest, state: RetryCallState) -> None:
+    def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         self.log.warning(
-            "AI-DOL %s %s attempt %d failed (%s); retrying in %.2f s",
-            prepared.method,
-            prepared.path,
+            "AI-DOL attempt %d failed: %s; retrying in %.2f s",
             state.attempt_number,
             error,
             state.upcoming_sleep,
@@ -341,4 +339,6 @@ def _is_read_timeout(error: requests.ConnectionError) -> bool:
 
 
 def _describe(error: requests.RequestException) -> str:
-    return f"{type(error).__name__}: {error}"
+    """Name urllib3's reason, not requests' 'Max retries exceeded' wrapper (the hook retries, not urllib3)."""
+    cause = error.args[0] if error.args else error
+    return str(getattr(cause, "reason", cause))

@@ -1,0 +1,121 @@
+"""Each kind of answer maps to one typed error carrying status, code, message and traceId."""
+
+from __future__ import annotations
+
+import json
+from email.utils import format_datetime
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from airflow_provider_aidol.envelope import parse_response, parse_retry_after
+from airflow_provider_aidol.exceptions import (
+    AidolAuthError,
+    AidolError,
+    AidolNotFoundError,
+    AidolQuotaExceededError,
+    AidolRateLimitError,
+    AidolResponseError,
+    AidolServerError,
+    AidolValidationError,
+)
+
+TRACE = "0123456789abcdef0123456789abcdef"
+JSON = {"Content-Type": "application/json"}
+
+
+def envelope(code: int, message: str, *, success: bool = False, data=None, timestamp="1773298769000") -> bytes:
+    return json.dumps(
+        {"code": code, "success": success, "message": message, "data": data, "traceId": TRACE, "timestamp": timestamp}
+    ).encode()
+
+
+def parse(status: int, body: bytes, headers=JSON, **kwargs):
+    return parse_response(status, headers, body, method="POST", path="/v1/chat/conversation", **kwargs)
+
+
+def test_success_returns_data_and_trace_id():
+    response = parse(200, envelope(10200, "OK", success=True, data={"conversationId": "c-1"}))
+    assert response.data == {"conversationId": "c-1"}
+    assert response.trace_id == TRACE
+    assert response.http_status == 200
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message", "error_class", "retryable"),
+    [
+        (401, 10401, "Invalid signature", AidolAuthError, False),
+        (200, 10401, "Invalid API key", AidolAuthError, False),
+        (200, 10429, "Too many requests, please try again later", AidolRateLimitError, True),
+        (200, 99999, "Too many requests, please try again later", AidolRateLimitError, True),
+        (429, 10429, "slow down", AidolRateLimitError, True),
+        (200, 10403, "API key usage limit reached", AidolQuotaExceededError, False),
+        (200, 12345, "API key usage limit reached", AidolQuotaExceededError, False),
+        (200, 10400, "agentId is required", AidolValidationError, False),
+        (200, 10404, "Agent not found", AidolNotFoundError, False),
+        (200, 10500, "Agent missing image generation config", AidolServerError, False),
+        (500, 10500, "boom", AidolServerError, False),
+        (502, 10500, "bad gateway", AidolServerError, True),
+        (503, 10500, "unavailable", AidolServerError, True),
+        (504, 10500, "gateway timeout", AidolServerError, True),
+        (200, 10999, "something new", AidolError, False),
+    ],
+)
+def test_failures_are_classified(status, code, message, error_class, retryable):
+    with pytest.raises(error_class) as caught:
+        parse(status, envelope(code, message))
+    error = caught.value
+    assert type(error) is error_class
+    assert (error.http_status, error.code, error.message, error.trace_id) == (status, code, message, TRACE)
+    assert error.retryable is retryable
+    assert str(error) == f"POST /v1/chat/conversation: {message} (HTTP {status}, code {code}, traceId {TRACE})"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "error_class"),
+    [
+        (200, b'{"code": 10200, "succ', "application/json", AidolResponseError),
+        (200, b"<html><body>Welcome</body></html>", "text/html", AidolResponseError),
+        (200, b'{"data": {}}', "application/json", AidolResponseError),
+        (200, b"[1, 2]", "application/json", AidolResponseError),
+        (502, b"<html><h1>502 Bad Gateway</h1></html>", "text/html", AidolServerError),
+        (401, b"Unauthorized", "text/plain", AidolAuthError),
+        (429, b"", "text/plain", AidolRateLimitError),
+    ],
+)
+def test_unreadable_answers_are_typed_by_status(status, body, content_type, error_class):
+    with pytest.raises(error_class) as caught:
+        parse(status, body, headers={"Content-Type": content_type})
+    assert caught.value.http_status == status
+    assert caught.value.code is None
+    assert content_type in caught.value.message
+
+
+def test_success_flag_with_a_failing_status_is_not_success():
+    with pytest.raises(AidolServerError):
+        parse(503, envelope(10200, "OK", success=True))
+
+
+def test_auth_error_measures_clock_skew_from_the_envelope_timestamp():
+    with pytest.raises(AidolAuthError) as caught:
+        parse(401, envelope(10401, "Request timestamp expired", timestamp="1000600000"), received_at=1_000_000.0)
+    assert caught.value.clock_skew == pytest.approx(600.0)
+    assert "clock skew +600 s against the server" in str(caught.value)
+
+
+def test_rate_limit_carries_retry_after():
+    with pytest.raises(AidolRateLimitError) as caught:
+        parse(429, envelope(10429, "slow down"), headers={**JSON, "Retry-After": "7"})
+    assert caught.value.retry_after == 7.0
+
+
+def test_retry_after_accepts_seconds_and_http_dates():
+    now = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+    later = format_datetime(now + timedelta(seconds=30), usegmt=True)
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("1.5") == 1.5
+    assert parse_retry_after(later, now=now.timestamp()) == pytest.approx(30.0)
+    assert parse_retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now=now.timestamp()) == 0
+    assert parse_retry_after("-4") == 0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None

@@ -1,0 +1,28 @@
+"""The example DAGs import cleanly, and DAG files stay cheap to parse."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_example_dags_load_without_import_errors():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "example_dags"))
+    assert bag.import_errors == {}
+    assert {"example_aidol_conversation", "example_aidol_mapped"} <= set(bag.dag_ids)
+
+
+def test_operator_module_does_not_import_the_hook_or_http_stack():
+    code = (
+        "import sys, json, airflow.sdk; before = set(sys.modules);"
+        "import airflow_provider_aidol.operators.aidol;"
+        "print(json.dumps(sorted(set(sys.modules) - before)))"
+    )
+    added = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+    heavy = [name for name in added if name.split(".")[0] in {"requests", "urllib3", "tenacity"} or "hooks" in name]
+    assert heavy == []

@@ -1,0 +1,79 @@
+"""Airflow discovers the provider and serves the AI-DOL connection form."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_aidol.get_provider_info import get_provider_info
+
+PYTHON = sys.executable
+AIRFLOW = str(Path(PYTHON).with_name("airflow"))
+
+
+def run_python(code: str) -> str:
+    return subprocess.run([PYTHON, "-c", code], check=True, capture_output=True, text=True).stdout
+
+
+def test_get_provider_info_imports_nothing_beyond_the_standard_library():
+    loaded = json.loads(
+        run_python(
+            "import sys, json; before = set(sys.modules);"
+            "import airflow_provider_aidol.get_provider_info as m; m.get_provider_info();"
+            "print(json.dumps(sorted(set(sys.modules) - before)))"
+        )
+    )
+    third_party = [name for name in loaded if name.split(".")[0] in {"airflow", "requests", "tenacity", "fastapi"}]
+    assert third_party == []
+
+
+def test_provider_info_validates_against_airflows_schema():
+    import jsonschema
+    from airflow import providers_manager
+
+    schema = json.loads(Path(providers_manager.__file__).with_name("provider_info.schema.json").read_text())
+    jsonschema.validate(get_provider_info(), schema)
+
+
+def test_airflow_providers_list_shows_the_provider():
+    listing = subprocess.run(
+        [AIRFLOW, "providers", "list", "--output", "json"], check=True, capture_output=True, text=True
+    ).stdout
+    providers = {entry["package_name"]: entry for entry in json.loads(listing[listing.index("[") :])}
+    assert "airflow-provider-aidol" in providers
+
+
+@pytest.fixture(scope="module")
+def aidol_form():
+    """The connection-form metadata exactly as Airflow's API serves it (GET /ui/connections/hook_meta)."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    forms = {meta.connection_type: meta for meta in HookMetaService.hook_meta_data()}
+    return forms["aidol"]
+
+
+def test_connection_type_and_name(aidol_form):
+    assert aidol_form.hook_name == "AI-DOL"
+    assert aidol_form.hook_class_name == "airflow_provider_aidol.hooks.aidol.AidolHook"
+
+
+def test_standard_fields_are_relabelled_and_schema_port_hidden(aidol_form):
+    fields = aidol_form.standard_fields
+    assert fields.host.title == "Base URL"
+    assert fields.login.title == "API Key"
+    assert fields.password.title == "API Secret"
+    assert fields.url_schema.hidden is True
+    assert fields.port.hidden is True
+    assert "https://" in fields.host.placeholder
+
+
+def test_extra_fields_include_user_id_and_tuning(aidol_form):
+    extra = aidol_form.extra_fields
+    assert {"user_id", "timeout", "connect_timeout", "max_retries", "requests_per_second"} <= set(extra)
+    assert extra["user_id"]["schema"]["title"] == "User ID"
+    assert extra["max_retries"]["schema"]["type"] == ["integer", "null"]
+    assert extra["timeout"]["value"] == 30
