@@ -5,6 +5,7 @@ The environment is set when pytest loads this file, before any test imports Airf
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,17 @@ os.environ.update(
         "AIRFLOW_HOME": str(AIRFLOW_HOME),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "example_dags"),
+        # dag.test() runs only DAGs found in a bundle: the examples and the tests' own DAGs.
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
+            [
+                {
+                    "name": name,
+                    "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                    "kwargs": {"path": str(path)},
+                }
+                for name, path in [("aidol_examples", REPO / "example_dags"), ("aidol_tests", REPO / "tests" / "dags")]
+            ]
+        ),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
     }
 )

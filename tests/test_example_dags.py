@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO
+from tests.conftest import REPO
 
 
 def test_example_dags_load_without_import_errors():

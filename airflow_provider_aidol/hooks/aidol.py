@@ -37,7 +37,7 @@ from airflow_provider_aidol.ratelimit import RateLimiter
 from airflow_provider_aidol.signing import canonical_body, canonical_query, sign, signature_base, to_json
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 CONVERSATION_PATH = "/v1/chat/conversation"
 # A 401 whose server clock is further off than this is taken for clock skew (the window is 5 min).
@@ -80,6 +80,9 @@ class AidolHook(BaseHook):
     default_conn_name = "aidol_default"
     conn_type = "aidol"
     hook_name = "AI-DOL"
+
+    #: How the hook waits between retries (replaceable, e.g. to record waits in tests).
+    sleep: Callable[[float], None] = staticmethod(time.sleep)
 
     def __init__(self, aidol_conn_id: str = default_conn_name) -> None:
         super().__init__()
@@ -188,6 +191,7 @@ class AidolHook(BaseHook):
             | stop_before_delay(self.settings.retry_max_seconds),
             wait=self._wait,
             before_sleep=self._log_retry,
+            sleep=self.sleep,
             reraise=True,
         )
         return retrying(self._attempt_correcting_clock, prepared)

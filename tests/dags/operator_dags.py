@@ -1,0 +1,36 @@
+"""DAGs the operator tests run with ``dag.test()`` (which needs them in a DAG bundle).
+
+Downstream tasks record what they received in ``RECEIVED`` so a test can check the hand-over.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import DAG, task
+
+from airflow_provider_aidol.operators.aidol import CreateConversationOperator
+
+RECEIVED: dict[str, list[object]] = {}
+
+
+@task
+def record(dag_key: str, value: object) -> None:
+    """Keep what the upstream operator handed over."""
+    RECEIVED.setdefault(dag_key, []).append(list(value) if not isinstance(value, str) else value)
+
+
+with DAG("aidol_test_single", schedule=None, params={"agent": "agent-2"}) as single:
+    created = CreateConversationOperator(task_id="create", agent_id="{{ params.agent }}", user_id="bob")
+    record("single", created.output)
+
+with DAG("aidol_test_mapped", schedule=None) as mapped:
+    conversations = CreateConversationOperator.partial(task_id="create").expand(
+        agent_id=["agent-1", "agent-2", "agent-3"]
+    )
+    record("mapped", conversations.output)
+
+with DAG("aidol_test_retries", schedule=None, params={"agent": "agent-1"}) as with_retries:
+    CreateConversationOperator(
+        task_id="create", agent_id="{{ params.agent }}", retries=2, retry_delay=timedelta(0)
+    )

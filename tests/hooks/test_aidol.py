@@ -1,0 +1,337 @@
+"""AidolHook against the embedded AI-DOL server over real HTTP.
+
+The server verifies every request with its own, separately written verifier, so an accepted
+request is one that an independent implementation of the spec agrees with.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from airflow_provider_aidol.exceptions import (
+    AidolAuthError,
+    AidolConnectionError,
+    AidolNotFoundError,
+    AidolQuotaExceededError,
+    AidolRateLimitError,
+    AidolResponseError,
+    AidolServerError,
+    AidolTimeoutError,
+    AidolValidationError,
+)
+from airflow_provider_aidol.hooks.aidol import AidolHook
+from airflow_provider_aidol.testing import Fault
+
+CONVERSATION = "/v1/chat/conversation"
+
+
+@pytest.fixture
+def server(aidol_default_connection, monkeypatch):
+    """The embedded server behind ``aidol_default``, with fast retry waits."""
+    conn = json.loads(aidol_default_connection.connection_json())
+    conn["extra"].update(retry_wait_initial=0.01, retry_wait_max=0.05)
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    return aidol_default_connection
+
+
+@pytest.fixture
+def hook(server):
+    hook = AidolHook()
+    yield hook
+    hook.close()
+
+
+def test_create_conversation_returns_the_uuid_the_server_recorded(hook, server):
+    conversation_id = hook.create_conversation("agent-1")
+    assert str(uuid.UUID(conversation_id)) == conversation_id
+    [created] = server.conversations
+    assert (created.conversation_id, created.agent_id, created.user_id) == (conversation_id, "agent-1", "test-user")
+
+
+def test_per_call_user_id_overrides_the_connection(hook, server):
+    hook.create_conversation("agent-2", user_id="alice")
+    assert [c.user_id for c in server.conversations] == ["alice"]
+
+
+def test_every_attempt_has_a_fresh_request_id_and_one_session_is_reused(hook, server):
+    for _ in range(3):
+        hook.create_conversation("agent-1")
+    request_ids = [record.request_id for record in server.requests]
+    assert len(set(request_ids)) == 3
+    assert all(len(request_id) == 32 for request_id in request_ids)
+    assert hook.get_conn() is hook.session
+
+
+def test_generic_request_signs_query_parameters(hook, server):
+    # No published GET endpoint exists; the server authenticates before routing, so a 404
+    # (not a 401) proves the query was signed as the server's verifier expects.
+    with pytest.raises(AidolNotFoundError):
+        hook.request("GET", "/v1/agent/list", params={"size": 20, "page": 1, "keyword": "", "q": " 你好 "})
+    [record] = server.requests
+    assert record.http_status == 404
+
+
+def test_generic_request_returns_data(hook):
+    options = hook.request("POST", "/v1/config/options", json={"namespace": "custom_image", "language": "en"})
+    assert {"Pose", "Background", "Outfit"} <= set(options)
+
+
+@pytest.mark.parametrize(
+    ("agent_id", "user_id", "named"),
+    [("", None, "agent_id"), ("  ", None, "agent_id"), (None, None, "agent_id"), ("agent-1", "", "user_id")],
+)
+def test_bad_input_is_refused_before_any_request(hook, server, agent_id, user_id, named):
+    with pytest.raises(ValueError, match=named):
+        hook.create_conversation(agent_id, user_id=user_id)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"method": "POST", "path": "v1/x"}, "path must start with '/'"),
+        ({"method": "POST", "path": "/v1/x?a=1"}, "pass query parameters in params="),
+        ({"method": "TRACE", "path": "/v1/x"}, "method must be one of"),
+        ({"method": "POST", "path": "/v1/x", "json": ["a"]}, "json must be a dict"),
+    ],
+)
+def test_bad_generic_requests_are_refused_before_sending(hook, server, kwargs, named):
+    with pytest.raises(ValueError, match=named):
+        hook.request(**kwargs)
+    assert server.requests == []
+
+
+def test_missing_user_id_names_the_extra_field_and_connection(monkeypatch, server):
+    conn = json.loads(server.connection_json())
+    del conn["extra"]["user_id"]
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    with pytest.raises(ValueError, match="extra field 'user_id' on connection 'aidol_default'"):
+        AidolHook().create_conversation("agent-1")
+    assert server.requests == []
+
+
+# --- typed errors ---------------------------------------------------------------------------
+
+
+def test_unknown_agent_is_not_found_and_not_retried(hook, server):
+    with pytest.raises(AidolNotFoundError) as caught:
+        hook.create_conversation("no-such-agent")
+    assert (caught.value.http_status, caught.value.code, caught.value.message) == (200, 10404, "Agent not found")
+    assert len(caught.value.trace_id) == 32
+    assert server.count(path=CONVERSATION) == 1
+
+
+def test_missing_agent_id_from_the_server_is_a_validation_error(hook, server):
+    with pytest.raises(AidolValidationError, match="agentId is required"):
+        hook.request("POST", CONVERSATION, json={"agentId": "   "})
+    assert server.count() == 1
+
+
+def test_wrong_secret_is_an_auth_error_that_names_no_secret(monkeypatch, server):
+    conn = json.loads(server.connection_json())
+    conn["password"] = "wrong-secret-value"
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    hook = AidolHook()
+    with pytest.raises(AidolAuthError) as caught:
+        hook.create_conversation("agent-1")
+    error = caught.value
+    assert (error.http_status, error.message) == (401, "Invalid signature")
+    assert server.count() == 1
+    for text in (str(error), repr(error), repr(hook), repr(hook.settings)):
+        assert "wrong-secret-value" not in text
+        assert server.api_key not in text
+
+
+def test_wrong_key_is_an_auth_error(monkeypatch, server):
+    conn = json.loads(server.connection_json())
+    conn["login"] = "not-a-key"
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    with pytest.raises(AidolAuthError, match="Invalid API key"):
+        AidolHook().create_conversation("agent-1")
+
+
+def test_quota_is_not_retried(hook, server):
+    server.inject(Fault.QUOTA)
+    with pytest.raises(AidolQuotaExceededError, match="API key usage limit reached"):
+        hook.create_conversation("agent-1")
+    assert server.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_class"),
+    [
+        (Fault.MALFORMED_JSON, AidolResponseError),
+        (Fault.MISSING_FIELDS, AidolResponseError),
+        (Fault.NO_CONVERSATION_ID, AidolResponseError),
+        (Fault.HTML, AidolServerError),
+    ],
+)
+def test_unreadable_answers(hook, server, fault, error_class):
+    server.inject(fault, status=500)
+    with pytest.raises(error_class):
+        hook.create_conversation("agent-1")
+    assert server.count() == 1
+    assert server.conversations == []
+
+
+def test_a_500_is_reported_at_once(hook, server):
+    server.inject(Fault.STATUS, status=500)
+    with pytest.raises(AidolServerError) as caught:
+        hook.create_conversation("agent-1")
+    assert caught.value.http_status == 500
+    assert server.count() == 1
+
+
+# --- retries ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_gateway_errors_are_retried_until_success(hook, server, status):
+    server.inject(Fault.STATUS, status=status, times=2)
+    hook.create_conversation("agent-1")
+    assert server.count(http_status=status) == 2
+    assert server.count(http_status=200) == 1
+    assert len(server.conversations) == 1
+
+
+def test_rate_limit_message_is_retried(hook, server):
+    server.inject(Fault.RATE_LIMITED, times=3)
+    hook.create_conversation("agent-1")
+    assert server.count(path=CONVERSATION) == 4
+    assert len(server.conversations) == 1
+
+
+def recording_hook(monkeypatch, server, **extra) -> tuple[AidolHook, list[float]]:
+    """A hook on a connection with ``extra`` tuning whose retry waits are recorded, not slept."""
+    conn = json.loads(server.connection_json())
+    conn["extra"].update(extra)
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    hook, waits = AidolHook(), []
+    hook.sleep = waits.append
+    return hook, waits
+
+
+def test_retry_after_is_honoured(monkeypatch, server):
+    hook, waits = recording_hook(monkeypatch, server, retry_wait_max=30)
+    server.inject(Fault.STATUS, status=429, retry_after=2)
+    hook.create_conversation("agent-1")
+    assert waits == [2.0]
+
+
+def test_retry_after_is_capped_by_the_longest_retry_wait(monkeypatch, server):
+    hook, waits = recording_hook(monkeypatch, server, retry_wait_max=5)
+    server.inject(Fault.STATUS, status=429, retry_after=3600)
+    hook.create_conversation("agent-1")
+    assert waits == [5.0]
+
+
+def test_backoff_grows_exponentially_within_its_bounds(monkeypatch, server):
+    hook, waits = recording_hook(monkeypatch, server, retry_wait_initial=1, retry_wait_max=3, max_retries=5)
+    server.inject(Fault.STATUS, status=503, times=5)
+    hook.create_conversation("agent-1")
+    assert len(waits) == 5
+    assert all(0 <= wait <= 3 for wait in waits)
+    assert waits[0] <= 1
+
+
+def test_retries_stop_after_max_retries(monkeypatch, server):
+    conn = json.loads(server.connection_json())
+    conn["extra"].update(max_retries=2, retry_wait_initial=0.01)
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    server.inject(Fault.STATUS, status=503, times=10)
+    with pytest.raises(AidolServerError):
+        AidolHook().create_conversation("agent-1")
+    assert server.count() == 3
+
+
+def test_retried_warning_names_attempt_reason_and_trace_id(hook, server, capsys):
+    server.inject(Fault.RATE_LIMITED)
+    hook.create_conversation("agent-1")
+    # Airflow 3 logs through structlog to the console.
+    [warning] = [line for line in capsys.readouterr().out.splitlines() if "attempt" in line]
+    assert "warning" in warning
+    assert "attempt 1 failed" in warning
+    assert "Too many requests" in warning
+    assert server.requests[0].trace_id in warning
+
+
+def test_dropped_connection_is_retried(hook, server):
+    server.inject(Fault.DROP)
+    hook.create_conversation("agent-1")
+    assert len(server.conversations) == 1
+    assert server.count(fault=Fault.DROP) == 1
+
+
+def test_connection_refused_is_a_connection_error(monkeypatch, server):
+    conn = json.loads(server.connection_json())
+    conn["host"] = "http://127.0.0.1:9"
+    conn["extra"].update(max_retries=1, retry_wait_initial=0.01)
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    with pytest.raises(AidolConnectionError) as caught:
+        AidolHook().create_conversation("agent-1")
+    assert caught.value.http_status is None
+    assert "Max retries exceeded" not in str(caught.value)
+
+
+def test_read_timeout_is_not_retried(monkeypatch, server):
+    conn = json.loads(server.connection_json())
+    conn["extra"].update(timeout=0.2)
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    server.inject(Fault.DELAY, delay=1.0)
+    with pytest.raises(AidolTimeoutError, match="no answer within 0.2 s"):
+        AidolHook().create_conversation("agent-1")
+    assert server.count() == 1
+
+
+def test_rate_limit_error_after_retries_are_exhausted(monkeypatch, server):
+    conn = json.loads(server.connection_json())
+    conn["extra"].update(max_retries=1, retry_wait_initial=0.01)
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    server.inject(Fault.RATE_LIMITED, times=5)
+    with pytest.raises(AidolRateLimitError):
+        AidolHook().create_conversation("agent-1")
+    assert server.count() == 2
+
+
+# --- clock skew -----------------------------------------------------------------------------
+
+
+def test_clock_skew_is_corrected_once_and_remembered(hook, server):
+    server.clock_offset = 600
+    hook.create_conversation("agent-1")
+    assert [r.http_status for r in server.requests] == [401, 200]
+    hook.create_conversation("agent-2")
+    assert [r.http_status for r in server.requests] == [401, 200, 200]
+
+
+def test_persistent_auth_failure_after_correction_states_the_skew(hook, server):
+    server.clock_offset = -900
+    server.inject(Fault.UNAUTHORIZED, times=2)
+    with pytest.raises(AidolAuthError) as caught:
+        hook.create_conversation("agent-1")
+    assert "clock skew -900 s against the server" in str(caught.value)
+    assert server.count(http_status=401) == 2
+
+
+def test_small_skew_is_not_taken_for_clock_trouble(hook, server):
+    server.clock_offset = 30
+    server.inject(Fault.UNAUTHORIZED)
+    with pytest.raises(AidolAuthError):
+        hook.create_conversation("agent-1")
+    assert server.count() == 1
+
+
+# --- pacing -----------------------------------------------------------------------------------
+
+
+def test_requests_per_second_paces_calls(monkeypatch, server):
+    conn = json.loads(server.connection_json())
+    conn["extra"]["requests_per_second"] = 1000
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    hook = AidolHook()
+    hook.create_conversation("agent-1")
+    assert hook._rate_limiter is not None
+    assert hook._rate_limiter.rate == 1000

@@ -1,0 +1,47 @@
+"""CreateConversationOperator inside real DAG runs (``dag.test()`` on a migrated SQLite database)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_provider_aidol.operators.aidol import CreateConversationOperator
+from tests.dags import operator_dags
+
+
+@pytest.fixture
+def server(airflow_db, aidol_default_connection):
+    operator_dags.RECEIVED.clear()
+    return aidol_default_connection
+
+
+def test_downstream_task_receives_the_conversation_id(server):
+    assert operator_dags.single.test().state == "success"
+    [created] = server.conversations
+    assert (created.agent_id, created.user_id) == ("agent-2", "bob")
+    assert operator_dags.RECEIVED["single"] == [created.conversation_id]
+
+
+def test_mapped_over_agents_creates_one_conversation_each(server):
+    assert operator_dags.mapped.test().state == "success"
+    by_agent = {c.agent_id: c.conversation_id for c in server.conversations}
+    assert sorted(by_agent) == ["agent-1", "agent-2", "agent-3"]
+    assert operator_dags.RECEIVED["mapped"] == [[by_agent["agent-1"], by_agent["agent-2"], by_agent["agent-3"]]]
+
+
+def test_auth_errors_fail_the_task_without_airflow_retries(server, monkeypatch):
+    conn = json.loads(server.connection_json())
+    conn["password"] = "not-the-secret"
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    assert operator_dags.with_retries.test().state == "failed"
+    assert server.count() == 1
+
+
+def test_other_errors_use_airflow_task_retries(server):
+    assert operator_dags.with_retries.test(run_conf={"agent": "missing-agent"}).state == "failed"
+    assert server.count() == 3
+
+
+def test_agent_and_user_are_templated():
+    assert set(CreateConversationOperator.template_fields) == {"agent_id", "user_id"}
