@@ -23,6 +23,7 @@ __all__ = [
     "sign",
     "signature_base",
     "to_json",
+    "wire_query",
 ]
 
 _SCALARS = (str, bool, int, float)
@@ -122,6 +123,17 @@ def canonical_query(params: Mapping[str, Any] | None) -> str:
                 f"query parameter {name!r} must be a string, number or boolean, got {type(value).__name__}"
             )
     return _canonical_pairs(params)
+
+
+def wire_query(params: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """Return query parameters as sent: strings as given, other values as signed, nulls left out."""
+    if not params:
+        return None
+    return {
+        name: value if isinstance(value, str) else to_json(value)
+        for name, value in params.items()
+        if value is not None
+    }
 
 
 def canonical_body(body: Mapping[str, Any] | None) -> str:

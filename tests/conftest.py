@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,7 +32,10 @@ os.environ.update(
                     "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
                     "kwargs": {"path": str(path)},
                 }
-                for name, path in [("aidol_examples", REPO / "example_dags"), ("aidol_tests", REPO / "tests" / "dags")]
+                for name, path in [
+                    ("aidol_examples", REPO / "example_dags"),
+                    ("aidol_tests", REPO / "tests" / "dags"),
+                ]
             ]
         ),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
@@ -42,8 +44,8 @@ os.environ.update(
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> Iterator[Path]:
+def airflow_db() -> Path:
     """A migrated Airflow metadata database, made by the real ``airflow db migrate``."""
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
-    yield AIRFLOW_HOME / "airflow.db"
+    return AIRFLOW_HOME / "airflow.db"

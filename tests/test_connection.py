@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from airflow.sdk import Connection
@@ -11,8 +12,13 @@ from airflow_provider_aidol.connection import ConnectionSettings
 from airflow_provider_aidol.get_provider_info import CONNECTION_FIELDS
 
 
-def settings(**fields) -> ConnectionSettings:
-    values = {"conn_type": "aidol", "host": "https://api.example.com", "login": "key", "password": "secret"}
+def settings(**fields: Any) -> ConnectionSettings:
+    values: dict[str, Any] = {
+        "conn_type": "aidol",
+        "host": "https://api.example.com",
+        "login": "key",
+        "password": "secret",
+    }
     values.update(fields)
     return ConnectionSettings.from_connection(Connection(conn_id="my_aidol", **values))
 
@@ -45,7 +51,9 @@ def test_uri_form_with_a_protocol_in_the_host():
 
 
 def test_uri_form_without_protocol_means_https():
-    read = ConnectionSettings.from_connection(Connection.from_uri("aidol://key:secret@api.example.com", conn_id="x"))
+    read = ConnectionSettings.from_connection(
+        Connection.from_uri("aidol://key:secret@api.example.com", conn_id="x")
+    )
     assert read.base_url == "https://api.example.com"
     assert read.user_id is None
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 
@@ -24,9 +24,18 @@ TRACE = "0123456789abcdef0123456789abcdef"
 JSON = {"Content-Type": "application/json"}
 
 
-def envelope(code: int, message: str, *, success: bool = False, data=None, timestamp="1773298769000") -> bytes:
+def envelope(
+    code: int, message: str, *, success: bool = False, data=None, timestamp="1773298769000"
+) -> bytes:
     return json.dumps(
-        {"code": code, "success": success, "message": message, "data": data, "traceId": TRACE, "timestamp": timestamp}
+        {
+            "code": code,
+            "success": success,
+            "message": message,
+            "data": data,
+            "traceId": TRACE,
+            "timestamp": timestamp,
+        }
     ).encode()
 
 
@@ -68,7 +77,9 @@ def test_failures_are_classified(status, code, message, error_class, retryable):
     assert type(error) is error_class
     assert (error.http_status, error.code, error.message, error.trace_id) == (status, code, message, TRACE)
     assert error.retryable is retryable
-    assert str(error) == f"POST /v1/chat/conversation: {message} (HTTP {status}, code {code}, traceId {TRACE})"
+    assert (
+        str(error) == f"POST /v1/chat/conversation: {message} (HTTP {status}, code {code}, traceId {TRACE})"
+    )
 
 
 @pytest.mark.parametrize(
@@ -98,7 +109,9 @@ def test_success_flag_with_a_failing_status_is_not_success():
 
 def test_auth_error_measures_clock_skew_from_the_envelope_timestamp():
     with pytest.raises(AidolAuthError) as caught:
-        parse(401, envelope(10401, "Request timestamp expired", timestamp="1000600000"), received_at=1_000_000.0)
+        parse(
+            401, envelope(10401, "Request timestamp expired", timestamp="1000600000"), received_at=1_000_000.0
+        )
     assert caught.value.clock_skew == pytest.approx(600.0)
     assert "clock skew +600 s against the server" in str(caught.value)
 
@@ -115,7 +128,9 @@ def test_retry_after_accepts_seconds_and_http_dates():
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after("1.5") == 1.5
     assert parse_retry_after(later, now=now.timestamp()) == pytest.approx(30.0)
-    assert parse_retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now=now.timestamp()) == 0
+    assert (
+        parse_retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now=now.timestamp()) == 0
+    )
     assert parse_retry_after("-4") == 0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None

@@ -23,6 +23,10 @@ def test_operator_module_does_not_import_the_hook_or_http_stack():
         "import airflow_provider_aidol.operators.aidol;"
         "print(json.dumps(sorted(set(sys.modules) - before)))"
     )
-    added = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
-    heavy = [name for name in added if name.split(".")[0] in {"requests", "urllib3", "tenacity"} or "hooks" in name]
+    added = json.loads(
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    )
+    heavy = [
+        name for name in added if name.split(".")[0] in {"requests", "urllib3", "tenacity"} or "hooks" in name
+    ]
     assert heavy == []

@@ -27,7 +27,9 @@ def test_get_provider_info_imports_nothing_beyond_the_standard_library():
             "print(json.dumps(sorted(set(sys.modules) - before)))"
         )
     )
-    third_party = [name for name in loaded if name.split(".")[0] in {"airflow", "requests", "tenacity", "fastapi"}]
+    third_party = [
+        name for name in loaded if name.split(".")[0] in {"airflow", "requests", "tenacity", "fastapi"}
+    ]
     assert third_party == []
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -17,68 +18,16 @@ from airflow_provider_aidol.signing import (
     signature_base,
     to_json,
 )
-
-SECRET = "demo-secret"
-
-# The four worked vectors of the protocol reference (copied, not read at test time).
-VECTORS = [
-    pytest.param(
-        "POST",
-        "/v1/chat/stream",
-        "1742000000",
-        None,
-        {"agentId": "agent-uuid", "conversationId": "conv-uuid", "text": "你好"},
-        "POST\n/v1/chat/stream\n1742000000\nuser-123\n\nagentId=agent-uuid&conversationId=conv-uuid&text=你好",
-        "b812125081b5a8c633906bcf87a99af4580a98073d0f19bd66cc2a95b51c7ff6",
-        id="stream-unicode",
-    ),
-    pytest.param(
-        "POST",
-        "/v1/chat/conversation",
-        "1773298769",
-        None,
-        {"agentId": "agent-uuid"},
-        "POST\n/v1/chat/conversation\n1773298769\nuser-123\n\nagentId=agent-uuid",
-        "063e0cf383ed8475be7508212980a1578dfcc113b8c6b32513b1a1fcd318261f",
-        id="create-conversation",
-    ),
-    pytest.param(
-        "POST",
-        "/v1/chat/image",
-        "1773298769",
-        None,
-        {
-            "agentId": " agent-uuid ",
-            "conversationId": "conv-uuid",
-            "text": "a girl",
-            "language": "",
-            "note": "   ",
-            "extra": None,
-            "metadata": {},
-        },
-        "POST\n/v1/chat/image\n1773298769\nuser-123\n\n"
-        "agentId=agent-uuid&conversationId=conv-uuid&metadata={}&text=a girl",
-        "d346fe43a7f339248779b3101dbef20f8211a6321620be74a3af4ec1d5f0d68d",
-        id="image-drops-blank-and-null",
-    ),
-    pytest.param(
-        "GET",
-        "/v1/agent/list",
-        "1773298769",
-        {"size": 20, "page": 1, "keyword": ""},
-        None,
-        "GET\n/v1/agent/list\n1773298769\nuser-123\npage=1&size=20\n",
-        "a686872d26d64eacff72fa250caf0d320554cadceebb2450cbdcba83d157f79b",
-        id="list-query",
-    ),
-]
+from tests.spec_vectors import SECRET, SPEC_VECTORS, USER_ID, SpecVector
+from tests.strategies import bodies, json_values, keys
 
 
-@pytest.mark.parametrize(("method", "path", "timestamp", "query", "body", "base", "signature"), VECTORS)
-def test_worked_vectors(method, path, timestamp, query, body, base, signature):
-    built = signature_base(method, path, timestamp, "user-123", canonical_query(query), canonical_body(body))
-    assert built == base
-    assert sign(SECRET, built) == signature
+@pytest.mark.parametrize("vector", SPEC_VECTORS)
+def test_worked_vectors(vector: SpecVector):
+    query, body = canonical_query(vector.params), canonical_body(vector.body)
+    built = signature_base(vector.method, vector.path, vector.timestamp, USER_ID, query, body)
+    assert built == vector.base
+    assert sign(SECRET, built) == vector.signature
 
 
 def test_signature_is_lowercase_hex_sha256():
@@ -106,6 +55,7 @@ def test_every_separator_is_present_when_parts_are_empty():
         (1e-7, "1e-7"),
         (1.5e-7, "1.5e-7"),
         (1e20, "100000000000000000000"),
+        (2.0**60, "1152921504606847000"),
         (1e21, "1e+21"),
         (1.7976931348623157e308, "1.7976931348623157e+308"),
         (5e-324, "5e-324"),
@@ -150,19 +100,6 @@ def test_unsupported_values_are_refused():
 
 # --- properties ---------------------------------------------------------------------------
 
-keys = st.text(min_size=1, max_size=12)
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20)
-)
-json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4), max_leaves=12
-)
-bodies = st.dictionaries(keys, json_values, max_size=8)
-
 
 @given(bodies)
 def test_canonical_body_ignores_field_order(body):
@@ -172,7 +109,9 @@ def test_canonical_body_ignores_field_order(body):
 
 @given(bodies, keys, st.sampled_from([None, "", " ", "\t\n "]))
 def test_null_and_blank_fields_do_not_change_the_signature(body, name, blank):
-    assert canonical_body({**body, name: blank}) == canonical_body({k: v for k, v in body.items() if k != name})
+    assert canonical_body({**body, name: blank}) == canonical_body(
+        {k: v for k, v in body.items() if k != name}
+    )
 
 
 @given(bodies, keys, st.text(min_size=1, max_size=10).filter(str.strip), st.sampled_from([" ", "\t", "\n "]))
@@ -189,7 +128,7 @@ def test_signed_pairs_are_sorted_by_name(body):
     assert names == sorted(body)
 
 
-def _as_floats(value):
+def _as_floats(value: Any) -> Any:
     """Compare numbers by value: JavaScript writes 1e16 as an integer literal."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value

@@ -34,7 +34,14 @@ from airflow_provider_aidol.exceptions import (
 )
 from airflow_provider_aidol.get_provider_info import FIELD_BEHAVIOUR
 from airflow_provider_aidol.ratelimit import RateLimiter
-from airflow_provider_aidol.signing import canonical_body, canonical_query, sign, signature_base, to_json
+from airflow_provider_aidol.signing import (
+    canonical_body,
+    canonical_query,
+    sign,
+    signature_base,
+    to_json,
+    wire_query,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -230,7 +237,7 @@ class AidolHook(BaseHook):
             user_id=user_id,
             query=canonical_query(params),
             canonical_body=canonical_body(json),
-            params=_wire_params(params),
+            params=wire_query(params),
             body=None if json is None else to_json(json).encode(),
         )
 
@@ -324,17 +331,6 @@ class AidolHook(BaseHook):
             "relabeling": FIELD_BEHAVIOUR["relabeling"],
             "placeholders": FIELD_BEHAVIOUR["placeholders"],
         }
-
-
-def _wire_params(params: Mapping[str, Any] | None) -> dict[str, str] | None:
-    """Query parameters as sent: strings as given, other values as they are signed, nulls left out."""
-    if not params:
-        return None
-    return {
-        name: value if isinstance(value, str) else to_json(value)
-        for name, value in params.items()
-        if value is not None
-    }
 
 
 def _is_read_timeout(error: requests.ConnectionError) -> bool:

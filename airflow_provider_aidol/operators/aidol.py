@@ -6,13 +6,14 @@ it ``requests`` and ``tenacity``) is imported when a task runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseOperator
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from airflow.sdk import Context
 
     from airflow_provider_aidol.hooks.aidol import AidolHook

@@ -6,6 +6,7 @@ Downstream tasks record what they received in ``RECEIVED`` so a test can check t
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from airflow.sdk import DAG, task
 
@@ -15,9 +16,9 @@ RECEIVED: dict[str, list[object]] = {}
 
 
 @task
-def record(dag_key: str, value: object) -> None:
-    """Keep what the upstream operator handed over."""
-    RECEIVED.setdefault(dag_key, []).append(list(value) if not isinstance(value, str) else value)
+def record(dag_key: str, value: Any) -> None:
+    """Keep what the upstream operator handed over (a mapped task's output is a lazy sequence)."""
+    RECEIVED.setdefault(dag_key, []).append(value if isinstance(value, str) else list(value))
 
 
 with DAG("aidol_test_single", schedule=None, params={"agent": "agent-2"}) as single:

@@ -48,7 +48,11 @@ def test_create_conversation_returns_the_uuid_the_server_recorded(hook, server):
     conversation_id = hook.create_conversation("agent-1")
     assert str(uuid.UUID(conversation_id)) == conversation_id
     [created] = server.conversations
-    assert (created.conversation_id, created.agent_id, created.user_id) == (conversation_id, "agent-1", "test-user")
+    assert (created.conversation_id, created.agent_id, created.user_id) == (
+        conversation_id,
+        "agent-1",
+        "test-user",
+    )
 
 
 def test_per_call_user_id_overrides_the_connection(hook, server):
@@ -119,7 +123,12 @@ def test_missing_user_id_names_the_extra_field_and_connection(monkeypatch, serve
 def test_unknown_agent_is_not_found_and_not_retried(hook, server):
     with pytest.raises(AidolNotFoundError) as caught:
         hook.create_conversation("no-such-agent")
-    assert (caught.value.http_status, caught.value.code, caught.value.message) == (200, 10404, "Agent not found")
+    assert (caught.value.http_status, caught.value.code, caught.value.message) == (
+        200,
+        10404,
+        "Agent not found",
+    )
+    assert caught.value.trace_id is not None
     assert len(caught.value.trace_id) == 32
     assert server.count(path=CONVERSATION) == 1
 
@@ -209,7 +218,7 @@ def recording_hook(monkeypatch, server, **extra) -> tuple[AidolHook, list[float]
     conn = json.loads(server.connection_json())
     conn["extra"].update(extra)
     monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
-    hook, waits = AidolHook(), []
+    hook, waits = AidolHook(), list[float]()
     hook.sleep = waits.append
     return hook, waits
 
@@ -281,7 +290,7 @@ def test_read_timeout_is_not_retried(monkeypatch, server):
     conn["extra"].update(timeout=0.2)
     monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
     server.inject(Fault.DELAY, delay=1.0)
-    with pytest.raises(AidolTimeoutError, match="no answer within 0.2 s"):
+    with pytest.raises(AidolTimeoutError, match=r"no answer within 0\.2 s"):
         AidolHook().create_conversation("agent-1")
     assert server.count() == 1
 

@@ -27,7 +27,9 @@ def test_mapped_over_agents_creates_one_conversation_each(server):
     assert operator_dags.mapped.test().state == "success"
     by_agent = {c.agent_id: c.conversation_id for c in server.conversations}
     assert sorted(by_agent) == ["agent-1", "agent-2", "agent-3"]
-    assert operator_dags.RECEIVED["mapped"] == [[by_agent["agent-1"], by_agent["agent-2"], by_agent["agent-3"]]]
+    assert operator_dags.RECEIVED["mapped"] == [
+        [by_agent["agent-1"], by_agent["agent-2"], by_agent["agent-3"]]
+    ]
 
 
 def test_auth_errors_fail_the_task_without_airflow_retries(server, monkeypatch):

@@ -1,0 +1,43 @@
+"""The pytest plugin's fixtures and marker, used here as any project would use them."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import pytest
+import requests
+from airflow.sdk.definitions.connection import Connection
+
+if TYPE_CHECKING:
+    from airflow_provider_aidol.testing import AidolServer
+
+
+def test_plugin_is_loaded_through_its_entry_point(pytestconfig: pytest.Config) -> None:
+    assert pytestconfig.pluginmanager.has_plugin("aidol")
+    assert any(line.startswith("aidol_server(") for line in pytestconfig.getini("markers"))
+
+
+def test_aidol_server_is_a_running_server_with_defaults(aidol_server: AidolServer) -> None:
+    assert aidol_server.running
+    assert (aidol_server.api_key, aidol_server.api_secret, aidol_server.user_id) == (
+        "test-api-key",
+        "test-api-secret",
+        "test-user",
+    )
+    assert requests.post(f"{aidol_server.url}/nowhere", timeout=5).json()["code"] == 10404
+
+
+@pytest.mark.aidol_server(api_key="marker-key", user_id="marker-user", quota=3)
+def test_marker_configures_aidol_server(aidol_server: AidolServer) -> None:
+    assert (aidol_server.api_key, aidol_server.user_id, aidol_server.quota) == (
+        "marker-key",
+        "marker-user",
+        3,
+    )
+
+
+def test_aidol_default_connection_points_airflow_at_the_server(aidol_default_connection: AidolServer) -> None:
+    assert os.environ["AIRFLOW_CONN_AIDOL_DEFAULT"] == aidol_default_connection.connection_json()
+    connection = Connection.from_json(os.environ["AIRFLOW_CONN_AIDOL_DEFAULT"], conn_id="aidol_default")
+    assert connection.host == aidol_default_connection.url
