@@ -10,6 +10,7 @@ from airflow_provider_aidol._compat import AirflowException, AirflowFailExceptio
 
 __all__ = [
     "AidolAuthError",
+    "AidolBatchError",
     "AidolConnectionError",
     "AidolError",
     "AidolNotFoundError",
@@ -141,3 +142,24 @@ class AidolTimeoutError(AidolError):
     Not retried: the server may have acted (for example created a conversation), and the API
     has no idempotency key, so a retry could do it twice.
     """
+
+
+class AidolBatchError(AirflowException):
+    """Items of a batch failed (``on_error="fail"``); every item was attempted first.
+
+    :param failures: the failed items' results (``index``, ``agent_id``, ``user_id``, ``error``, …).
+    :param total: how many items the batch had.
+    """
+
+    #: How many failures the message lists.
+    SHOWN = 10
+
+    def __init__(self, failures: list[dict[str, object]], total: int) -> None:
+        self.failures = failures
+        self.total = total
+        listed = "; ".join(
+            f"items[{f['index']}] agent {f['agent_id']} user {f['user_id']}: {f['error']}"
+            for f in failures[: self.SHOWN]
+        )
+        more = f"; and {len(failures) - self.SHOWN} more" if len(failures) > self.SHOWN else ""
+        super().__init__(f"{len(failures)} of {total} conversations failed: {listed}{more}")

@@ -1,9 +1,10 @@
-"""Client-side pacing of requests, shared by every thread that uses one hook."""
+"""Client-side pacing of requests, shared by every thread that uses one limiter."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -14,29 +15,112 @@ class RateLimiter:
     """Space requests at least ``1 / rate`` seconds apart, however many threads ask.
 
     Each caller reserves the next free slot under a lock and sleeps outside it, so waiting
-    threads never block each other's bookkeeping.
+    threads never block each other's bookkeeping. A server's ``Retry-After`` pauses everyone.
+
+    :param rate: requests per second; ``None`` means no pacing.
     """
 
     def __init__(
         self,
-        rate: float,
+        rate: float | None,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if not rate > 0:
+        if rate is not None and not rate > 0:
             raise ValueError(f"rate must be a number of requests per second > 0, got {rate!r}")
-        self.rate = rate
+        self._rate = rate
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next_slot = float("-inf")
+
+    @property
+    def rate(self) -> float | None:
+        """The current pace in requests per second (``None``: unpaced)."""
+        return self._rate
 
     def acquire(self) -> None:
         """Block until this caller's slot comes."""
         with self._lock:
             now = self._clock()
             slot = max(now, self._next_slot)
-            self._next_slot = slot + 1 / self.rate
+            self._next_slot = slot + (1 / self._rate if self._rate else 0.0)
         if slot > now:
             self._sleep(slot - now)
+
+    def on_granted(self) -> None:
+        """Note that the server accepted a request (any answer but a rate limit)."""
+
+    def on_rate_limited(self, retry_after: float | None = None) -> None:
+        """Note a rate-limit answer; ``retry_after`` seconds pause every caller."""
+        if retry_after:
+            with self._lock:
+                self._next_slot = max(self._next_slot, self._clock() + retry_after)
+
+
+class AdaptiveRateLimiter(RateLimiter):
+    """Unpaced until the server says "too many"; then the pace the server grants, probing upward.
+
+    On a rate-limit answer the pace drops to the rate of recent granted requests (measured over
+    ``window`` seconds) times ``backoff``. After ``probe_interval`` seconds without one, it
+    rises by ``probe_step`` per interval, so a higher server limit is found again.
+    """
+
+    #: Shortest span the granted rate is measured over, so a first burst does not read as huge.
+    MIN_SPAN = 0.1
+
+    def __init__(
+        self,
+        *,
+        window: float = 1.0,
+        probe_interval: float = 0.5,
+        probe_step: float = 1.1,
+        backoff: float = 0.95,
+        min_rate: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(None, clock=clock, sleep=sleep)
+        self._window = window
+        self._probe_interval = probe_interval
+        self._probe_step = probe_step
+        self._backoff = backoff
+        self._min_rate = min_rate
+        self._granted: deque[float] = deque()
+        self._started: float | None = None
+        self._last_change = float("-inf")
+
+    def acquire(self) -> None:
+        """Block until this caller's slot comes (no wait while unpaced)."""
+        if self._started is None:
+            with self._lock:
+                if self._started is None:
+                    self._started = self._clock()
+        super().acquire()
+
+    def on_granted(self) -> None:
+        """Count a granted request; raise the pace if no rate limit was seen for a while."""
+        with self._lock:
+            now = self._clock()
+            self._granted.append(now)
+            self._forget_before(now - self._window)
+            if self._rate is not None and now - self._last_change >= self._probe_interval:
+                self._rate *= self._probe_step
+                self._last_change = now
+
+    def on_rate_limited(self, retry_after: float | None = None) -> None:
+        """Slow to the rate the server granted recently."""
+        with self._lock:
+            now = self._clock()
+            self._forget_before(now - self._window)
+            started = now if self._started is None else self._started
+            span = max(min(self._window, now - started), self.MIN_SPAN)
+            granted = max(len(self._granted) / span * self._backoff, self._min_rate)
+            self._rate = granted
+            self._last_change = now
+        super().on_rate_limited(retry_after)
+
+    def _forget_before(self, moment: float) -> None:
+        while self._granted and self._granted[0] < moment:
+            self._granted.popleft()

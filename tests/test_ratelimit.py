@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from airflow_provider_aidol.ratelimit import RateLimiter
+from airflow_provider_aidol.ratelimit import AdaptiveRateLimiter, RateLimiter
 
 
 class FakeClock:
@@ -56,3 +56,64 @@ def test_threads_get_distinct_slots():
 def test_rate_must_be_positive(rate):
     with pytest.raises(ValueError, match="rate must be"):
         RateLimiter(rate)
+
+
+# --- adaptive ------------------------------------------------------------------------------
+
+
+def adaptive(clock: FakeClock, **kwargs) -> AdaptiveRateLimiter:
+    return AdaptiveRateLimiter(clock=clock, sleep=clock.sleep, **kwargs)
+
+
+def test_adaptive_limiter_is_unpaced_until_rate_limited():
+    clock = FakeClock()
+    limiter = adaptive(clock)
+    for _ in range(100):
+        limiter.acquire()
+        limiter.on_granted()
+    assert limiter.rate is None
+    assert clock.slept == []
+
+
+def test_rate_limit_slows_to_the_recently_granted_rate():
+    clock = FakeClock()
+    limiter = adaptive(clock, window=1.0, backoff=1.0)
+    limiter.acquire()
+    for _ in range(20):  # 20 granted over the last second
+        clock.now += 0.05
+        limiter.on_granted()
+    limiter.on_rate_limited()
+    assert limiter.rate == pytest.approx(20.0)
+
+
+def test_pace_probes_upward_after_a_quiet_interval():
+    clock = FakeClock()
+    limiter = adaptive(clock, window=1.0, backoff=1.0, probe_interval=0.5, probe_step=1.1)
+    limiter.acquire()
+    for _ in range(10):
+        clock.now += 0.1
+        limiter.on_granted()
+    limiter.on_rate_limited()
+    assert limiter.rate == pytest.approx(10.0)
+    clock.now += 0.4
+    limiter.on_granted()
+    assert limiter.rate == pytest.approx(10.0)
+    clock.now += 0.2
+    limiter.on_granted()
+    assert limiter.rate == pytest.approx(11.0)
+
+
+def test_rate_never_drops_below_the_floor():
+    clock = FakeClock()
+    limiter = adaptive(clock, min_rate=2.0)
+    limiter.acquire()
+    limiter.on_rate_limited()
+    assert limiter.rate == 2.0
+
+
+def test_retry_after_pauses_every_caller():
+    clock = FakeClock()
+    limiter = RateLimiter(None, clock=clock, sleep=clock.sleep)
+    limiter.on_rate_limited(retry_after=3.0)
+    limiter.acquire()
+    assert clock.slept == [3.0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,17 +24,20 @@ from tenacity import (
 from urllib3.exceptions import ReadTimeoutError
 
 from airflow_provider_aidol import __version__
+from airflow_provider_aidol.batch import BatchItem, FatalBatchError, parse_items, run_batch
 from airflow_provider_aidol.connection import ConnectionSettings
 from airflow_provider_aidol.envelope import AidolResponse, parse_response
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
     AidolConnectionError,
     AidolError,
+    AidolQuotaExceededError,
+    AidolRateLimitError,
     AidolResponseError,
     AidolTimeoutError,
 )
 from airflow_provider_aidol.get_provider_info import FIELD_BEHAVIOUR
-from airflow_provider_aidol.ratelimit import RateLimiter
+from airflow_provider_aidol.ratelimit import AdaptiveRateLimiter, RateLimiter
 from airflow_provider_aidol.signing import (
     canonical_body,
     canonical_query,
@@ -44,9 +48,10 @@ from airflow_provider_aidol.signing import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
 CONVERSATION_PATH = "/v1/chat/conversation"
+_DEFAULT_POOL_SIZE = 10
 # A 401 whose server clock is further off than this is taken for clock skew (the window is 5 min).
 CLOCK_SKEW_TOLERANCE = 240.0
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
@@ -108,18 +113,23 @@ class AidolHook(BaseHook):
     def session(self) -> requests.Session:
         """The one HTTP session (keep-alive connection pool) this hook uses."""
         session = requests.Session()
-        # Retries are the hook's (tenacity), never urllib3's, so each one is signed afresh.
-        session.mount("https://", HTTPAdapter(max_retries=0))
-        session.mount("http://", HTTPAdapter(max_retries=0))
+        self._mount_adapters(session, _DEFAULT_POOL_SIZE)
         session.headers.update(
             {"User-Agent": f"airflow-provider-aidol/{__version__}", "Content-Type": "application/json"}
         )
         return session
 
+    @staticmethod
+    def _mount_adapters(session: requests.Session, pool_size: int) -> None:
+        # Retries are the hook's (tenacity), never urllib3's, so each one is signed afresh.
+        adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=pool_size)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+
     @cached_property
-    def _rate_limiter(self) -> RateLimiter | None:
-        rate = self.settings.requests_per_second
-        return RateLimiter(rate) if rate else None
+    def _rate_limiter(self) -> RateLimiter:
+        """Pacing for this hook's requests, from the connection's ``requests_per_second``."""
+        return RateLimiter(self.settings.requests_per_second)
 
     def get_conn(self) -> requests.Session:
         """Return the HTTP session (Airflow's hook protocol)."""
@@ -151,16 +161,103 @@ class AidolHook(BaseHook):
         """Create a conversation and return the whole answer (``data.conversationId`` and ``trace_id``)."""
         agent_id = require_text("agent_id", agent_id)
         response = self.send("POST", CONVERSATION_PATH, json={"agentId": agent_id}, user_id=user_id)
-        conversation_id = response.data.get("conversationId") if isinstance(response.data, dict) else None
-        if not isinstance(conversation_id, str) or not conversation_id.strip():
-            raise AidolResponseError(
-                "success answer without data.conversationId",
-                http_status=response.http_status,
-                trace_id=response.trace_id,
-                method="POST",
-                path=CONVERSATION_PATH,
+        return _with_conversation_id(response)
+
+    def create_conversations(
+        self,
+        items: Iterable[str | Mapping[str, str]],
+        *,
+        max_workers: int = 4,
+        requests_per_second: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Create many conversations concurrently; return one result per item, in input order.
+
+        Every item is checked before the first request; one item's failure never stops the
+        others. Each result holds ``agent_id``, ``user_id``, ``conversation_id`` (or ``None``),
+        ``trace_id`` and ``error`` (or ``None``).
+
+        :param items: agent-id strings, or dicts with ``agent_id`` and optionally ``user_id``
+            (default: the connection's ``user_id``).
+        :param max_workers: threads sending requests over the hook's pooled connections.
+        :param requests_per_second: a fixed pace for the whole batch; default: the connection's
+            ``requests_per_second``, else adaptive (it slows to the rate the server grants when
+            rate-limited, then probes upward).
+        """
+        finished = dict(
+            self.iter_create_conversations(
+                items, max_workers=max_workers, requests_per_second=requests_per_second
             )
-        return response
+        )
+        return [finished[index] for index in range(len(finished))]
+
+    def iter_create_conversations(
+        self,
+        items: Iterable[str | Mapping[str, str]],
+        *,
+        max_workers: int = 4,
+        requests_per_second: float | None = None,
+        progress_interval: float = 10.0,
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Like :meth:`create_conversations`, but yield ``(index, result)`` as each item finishes.
+
+        Nothing accumulates, so it suits very large batches written out as they go. Bad items
+        raise ``ValueError`` here, before anything is sent. Once the credentials are refused or
+        the quota is used up, the items not yet sent are reported as ``not sent``.
+        """
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(f"max_workers must be a whole number >= 1, got {max_workers!r}.")
+        if requests_per_second is not None and not (
+            isinstance(requests_per_second, int | float) and 0 < requests_per_second < math.inf
+        ):
+            raise ValueError(f"requests_per_second must be a number > 0, got {requests_per_second!r}.")
+        parsed = parse_items(items, default_user_id=self.settings.user_id, conn_id=self.aidol_conn_id)
+        rate = requests_per_second or self.settings.requests_per_second
+        limiter = RateLimiter(rate) if rate else AdaptiveRateLimiter()
+        if max_workers > _DEFAULT_POOL_SIZE:
+            self._mount_adapters(self.session, max_workers)
+        fatal = FatalBatchError()
+        return run_batch(
+            parsed,
+            lambda item: self._create_batch_item(item, limiter, fatal),
+            max_workers=max_workers,
+            progress_interval=progress_interval,
+        )
+
+    def _create_batch_item(
+        self, item: BatchItem, limiter: RateLimiter, fatal: FatalBatchError
+    ) -> dict[str, Any]:
+        """Create one batch item and report its outcome; never raises."""
+        if fatal.error is not None:
+            return item.result(error=f"not sent: {fatal.error}")
+        try:
+            response = self._create_paced(item, limiter)
+        except (AidolAuthError, AidolQuotaExceededError) as error:
+            fatal.record(str(error))
+            return item.result(trace_id=error.trace_id, error=str(error))
+        except AidolError as error:
+            return item.result(trace_id=error.trace_id, error=str(error))
+        except Exception as error:  # a batch reports every item's outcome, whatever went wrong
+            return item.result(error=f"{type(error).__name__}: {error}")
+        return item.result(response.data["conversationId"], response.trace_id)
+
+    def _create_paced(self, item: BatchItem, limiter: RateLimiter) -> AidolResponse:
+        """Create one conversation; rate limits feed the shared limiter instead of a private backoff."""
+        prepared = self._prepare("POST", CONVERSATION_PATH, {"agentId": item.agent_id}, None, item.user_id)
+        deadline = time.monotonic() + self.settings.retry_max_seconds
+        while True:
+            try:
+                response = self._send(prepared, limiter, retry_rate_limits=False)
+            except AidolRateLimitError as error:
+                limiter.on_rate_limited(error.retry_after)
+                if time.monotonic() >= deadline:
+                    raise
+                continue
+            except AidolError as error:
+                if error.http_status is not None:
+                    limiter.on_granted()
+                raise
+            limiter.on_granted()
+            return _with_conversation_id(response)
 
     def request(
         self,
@@ -191,9 +288,20 @@ class AidolHook(BaseHook):
         user_id: str | None = None,
     ) -> AidolResponse:
         """Like :meth:`request`, but return the whole successful answer (data, traceId, status)."""
-        prepared = self._prepare(method, path, json, params, user_id)
+        return self._send(self._prepare(method, path, json, params, user_id), self._rate_limiter)
+
+    def _send(
+        self, prepared: _PreparedRequest, limiter: RateLimiter, *, retry_rate_limits: bool = True
+    ) -> AidolResponse:
+        """Send with retries; a batch handles rate limits itself (``retry_rate_limits=False``)."""
+
+        def retryable(error: BaseException) -> bool:
+            if isinstance(error, AidolRateLimitError):
+                return retry_rate_limits
+            return isinstance(error, AidolError) and error.retryable
+
         retrying = Retrying(
-            retry=retry_if_exception(lambda error: isinstance(error, AidolError) and error.retryable),
+            retry=retry_if_exception(retryable),
             stop=stop_after_attempt(self.settings.max_retries + 1)
             | stop_before_delay(self.settings.retry_max_seconds),
             wait=self._wait,
@@ -201,7 +309,18 @@ class AidolHook(BaseHook):
             sleep=self.sleep,
             reraise=True,
         )
-        return retrying(self._attempt_correcting_clock, prepared)
+        return retrying(self._attempt_correcting_clock, prepared, limiter)
+
+    def resolve_user_id(self, user_id: str | None) -> str:
+        """Return ``user_id``, or the connection's default when it is ``None``; check it is usable."""
+        if user_id is None:
+            user_id = self.settings.user_id
+            if user_id is None:
+                raise ValueError(
+                    f"user_id is not set: pass user_id= or set the extra field 'user_id' on "
+                    f"connection {self.aidol_conn_id!r}."
+                )
+        return require_text("user_id", user_id)
 
     def _prepare(
         self,
@@ -222,14 +341,7 @@ class AidolHook(BaseHook):
             )
         if json is not None and not isinstance(json, dict):
             raise ValueError(f"json must be a dict (the JSON object body), got {type(json).__name__}.")
-        if user_id is None:
-            user_id = self.settings.user_id
-            if user_id is None:
-                raise ValueError(
-                    f"user_id is not set: pass user_id= or set the extra field 'user_id' on "
-                    f"connection {self.aidol_conn_id!r}."
-                )
-        require_text("user_id", user_id)
+        user_id = self.resolve_user_id(user_id)
         return _PreparedRequest(
             method=method,
             path=path,
@@ -241,10 +353,10 @@ class AidolHook(BaseHook):
             body=None if json is None else to_json(json).encode(),
         )
 
-    def _attempt_correcting_clock(self, prepared: _PreparedRequest) -> AidolResponse:
+    def _attempt_correcting_clock(self, prepared: _PreparedRequest, limiter: RateLimiter) -> AidolResponse:
         """Send once; on a 401 that shows the clocks disagree, adopt the server's clock and resend once."""
         try:
-            return self._attempt(prepared)
+            return self._attempt(prepared, limiter)
         except AidolAuthError as error:
             skew = error.clock_skew
             if skew is None or abs(skew - self._clock_offset) <= CLOCK_SKEW_TOLERANCE:
@@ -256,12 +368,11 @@ class AidolHook(BaseHook):
                 error.trace_id,
             )
             self._clock_offset = skew
-            return self._attempt(prepared)
+            return self._attempt(prepared, limiter)
 
-    def _attempt(self, prepared: _PreparedRequest) -> AidolResponse:
+    def _attempt(self, prepared: _PreparedRequest, limiter: RateLimiter) -> AidolResponse:
         """Sign and send one attempt: fresh X-Timestamp and X-Request-ID every time."""
-        if self._rate_limiter is not None:
-            self._rate_limiter.acquire()
+        limiter.acquire()
         settings = self.settings
         timestamp = str(int(time.time() + self._clock_offset))
         base = signature_base(
@@ -331,6 +442,20 @@ class AidolHook(BaseHook):
             "relabeling": FIELD_BEHAVIOUR["relabeling"],
             "placeholders": FIELD_BEHAVIOUR["placeholders"],
         }
+
+
+def _with_conversation_id(response: AidolResponse) -> AidolResponse:
+    """Return ``response`` if it carries ``data.conversationId``, else raise AidolResponseError."""
+    conversation_id = response.data.get("conversationId") if isinstance(response.data, dict) else None
+    if not isinstance(conversation_id, str) or not conversation_id.strip():
+        raise AidolResponseError(
+            "success answer without data.conversationId",
+            http_status=response.http_status,
+            trace_id=response.trace_id,
+            method="POST",
+            path=CONVERSATION_PATH,
+        )
+    return response
 
 
 def _is_read_timeout(error: requests.ConnectionError) -> bool:

@@ -30,6 +30,9 @@ class CreateConversationOperator(BaseOperator):
     :param agent_id: the agent to talk to. (templated)
     :param user_id: the end user; defaults to the connection's ``user_id`` extra. (templated)
     :param aidol_conn_id: the ``aidol`` connection to use.
+    :param reuse_existing: return the conversation kept for this user and agent in an Airflow
+        Variable (see :mod:`airflow_provider_aidol.reuse`) instead of creating one, and keep
+        newly created ones there, so scheduled runs continue the same conversation.
     """
 
     template_fields: Sequence[str] = ("agent_id", "user_id")
@@ -41,12 +44,14 @@ class CreateConversationOperator(BaseOperator):
         agent_id: str,
         user_id: str | None = None,
         aidol_conn_id: str = DEFAULT_CONN_ID,
+        reuse_existing: bool = False,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.agent_id = agent_id
         self.user_id = user_id
         self.aidol_conn_id = aidol_conn_id
+        self.reuse_existing = reuse_existing
 
     @cached_property
     def hook(self) -> AidolHook:
@@ -56,8 +61,27 @@ class CreateConversationOperator(BaseOperator):
         return AidolHook(aidol_conn_id=self.aidol_conn_id)
 
     def execute(self, context: Context) -> str:
-        """Create the conversation; the returned id becomes the XCom ``return_value``."""
+        """Create (or reuse) the conversation; the returned id becomes the XCom ``return_value``."""
         try:
-            return self.hook.create_conversation(self.agent_id, user_id=self.user_id)
+            if not self.reuse_existing:
+                return self.hook.create_conversation(self.agent_id, user_id=self.user_id)
+            return self._reuse_or_create()
         finally:
             self.hook.close()
+
+    def _reuse_or_create(self) -> str:
+        from airflow_provider_aidol.hooks.aidol import require_text
+        from airflow_provider_aidol.reuse import ConversationStore
+
+        agent_id = require_text("agent_id", self.agent_id)
+        user_id = self.hook.resolve_user_id(self.user_id)
+        store = ConversationStore(self.aidol_conn_id)
+        conversation_id = store.get(user_id, agent_id)
+        if conversation_id is not None:
+            self.log.info(
+                "Reusing AI-DOL conversation %s of user %s with agent %s", conversation_id, user_id, agent_id
+            )
+            return conversation_id
+        conversation_id = self.hook.create_conversation(agent_id, user_id=user_id)
+        store.put(user_id, agent_id, conversation_id)
+        return conversation_id

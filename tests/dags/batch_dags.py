@@ -1,0 +1,51 @@
+"""DAGs the batch-operator tests run with ``dag.test()``; items and options come in as params."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import DAG, task
+
+from airflow_provider_aidol.operators.aidol import CreateConversationOperator
+from airflow_provider_aidol.operators.batch import CreateConversationsOperator
+
+RECEIVED: dict[str, list[Any]] = {}
+
+
+@task
+def record(dag_key: str, value: Any) -> None:
+    """Keep the XCom the upstream operator handed over."""
+    RECEIVED.setdefault(dag_key, []).append(value)
+
+
+def batch_dag(dag_id: str, **operator_kwargs: Any) -> DAG:
+    """A DAG: CreateConversationsOperator on ``params.items``, then a task recording its XCom."""
+    with DAG(
+        dag_id,
+        schedule=None,
+        params={"items": [], "output_path": None},
+        render_template_as_native_obj=True,
+    ) as dag:
+        batch = CreateConversationsOperator(
+            task_id="create_conversations",
+            conversations="{{ params['items'] }}",
+            output_path="{{ params['output_path'] }}",
+            max_workers=2,
+            retry_delay=timedelta(0),
+            **operator_kwargs,
+        )
+        record(dag_id, batch.output)
+    return dag
+
+
+failing = batch_dag("aidol_batch_fail", on_error="fail")
+continuing = batch_dag("aidol_batch_continue", on_error="continue")
+resuming = batch_dag("aidol_batch_resume", on_error="fail", retries=1)
+reusing = batch_dag("aidol_batch_reuse", reuse_existing=True)
+
+with DAG("aidol_single_reuse", schedule=None, params={"user": "nobody"}) as single_reuse:
+    single = CreateConversationOperator(
+        task_id="create", agent_id="agent-1", user_id="{{ params.user }}", reuse_existing=True
+    )
+    record("aidol_single_reuse", single.output)

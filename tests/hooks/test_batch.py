@@ -1,0 +1,141 @@
+"""AidolHook.create_conversations against the embedded server: order, failures, rate limits, exactly once."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from airflow_provider_aidol.hooks.aidol import AidolHook
+from airflow_provider_aidol.testing import Fault
+
+CONVERSATION = "/v1/chat/conversation"
+KEYS = {"agent_id", "user_id", "conversation_id", "trace_id", "error"}
+
+
+@pytest.fixture
+def server(aidol_default_connection, monkeypatch):
+    conn = json.loads(aidol_default_connection.connection_json())
+    conn["extra"].update(retry_wait_initial=0.01, retry_wait_max=0.05)
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    return aidol_default_connection
+
+
+@pytest.fixture
+def hook(server):
+    hook = AidolHook()
+    yield hook
+    hook.close()
+
+
+def items(count: int, agent: str = "agent-1") -> list[dict[str, str]]:
+    """Items with one distinct user each, so the server's records identify every item."""
+    return [{"agent_id": agent, "user_id": f"user-{n:04d}"} for n in range(count)]
+
+
+def created_per_user(server) -> Counter[str]:
+    return Counter(conversation.user_id for conversation in server.conversations)
+
+
+def test_results_are_in_input_order_and_match_what_the_server_created(hook, server):
+    batch = items(40)
+    results = hook.create_conversations(batch, max_workers=8)
+    assert [set(result) for result in results] == [KEYS] * 40
+    assert [(r["agent_id"], r["user_id"]) for r in results] == [(i["agent_id"], i["user_id"]) for i in batch]
+    by_user = {c.user_id: c.conversation_id for c in server.conversations}
+    assert [r["conversation_id"] for r in results] == [by_user[i["user_id"]] for i in batch]
+    assert all(r["error"] is None and len(r["trace_id"]) == 32 for r in results)
+
+
+def test_plain_agent_ids_use_the_connection_user(hook, server):
+    results = hook.create_conversations(["agent-1", "agent-2"])
+    assert [r["user_id"] for r in results] == ["test-user", "test-user"]
+    assert sorted(c.agent_id for c in server.conversations) == ["agent-1", "agent-2"]
+
+
+def test_one_items_failure_does_not_stop_the_others(hook, server):
+    batch = items(10)
+    batch[3]["agent_id"] = "no-such-agent"
+    results = hook.create_conversations(batch, max_workers=4)
+    assert [r["error"] is not None for r in results] == [n == 3 for n in range(10)]
+    assert "Agent not found" in results[3]["error"]
+    assert results[3]["conversation_id"] is None
+    assert results[3]["trace_id"] is not None
+    assert len(server.conversations) == 9
+
+
+def test_bad_items_are_refused_before_any_request(hook, server):
+    with pytest.raises(ValueError, match=r"items\[2\]"):
+        hook.create_conversations(["agent-1", "agent-2", ""])
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(("max_workers", "rate"), [(0, None), (True, None), (2, 0), (2, -1.0)])
+def test_bad_batch_settings_are_refused(hook, server, max_workers, rate):
+    with pytest.raises(ValueError, match=r"max_workers|requests_per_second"):
+        hook.create_conversations(["agent-1"], max_workers=max_workers, requests_per_second=rate)
+    assert server.requests == []
+
+
+def test_empty_batch_sends_nothing(hook, server):
+    assert hook.create_conversations([]) == []
+    assert server.requests == []
+
+
+@pytest.mark.aidol_server(rate_limit=40, burst=3)
+def test_rate_limit_storm_creates_every_item_exactly_once(hook, server):
+    results = hook.create_conversations(items(60), max_workers=8)
+    assert all(r["error"] is None for r in results)
+    assert created_per_user(server) == Counter({f"user-{n:04d}": 1 for n in range(60)})
+    assert server.count(code=10429) > 0, "the storm should have been rate limited at least once"
+
+
+@pytest.mark.aidol_server(rate_limit=40, burst=3)
+def test_told_rate_stays_under_the_limit(hook, server):
+    results = hook.create_conversations(items(30), max_workers=8, requests_per_second=35)
+    assert all(r["error"] is None for r in results)
+    assert server.count(code=10429) == 0
+    assert len(server.conversations) == 30
+
+
+@pytest.mark.aidol_server(rate_limit=1000, burst=2, rate_limit_status=429)
+def test_http_429_with_retry_after_is_absorbed_by_the_shared_limiter(hook, server):
+    server.inject(Fault.STATUS, status=429, retry_after=0)
+    results = hook.create_conversations(items(10), max_workers=4)
+    assert all(r["error"] is None for r in results)
+    assert len(server.conversations) == 10
+
+
+@pytest.mark.aidol_server(quota=12)
+def test_quota_exhausted_mid_batch_accounts_for_every_item(hook, server):
+    results = hook.create_conversations(items(30), max_workers=1)
+    created = [r for r in results if r["conversation_id"]]
+    not_sent = [r for r in results if r["error"] and r["error"].startswith("not sent:")]
+    refused = [r for r in results if r["error"] and r not in not_sent]
+    assert len(created) == 12
+    assert len(refused) == 1
+    assert "API key usage limit reached" in refused[0]["error"]
+    assert len(created) + len(refused) + len(not_sent) == 30
+    assert server.count(path=CONVERSATION) == 13
+
+
+def test_transient_faults_are_retried_per_item(hook, server):
+    server.inject(Fault.STATUS, status=503, times=5)
+    server.inject(Fault.DROP, times=2)
+    results = hook.create_conversations(items(20), max_workers=4)
+    assert all(r["error"] is None for r in results)
+    assert created_per_user(server) == Counter({f"user-{n:04d}": 1 for n in range(20)})
+
+
+def test_progress_is_logged_at_an_interval_not_per_item(hook, server, caplog):
+    with caplog.at_level("INFO", logger="airflow_provider_aidol.batch"):
+        list(hook.iter_create_conversations(items(30), max_workers=2, progress_interval=60))
+    lines = [record.getMessage() for record in caplog.records if "AI-DOL batch:" in record.getMessage()]
+    assert len(lines) == 1
+    assert "30/30 done, 0 failed" in lines[0]
+
+
+def test_wide_batches_get_a_connection_pool_as_wide(hook, server):
+    hook.create_conversations(items(40), max_workers=16)
+    assert hook.session.get_adapter("http://x").poolmanager.connection_pool_kw["maxsize"] == 16

@@ -1,0 +1,152 @@
+"""CreateConversationsOperator (and reuse) inside real DAG runs on the embedded server."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from airflow_provider_aidol.operators.batch import CreateConversationsOperator
+from airflow_provider_aidol.result_log import ResultLog
+from airflow_provider_aidol.testing import Fault
+from tests.dags import batch_dags
+
+
+@pytest.fixture
+def server(airflow_db, aidol_default_connection):
+    batch_dags.RECEIVED.clear()
+    return aidol_default_connection
+
+
+def items(count: int) -> list[dict[str, str]]:
+    """Items with users unique to this test, so Variables of earlier tests never match."""
+    run = uuid.uuid4().hex[:8]
+    return [{"agent_id": "agent-1", "user_id": f"{run}-user-{n}"} for n in range(count)]
+
+
+def run(dag, **params) -> str:
+    return str(dag.test(run_conf=params).state)
+
+
+def read_lines(path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_without_output_path_the_xcom_is_the_result_list(server):
+    batch = items(5)
+    assert run(batch_dags.failing, items=batch) == "success"
+    [results] = batch_dags.RECEIVED["aidol_batch_fail"]
+    assert [r["user_id"] for r in results] == [i["user_id"] for i in batch]
+    assert all(r["conversation_id"] and r["error"] is None and r["reused"] is False for r in results)
+    assert len(server.conversations) == 5
+
+
+def test_with_output_path_the_xcom_is_a_summary_and_lines_are_written(server, tmp_path):
+    path = tmp_path / "out" / "results.jsonl"
+    assert run(batch_dags.failing, items=items(6), output_path=f"file://{path}") == "success"
+    [summary] = batch_dags.RECEIVED["aidol_batch_fail"]
+    assert summary == {
+        "output_path": f"file://{path}",
+        "total": 6,
+        "created": 6,
+        "reused": 0,
+        "already_recorded": 0,
+        "failed": 0,
+    }
+    lines = read_lines(path)
+    assert sorted(line["index"] for line in lines) == list(range(6))
+    assert {line["conversation_id"] for line in lines} == {c.conversation_id for c in server.conversations}
+
+
+def test_on_error_fail_finishes_every_item_then_fails(server, tmp_path):
+    batch = items(6)
+    batch[2]["agent_id"] = "missing-agent"
+    path = tmp_path / "results.jsonl"
+    assert run(batch_dags.failing, items=batch, output_path=f"file://{path}") == "failed"
+    lines = read_lines(path)
+    assert len(lines) == 6
+    assert [line["index"] for line in lines if line["error"]] == [2]
+    assert len(server.conversations) == 5
+
+
+def test_on_error_continue_succeeds_and_reports_the_failure(server):
+    batch = items(4)
+    batch[1]["agent_id"] = "missing-agent"
+    assert run(batch_dags.continuing, items=batch) == "success"
+    [results] = batch_dags.RECEIVED["aidol_batch_continue"]
+    assert "Agent not found" in results[1]["error"]
+    assert [r["conversation_id"] is not None for r in results] == [True, False, True, True]
+
+
+def test_a_retried_task_resumes_without_creating_recorded_items_again(server, tmp_path):
+    batch = items(12)
+    path = tmp_path / "results.jsonl"
+    server.inject(Fault.STATUS, status=500, times=3)  # three items fail in the first try
+    assert run(batch_dags.resuming, items=batch, output_path=f"file://{path}") == "success"
+    per_user = Counter(c.user_id for c in server.conversations)
+    assert per_user == Counter({item["user_id"]: 1 for item in batch})
+    [summary] = batch_dags.RECEIVED["aidol_batch_resume"]
+    assert (summary["already_recorded"], summary["created"], summary["failed"]) == (9, 3, 0)
+
+
+def test_resume_after_a_crash_mid_batch(server, tmp_path, monkeypatch):
+    batch = items(10)
+    path = tmp_path / "results.jsonl"
+    appended: list[dict[str, Any]] = []
+    original_append = ResultLog.append
+
+    def crash_after_four(self, record):
+        original_append(self, record)
+        appended.append(record)
+        if len(appended) == 4:
+            self.flush()
+            raise RuntimeError("simulated worker crash")
+
+    monkeypatch.setattr(ResultLog, "append", crash_after_four)
+    assert run(batch_dags.resuming, items=batch, output_path=f"file://{path}") == "success"
+    recorded_first = {line["user_id"] for line in appended[:4]}
+    per_user = Counter(c.user_id for c in server.conversations)
+    assert all(per_user[user] == 1 for user in recorded_first), "recorded items must not be created again"
+    assert set(per_user) == {item["user_id"] for item in batch}, "nothing lost"
+    successes = {line["index"] for line in read_lines(path) if line["conversation_id"]}
+    assert successes == set(range(10))
+
+
+def test_reuse_across_two_dag_runs(server):
+    batch = items(3)
+    assert run(batch_dags.reusing, items=batch) == "success"
+    assert run(batch_dags.reusing, items=batch) == "success"
+    first, second = batch_dags.RECEIVED["aidol_batch_reuse"]
+    assert [r["reused"] for r in first] == [False] * 3
+    assert [r["reused"] for r in second] == [True] * 3
+    assert [r["conversation_id"] for r in second] == [r["conversation_id"] for r in first]
+    assert len(server.conversations) == 3
+
+
+def test_single_operator_reuses_its_conversation(server):
+    user = f"reuse-{uuid.uuid4().hex[:8]}"
+    assert run(batch_dags.single_reuse, user=user) == "success"
+    assert run(batch_dags.single_reuse, user=user) == "success"
+    first, second = batch_dags.RECEIVED["aidol_single_reuse"]
+    assert first == second
+    assert len(server.conversations) == 1
+
+
+def test_bad_items_fail_the_task_before_any_request(server):
+    assert run(batch_dags.failing, items=[{"agent_id": ""}]) == "failed"
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"), [({"on_error": "ignore"}, "on_error"), ({"max_workers": 0}, "max_workers")]
+)
+def test_bad_operator_arguments_fail_at_dag_definition(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        CreateConversationsOperator(task_id="x", conversations=[], **kwargs)
+
+
+def test_conversations_and_output_path_are_templated():
+    assert set(CreateConversationsOperator.template_fields) == {"conversations", "output_path"}
