@@ -1,6 +1,6 @@
 """``make demo``: the example DAGs in real Airflow against the embedded AI-DOL server.
 
-Starts the server, migrates a throw-away SQLite Airflow database, runs both example DAGs with
+Starts the server, migrates a throw-away SQLite Airflow database, runs the example DAGs with
 ``airflow dags test``, prints the conversations the server created, and stops the server.
 """
 
@@ -16,7 +16,8 @@ from airflow_provider_aidol.testing import AidolServer
 
 REPO = Path(__file__).resolve().parent.parent
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-DAGS = ["example_aidol_conversation", "example_aidol_mapped"]
+DAGS = ["example_aidol_conversation", "example_aidol_mapped", "example_aidol_batch"]
+EXPECTED_CONVERSATIONS = 1 + 3 + 30
 
 
 def airflow(env: dict[str, str], *args: str) -> None:
@@ -41,6 +42,7 @@ def run_demo(home: Path) -> None:
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "example_dags"),
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
+        AIDOL_EXAMPLE_OUTPUT_DIR=str(home),
     )
     with AidolServer(api_key="demo-api-key", user_id="demo-user") as server:
         print(f"AI-DOL embedded server listening on {server.url}")
@@ -55,8 +57,10 @@ def run_demo(home: Path) -> None:
     for conversation in conversations:
         print(f"  {conversation.conversation_id}  agent={conversation.agent_id}  user={conversation.user_id}")
     print("Server stopped.")
-    if len(conversations) != 4:
-        raise SystemExit(f"expected 4 conversations (1 + 3 mapped), got {len(conversations)}")
+    for results in sorted((home / "aidol").rglob("*.jsonl")):
+        print(f"Batch results: {sum(1 for _ in results.open())} JSON lines in {results.name}")
+    if len(conversations) != EXPECTED_CONVERSATIONS:
+        raise SystemExit(f"expected {EXPECTED_CONVERSATIONS} conversations (1 + 3 mapped + 30 batch)")
 
 
 if __name__ == "__main__":

@@ -14,13 +14,13 @@ def test_example_dags_load_without_import_errors():
 
     bag = DagBag(dag_folder=str(REPO / "example_dags"))
     assert bag.import_errors == {}
-    assert {"example_aidol_conversation", "example_aidol_mapped"} <= set(bag.dag_ids)
+    assert {"example_aidol_conversation", "example_aidol_mapped", "example_aidol_batch"} <= set(bag.dag_ids)
 
 
-def test_operator_module_does_not_import_the_hook_or_http_stack():
+def test_operator_modules_do_not_import_the_hook_or_http_stack():
     code = (
         "import sys, json, airflow.sdk; before = set(sys.modules);"
-        "import airflow_provider_aidol.operators.aidol;"
+        "import airflow_provider_aidol.operators.aidol, airflow_provider_aidol.operators.batch;"
         "print(json.dumps(sorted(set(sys.modules) - before)))"
     )
     added = json.loads(
