@@ -10,6 +10,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_aidol.validation import require_header_value
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -86,9 +88,7 @@ def _parse_item(index: int, item: object, default_user_id: str | None, conn_id: 
             raise ValueError(
                 f"items[{index}] has no user_id and connection {conn_id!r} has no 'user_id' extra"
             )
-    if not isinstance(user_id, str) or not user_id.strip():
-        raise ValueError(f"items[{index}].user_id must be a non-empty string, got {user_id!r}")
-    return BatchItem(index, agent_id, user_id)
+    return BatchItem(index, agent_id, require_header_value(f"items[{index}].user_id", user_id))
 
 
 class _Progress:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_aidol.get_provider_info import CONNECTION_FIELDS
+from airflow_provider_aidol.validation import require_header_value
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -48,19 +49,20 @@ class ConnectionSettings:
         unknown = sorted(set(extra) - set(CONNECTION_FIELDS))
         if unknown:
             log.warning("Connection %r: ignoring unknown extra fields %s", conn_id, unknown)
+        field = _FieldReader(conn_id, extra)
         return cls(
             conn_id=conn_id,
-            base_url=_base_url(conn_id, conn.host, conn.port),
-            api_key=_required(conn_id, conn.login, "API Key (login)"),
-            api_secret=_required(conn_id, conn.password, "API Secret (password)"),
+            base_url=_base_url(conn_id, conn.host, conn.port, conn.schema),
+            api_key=_credential(conn_id, conn.login, "API Key (login)"),
+            api_secret=_credential(conn_id, conn.password, "API Secret (password)"),
             user_id=_optional_text(extra.get("user_id")),
-            timeout=_number(conn_id, extra, "timeout"),
-            connect_timeout=_number(conn_id, extra, "connect_timeout"),
-            max_retries=int(_number(conn_id, extra, "max_retries", integer=True)),
-            retry_max_seconds=_number(conn_id, extra, "retry_max_seconds"),
-            retry_wait_initial=_number(conn_id, extra, "retry_wait_initial"),
-            retry_wait_max=_number(conn_id, extra, "retry_wait_max"),
-            requests_per_second=_optional_rate(conn_id, extra.get("requests_per_second")),
+            timeout=field.number("timeout", above_zero=True),
+            connect_timeout=field.number("connect_timeout", above_zero=True),
+            max_retries=int(field.number("max_retries", whole=True)),
+            retry_max_seconds=field.number("retry_max_seconds"),
+            retry_wait_initial=field.number("retry_wait_initial"),
+            retry_wait_max=field.number("retry_wait_max"),
+            requests_per_second=field.optional_number("requests_per_second", above_zero=True),
         )
 
 
@@ -69,10 +71,20 @@ def _plain_extra(extra: dict[str, Any]) -> dict[str, Any]:
     return {key.removeprefix(_LEGACY_EXTRA_PREFIX): value for key, value in extra.items()}
 
 
-def _required(conn_id: str, value: str | None, field_name: str) -> str:
-    if value is None or not value.strip():
+def _credential(conn_id: str, value: str | None, field_name: str) -> str:
+    """Return the key or secret without the surrounding whitespace a pasted or file-read value may carry."""
+    text = (value or "").strip()
+    if not text:
         raise ValueError(f"Connection {conn_id!r} has no {field_name}: set it on the connection.")
-    return value
+    try:
+        require_header_value(field_name, text)
+    except ValueError:
+        # The message must not repeat the credential.
+        raise ValueError(
+            f"Connection {conn_id!r}: the {field_name} holds control characters or characters "
+            "outside Latin-1; paste it again."
+        ) from None
+    return text
 
 
 def _optional_text(value: object) -> str | None:
@@ -82,7 +94,7 @@ def _optional_text(value: object) -> str | None:
     return text if text.strip() else None
 
 
-def _base_url(conn_id: str, host: str | None, port: int | None) -> str:
+def _base_url(conn_id: str, host: str | None, port: int | None, schema: str | None) -> str:
     host = (host or "").strip()
     if not host:
         raise ValueError(
@@ -101,35 +113,51 @@ def _base_url(conn_id: str, host: str | None, port: int | None) -> str:
             f"Connection {conn_id!r}: the Base URL (host) {host!r} must look like "
             "https://api.example.com (http or https, no query)."
         )
-    netloc = parts.netloc if has_port or not port else f"{parts.netloc}:{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-
-
-def _number(conn_id: str, extra: dict[str, Any], name: str, *, integer: bool = False) -> float:
-    value = extra.get(name)
-    if value is None or value == "":
-        default: float = CONNECTION_FIELDS[name]["schema"]["default"]
-        return default
-    try:
-        number = int(value) if integer else float(value)
-    except (TypeError, ValueError, OverflowError):
-        number = -1
-    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
-        kind = "a whole number" if integer else "a number"
-        raise ValueError(f"Connection {conn_id!r}: extra field {name!r} must be {kind} >= 0, got {value!r}.")
-    return number
-
-
-def _optional_rate(conn_id: str, value: object) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        rate = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        rate = 0.0
-    if not (math.isfinite(rate) and rate > 0):
+    if parts.username is not None or parts.password is not None:
         raise ValueError(
-            f"Connection {conn_id!r}: extra field 'requests_per_second' must be a number > 0 "
-            f"(or empty for no pacing), got {value!r}."
+            f"Connection {conn_id!r}: the Base URL (host) must not hold a user or password; "
+            "the API key and secret go in the API Key and API Secret fields."
         )
-    return rate
+    netloc = parts.netloc if has_port or not port else f"{parts.netloc}:{port}"
+    # The URI form puts a path prefix into `schema` (aidol://https://key:secret@host/prefix).
+    path = parts.path.rstrip("/") or (f"/{schema.strip('/')}" if schema and schema.strip("/") else "")
+    return urlunsplit((parts.scheme, netloc, path, "", ""))
+
+
+class _FieldReader:
+    """Reads the numeric tuning fields of a connection's extra, with the form's defaults."""
+
+    def __init__(self, conn_id: str, extra: dict[str, Any]) -> None:
+        self.conn_id = conn_id
+        self.extra = extra
+
+    def number(self, name: str, *, whole: bool = False, above_zero: bool = False) -> float:
+        """Return the field's number, or the form's default when it is empty."""
+        value = self.optional_number(name, whole=whole, above_zero=above_zero)
+        if value is None:
+            default: float = CONNECTION_FIELDS[name]["schema"]["default"]
+            return default
+        return value
+
+    def optional_number(self, name: str, *, whole: bool = False, above_zero: bool = False) -> float | None:
+        """Return the field's number, or ``None`` when it is empty; raise naming a bad one."""
+        value = self.extra.get(name)
+        if value is None or value == "":
+            return None
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            number = math.nan
+        usable = (
+            not isinstance(value, bool)
+            and math.isfinite(number)
+            and (number > 0 if above_zero else number >= 0)
+            and (number.is_integer() or not whole)
+        )
+        if not usable:
+            kind = "a whole number" if whole else "a number"
+            bound = "> 0" if above_zero else ">= 0"
+            raise ValueError(
+                f"Connection {self.conn_id!r}: extra field {name!r} must be {kind} {bound}, got {value!r}."
+            )
+        return number

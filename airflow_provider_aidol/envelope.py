@@ -24,7 +24,7 @@ from airflow_provider_aidol.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 # Business messages the vendor documents without a numeric code (docs/protocol.md).
 RATE_LIMIT_MESSAGE = "Too many requests, please try again later"
@@ -60,43 +60,69 @@ def parse_response(
     method: str,
     path: str,
     received_at: float | None = None,
+    secrets: Sequence[str] = (),
 ) -> AidolResponse:
     """Return the successful envelope in ``body``, or raise the :class:`AidolError` that describes it.
 
-    :param headers: response headers (case-insensitive mapping); only ``Retry-After`` is read.
+    :param headers: response headers (case-insensitive mapping); ``Retry-After`` and
+        ``Content-Type`` are read.
     :param received_at: local Unix time when the answer arrived, to measure clock skew on a 401.
+    :param secrets: texts (credentials) to blank out of anything the server said.
     """
-    where: dict[str, Any] = {"http_status": http_status, "method": method, "path": path}
     envelope = _load_envelope(body)
+    where: dict[str, Any] = {
+        "http_status": http_status,
+        "method": method,
+        "path": path,
+        "retry_after": parse_retry_after(headers.get("Retry-After")),
+    }
     if envelope is None:
-        raise _unreadable_error(http_status, headers, body, where)
-    message = str(envelope.get("message") or "")
+        content_type = headers.get("Content-Type", "unknown content type")
+        text = redact(f"unreadable answer ({content_type}): {_snippet(body)!r}", secrets)
+        raise _error_class(http_status, "", None, readable=False)(text, **where)
+    message = redact(str(envelope.get("message") or ""), secrets)
     trace_id = envelope.get("traceId") if isinstance(envelope.get("traceId"), str) else None
     where.update(code=envelope["code"], trace_id=trace_id)
     if envelope["success"] is True and 200 <= http_status < 300:
         return AidolResponse(data=envelope.get("data"), trace_id=trace_id, http_status=http_status)
-    skew = _clock_skew(envelope.get("timestamp"), received_at)
-    raise _envelope_error(message, headers, where, clock_skew=skew)
+    text = message or f"request failed with business code {envelope['code']}"
+    error_class = _error_class(http_status, message, envelope["code"], readable=True)
+    if error_class is AidolAuthError:
+        where["clock_skew"] = _clock_skew(envelope.get("timestamp"), received_at)
+    raise error_class(text, **where)
 
 
-def _envelope_error(
-    message: str, headers: Mapping[str, str], where: dict[str, Any], *, clock_skew: float | None
-) -> AidolError:
-    http_status, code = where["http_status"], where["code"]
-    text = message or f"request failed with business code {code}"
-    if http_status == 401 or message == INVALID_API_KEY_MESSAGE:
-        return AidolAuthError(text, clock_skew=clock_skew, **where)
-    if http_status == 429 or message == RATE_LIMIT_MESSAGE:
-        return AidolRateLimitError(text, retry_after=parse_retry_after(headers.get("Retry-After")), **where)
-    if message == QUOTA_MESSAGE:
-        return AidolQuotaExceededError(text, **where)
+def _error_class(http_status: int, message: str, code: int | None, *, readable: bool) -> type[AidolError]:
+    """Pick the error class: by the documented messages first, then by HTTP status, then by code."""
+    known = _normalised(message)
+    if http_status == 401 or known == _normalised(INVALID_API_KEY_MESSAGE):
+        return AidolAuthError
+    if known == _normalised(QUOTA_MESSAGE):
+        return AidolQuotaExceededError
+    if http_status == 429 or known == _normalised(RATE_LIMIT_MESSAGE):
+        return AidolRateLimitError
     if http_status >= 500 or code == CODE_SERVER_ERROR:
-        return AidolServerError(text, **where)
+        return AidolServerError
+    if not readable:
+        return AidolResponseError
     if code == CODE_VALIDATION:
-        return AidolValidationError(text, **where)
+        return AidolValidationError
     if code == CODE_NOT_FOUND or http_status == 404:
-        return AidolNotFoundError(text, **where)
-    return AidolError(text, **where)
+        return AidolNotFoundError
+    return AidolError
+
+
+def _normalised(message: str) -> str:
+    """Compare messages the way a person would: case, surrounding space and a final stop ignored."""
+    return message.strip().rstrip(".").casefold()
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """Return ``text`` with every non-empty string of ``secrets`` replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def _load_envelope(body: bytes) -> dict[str, Any] | None:
@@ -111,20 +137,6 @@ def _load_envelope(body: bytes) -> dict[str, Any] | None:
     if not isinstance(success, bool) or not isinstance(code, int) or isinstance(code, bool):
         return None
     return envelope
-
-
-def _unreadable_error(
-    http_status: int, headers: Mapping[str, str], body: bytes, where: dict[str, Any]
-) -> AidolError:
-    content_type = headers.get("Content-Type", "unknown content type")
-    text = f"unreadable answer ({content_type}): {_snippet(body)!r}"
-    if http_status == 429:
-        return AidolRateLimitError(text, retry_after=parse_retry_after(headers.get("Retry-After")), **where)
-    if http_status == 401:
-        return AidolAuthError(text, **where)
-    if http_status >= 500:
-        return AidolServerError(text, **where)
-    return AidolResponseError(text, **where)
 
 
 def _snippet(body: bytes) -> str:

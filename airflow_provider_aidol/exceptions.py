@@ -6,6 +6,8 @@ business code, message, traceId, method and path. None of them ever holds a cred
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow_provider_aidol._compat import AirflowException, AirflowFailException
 
 __all__ = [
@@ -34,9 +36,10 @@ class AidolError(AirflowException):
     :param trace_id: the envelope's ``traceId``: quote it to the vendor.
     :param method: HTTP method of the request.
     :param path: URL path of the request.
+    :param retry_after: seconds the server asked to wait (``Retry-After``), if it said.
     """
 
-    #: Whether the hook retries this error (see docs/errors.md).
+    #: Whether the hook retries this kind of error (see docs/errors.md).
     retryable: bool = False
 
     def __init__(
@@ -48,6 +51,7 @@ class AidolError(AirflowException):
         trace_id: str | None = None,
         method: str | None = None,
         path: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.message = message
         self.http_status = http_status
@@ -55,6 +59,7 @@ class AidolError(AirflowException):
         self.trace_id = trace_id
         self.method = method
         self.path = path
+        self.retry_after = retry_after
         super().__init__(str(self))
 
     def _details(self) -> list[str]:
@@ -78,31 +83,27 @@ class AidolAuthError(AidolError, AirflowFailException):
     It fails the task without Airflow task retries: retrying cannot fix credentials.
 
     :param clock_skew: seconds the server's clock is ahead of this machine's (negative: behind),
-        when the server's answer let the hook measure it.
+        when the server's answer let the hook measure it; the text shows it from a minute on.
     """
 
-    def __init__(self, message: str, *, clock_skew: float | None = None, **kwargs: object) -> None:
+    #: Smallest skew worth pointing out in the message.
+    NOTABLE_SKEW = 60.0
+
+    def __init__(self, message: str, *, clock_skew: float | None = None, **kwargs: Any) -> None:
         self.clock_skew = clock_skew
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        super().__init__(message, **kwargs)
 
     def _details(self) -> list[str]:
         details = super()._details()
-        if self.clock_skew is not None:
+        if self.clock_skew is not None and abs(self.clock_skew) >= self.NOTABLE_SKEW:
             details.append(f"clock skew {self.clock_skew:+.0f} s against the server")
         return details
 
 
 class AidolRateLimitError(AidolError):
-    """The server answered "Too many requests" (or HTTP 429); retried with backoff.
-
-    :param retry_after: seconds the server asked to wait (``Retry-After``), if it said.
-    """
+    """The server answered "Too many requests" (or HTTP 429); retried, honouring ``Retry-After``."""
 
     retryable = True
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
 
 
 class AidolQuotaExceededError(AidolError, AirflowFailException):
@@ -120,10 +121,10 @@ class AidolNotFoundError(AidolError):
 class AidolServerError(AidolError):
     """The server failed (HTTP 5xx or business code 10500); HTTP 502, 503 and 504 are retried."""
 
-    @property
-    def retryable(self) -> bool:  # type: ignore[override]
-        """Gateway errors heal by themselves; other server errors are reported at once."""
-        return self.http_status in _RETRYABLE_HTTP_STATUSES
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        # Gateway errors heal by themselves; other server errors are reported at once.
+        self.retryable = self.http_status in _RETRYABLE_HTTP_STATUSES
 
 
 class AidolResponseError(AidolError):
@@ -131,9 +132,14 @@ class AidolResponseError(AidolError):
 
 
 class AidolConnectionError(AidolError):
-    """No answer: the connection could not be made or was dropped; retried."""
+    """No answer: the connection could not be made or was dropped; retried, except TLS failures.
 
-    retryable = True
+    :param retryable: ``False`` for failures that retrying cannot heal (a bad certificate).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retryable = retryable
 
 
 class AidolTimeoutError(AidolError):

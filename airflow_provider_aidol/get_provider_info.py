@@ -9,14 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 _HOOK_CLASS = "airflow_provider_aidol.hooks.aidol.AidolHook"
+#: The connection id hooks and operators use unless told otherwise.
+DEFAULT_CONN_ID = "aidol_default"
 
 
-def _number_field(label: str, description: str, default: float, *, integer: bool = False) -> dict[str, Any]:
+def _number_field(
+    label: str, description: str, default: float, *, integer: bool = False, above_zero: bool = False
+) -> dict[str, Any]:
     kind = "integer" if integer else "number"
+    bound = {"exclusiveMinimum": 0} if above_zero else {"minimum": 0}
     return {
         "label": label,
         "description": description,
-        "schema": {"type": [kind, "null"], "default": default, "minimum": 0},
+        "schema": {"type": [kind, "null"], "default": default, **bound},
     }
 
 
@@ -27,8 +32,10 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Default X-User-ID: the end user requests are made for. A task may override it.",
         "schema": {"type": ["string", "null"]},
     },
-    "timeout": _number_field("Read timeout (s)", "Seconds to wait for an answer.", 30),
-    "connect_timeout": _number_field("Connect timeout (s)", "Seconds to wait for a connection.", 10),
+    "timeout": _number_field("Read timeout (s)", "Seconds to wait for an answer.", 30, above_zero=True),
+    "connect_timeout": _number_field(
+        "Connect timeout (s)", "Seconds to wait for a connection.", 10, above_zero=True
+    ),
     "max_retries": _number_field(
         "Max retries",
         "Retries after rate limits, 502/503/504 and connection failures (0 disables).",

@@ -32,7 +32,7 @@ _SCALARS = (str, bool, int, float)
 def format_number(value: float) -> str:
     """Write a number as JavaScript's ``String(number)`` does (``1.0`` -> ``1``, ``1e-7`` -> ``1e-7``)."""
     if isinstance(value, bool):
-        raise TypeError("booleans are not numbers here; use to_json()")
+        raise ValueError("booleans are not numbers here; use to_json()")
     if isinstance(value, int):
         return str(value)
     if not math.isfinite(value):
@@ -78,18 +78,30 @@ def to_json(value: Any) -> str:
     if isinstance(value, int | float):
         return format_number(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(_utf8_text(value), ensure_ascii=False)
     if isinstance(value, Mapping):
-        return "{" + ",".join(f"{_json_key(key)}:{to_json(item)}" for key, item in value.items()) + "}"
-    if isinstance(value, Sequence):
+        return (
+            "{"
+            + ",".join(f"{to_json(_checked_key(key))}:{to_json(item)}" for key, item in value.items())
+            + "}"
+        )
+    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
         return "[" + ",".join(to_json(item) for item in value) + "]"
-    raise TypeError(f"{type(value).__name__} values cannot be sent as JSON")
+    raise ValueError(f"{type(value).__name__} values cannot be sent as JSON")
 
 
-def _json_key(key: object) -> str:
+def _utf8_text(value: str) -> str:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"{value!r} is not valid Unicode text (it holds a lone surrogate)") from None
+    return value
+
+
+def _checked_key(key: object) -> str:
     if not isinstance(key, str):
-        raise TypeError(f"JSON object keys must be strings, got {type(key).__name__} {key!r}")
-    return json.dumps(key, ensure_ascii=False)
+        raise ValueError(f"names must be strings, got {type(key).__name__} {key!r}")
+    return key
 
 
 def _signed_value(value: Any) -> str | None:
@@ -97,20 +109,22 @@ def _signed_value(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return value.strip() or None
+        return _utf8_text(value).strip() or None
     return to_json(value)
 
 
-def _canonical_pairs(fields: Mapping[str, Any]) -> str:
-    """Join ``name=value`` pairs sorted by name (code-point order), dropped values left out."""
-    signed = ((_checked_name(name), _signed_value(value)) for name, value in fields.items())
+def _canonical_pairs(fields: Mapping[str, Any], kind: str) -> str:
+    """Join ``name=value`` pairs sorted by name (code-point order), dropped values left out.
+
+    A value that cannot be signed raises ``ValueError`` naming it, e.g. ``json field 'x': …``.
+    """
+    signed = []
+    for name, value in fields.items():
+        try:
+            signed.append((_checked_key(name), _signed_value(value)))
+        except ValueError as problem:
+            raise ValueError(f"{kind} field {name!r}: {problem}") from None
     return "&".join(f"{name}={text}" for name, text in sorted(signed) if text is not None)
-
-
-def _checked_name(name: object) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"field names must be strings, got {type(name).__name__} {name!r}")
-    return name
 
 
 def canonical_query(params: Mapping[str, Any] | None) -> str:
@@ -119,10 +133,10 @@ def canonical_query(params: Mapping[str, Any] | None) -> str:
         return ""
     for name, value in params.items():
         if value is not None and not isinstance(value, _SCALARS):
-            raise TypeError(
-                f"query parameter {name!r} must be a string, number or boolean, got {type(value).__name__}"
+            raise ValueError(
+                f"params field {name!r} must be a string, number or boolean, got {type(value).__name__}"
             )
-    return _canonical_pairs(params)
+    return _canonical_pairs(params, "params")
 
 
 def wire_query(params: Mapping[str, Any] | None) -> dict[str, str] | None:
@@ -140,7 +154,7 @@ def canonical_body(body: Mapping[str, Any] | None) -> str:
     """Return the canonical body: top-level fields, nulls and blank strings dropped, sorted by name."""
     if not body:
         return ""
-    return _canonical_pairs(body)
+    return _canonical_pairs(body, "json")
 
 
 def signature_base(

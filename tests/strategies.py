@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-keys = st.text(min_size=1, max_size=12)
+#: Unicode text as it can be sent: lone surrogates are not text (the signer refuses them).
+characters = st.characters(exclude_categories=["Cs"])
+keys = st.text(characters, min_size=1, max_size=12)
+words = st.text(characters, min_size=1, max_size=12).filter(str.strip)
 scalars = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20)
+    | st.text(characters, max_size=20)
 )
 json_values = st.recursive(
     scalars,

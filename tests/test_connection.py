@@ -89,7 +89,17 @@ def test_port_field_is_added_when_the_host_has_none():
         ({"host": "ftp://x.example.com"}, "Base URL (host) 'ftp://x.example.com'"),
         ({"host": "https://x.example.com?a=1"}, "no query"),
         ({"host": "https://x.example.com:99999"}, "bad port"),
-        ({"extra": json.dumps({"timeout": "soon"})}, "extra field 'timeout' must be a number >= 0"),
+        ({"extra": json.dumps({"timeout": "soon"})}, "extra field 'timeout' must be a number > 0"),
+        ({"extra": json.dumps({"timeout": 0})}, "extra field 'timeout' must be a number > 0"),
+        (
+            {"extra": json.dumps({"connect_timeout": -1})},
+            "extra field 'connect_timeout' must be a number > 0",
+        ),
+        ({"extra": json.dumps({"max_retries": 2.7})}, "extra field 'max_retries' must be a whole number"),
+        ({"extra": json.dumps({"retry_max_seconds": "inf"})}, "extra field 'retry_max_seconds'"),
+        ({"host": "https://user:pw@api.example.com"}, "must not hold a user or password"),
+        ({"login": "key\x00x"}, "API Key (login) holds control characters"),
+        ({"password": "sécret\u2603"}, "API Secret (password) holds control characters"),
         ({"extra": json.dumps({"max_retries": -1})}, "extra field 'max_retries' must be a whole number"),
         ({"extra": json.dumps({"max_retries": True})}, "extra field 'max_retries'"),
         ({"extra": json.dumps({"requests_per_second": 0})}, "'requests_per_second' must be a number > 0"),
@@ -99,6 +109,28 @@ def test_bad_connections_name_the_field_and_the_connection(fields, named):
     with pytest.raises(ValueError, match="my_aidol") as caught:
         settings(**fields)
     assert named in str(caught.value)
+
+
+def test_credentials_lose_the_whitespace_a_secrets_file_leaves():
+    read = settings(login=" key-1\n", password="secret-1\n")
+    assert (read.api_key, read.api_secret) == ("key-1", "secret-1")
+
+
+def test_bad_credentials_are_never_repeated_in_the_error():
+    with pytest.raises(ValueError, match="API Secret") as caught:
+        settings(password="very-secret\x01")
+    assert "very-secret" not in str(caught.value)
+
+
+def test_uri_path_prefix_is_kept():
+    conn = Connection.from_uri("aidol://https://key:secret@gw.example.com/aidol?user_id=u", conn_id="x")
+    assert ConnectionSettings.from_connection(conn).base_url == "https://gw.example.com/aidol"
+
+
+def test_defaults_are_the_documented_ones():
+    read = settings()
+    assert (read.timeout, read.connect_timeout, read.max_retries) == (30, 10, 5)
+    assert (read.retry_max_seconds, read.retry_wait_initial, read.retry_wait_max) == (120, 0.5, 30)
 
 
 def test_repr_never_shows_key_or_secret():

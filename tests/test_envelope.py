@@ -134,3 +134,42 @@ def test_retry_after_accepts_seconds_and_http_dates():
     assert parse_retry_after("-4") == 0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+def test_quota_message_wins_over_http_429():
+    with pytest.raises(AidolQuotaExceededError):
+        parse(429, envelope(10403, "API key usage limit reached"))
+
+
+@pytest.mark.parametrize(
+    "message", ["Too many requests, please try again later.", "  too many requests, please try again later "]
+)
+def test_documented_messages_match_regardless_of_case_and_final_stop(message):
+    with pytest.raises(AidolRateLimitError):
+        parse(200, envelope(12345, message))
+
+
+def test_retry_after_is_kept_for_gateway_errors_too():
+    with pytest.raises(AidolServerError) as caught:
+        parse(503, envelope(10500, "busy"), headers={**JSON, "Retry-After": "4"})
+    assert caught.value.retry_after == 4.0
+    assert caught.value.retryable is True
+
+
+def test_credentials_echoed_by_a_server_are_blanked_out():
+    with pytest.raises(AidolServerError) as caught:
+        parse(
+            502,
+            b"<html>bad request with Bearer KEY-123 and sig SECRET-9</html>",
+            secrets=("KEY-123", "SECRET-9"),
+        )
+    assert "KEY-123" not in str(caught.value)
+    assert "SECRET-9" not in str(caught.value)
+    assert "***" in str(caught.value)
+
+
+def test_a_small_clock_difference_is_not_blamed():
+    with pytest.raises(AidolAuthError) as caught:
+        parse(401, envelope(10401, "Invalid signature", timestamp="1000000500"), received_at=1_000_000.2)
+    assert caught.value.clock_skew == pytest.approx(0.3)
+    assert "clock skew" not in str(caught.value)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
-import uuid
-from dataclasses import dataclass
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import requests
 from airflow.sdk import BaseHook
@@ -21,61 +19,54 @@ from tenacity import (
     stop_before_delay,
     wait_random_exponential,
 )
-from urllib3.exceptions import ReadTimeoutError
 
 from airflow_provider_aidol import __version__
 from airflow_provider_aidol.batch import BatchItem, FatalBatchError, parse_items, run_batch
 from airflow_provider_aidol.connection import ConnectionSettings
-from airflow_provider_aidol.envelope import AidolResponse, parse_response
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
-    AidolConnectionError,
     AidolError,
     AidolQuotaExceededError,
     AidolRateLimitError,
     AidolResponseError,
-    AidolTimeoutError,
 )
-from airflow_provider_aidol.get_provider_info import FIELD_BEHAVIOUR
+from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID, FIELD_BEHAVIOUR
 from airflow_provider_aidol.ratelimit import AdaptiveRateLimiter, RateLimiter
-from airflow_provider_aidol.signing import (
-    canonical_body,
-    canonical_query,
-    sign,
-    signature_base,
-    to_json,
-    wire_query,
-)
+from airflow_provider_aidol.transport import PreparedRequest, prepare_request, send_once, signed_headers
+from airflow_provider_aidol.validation import require_header_value, require_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
 
+    from airflow_provider_aidol.envelope import AidolResponse
+
+__all__ = ["CONVERSATION_PATH", "AidolHook"]
+
 CONVERSATION_PATH = "/v1/chat/conversation"
-_DEFAULT_POOL_SIZE = 10
 # A 401 whose server clock is further off than this is taken for clock skew (the window is 5 min).
 CLOCK_SKEW_TOLERANCE = 240.0
-_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+_DEFAULT_POOL_SIZE = 10
+
+_T = TypeVar("_T")
 
 
-@dataclass(frozen=True)
-class _PreparedRequest:
-    """The parts of a request that stay the same across retries."""
+class _Lazy(Generic[_T]):
+    """Like ``functools.cached_property``, but built once even when threads ask at the same time."""
 
-    method: str
-    path: str
-    signed_path: str
-    user_id: str
-    query: str
-    canonical_body: str
-    params: dict[str, str] | None
-    body: bytes | None
+    def __init__(self, build: Callable[[AidolHook], _T]) -> None:
+        self._build = build
+        self.__doc__ = build.__doc__
 
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
 
-def require_text(name: str, value: object) -> str:
-    """Return ``value`` when it is a non-blank string, else raise ``ValueError`` naming ``name``."""
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be a non-empty string, got {value!r}.")
-    return value
+    def __get__(self, hook: AidolHook, owner: type | None = None) -> _T:
+        # Once built, the value sits in the instance dict, which Python reads before this method.
+        with hook._lazy_lock:
+            if self._name not in hook.__dict__:
+                hook.__dict__[self._name] = self._build(hook)
+            value: _T = hook.__dict__[self._name]
+        return value
 
 
 class AidolHook(BaseHook):
@@ -83,41 +74,48 @@ class AidolHook(BaseHook):
 
     The connection (type ``aidol``) holds the Base URL in ``host``, the API key in ``login``,
     the API secret in ``password`` and the default end user in the extra ``user_id``; tuning
-    fields (timeouts, retries, pacing) are optional extras.
+    fields (timeouts, retries, pacing) are optional extras. One hook may be shared by threads.
 
     :param aidol_conn_id: the Airflow connection to use.
     """
 
     conn_name_attr = "aidol_conn_id"
-    default_conn_name = "aidol_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = "aidol"
     hook_name = "AI-DOL"
 
-    #: How the hook waits between retries (replaceable, e.g. to record waits in tests).
+    #: How the hook waits between retries and for pacing (replaceable, e.g. to record waits in tests).
     sleep: Callable[[float], None] = staticmethod(time.sleep)
 
     def __init__(self, aidol_conn_id: str = default_conn_name) -> None:
         super().__init__()
         self.aidol_conn_id = aidol_conn_id
         self._clock_offset = 0.0
+        self._lazy_lock = threading.RLock()
 
-    @cached_property
-    def settings(self) -> ConnectionSettings:
-        """The checked connection settings; the key and secret are registered for log masking."""
+    def _load_settings(self) -> ConnectionSettings:
+        """Read and check the connection; register the key and secret for log masking."""
         settings = ConnectionSettings.from_connection(self.get_connection(self.aidol_conn_id))
         mask_secret(settings.api_key)
         mask_secret(settings.api_secret)
         return settings
 
-    @cached_property
-    def session(self) -> requests.Session:
-        """The one HTTP session (keep-alive connection pool) this hook uses."""
+    def _new_session(self) -> requests.Session:
+        """Open the one HTTP session (keep-alive connection pool) this hook uses."""
         session = requests.Session()
         self._mount_adapters(session, _DEFAULT_POOL_SIZE)
         session.headers.update(
             {"User-Agent": f"airflow-provider-aidol/{__version__}", "Content-Type": "application/json"}
         )
         return session
+
+    def _new_rate_limiter(self) -> RateLimiter:
+        """Pace this hook's requests by the connection's ``requests_per_second``."""
+        return RateLimiter(self.settings.requests_per_second, sleep=self.sleep)
+
+    settings = _Lazy(_load_settings)
+    session = _Lazy(_new_session)
+    _rate_limiter = _Lazy(_new_rate_limiter)
 
     @staticmethod
     def _mount_adapters(session: requests.Session, pool_size: int) -> None:
@@ -126,20 +124,16 @@ class AidolHook(BaseHook):
         session.mount("https://", adapter)
         session.mount("http://", adapter)
 
-    @cached_property
-    def _rate_limiter(self) -> RateLimiter:
-        """Pacing for this hook's requests, from the connection's ``requests_per_second``."""
-        return RateLimiter(self.settings.requests_per_second)
-
     def get_conn(self) -> requests.Session:
         """Return the HTTP session (Airflow's hook protocol)."""
         return self.session
 
     def close(self) -> None:
         """Close the HTTP session's pooled connections."""
-        if "session" in self.__dict__:
-            self.session.close()
-            del self.__dict__["session"]
+        with self._lazy_lock:
+            session = self.__dict__.pop("session", None)
+        if session is not None:
+            session.close()
 
     def create_conversation(self, agent_id: str, *, user_id: str | None = None) -> str:
         """Create a conversation with ``agent_id`` for ``user_id`` and return its ``conversationId``.
@@ -212,9 +206,8 @@ class AidolHook(BaseHook):
             raise ValueError(f"requests_per_second must be a number > 0, got {requests_per_second!r}.")
         parsed = parse_items(items, default_user_id=self.settings.user_id, conn_id=self.aidol_conn_id)
         rate = requests_per_second or self.settings.requests_per_second
-        limiter = RateLimiter(rate) if rate else AdaptiveRateLimiter()
-        if max_workers > _DEFAULT_POOL_SIZE:
-            self._mount_adapters(self.session, max_workers)
+        limiter = RateLimiter(rate, sleep=self.sleep) if rate else AdaptiveRateLimiter(sleep=self.sleep)
+        self._mount_adapters(self.session, max(max_workers, _DEFAULT_POOL_SIZE))
         fatal = FatalBatchError()
         return run_batch(
             parsed,
@@ -242,7 +235,9 @@ class AidolHook(BaseHook):
 
     def _create_paced(self, item: BatchItem, limiter: RateLimiter) -> AidolResponse:
         """Create one conversation; rate limits feed the shared limiter instead of a private backoff."""
-        prepared = self._prepare("POST", CONVERSATION_PATH, {"agentId": item.agent_id}, None, item.user_id)
+        prepared = self._prepare(
+            "POST", CONVERSATION_PATH, json={"agentId": item.agent_id}, user_id=item.user_id
+        )
         deadline = time.monotonic() + self.settings.retry_max_seconds
         while True:
             try:
@@ -288,10 +283,11 @@ class AidolHook(BaseHook):
         user_id: str | None = None,
     ) -> AidolResponse:
         """Like :meth:`request`, but return the whole successful answer (data, traceId, status)."""
-        return self._send(self._prepare(method, path, json, params, user_id), self._rate_limiter)
+        prepared = self._prepare(method, path, json=json, params=params, user_id=user_id)
+        return self._send(prepared, self._rate_limiter)
 
     def _send(
-        self, prepared: _PreparedRequest, limiter: RateLimiter, *, retry_rate_limits: bool = True
+        self, prepared: PreparedRequest, limiter: RateLimiter, *, retry_rate_limits: bool = True
     ) -> AidolResponse:
         """Send with retries; a batch handles rate limits itself (``retry_rate_limits=False``)."""
 
@@ -320,40 +316,28 @@ class AidolHook(BaseHook):
                     f"user_id is not set: pass user_id= or set the extra field 'user_id' on "
                     f"connection {self.aidol_conn_id!r}."
                 )
-        return require_text("user_id", user_id)
+        return require_header_value("user_id", user_id)
 
     def _prepare(
         self,
         method: str,
         path: str,
-        json: Mapping[str, Any] | None,
-        params: Mapping[str, Any] | None,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
         user_id: str | None,
-    ) -> _PreparedRequest:
+    ) -> PreparedRequest:
         """Check the inputs and compute everything that does not change between attempts."""
-        method = require_text("method", method).upper()
-        if method not in _METHODS:
-            raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}.")
-        if not isinstance(path, str) or not path.startswith("/") or any(c in path for c in "?# "):
-            raise ValueError(
-                f"path must start with '/' and hold no query, fragment or space, got {path!r}; "
-                "pass query parameters in params=."
-            )
-        if json is not None and not isinstance(json, dict):
-            raise ValueError(f"json must be a dict (the JSON object body), got {type(json).__name__}.")
-        user_id = self.resolve_user_id(user_id)
-        return _PreparedRequest(
-            method=method,
-            path=path,
-            signed_path=self.settings.base_path + path,
-            user_id=user_id,
-            query=canonical_query(params),
-            canonical_body=canonical_body(json),
-            params=wire_query(params),
-            body=None if json is None else to_json(json).encode(),
+        return prepare_request(
+            method,
+            path,
+            json=json,
+            params=params,
+            user_id=self.resolve_user_id(user_id),
+            base_path=self.settings.base_path,
         )
 
-    def _attempt_correcting_clock(self, prepared: _PreparedRequest, limiter: RateLimiter) -> AidolResponse:
+    def _attempt_correcting_clock(self, prepared: PreparedRequest, limiter: RateLimiter) -> AidolResponse:
         """Send once; on a 401 that shows the clocks disagree, adopt the server's clock and resend once."""
         try:
             return self._attempt(prepared, limiter)
@@ -370,50 +354,12 @@ class AidolHook(BaseHook):
             self._clock_offset = skew
             return self._attempt(prepared, limiter)
 
-    def _attempt(self, prepared: _PreparedRequest, limiter: RateLimiter) -> AidolResponse:
-        """Sign and send one attempt: fresh X-Timestamp and X-Request-ID every time."""
+    def _attempt(self, prepared: PreparedRequest, limiter: RateLimiter) -> AidolResponse:
+        """Pace, sign and send one attempt: fresh X-Timestamp and X-Request-ID every time."""
         limiter.acquire()
         settings = self.settings
-        timestamp = str(int(time.time() + self._clock_offset))
-        base = signature_base(
-            prepared.method,
-            prepared.signed_path,
-            timestamp,
-            prepared.user_id,
-            prepared.query,
-            prepared.canonical_body,
-        )
-        headers = {
-            "Authorization": f"Bearer {settings.api_key}",
-            "X-Timestamp": timestamp,
-            "X-Signature": sign(settings.api_secret, base),
-            "X-Request-ID": uuid.uuid4().hex,
-            "X-User-ID": prepared.user_id,
-        }
-        where: dict[str, Any] = {"method": prepared.method, "path": prepared.path}
-        try:
-            answer = self.session.request(
-                prepared.method,
-                settings.base_url + prepared.path,
-                params=prepared.params,
-                data=prepared.body,
-                headers=headers,
-                timeout=(settings.connect_timeout, settings.timeout),
-            )
-        except requests.ConnectionError as error:
-            if not _is_read_timeout(error):
-                raise AidolConnectionError(f"connection failed: {_describe(error)}", **where) from None
-            raise AidolTimeoutError(f"answer stalled past {settings.timeout:g} s", **where) from None
-        except requests.Timeout as error:
-            raise AidolTimeoutError(
-                f"no answer within {settings.timeout:g} s: {_describe(error)}", **where
-            ) from None
-        except requests.RequestException as error:
-            # The server had begun to answer, so it acted: not retried, like a read timeout.
-            raise AidolResponseError(f"answer broke off: {_describe(error)}", **where) from None
-        return parse_response(
-            answer.status_code, answer.headers, answer.content, received_at=time.time(), **where
-        )
+        headers = signed_headers(prepared, settings.api_secret, int(time.time() + self._clock_offset))
+        return send_once(self.session, settings, prepared, headers)
 
     def _wait(self, state: RetryCallState) -> float:
         """Honour a server's Retry-After (capped); otherwise exponential backoff with full jitter."""
@@ -456,14 +402,3 @@ def _with_conversation_id(response: AidolResponse) -> AidolResponse:
             path=CONVERSATION_PATH,
         )
     return response
-
-
-def _is_read_timeout(error: requests.ConnectionError) -> bool:
-    """Tell a read timeout in mid-body apart: requests reports it as a ConnectionError."""
-    return any(isinstance(arg, ReadTimeoutError) for arg in error.args)
-
-
-def _describe(error: requests.RequestException) -> str:
-    """Name urllib3's reason, not requests' 'Max retries exceeded' wrapper (the hook retries, not urllib3)."""
-    cause = error.args[0] if error.args else error
-    return str(getattr(cause, "reason", cause))

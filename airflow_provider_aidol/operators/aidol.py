@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
 
     from airflow_provider_aidol.hooks.aidol import AidolHook
-
-DEFAULT_CONN_ID = "aidol_default"
 
 
 class CreateConversationOperator(BaseOperator):
@@ -70,8 +70,8 @@ class CreateConversationOperator(BaseOperator):
             self.hook.close()
 
     def _reuse_or_create(self) -> str:
-        from airflow_provider_aidol.hooks.aidol import require_text
         from airflow_provider_aidol.reuse import ConversationStore
+        from airflow_provider_aidol.validation import require_text
 
         agent_id = require_text("agent_id", self.agent_id)
         user_id = self.hook.resolve_user_id(self.user_id)

@@ -108,7 +108,7 @@ class AidolServer:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<AidolServer {self.url if self.running else self._host} api_key={self.api_key!r} {state}>"
+        return f"<AidolServer {self.url if self.running else self._host} {state}>"
 
     @property
     def api_key(self) -> str:

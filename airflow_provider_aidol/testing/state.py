@@ -38,7 +38,8 @@ class RequestRecord:
     ``http_status`` is None while the answer is not ready yet, and for good when the client
     got no status line (a dropped connection); ``code``, ``message`` and ``trace_id`` are
     None until then, or when the answer is not an envelope. ``fault`` is the injected
-    fault's kind, if the request consumed one.
+    fault's kind, if the request consumed one. ``query`` is the raw query string and ``body``
+    the request body exactly as received.
     """
 
     method: str
@@ -50,6 +51,8 @@ class RequestRecord:
     user_id: str | None
     trace_id: str | None
     fault: str | None
+    query: str = ""
+    body: bytes = b""
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,8 @@ class _Answer:
         )
 
 
-async def _read_request(receive: Receive) -> Receive:
-    """Read the whole request body now; return a ``receive`` that hands it to the app later.
+async def _read_request(receive: Receive) -> tuple[Receive, bytes]:
+    """Read the whole request body now; return it and a ``receive`` that hands it to the app later.
 
     The app then gets the body even if the client has given up meanwhile (during latency or a
     DELAY fault), and goes on to act like a real server that received the request.
@@ -70,7 +70,7 @@ async def _read_request(receive: Receive) -> Receive:
     async def receive_replayed() -> Message:
         return replay.pop() if replay else await receive()
 
-    return receive_replayed
+    return receive_replayed, bytes(body)
 
 
 @dataclass(frozen=True)
@@ -159,8 +159,8 @@ class WireLayer:
             await self.app(scope, receive, send)
             return
         fault = self.state.take_fault(scope["path"])
-        record = self._open_record(scope, fault)
-        app_receive = await _read_request(receive)
+        app_receive, body = await _read_request(receive)
+        record = self._open_record(scope, fault, body)
         exchange = _Exchange(self.app, self.state, scope, receive, app_receive, send, record)
         await asyncio.sleep(self.state.latency)
         if fault is None:
@@ -184,7 +184,7 @@ class WireLayer:
         elif fault.kind is Fault.STALL:
             await exchange.stall(await exchange.process(), fault.delay or 0.0)
 
-    def _open_record(self, scope: Scope, fault: PlannedFault | None) -> int:
+    def _open_record(self, scope: Scope, fault: PlannedFault | None, body: bytes) -> int:
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
         return self.state.open_record(
             RequestRecord(
@@ -197,5 +197,7 @@ class WireLayer:
                 user_id=headers.get("x-user-id"),
                 trace_id=None,
                 fault=fault.kind if fault else None,
+                query=scope["query_string"].decode("latin-1"),
+                body=body,
             )
         )

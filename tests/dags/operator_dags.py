@@ -21,8 +21,10 @@ def record(dag_key: str, value: Any) -> None:
     RECEIVED.setdefault(dag_key, []).append(value if isinstance(value, str) else list(value))
 
 
-with DAG("aidol_test_single", schedule=None, params={"agent": "agent-2"}) as single:
-    created = CreateConversationOperator(task_id="create", agent_id="{{ params.agent }}", user_id="bob")
+with DAG("aidol_test_single", schedule=None, params={"agent": "agent-2", "user": "bob"}) as single:
+    created = CreateConversationOperator(
+        task_id="create", agent_id="{{ params.agent }}", user_id="{{ params.user }}"
+    )
     record("single", created.output)
 
 with DAG("aidol_test_mapped", schedule=None) as mapped:

@@ -7,7 +7,13 @@ request is one that an independent implementation of the spec agrees with.
 from __future__ import annotations
 
 import json
+import random
+import threading
+import time
 import uuid
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -23,9 +29,36 @@ from airflow_provider_aidol.exceptions import (
     AidolValidationError,
 )
 from airflow_provider_aidol.hooks.aidol import AidolHook
+from airflow_provider_aidol.signing import to_json
 from airflow_provider_aidol.testing import Fault
 
 CONVERSATION = "/v1/chat/conversation"
+
+
+class RedirectServer:
+    """A real loopback HTTP server that answers every request with a 308 to ``target``."""
+
+    def __init__(self, target: str) -> None:
+        class Redirect(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.send_response(308)
+                self.send_header("Location", target + self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+
+    def __enter__(self) -> RedirectServer:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 @pytest.fixture
@@ -69,13 +102,28 @@ def test_every_attempt_has_a_fresh_request_id_and_one_session_is_reused(hook, se
     assert hook.get_conn() is hook.session
 
 
-def test_generic_request_signs_query_parameters(hook, server):
-    # No published GET endpoint exists; the server authenticates before routing, so a 404
-    # (not a 401) proves the query was signed as the server's verifier expects.
-    with pytest.raises(AidolNotFoundError):
-        hook.request("GET", "/v1/agent/list", params={"size": 20, "page": 1, "keyword": "", "q": " 你好 "})
+def test_query_parameters_are_signed_and_sent_as_signed(hook, server):
+    params = {"size": 20, "flag": True, "keyword": "", "q": " 你好 ", "none": None}
+    hook.request("POST", "/v1/config/options", json={"namespace": "custom_agent"}, params=params)
     [record] = server.requests
-    assert record.http_status == 404
+    assert record.http_status == 200, record.message
+    assert parse_qs(record.query, keep_blank_values=True) == {
+        "size": ["20"],
+        "flag": ["true"],
+        "keyword": [""],
+        "q": [" 你好 "],
+    }
+
+
+def test_the_body_on_the_wire_is_exactly_the_signed_serialisation(hook, server):
+    body = {"namespace": "custom_image", "language": "en", "extra": {"ratio": 1.0, "tags": ["é"]}}
+    hook.request("POST", "/v1/config/options", json=body)
+    [record] = server.requests
+    assert record.body == to_json(body).encode()
+    assert (
+        record.body
+        == '{"namespace":"custom_image","language":"en","extra":{"ratio":1,"tags":["é"]}}'.encode()
+    )
 
 
 def test_generic_request_returns_data(hook):
@@ -85,7 +133,15 @@ def test_generic_request_returns_data(hook):
 
 @pytest.mark.parametrize(
     ("agent_id", "user_id", "named"),
-    [("", None, "agent_id"), ("  ", None, "agent_id"), (None, None, "agent_id"), ("agent-1", "", "user_id")],
+    [
+        ("", None, "agent_id"),
+        ("  ", None, "agent_id"),
+        (None, None, "agent_id"),
+        ("agent-1", "", "user_id"),
+        ("agent-1", " bob ", "user_id must be sent as an HTTP header"),
+        ("agent-1", "bob\nX-Evil: 1", "user_id must be sent as an HTTP header"),
+        ("agent-1", "用户", "user_id must be sent as an HTTP header"),
+    ],
 )
 def test_bad_input_is_refused_before_any_request(hook, server, agent_id, user_id, named):
     with pytest.raises(ValueError, match=named):
@@ -100,6 +156,9 @@ def test_bad_input_is_refused_before_any_request(hook, server, agent_id, user_id
         ({"method": "POST", "path": "/v1/x?a=1"}, "pass query parameters in params="),
         ({"method": "TRACE", "path": "/v1/x"}, "method must be one of"),
         ({"method": "POST", "path": "/v1/x", "json": ["a"]}, "json must be a dict"),
+        ({"method": "POST", "path": "/v1/x", "json": {"at": {1, 2}}}, "json field 'at'"),
+        ({"method": "POST", "path": "/v1/x", "json": {"n": float("nan")}}, "json field 'n'"),
+        ({"method": "GET", "path": "/v1/x", "params": {"ids": [1, 2]}}, "params field 'ids'"),
     ],
 )
 def test_bad_generic_requests_are_refused_before_sending(hook, server, kwargs, named):
@@ -237,13 +296,45 @@ def test_retry_after_is_capped_by_the_longest_retry_wait(monkeypatch, server):
     assert waits == [5.0]
 
 
-def test_backoff_grows_exponentially_within_its_bounds(monkeypatch, server):
-    hook, waits = recording_hook(monkeypatch, server, retry_wait_initial=1, retry_wait_max=3, max_retries=5)
-    server.inject(Fault.STATUS, status=503, times=5)
+def test_backoff_grows_exponentially_with_full_jitter(monkeypatch, server):
+    hook, waits = recording_hook(monkeypatch, server, retry_wait_initial=1, retry_wait_max=100, max_retries=8)
+    server.inject(Fault.STATUS, status=503, times=8)
+    random.seed(2026)  # the jitter is random.uniform(0, cap); seeded so the test is exact
     hook.create_conversation("agent-1")
-    assert len(waits) == 5
-    assert all(0 <= wait <= 3 for wait in waits)
-    assert waits[0] <= 1
+    caps = [min(2**attempt, 100) for attempt in range(8)]  # 1, 2, 4, ... seconds
+    assert len(waits) == 8
+    assert all(0 <= wait <= cap for wait, cap in zip(waits, caps, strict=True))
+    assert max(waits[4:]) > caps[3], "later waits must be able to exceed earlier caps"
+
+
+def test_retry_after_on_a_gateway_error_is_honoured(monkeypatch, server):
+    hook, waits = recording_hook(monkeypatch, server, retry_wait_max=30)
+    server.inject(Fault.STATUS, status=503, retry_after=2)
+    hook.create_conversation("agent-1")
+    assert waits == [2.0]
+
+
+def test_retry_after_as_an_http_date(monkeypatch, server):
+    hook, waits = recording_hook(monkeypatch, server, retry_wait_max=30)
+    server.inject(Fault.STATUS, status=429, retry_after=formatdate(time.time() + 3, usegmt=True))
+    hook.create_conversation("agent-1")
+    [wait] = waits
+    assert 1 < wait <= 3
+
+
+def test_no_retry_starts_beyond_the_time_budget(monkeypatch, server):
+    hook, waits = recording_hook(monkeypatch, server, retry_wait_max=30, retry_max_seconds=3)
+    server.inject(Fault.STATUS, status=503, retry_after=5, times=3)
+    with pytest.raises(AidolServerError):
+        hook.create_conversation("agent-1")
+    assert waits == []
+    assert server.count() == 1
+
+
+def test_html_gateway_page_is_retried(hook, server):
+    server.inject(Fault.HTML, status=502)
+    hook.create_conversation("agent-1")
+    assert [r.http_status for r in server.requests] == [502, 200]
 
 
 def test_retries_stop_after_max_retries(monkeypatch, server):
@@ -283,6 +374,44 @@ def test_connection_refused_is_a_connection_error(monkeypatch, server):
         AidolHook().create_conversation("agent-1")
     assert caught.value.http_status is None
     assert "Max retries exceeded" not in str(caught.value)
+
+
+def test_a_stalled_answer_is_a_timeout_and_not_retried(monkeypatch, server):
+    conn = json.loads(server.connection_json())
+    conn["extra"].update(timeout=0.3)
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    server.inject(Fault.STALL, delay=2.0)
+    with pytest.raises(AidolTimeoutError, match="stalled"):
+        AidolHook().create_conversation("agent-1")
+    assert server.count() == 1
+    assert len(server.conversations) == 1, "the server acted: the conversation exists (an orphan)"
+
+
+def test_a_connection_dropped_after_the_server_acted_leaves_an_orphan(hook, server):
+    server.inject(Fault.DROP_AFTER_CREATE)
+    conversation_id = hook.create_conversation("agent-1")
+    assert len(server.conversations) == 2, "documented: the retry creates a second conversation"
+    assert conversation_id == server.conversations[1].conversation_id
+
+
+def test_redirects_are_refused_not_followed(monkeypatch, server):
+    redirect = RedirectServer(server.url)
+    conn = json.loads(server.connection_json())
+    conn["host"] = redirect.url
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    with redirect, pytest.raises(AidolResponseError, match="redirected to") as caught:
+        AidolHook().create_conversation("agent-1")
+    assert caught.value.http_status == 308
+    assert server.requests == []
+
+
+def test_a_netrc_entry_does_not_replace_the_bearer_key(monkeypatch, server, tmp_path):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password netrc-password\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    AidolHook().create_conversation("agent-1")
+    assert len(server.conversations) == 1
 
 
 def test_read_timeout_is_not_retried(monkeypatch, server):
@@ -337,10 +466,24 @@ def test_small_skew_is_not_taken_for_clock_trouble(hook, server):
 
 
 def test_requests_per_second_paces_calls(monkeypatch, server):
-    conn = json.loads(server.connection_json())
-    conn["extra"]["requests_per_second"] = 1000
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
-    hook = AidolHook()
+    hook, waits = recording_hook(monkeypatch, server, requests_per_second=5)
+    for _ in range(3):
+        hook.create_conversation("agent-1")
+    # Slots are 0.2 s apart; the recorded waits are not slept, so the third waits for its slot 0.4 s on.
+    first, second = waits
+    assert 0.1 < first <= 0.2
+    assert 0.3 < second <= 0.4
+
+
+def test_retries_and_failures_never_log_the_credentials(monkeypatch, server, capsys):
+    hook, _ = recording_hook(monkeypatch, server)
+    server.inject(Fault.STATUS, status=503, times=2)
+    server.inject(Fault.RATE_LIMITED)
     hook.create_conversation("agent-1")
-    assert hook._rate_limiter is not None
-    assert hook._rate_limiter.rate == 1000
+    server.inject(Fault.HTML, status=500)
+    with pytest.raises(AidolServerError):
+        hook.create_conversation("agent-1")
+    output = capsys.readouterr()
+    assert "attempt 3 failed" in output.out
+    for secret in (server.api_key, server.api_secret):
+        assert secret not in output.out + output.err

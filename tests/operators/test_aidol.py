@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from airflow_provider_aidol.operators.aidol import CreateConversationOperator
 from tests.dags import operator_dags
 
 
@@ -43,7 +42,3 @@ def test_auth_errors_fail_the_task_without_airflow_retries(server, monkeypatch):
 def test_other_errors_use_airflow_task_retries(server):
     assert operator_dags.with_retries.test(run_conf={"agent": "missing-agent"}).state == "failed"
     assert server.count() == 3
-
-
-def test_agent_and_user_are_templated():
-    assert set(CreateConversationOperator.template_fields) == {"agent_id", "user_id"}

@@ -146,7 +146,3 @@ def test_bad_items_fail_the_task_before_any_request(server):
 def test_bad_operator_arguments_fail_at_dag_definition(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CreateConversationsOperator(task_id="x", conversations=[], **kwargs)
-
-
-def test_conversations_and_output_path_are_templated():
-    assert set(CreateConversationsOperator.template_fields) == {"conversations", "output_path"}

@@ -1,0 +1,180 @@
+"""One signed HTTP exchange: checking and preparing a request, signing it, sending it once.
+
+Retries, pacing and clock correction are the hook's; this module makes a single attempt and
+turns whatever happens into an :class:`AidolResponse` or a typed :class:`AidolError`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import requests
+from urllib3.exceptions import ReadTimeoutError
+
+from airflow_provider_aidol.envelope import AidolResponse, parse_response, redact
+from airflow_provider_aidol.exceptions import (
+    AidolConnectionError,
+    AidolResponseError,
+    AidolTimeoutError,
+)
+from airflow_provider_aidol.signing import (
+    canonical_body,
+    canonical_query,
+    sign,
+    signature_base,
+    to_json,
+    wire_query,
+)
+from airflow_provider_aidol.validation import require_text
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from airflow_provider_aidol.connection import ConnectionSettings
+
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """The parts of a request that stay the same across retries; ``user_id`` is already checked."""
+
+    method: str
+    path: str
+    signed_path: str
+    user_id: str
+    signed_query: str
+    signed_body: str
+    wire_params: dict[str, str] | None
+    wire_body: bytes | None
+
+
+def prepare_request(
+    method: str,
+    path: str,
+    *,
+    json: Mapping[str, Any] | None,
+    params: Mapping[str, Any] | None,
+    user_id: str,
+    base_path: str = "",
+) -> PreparedRequest:
+    """Check the request and compute its signed and wire forms; raise ``ValueError`` naming a bad part."""
+    method = require_text("method", method).upper()
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}.")
+    if not isinstance(path, str) or not path.startswith("/") or any(c in path for c in "?# "):
+        raise ValueError(
+            f"path must start with '/' and hold no query, fragment or space, got {path!r}; "
+            "pass query parameters in params=."
+        )
+    if json is not None and not isinstance(json, dict):
+        raise ValueError(f"json must be a dict (the JSON object body), got {type(json).__name__}.")
+    if params is not None and not isinstance(params, dict):
+        raise ValueError(f"params must be a dict, got {type(params).__name__}.")
+    return PreparedRequest(
+        method=method,
+        path=path,
+        signed_path=base_path + path,
+        user_id=user_id,
+        signed_query=canonical_query(params),
+        signed_body=canonical_body(json),
+        wire_params=wire_query(params),
+        wire_body=None if json is None else to_json(json).encode(),
+    )
+
+
+class BearerAuth(requests.auth.AuthBase):
+    """Sets ``Authorization: Bearer <key>``; as explicit auth it also keeps ``~/.netrc`` out."""
+
+    def __init__(self, api_key: str) -> None:
+        self._api_key = api_key
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        """Add the header to ``request``."""
+        request.headers["Authorization"] = f"Bearer {self._api_key}"
+        return request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(***)"
+
+
+def signed_headers(prepared: PreparedRequest, api_secret: str, timestamp: int) -> dict[str, str]:
+    """Return the signature headers of one attempt: its ``X-Timestamp`` and a fresh ``X-Request-ID``."""
+    stamp = str(timestamp)
+    base = signature_base(
+        prepared.method,
+        prepared.signed_path,
+        stamp,
+        prepared.user_id,
+        prepared.signed_query,
+        prepared.signed_body,
+    )
+    return {
+        "X-Timestamp": stamp,
+        "X-Signature": sign(api_secret, base),
+        "X-Request-ID": uuid.uuid4().hex,
+        "X-User-ID": prepared.user_id,
+    }
+
+
+def send_once(
+    session: requests.Session,
+    settings: ConnectionSettings,
+    prepared: PreparedRequest,
+    headers: Mapping[str, str],
+) -> AidolResponse:
+    """Send one attempt and read the answer; every failure becomes a typed :class:`AidolError`."""
+    where: dict[str, Any] = {"method": prepared.method, "path": prepared.path}
+    secrets = (settings.api_key, settings.api_secret)
+    try:
+        answer = session.request(
+            prepared.method,
+            settings.base_url + prepared.path,
+            params=prepared.wire_params,
+            data=prepared.wire_body,
+            headers=headers,
+            auth=BearerAuth(settings.api_key),
+            timeout=(settings.connect_timeout, settings.timeout),
+            allow_redirects=False,
+        )
+    except requests.exceptions.SSLError as error:
+        raise AidolConnectionError(
+            f"TLS failed: {_reason(error, secrets)}", retryable=False, **where
+        ) from None
+    except requests.ConnectionError as error:
+        if any(isinstance(arg, ReadTimeoutError) for arg in error.args):
+            # requests reports a read timeout in the middle of the body as a ConnectionError.
+            raise AidolTimeoutError(f"answer stalled past {settings.timeout:g} s", **where) from None
+        raise AidolConnectionError(f"connection failed: {_reason(error, secrets)}", **where) from None
+    except requests.Timeout as error:
+        raise AidolTimeoutError(
+            f"no answer within {settings.timeout:g} s: {_reason(error, secrets)}", **where
+        ) from None
+    except requests.RequestException as error:
+        # The server had begun to answer, so it acted: not retried, like a read timeout.
+        raise AidolResponseError(f"answer broke off: {_reason(error, secrets)}", **where) from None
+    if answer.is_redirect:
+        raise AidolResponseError(
+            f"redirected to {answer.headers.get('Location')!r}; set the connection's Base URL to "
+            "the address the API answers at (redirects are not followed: they would drop or leak "
+            "the signed headers)",
+            http_status=answer.status_code,
+            **where,
+        )
+    return parse_response(
+        answer.status_code,
+        answer.headers,
+        answer.content,
+        received_at=time.time(),
+        secrets=secrets,
+        **where,
+    )
+
+
+def _reason(error: requests.RequestException, secrets: tuple[str, str]) -> str:
+    """Name urllib3's reason, not requests' 'Max retries exceeded' wrapper (the hook retries, not urllib3)."""
+    cause = error.args[0] if error.args else error
+    return redact(f"{type(error).__name__}: {getattr(cause, 'reason', cause)}", secrets)

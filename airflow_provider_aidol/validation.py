@@ -1,0 +1,30 @@
+"""Checks of user input, shared by the hook, the batch and the operators (standard library only)."""
+
+from __future__ import annotations
+
+import re
+
+# Header values go out as Latin-1 bytes; control characters would break or smuggle headers.
+_UNSAFE_IN_HEADER = re.compile(r"[\x00-\x1f\x7f]|[^\x00-\xff]")
+
+
+def require_text(name: str, value: object) -> str:
+    """Return ``value`` when it is a non-blank string, else raise ``ValueError`` naming ``name``."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}.")
+    return value
+
+
+def require_header_value(name: str, value: object) -> str:
+    """Return ``value`` when it can be sent as an HTTP header as it is, else raise ``ValueError``.
+
+    It must be a non-blank string without surrounding whitespace, control characters or
+    characters outside Latin-1 (HTTP headers cannot carry them).
+    """
+    text = require_text(name, value)
+    if text != text.strip() or _UNSAFE_IN_HEADER.search(text):
+        raise ValueError(
+            f"{name} must be sent as an HTTP header: no surrounding whitespace, control characters "
+            f"or characters outside Latin-1, got {value!r}."
+        )
+    return text
