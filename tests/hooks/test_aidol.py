@@ -6,7 +6,6 @@ request is one that an independent implementation of the spec agrees with.
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
@@ -31,6 +30,7 @@ from airflow_provider_aidol.exceptions import (
 from airflow_provider_aidol.hooks.aidol import AidolHook
 from airflow_provider_aidol.signing import to_json
 from airflow_provider_aidol.testing import Fault
+from tests.hooks.conftest import point_connection
 
 CONVERSATION = "/v1/chat/conversation"
 
@@ -59,22 +59,6 @@ class RedirectServer:
     def __exit__(self, *exc_info: object) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-@pytest.fixture
-def server(aidol_default_connection, monkeypatch):
-    """The embedded server behind ``aidol_default``, with fast retry waits."""
-    conn = json.loads(aidol_default_connection.connection_json())
-    conn["extra"].update(retry_wait_initial=0.01, retry_wait_max=0.05)
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
-    return aidol_default_connection
-
-
-@pytest.fixture
-def hook(server):
-    hook = AidolHook()
-    yield hook
-    hook.close()
 
 
 def test_create_conversation_returns_the_uuid_the_server_recorded(hook, server):
@@ -168,9 +152,7 @@ def test_bad_generic_requests_are_refused_before_sending(hook, server, kwargs, n
 
 
 def test_missing_user_id_names_the_extra_field_and_connection(monkeypatch, server):
-    conn = json.loads(server.connection_json())
-    del conn["extra"]["user_id"]
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    point_connection(monkeypatch, server, without=("user_id",))
     with pytest.raises(ValueError, match="extra field 'user_id' on connection 'aidol_default'"):
         AidolHook().create_conversation("agent-1")
     assert server.requests == []
@@ -199,9 +181,7 @@ def test_missing_agent_id_from_the_server_is_a_validation_error(hook, server):
 
 
 def test_wrong_secret_is_an_auth_error_that_names_no_secret(monkeypatch, server):
-    conn = json.loads(server.connection_json())
-    conn["password"] = "wrong-secret-value"
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    point_connection(monkeypatch, server, password="wrong-secret-value")
     hook = AidolHook()
     with pytest.raises(AidolAuthError) as caught:
         hook.create_conversation("agent-1")
@@ -214,9 +194,7 @@ def test_wrong_secret_is_an_auth_error_that_names_no_secret(monkeypatch, server)
 
 
 def test_wrong_key_is_an_auth_error(monkeypatch, server):
-    conn = json.loads(server.connection_json())
-    conn["login"] = "not-a-key"
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    point_connection(monkeypatch, server, login="not-a-key")
     with pytest.raises(AidolAuthError, match="Invalid API key"):
         AidolHook().create_conversation("agent-1")
 
@@ -274,26 +252,22 @@ def test_rate_limit_message_is_retried(hook, server):
 
 def recording_hook(monkeypatch, server, **extra) -> tuple[AidolHook, list[float]]:
     """A hook on a connection with ``extra`` tuning whose retry waits are recorded, not slept."""
-    conn = json.loads(server.connection_json())
-    conn["extra"].update(extra)
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    point_connection(monkeypatch, server, **extra)
     hook, waits = AidolHook(), list[float]()
     hook.sleep = waits.append
     return hook, waits
 
 
-def test_retry_after_is_honoured(monkeypatch, server):
-    hook, waits = recording_hook(monkeypatch, server, retry_wait_max=30)
-    server.inject(Fault.STATUS, status=429, retry_after=2)
+@pytest.mark.parametrize(
+    ("status", "retry_after", "longest_wait", "waited"),
+    [(429, 2, 30, 2.0), (503, 2, 30, 2.0), (429, 3600, 5, 5.0)],
+    ids=["rate-limit", "gateway-error", "capped-by-longest-retry-wait"],
+)
+def test_retry_after_is_honoured(monkeypatch, server, status, retry_after, longest_wait, waited):
+    hook, waits = recording_hook(monkeypatch, server, retry_wait_max=longest_wait)
+    server.inject(Fault.STATUS, status=status, retry_after=retry_after)
     hook.create_conversation("agent-1")
-    assert waits == [2.0]
-
-
-def test_retry_after_is_capped_by_the_longest_retry_wait(monkeypatch, server):
-    hook, waits = recording_hook(monkeypatch, server, retry_wait_max=5)
-    server.inject(Fault.STATUS, status=429, retry_after=3600)
-    hook.create_conversation("agent-1")
-    assert waits == [5.0]
+    assert waits == [waited]
 
 
 def test_backoff_grows_exponentially_with_full_jitter(monkeypatch, server):
@@ -305,13 +279,6 @@ def test_backoff_grows_exponentially_with_full_jitter(monkeypatch, server):
     assert len(waits) == 8
     assert all(0 <= wait <= cap for wait, cap in zip(waits, caps, strict=True))
     assert max(waits[4:]) > caps[3], "later waits must be able to exceed earlier caps"
-
-
-def test_retry_after_on_a_gateway_error_is_honoured(monkeypatch, server):
-    hook, waits = recording_hook(monkeypatch, server, retry_wait_max=30)
-    server.inject(Fault.STATUS, status=503, retry_after=2)
-    hook.create_conversation("agent-1")
-    assert waits == [2.0]
 
 
 def test_retry_after_as_an_http_date(monkeypatch, server):
@@ -338,9 +305,7 @@ def test_html_gateway_page_is_retried(hook, server):
 
 
 def test_retries_stop_after_max_retries(monkeypatch, server):
-    conn = json.loads(server.connection_json())
-    conn["extra"].update(max_retries=2, retry_wait_initial=0.01)
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    point_connection(monkeypatch, server, max_retries=2, retry_wait_initial=0.01)
     server.inject(Fault.STATUS, status=503, times=10)
     with pytest.raises(AidolServerError):
         AidolHook().create_conversation("agent-1")
@@ -366,10 +331,7 @@ def test_dropped_connection_is_retried(hook, server):
 
 
 def test_connection_refused_is_a_connection_error(monkeypatch, server):
-    conn = json.loads(server.connection_json())
-    conn["host"] = "http://127.0.0.1:9"
-    conn["extra"].update(max_retries=1, retry_wait_initial=0.01)
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    point_connection(monkeypatch, server, host="http://127.0.0.1:9", max_retries=1, retry_wait_initial=0.01)
     with pytest.raises(AidolConnectionError) as caught:
         AidolHook().create_conversation("agent-1")
     assert caught.value.http_status is None
@@ -377,9 +339,7 @@ def test_connection_refused_is_a_connection_error(monkeypatch, server):
 
 
 def test_a_stalled_answer_is_a_timeout_and_not_retried(monkeypatch, server):
-    conn = json.loads(server.connection_json())
-    conn["extra"].update(timeout=0.3)
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    point_connection(monkeypatch, server, timeout=0.3)
     server.inject(Fault.STALL, delay=2.0)
     with pytest.raises(AidolTimeoutError, match="stalled"):
         AidolHook().create_conversation("agent-1")
@@ -396,9 +356,7 @@ def test_a_connection_dropped_after_the_server_acted_leaves_an_orphan(hook, serv
 
 def test_redirects_are_refused_not_followed(monkeypatch, server):
     redirect = RedirectServer(server.url)
-    conn = json.loads(server.connection_json())
-    conn["host"] = redirect.url
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    point_connection(monkeypatch, server, host=redirect.url)
     with redirect, pytest.raises(AidolResponseError, match="redirected to") as caught:
         AidolHook().create_conversation("agent-1")
     assert caught.value.http_status == 308
@@ -415,9 +373,7 @@ def test_a_netrc_entry_does_not_replace_the_bearer_key(monkeypatch, server, tmp_
 
 
 def test_read_timeout_is_not_retried(monkeypatch, server):
-    conn = json.loads(server.connection_json())
-    conn["extra"].update(timeout=0.2)
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    point_connection(monkeypatch, server, timeout=0.2)
     server.inject(Fault.DELAY, delay=1.0)
     with pytest.raises(AidolTimeoutError, match=r"no answer within 0\.2 s"):
         AidolHook().create_conversation("agent-1")
@@ -425,9 +381,7 @@ def test_read_timeout_is_not_retried(monkeypatch, server):
 
 
 def test_rate_limit_error_after_retries_are_exhausted(monkeypatch, server):
-    conn = json.loads(server.connection_json())
-    conn["extra"].update(max_retries=1, retry_wait_initial=0.01)
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+    point_connection(monkeypatch, server, max_retries=1, retry_wait_initial=0.01)
     server.inject(Fault.RATE_LIMITED, times=5)
     with pytest.raises(AidolRateLimitError):
         AidolHook().create_conversation("agent-1")

@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import pytest
 
-from airflow_provider_aidol.hooks.aidol import AidolHook
 from airflow_provider_aidol.testing import Fault
 
 CONVERSATION = "/v1/chat/conversation"
 KEYS = {"agent_id", "user_id", "conversation_id", "trace_id", "error"}
-
-
-@pytest.fixture
-def server(aidol_default_connection, monkeypatch):
-    conn = json.loads(aidol_default_connection.connection_json())
-    conn["extra"].update(retry_wait_initial=0.01, retry_wait_max=0.05)
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
-    return aidol_default_connection
-
-
-@pytest.fixture
-def hook(server):
-    hook = AidolHook()
-    yield hook
-    hook.close()
 
 
 def items(count: int, agent: str = "agent-1") -> list[dict[str, str]]:
