@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from airflow_provider_aidol.get_provider_info import get_provider_info
 
+AIRFLOW_VERSION = tuple(int(part) for part in version("apache-airflow").split(".")[:2])
 PYTHON = sys.executable
 AIRFLOW = str(Path(PYTHON).with_name("airflow"))
 
@@ -73,6 +75,11 @@ def test_standard_fields_are_relabelled_and_schema_port_hidden(aidol_form):
     assert "https://" in fields.host.placeholder
 
 
+@pytest.mark.skipif(
+    AIRFLOW_VERSION < (3, 2),
+    reason="Airflow 3.1 builds extra form fields only from FAB widgets; "
+    "docs/connection.md says to use the Extra JSON there",
+)
 def test_extra_fields_include_user_id_and_tuning(aidol_form):
     extra = aidol_form.extra_fields
     assert {"user_id", "timeout", "connect_timeout", "max_retries", "requests_per_second"} <= set(extra)
