@@ -64,10 +64,21 @@ class CreateConversationOperator(BaseOperator):
         """Create (or reuse) the conversation; the returned id becomes the XCom ``return_value``."""
         try:
             if not self.reuse_existing:
-                return self.hook.create_conversation(self.agent_id, user_id=self.user_id)
+                return self._create(self.agent_id, self.user_id)
             return self._reuse_or_create()
         finally:
             self.hook.close()
+
+    def _create(self, agent_id: str, user_id: str | None) -> str:
+        response = self.hook.create_conversation_response(agent_id, user_id=user_id)
+        conversation_id: str = response.data["conversationId"]
+        self.log.info(
+            "Created AI-DOL conversation %s with agent %s (traceId %s)",
+            conversation_id,
+            agent_id,
+            response.trace_id,
+        )
+        return conversation_id
 
     def _reuse_or_create(self) -> str:
         from airflow_provider_aidol.reuse import ConversationStore
@@ -82,6 +93,6 @@ class CreateConversationOperator(BaseOperator):
                 "Reusing AI-DOL conversation %s of user %s with agent %s", conversation_id, user_id, agent_id
             )
             return conversation_id
-        conversation_id = self.hook.create_conversation(agent_id, user_id=user_id)
+        conversation_id = self._create(agent_id, user_id)
         store.put(user_id, agent_id, conversation_id)
         return conversation_id

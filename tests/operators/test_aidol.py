@@ -15,11 +15,17 @@ def server(airflow_db, aidol_default_connection):
     return aidol_default_connection
 
 
-def test_downstream_task_receives_the_conversation_id(server):
+def test_downstream_task_receives_the_conversation_id(server, capfd):
     assert operator_dags.single.test().state == "success"
     [created] = server.conversations
     assert (created.agent_id, created.user_id) == ("agent-2", "bob")
     assert operator_dags.RECEIVED["single"] == [created.conversation_id]
+    [request] = server.requests
+    logged = (
+        f"Created AI-DOL conversation {created.conversation_id} with agent agent-2 "
+        f"(traceId {request.trace_id})"
+    )
+    assert logged in capfd.readouterr().out
 
 
 def test_mapped_over_agents_creates_one_conversation_each(server):
