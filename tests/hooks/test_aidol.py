@@ -193,6 +193,13 @@ def test_wrong_secret_is_an_auth_error_that_names_no_secret(monkeypatch, server)
         assert server.api_key not in text
 
 
+def test_key_and_secret_are_registered_with_the_secret_masker(hook, server):
+    from airflow.sdk.log import redact  # the masker Airflow applies to task logs
+
+    hook.settings  # noqa: B018 - reading the connection registers the masks
+    assert redact(f"key {server.api_key} secret {server.api_secret}") == "key *** secret ***"
+
+
 def test_wrong_key_is_an_auth_error(monkeypatch, server):
     point_connection(monkeypatch, server, login="not-a-key")
     with pytest.raises(AidolAuthError, match="Invalid API key"):
