@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The oldest supported Airflow minor gets a venv of its own (see test-oldest).
+OLDEST       := .venv-airflow-3.1
+OLDEST_STAMP := $(OLDEST)/.installed
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test test-oldest lint demo bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +20,15 @@ install: $(STAMP)
 ## test: run the whole test suite
 test: $(STAMP)
 	$(BIN)/pytest
+
+$(OLDEST_STAMP): pyproject.toml constraints-airflow-3.1.txt
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/pip install --quiet -c constraints-airflow-3.1.txt -e . pytest hypothesis
+	touch $(OLDEST_STAMP)
+
+## test-oldest: the whole test suite on the oldest supported Airflow (3.1), pinned by constraints-airflow-3.1.txt
+test-oldest: $(OLDEST_STAMP)
+	$(OLDEST)/bin/pytest -p no:cacheprovider
 
 ## lint: ruff (lint + format check) and mypy
 lint: $(STAMP)
@@ -34,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo
+	rm -rf $(VENV) $(OLDEST) .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo
