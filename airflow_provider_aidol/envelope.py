@@ -62,7 +62,7 @@ def parse_response(
     received_at: float | None = None,
     secrets: Sequence[str] = (),
 ) -> AidolResponse:
-    """Return the successful envelope in ``body``, or raise the :class:`AidolError` that describes it.
+    """Return the successful envelope in ``body``, or raise the ``AidolError`` that describes it.
 
     :param headers: response headers (case-insensitive mapping); ``Retry-After`` and
         ``Content-Type`` are read.

@@ -1,6 +1,6 @@
 """Provider metadata read by Airflow's providers manager.
 
-Every Airflow process calls :func:`get_provider_info` at start-up, so this module imports
+Every Airflow process calls ``get_provider_info()`` at start-up, so this module imports
 nothing but the standard library.
 """
 

@@ -4,7 +4,7 @@ The vendor signs ``METHOD, PATH, X-Timestamp, X-User-ID, canonicalQuery, canonic
 joined by newlines with HMAC-SHA256. Where the vendor's documentation is silent this module
 follows the project's stated interpretation (docs/protocol.md): containers are signed as
 compact JSON, numbers the way JavaScript's ``String(number)`` writes them, and the body on the
-wire is serialised by :func:`to_json`, the same way it is signed.
+wire is serialised by ``to_json()``, the same way it is signed.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One signed HTTP exchange: checking and preparing a request, signing it, sending it once.
 
 Retries, pacing and clock correction are the hook's; this module makes a single attempt and
-turns whatever happens into an :class:`AidolResponse` or a typed :class:`AidolError`.
+turns whatever happens into an ``AidolResponse`` or a typed ``AidolError``.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def send_once(
     prepared: PreparedRequest,
     headers: Mapping[str, str],
 ) -> AidolResponse:
-    """Send one attempt and read the answer; every failure becomes a typed :class:`AidolError`."""
+    """Send one attempt and read the answer; every failure becomes a typed ``AidolError``."""
     where: dict[str, Any] = {"method": prepared.method, "path": prepared.path}
     secrets = (settings.api_key, settings.api_secret)
     try:

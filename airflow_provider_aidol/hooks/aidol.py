@@ -193,7 +193,7 @@ class AidolHook(BaseHook):
         requests_per_second: float | None = None,
         progress_interval: float = 10.0,
     ) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Like :meth:`create_conversations`, but yield ``(index, result)`` as each item finishes.
+        """Like ``create_conversations()``, but yield ``(index, result)`` as each item finishes.
 
         Nothing accumulates, so it suits very large batches written out as they go. Bad items
         raise ``ValueError`` here, before anything is sent. Once the credentials are refused or
@@ -283,7 +283,7 @@ class AidolHook(BaseHook):
         params: Mapping[str, Any] | None = None,
         user_id: str | None = None,
     ) -> AidolResponse:
-        """Like :meth:`request`, but return the whole successful answer (data, traceId, status)."""
+        """Like ``request()``, but return the whole successful answer (data, traceId, status)."""
         prepared = self._prepare(method, path, json=json, params=params, user_id=user_id)
         return self._send(prepared, self._rate_limiter)
 
@@ -339,27 +339,33 @@ class AidolHook(BaseHook):
         )
 
     def _attempt_correcting_clock(self, prepared: PreparedRequest, limiter: RateLimiter) -> AidolResponse:
-        """Send once; on a 401 that shows the clocks disagree, adopt the server's clock and resend once."""
+        """Send once; on a 401 that shows the clocks disagree, adopt the server's clock and resend once.
+
+        The skew is judged against the offset the failed attempt was signed with, so in a batch
+        every request that raced the first correction is resent too, not only the first.
+        """
+        offset = self._clock_offset
         try:
-            return self._attempt(prepared, limiter)
+            return self._attempt(prepared, limiter, offset)
         except AidolAuthError as error:
             skew = error.clock_skew
-            if skew is None or abs(skew - self._clock_offset) <= CLOCK_SKEW_TOLERANCE:
+            if skew is None or abs(skew - offset) <= CLOCK_SKEW_TOLERANCE:
                 raise
-            self.log.warning(
-                "AI-DOL answered 401 and its clock is %+.0f s from this machine's; "
-                "signing with the server's time and trying once more (traceId %s)",
-                skew,
-                error.trace_id,
-            )
-            self._clock_offset = skew
-            return self._attempt(prepared, limiter)
+            if abs(skew - self._clock_offset) > CLOCK_SKEW_TOLERANCE:
+                self.log.warning(
+                    "AI-DOL answered 401 and its clock is %+.0f s from this machine's; "
+                    "signing with the server's time and trying once more (traceId %s)",
+                    skew,
+                    error.trace_id,
+                )
+                self._clock_offset = skew
+            return self._attempt(prepared, limiter, self._clock_offset)
 
-    def _attempt(self, prepared: PreparedRequest, limiter: RateLimiter) -> AidolResponse:
+    def _attempt(self, prepared: PreparedRequest, limiter: RateLimiter, clock_offset: float) -> AidolResponse:
         """Pace, sign and send one attempt: fresh X-Timestamp and X-Request-ID every time."""
         limiter.acquire()
         settings = self.settings
-        headers = signed_headers(prepared, settings.api_secret, int(time.time() + self._clock_offset))
+        headers = signed_headers(prepared, settings.api_secret, int(time.time() + clock_offset))
         return send_once(self.session, settings, prepared, headers)
 
     def _wait(self, state: RetryCallState) -> float:

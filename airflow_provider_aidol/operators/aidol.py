@@ -31,7 +31,7 @@ class CreateConversationOperator(BaseOperator):
     :param user_id: the end user; defaults to the connection's ``user_id`` extra. (templated)
     :param aidol_conn_id: the ``aidol`` connection to use.
     :param reuse_existing: return the conversation kept for this user and agent in an Airflow
-        Variable (see :mod:`airflow_provider_aidol.reuse`) instead of creating one, and keep
+        Variable (see ``airflow_provider_aidol.reuse``) instead of creating one, and keep
         newly created ones there, so scheduled runs continue the same conversation.
     """
 

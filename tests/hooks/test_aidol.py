@@ -20,11 +20,8 @@ from airflow_provider_aidol.exceptions import (
     AidolAuthError,
     AidolConnectionError,
     AidolNotFoundError,
-    AidolQuotaExceededError,
-    AidolRateLimitError,
     AidolResponseError,
     AidolServerError,
-    AidolTimeoutError,
     AidolValidationError,
 )
 from airflow_provider_aidol.hooks.aidol import AidolHook
@@ -194,7 +191,7 @@ def test_wrong_secret_is_an_auth_error_that_names_no_secret(monkeypatch, server)
 
 
 def test_key_and_secret_are_registered_with_the_secret_masker(hook, server):
-    from airflow.sdk.log import redact  # the masker Airflow applies to task logs
+    from airflow.sdk._shared.secrets_masker import redact  # what Airflow applies to task logs
 
     hook.settings  # noqa: B018 - reading the connection registers the masks
     assert redact(f"key {server.api_key} secret {server.api_secret}") == "key *** secret ***"
@@ -206,55 +203,7 @@ def test_wrong_key_is_an_auth_error(monkeypatch, server):
         AidolHook().create_conversation("agent-1")
 
 
-def test_quota_is_not_retried(hook, server):
-    server.inject(Fault.QUOTA)
-    with pytest.raises(AidolQuotaExceededError, match="API key usage limit reached"):
-        hook.create_conversation("agent-1")
-    assert server.count() == 1
-
-
-@pytest.mark.parametrize(
-    ("fault", "error_class"),
-    [
-        (Fault.MALFORMED_JSON, AidolResponseError),
-        (Fault.MISSING_FIELDS, AidolResponseError),
-        (Fault.NO_CONVERSATION_ID, AidolResponseError),
-        (Fault.HTML, AidolServerError),
-    ],
-)
-def test_unreadable_answers(hook, server, fault, error_class):
-    server.inject(fault, status=500)
-    with pytest.raises(error_class):
-        hook.create_conversation("agent-1")
-    assert server.count() == 1
-    assert server.conversations == []
-
-
-def test_a_500_is_reported_at_once(hook, server):
-    server.inject(Fault.STATUS, status=500)
-    with pytest.raises(AidolServerError) as caught:
-        hook.create_conversation("agent-1")
-    assert caught.value.http_status == 500
-    assert server.count() == 1
-
-
 # --- retries ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("status", [502, 503, 504])
-def test_gateway_errors_are_retried_until_success(hook, server, status):
-    server.inject(Fault.STATUS, status=status, times=2)
-    hook.create_conversation("agent-1")
-    assert server.count(http_status=status) == 2
-    assert server.count(http_status=200) == 1
-    assert len(server.conversations) == 1
-
-
-def test_rate_limit_message_is_retried(hook, server):
-    server.inject(Fault.RATE_LIMITED, times=3)
-    hook.create_conversation("agent-1")
-    assert server.count(path=CONVERSATION) == 4
-    assert len(server.conversations) == 1
 
 
 def recording_hook(monkeypatch, server, **extra) -> tuple[AidolHook, list[float]]:
@@ -305,20 +254,6 @@ def test_no_retry_starts_beyond_the_time_budget(monkeypatch, server):
     assert server.count() == 1
 
 
-def test_html_gateway_page_is_retried(hook, server):
-    server.inject(Fault.HTML, status=502)
-    hook.create_conversation("agent-1")
-    assert [r.http_status for r in server.requests] == [502, 200]
-
-
-def test_retries_stop_after_max_retries(monkeypatch, server):
-    point_connection(monkeypatch, server, max_retries=2, retry_wait_initial=0.01)
-    server.inject(Fault.STATUS, status=503, times=10)
-    with pytest.raises(AidolServerError):
-        AidolHook().create_conversation("agent-1")
-    assert server.count() == 3
-
-
 def test_retried_warning_names_attempt_reason_and_trace_id(hook, server, capsys):
     server.inject(Fault.RATE_LIMITED)
     hook.create_conversation("agent-1")
@@ -330,28 +265,12 @@ def test_retried_warning_names_attempt_reason_and_trace_id(hook, server, capsys)
     assert server.requests[0].trace_id in warning
 
 
-def test_dropped_connection_is_retried(hook, server):
-    server.inject(Fault.DROP)
-    hook.create_conversation("agent-1")
-    assert len(server.conversations) == 1
-    assert server.count(fault=Fault.DROP) == 1
-
-
 def test_connection_refused_is_a_connection_error(monkeypatch, server):
     point_connection(monkeypatch, server, host="http://127.0.0.1:9", max_retries=1, retry_wait_initial=0.01)
     with pytest.raises(AidolConnectionError) as caught:
         AidolHook().create_conversation("agent-1")
     assert caught.value.http_status is None
     assert "Max retries exceeded" not in str(caught.value)
-
-
-def test_a_stalled_answer_is_a_timeout_and_not_retried(monkeypatch, server):
-    point_connection(monkeypatch, server, timeout=0.3)
-    server.inject(Fault.STALL, delay=2.0)
-    with pytest.raises(AidolTimeoutError, match="stalled"):
-        AidolHook().create_conversation("agent-1")
-    assert server.count() == 1
-    assert len(server.conversations) == 1, "the server acted: the conversation exists (an orphan)"
 
 
 def test_a_connection_dropped_after_the_server_acted_leaves_an_orphan(hook, server):
@@ -379,22 +298,6 @@ def test_a_netrc_entry_does_not_replace_the_bearer_key(monkeypatch, server, tmp_
     assert len(server.conversations) == 1
 
 
-def test_read_timeout_is_not_retried(monkeypatch, server):
-    point_connection(monkeypatch, server, timeout=0.2)
-    server.inject(Fault.DELAY, delay=1.0)
-    with pytest.raises(AidolTimeoutError, match=r"no answer within 0\.2 s"):
-        AidolHook().create_conversation("agent-1")
-    assert server.count() == 1
-
-
-def test_rate_limit_error_after_retries_are_exhausted(monkeypatch, server):
-    point_connection(monkeypatch, server, max_retries=1, retry_wait_initial=0.01)
-    server.inject(Fault.RATE_LIMITED, times=5)
-    with pytest.raises(AidolRateLimitError):
-        AidolHook().create_conversation("agent-1")
-    assert server.count() == 2
-
-
 # --- clock skew -----------------------------------------------------------------------------
 
 
@@ -404,15 +307,6 @@ def test_clock_skew_is_corrected_once_and_remembered(hook, server):
     assert [r.http_status for r in server.requests] == [401, 200]
     hook.create_conversation("agent-2")
     assert [r.http_status for r in server.requests] == [401, 200, 200]
-
-
-def test_persistent_auth_failure_after_correction_states_the_skew(hook, server):
-    server.clock_offset = -900
-    server.inject(Fault.UNAUTHORIZED, times=2)
-    with pytest.raises(AidolAuthError) as caught:
-        hook.create_conversation("agent-1")
-    assert "clock skew -900 s against the server" in str(caught.value)
-    assert server.count(http_status=401) == 2
 
 
 def test_small_skew_is_not_taken_for_clock_trouble(hook, server):

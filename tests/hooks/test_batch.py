@@ -103,14 +103,6 @@ def test_quota_exhausted_mid_batch_accounts_for_every_item(hook, server):
     assert server.count(path=CONVERSATION) == 13
 
 
-def test_transient_faults_are_retried_per_item(hook, server):
-    server.inject(Fault.STATUS, status=503, times=5)
-    server.inject(Fault.DROP, times=2)
-    results = hook.create_conversations(items(20), max_workers=4)
-    assert all(r["error"] is None for r in results)
-    assert created_per_user(server) == Counter({f"user-{n:04d}": 1 for n in range(20)})
-
-
 def test_progress_is_logged_at_an_interval_not_per_item(hook, server, caplog):
     with caplog.at_level("INFO", logger="airflow_provider_aidol.batch"):
         list(hook.iter_create_conversations(items(30), max_workers=2, progress_interval=60))
