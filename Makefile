@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 OLDEST       := .venv-airflow-3.1
 OLDEST_STAMP := $(OLDEST)/.installed
 
-.PHONY: install test test-oldest lint demo bench clean
+.PHONY: install test test-oldest lint demo bench docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks
+
+## docs: install the docs extras, build the documentation site with mkdocs --strict into site/ (offline)
+docs: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -c constraints-docs.txt -e '.[dev,docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) $(OLDEST) .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo
