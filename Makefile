@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 OLDEST       := .venv-airflow-3.1
 OLDEST_STAMP := $(OLDEST)/.installed
 
-.PHONY: install test test-oldest lint demo bench docs clean
+.PHONY: install test test-oldest lint demo bench e2e docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ bench: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -c constraints-docs.txt -e '.[dev,docs]'
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+## e2e: the real user path: Airflow 3.3 UI in Debian's headless Chromium (Playwright) against the embedded server (about 1 min)
+e2e: $(STAMP)
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+	$(BIN)/pip install --quiet -c constraints.txt -c constraints-e2e.txt -e '.[dev,e2e]'
+	$(BIN)/pytest e2e -q
 
 clean:
 	rm -rf $(VENV) $(OLDEST) .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo

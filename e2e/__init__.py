@@ -1,0 +1,1 @@
+"""End-to-end test: Airflow UI in headless Chromium, a real Airflow, the embedded AI-DOL server."""

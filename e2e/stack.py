@@ -1,0 +1,258 @@
+"""A real Airflow deployment on loopback for the end-to-end test, and the processes it runs.
+
+``AirflowStack`` migrates a SQLite metadata database in a temporary ``AIRFLOW_HOME``, then runs
+``airflow api-server``, ``airflow scheduler`` (LocalExecutor) and ``airflow dag-processor`` as
+child processes, each in its own process group so that stopping it also stops the workers it
+forked. Every wait is bounded; every process is stopped by ``stop()``, which is safe to call
+after a partial start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import requests
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+ADMIN_USER = "e2e-admin"
+_STOP_GRACE = 5.0
+_STOP_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(what: str, check: Callable[[], Any], *, timeout: float, interval: float = 0.5) -> Any:
+    """Call ``check`` until it returns something truthy and return that; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            result = check()
+        except (requests.RequestException, AssertionError) as error:
+            result, last_error = None, error
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            detail = f" (last error: {last_error!r})" if last_error else ""
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+class Service:
+    """One long-running child process with its output in a log file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.args = args
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self._log: IO[bytes] | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        #: Whether stop() needed a second SIGTERM, and whether it had to SIGKILL the process.
+        self.signalled_twice = False
+        self.forced = False
+
+    def start(self) -> None:
+        """Start the process in a new session (its own process group)."""
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.args,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def check_alive(self) -> None:
+        """Raise if the process has exited, showing the end of its log."""
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with code {self.process.returncode}:\n{self.tail()}")
+
+    def stop(self, grace: float = _STOP_GRACE, timeout: float = _STOP_TIMEOUT) -> None:
+        """Stop the process and everything it forked; force it after ``timeout`` s.
+
+        SIGTERM goes to the leader only, so that it shuts its own workers down in order. A
+        process still running after ``grace`` s gets a second SIGTERM: the scheduler sometimes
+        waits for its LocalExecutor workers on shutdown and says "Signal again if you don't want
+        to wait". Finally the whole group gets SIGKILL: the leader if it is still there, and any
+        straggler it left behind.
+        """
+        process = self.process
+        if process is None:
+            return
+        group = process.pid  # start_new_session: the child leads a group with its own pid
+        for wait in (grace, timeout - grace):
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                self.signalled_twice = True
+        else:
+            self.forced = True
+        time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        process.wait(10)
+        self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def tail(self, lines: int = 40) -> str:
+        """Return the last ``lines`` lines of the process's output."""
+        if not self.log_path.exists():
+            return "(no output)"
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+class AirflowStack:
+    """Airflow 3 (api-server, scheduler, dag-processor) on 127.0.0.1 with SQLite in ``home``."""
+
+    def __init__(self, home: Path, dags_folder: Path) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_user = ADMIN_USER
+        self.admin_password = secrets.token_urlsafe(16)
+        self.log_dir = home / "process-logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        passwords = home / "simple_auth_manager_passwords.json"
+        passwords.write_text(json.dumps({ADMIN_USER: self.admin_password}))
+        env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+        env.update(
+            AIRFLOW_HOME=str(home),
+            AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
+            AIRFLOW__CORE__LOAD_EXAMPLES="False",
+            AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+            AIRFLOW__CORE__PARALLELISM="4",
+            AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{self.url}/execution/",
+            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
+            AIRFLOW__API__HOST="127.0.0.1",
+            AIRFLOW__API__PORT=str(self.port),
+            AIRFLOW__API__BASE_URL=self.url,
+            AIRFLOW__API__WORKERS="1",
+            AIRFLOW__API__SECRET_KEY=secrets.token_hex(16),
+            AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_hex(32),
+            # A test deployment: one admin whose password the test chose (no generated file).
+            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{ADMIN_USER}:admin",
+            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="False",
+            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(passwords),
+            # Parse the DAG folder promptly; schedule promptly.
+            AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+            AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
+            NO_PROXY="127.0.0.1,localhost",
+            no_proxy="127.0.0.1,localhost",
+        )
+        self.env = env
+        self.services = [
+            Service(
+                "api-server",
+                [AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+                env,
+                self.log_dir,
+            ),
+            # --skip-serve-logs: the log server would listen on every interface; the api-server
+            # reads the task logs from AIRFLOW_HOME/logs directly (one machine, LocalExecutor).
+            Service("scheduler", [AIRFLOW, "scheduler", "--skip-serve-logs"], env, self.log_dir),
+            Service("dag-processor", [AIRFLOW, "dag-processor"], env, self.log_dir),
+        ]
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self._token: str | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def migrate(self, timeout: float = 300) -> None:
+        """Create the metadata database with the real ``airflow db migrate``."""
+        result = subprocess.run(
+            [AIRFLOW, "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if result.returncode:
+            raise RuntimeError(f"airflow db migrate failed:\n{result.stdout}\n{result.stderr}")
+
+    def start(self) -> None:
+        """Start the three components (the caller must call ``stop()``, even on failure)."""
+        for service in self.services:
+            service.start()
+
+    def stop(self) -> None:
+        """Stop every component that was started; the api-server last (workers report to it)."""
+        for service in reversed(self.services):
+            service.stop()
+        self.session.close()
+
+    def check_alive(self) -> None:
+        """Raise if any component has exited."""
+        for service in self.services:
+            service.check_alive()
+
+    def wait_healthy(self, timeout: float = 240) -> dict[str, Any]:
+        """Wait until the api-server answers and reports a healthy scheduler and dag-processor."""
+
+        def healthy() -> dict[str, Any] | None:
+            self.check_alive()
+            answer = self.session.get(f"{self.url}/api/v2/monitor/health", timeout=5)
+            if answer.status_code != 200:
+                return None
+            health: dict[str, Any] = answer.json()
+            parts = ("metadatabase", "scheduler", "dag_processor")
+            if all((health.get(part) or {}).get("status") == "healthy" for part in parts):
+                return health
+            return None
+
+        result: dict[str, Any] = wait_for("a healthy Airflow", healthy, timeout=timeout)
+        return result
+
+    def logs(self, lines: int = 40) -> str:
+        """Return the end of every component's output, for failure reports."""
+        return "\n".join(f"----- {s.name} ({s.log_path}) -----\n{s.tail(lines)}" for s in self.services)
+
+    # -- REST API (/api/v2) with a JWT from /auth/token -----------------------------------------
+
+    def token(self) -> str:
+        """Get a JWT for the admin user from the simple auth manager's ``POST /auth/token``."""
+        if self._token is None:
+            answer = self.session.post(
+                f"{self.url}/auth/token",
+                json={"username": ADMIN_USER, "password": self.admin_password},
+                timeout=10,
+            )
+            answer.raise_for_status()
+            self._token = str(answer.json()["access_token"])
+        return self._token
+
+    def api(self, method: str, path: str, *, expect: int | None = 200, **kwargs: Any) -> Any:
+        """Call ``/api/v2{path}`` with the admin's JWT; return the decoded JSON body."""
+        answer = self.session.request(
+            method,
+            f"{self.url}/api/v2{path}",
+            headers={"Authorization": f"Bearer {self.token()}"},
+            timeout=15,
+            **kwargs,
+        )
+        if expect is not None and answer.status_code != expect:
+            raise AssertionError(f"{method} /api/v2{path}: HTTP {answer.status_code} {answer.text[:500]}")
+        return answer.json() if answer.content else None
