@@ -26,6 +26,7 @@ from airflow_provider_aidol.batch import BatchItem, FatalBatchError, parse_items
 from airflow_provider_aidol.connection import ConnectionSettings
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
+    AidolConnectionError,
     AidolError,
     AidolQuotaExceededError,
     AidolRateLimitError,
@@ -41,9 +42,13 @@ if TYPE_CHECKING:
 
     from airflow_provider_aidol.envelope import AidolResponse
 
-__all__ = ["CONVERSATION_PATH", "AidolHook"]
+__all__ = ["CONVERSATION_PATH", "OPTIONS_PATH", "AidolHook"]
 
 CONVERSATION_PATH = "/v1/chat/conversation"
+OPTIONS_PATH = "/v1/config/options"
+GENDERS = ("male", "female")
+# X-User-ID of the connection test when the connection names no default user.
+_TEST_USER_ID = "airflow-connection-test"
 # A 401 whose server clock is further off than this is taken for clock skew (the window is 5 min).
 CLOCK_SKEW_TOLERANCE = 240.0
 _DEFAULT_POOL_SIZE = 10
@@ -287,10 +292,82 @@ class AidolHook(BaseHook):
         prepared = self._prepare(method, path, json=json, params=params, user_id=user_id)
         return self._send(prepared, self._rate_limiter)
 
+    def get_options(
+        self, namespace: str, *, gender: str | None = None, language: str | None = None
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Return the asset options of ``namespace``: category to a list of ``{code, label, previewUrl}``.
+
+        :param namespace: ``"custom_image"`` (Pose, Background, Outfit) or ``"custom_agent"``.
+        :param gender: ``"male"`` or ``"female"`` to filter the options.
+        :param language: label language, e.g. ``"en"`` (the vendor's default) or ``"zh"``.
+        """
+        body = {"namespace": require_text("namespace", namespace)}
+        if gender is not None:
+            if gender not in GENDERS:
+                raise ValueError(f"gender must be one of {GENDERS} or None, got {gender!r}.")
+            body["gender"] = gender
+        if language is not None:
+            body["language"] = require_text("language", language)
+        response = self.send("POST", OPTIONS_PATH, json=body)
+        options = response.data
+        if not isinstance(options, dict) or not all(isinstance(items, list) for items in options.values()):
+            raise AidolResponseError(
+                "options answer whose data is not a map of category to list",
+                http_status=response.http_status,
+                trace_id=response.trace_id,
+                method="POST",
+                path=OPTIONS_PATH,
+            )
+        return options
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check Base URL, key, secret and clock with one read-only call (the UI's "Test" button).
+
+        Nothing is created: it asks for the ``custom_image`` options once, without retries.
+        """
+        try:
+            settings = self.settings
+            prepared = self._prepare(
+                "POST",
+                OPTIONS_PATH,
+                json={"namespace": "custom_image"},
+                user_id=settings.user_id or _TEST_USER_ID,
+            )
+            response = self._send(prepared, self._rate_limiter, attempts=1)
+        except ValueError as error:
+            return False, f"The connection is incomplete: {error}"
+        except AidolAuthError as error:
+            return (
+                False,
+                f"Authentication failed; check the API Key, the API Secret and this machine's clock: {error}",
+            )
+        except AidolConnectionError as error:
+            return False, f"Cannot reach the Base URL {self.settings.base_url}: {error}"
+        except AidolError as error:
+            return False, f"The AI-DOL API answered with an error: {error}"
+        clock = (
+            f" This machine's clock is {self._clock_offset:+.0f} s off the server's;"
+            " the hook corrects for it."
+            if abs(self._clock_offset) > CLOCK_SKEW_TOLERANCE
+            else ""
+        )
+        return True, (
+            f"Connected to {settings.base_url}: key, signature and clock accepted "
+            f"(traceId {response.trace_id}).{clock}"
+        )
+
     def _send(
-        self, prepared: PreparedRequest, limiter: RateLimiter, *, retry_rate_limits: bool = True
+        self,
+        prepared: PreparedRequest,
+        limiter: RateLimiter,
+        *,
+        retry_rate_limits: bool = True,
+        attempts: int | None = None,
     ) -> AidolResponse:
-        """Send with retries; a batch handles rate limits itself (``retry_rate_limits=False``)."""
+        """Send with retries; a batch handles rate limits itself (``retry_rate_limits=False``).
+
+        :param attempts: at most this many attempts (default: the connection's ``max_retries`` + 1).
+        """
 
         def retryable(error: BaseException) -> bool:
             if isinstance(error, AidolRateLimitError):
@@ -299,7 +376,7 @@ class AidolHook(BaseHook):
 
         retrying = Retrying(
             retry=retry_if_exception(retryable),
-            stop=stop_after_attempt(self.settings.max_retries + 1)
+            stop=stop_after_attempt(attempts or self.settings.max_retries + 1)
             | stop_before_delay(self.settings.retry_max_seconds),
             wait=self._wait,
             before_sleep=self._log_retry,
