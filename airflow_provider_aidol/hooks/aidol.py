@@ -311,12 +311,8 @@ class AidolHook(BaseHook):
         response = self.send("POST", OPTIONS_PATH, json=body)
         options = response.data
         if not isinstance(options, dict) or not all(isinstance(items, list) for items in options.values()):
-            raise AidolResponseError(
-                "options answer whose data is not a map of category to list",
-                http_status=response.http_status,
-                trace_id=response.trace_id,
-                method="POST",
-                path=OPTIONS_PATH,
+            raise _unexpected_data(
+                response, OPTIONS_PATH, "options answer whose data is not a map of category to list"
             )
         return options
 
@@ -478,11 +474,12 @@ def _with_conversation_id(response: AidolResponse) -> AidolResponse:
     """Return ``response`` if it carries ``data.conversationId``, else raise AidolResponseError."""
     conversation_id = response.data.get("conversationId") if isinstance(response.data, dict) else None
     if not isinstance(conversation_id, str) or not conversation_id.strip():
-        raise AidolResponseError(
-            "success answer without data.conversationId",
-            http_status=response.http_status,
-            trace_id=response.trace_id,
-            method="POST",
-            path=CONVERSATION_PATH,
-        )
+        raise _unexpected_data(response, CONVERSATION_PATH, "success answer without data.conversationId")
     return response
+
+
+def _unexpected_data(response: AidolResponse, path: str, problem: str) -> AidolResponseError:
+    """Build the error for a successful POST answer whose ``data`` is not what the endpoint documents."""
+    return AidolResponseError(
+        problem, http_status=response.http_status, trace_id=response.trace_id, method="POST", path=path
+    )
