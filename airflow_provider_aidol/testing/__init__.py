@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from airflow_provider_aidol.testing.faults import Fault
-from airflow_provider_aidol.testing.state import Conversation, RequestRecord
+from airflow_provider_aidol.testing.state import Conversation, GeneratedImage, RequestRecord
 
 if TYPE_CHECKING:
     from airflow_provider_aidol.testing.server import AidolServer
 
-__all__ = ["AidolServer", "Conversation", "Fault", "RequestRecord"]
+__all__ = ["AidolServer", "Conversation", "Fault", "GeneratedImage", "RequestRecord"]
 
 # The environment variable that defines Airflow's ``aidol_default`` connection.
 CONNECTION_ENV_VAR = "AIRFLOW_CONN_AIDOL_DEFAULT"

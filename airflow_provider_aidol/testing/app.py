@@ -44,6 +44,7 @@ class SignedCall:
 
     body: dict[str, object]
     user_id: str
+    request_id: str
 
 
 def _finite_float(text: str) -> float:
@@ -106,7 +107,7 @@ def _admit(state: ServerState) -> None:
 async def _signed_call(request: Request, state: State) -> SignedCall:
     body = await _verified_body(request, state)
     _admit(state)
-    return SignedCall(body, request.headers["x-user-id"])
+    return SignedCall(body, request.headers["x-user-id"], request.headers["x-request-id"])
 
 
 Signed = Annotated[SignedCall, Depends(_signed_call)]
@@ -175,6 +176,7 @@ async def chat_image(call: Signed, state: State) -> Response:
     agent_id = _required(call.body, "agentId")
     conversation_id = _required(call.body, "conversationId")
     text = _required(call.body, "text")
+    _check_choice(_optional(call.body, "language"), "language", LANGUAGES)
     metadata = call.body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise ApiError.bad_request("metadata must be an object")
@@ -182,10 +184,11 @@ async def chat_image(call: Signed, state: State) -> Response:
     if agent is None:
         raise ApiError.not_found("Agent not found")
     conversation = state.find_conversation(conversation_id)
-    if conversation is None or conversation.agent_id != agent_id:
+    if conversation is None or (conversation.agent_id, conversation.user_id) != (agent_id, call.user_id):
         raise ApiError.not_found("Conversation not found")
     if not agent.image_config:
         raise ApiError(HTTPStatus.OK, Code.SERVER_ERROR, "Agent missing image generation config")
+    state.start_image(conversation, text, call.request_id)
     await asyncio.sleep(state.image_latency)
     return _ok(state, {"base64Image": data_url(solid_png(text)), "metadata": metadata or {}})
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from airflow_provider_aidol.testing.faults import Fault
-    from airflow_provider_aidol.testing.state import Conversation, RequestRecord
+    from airflow_provider_aidol.testing.state import Conversation, GeneratedImage, RequestRecord
 
 _T = TypeVar("_T")
 _STARTUP_TIMEOUT = 10.0
@@ -239,6 +239,11 @@ class AidolServer:
     def conversations(self) -> list[Conversation]:
         """The conversations created so far, oldest first."""
         return self._state.conversations
+
+    @property
+    def images(self) -> list[GeneratedImage]:
+        """The image generations started (and so billed) so far, oldest first, answered or not."""
+        return self._state.images
 
     @property
     def requests(self) -> list[RequestRecord]:

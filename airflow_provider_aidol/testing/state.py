@@ -32,6 +32,21 @@ class Conversation:
 
 
 @dataclass(frozen=True)
+class GeneratedImage:
+    """An image generation the server started, and so billed, whether or not the client got it.
+
+    ``request_id`` is the ``X-Request-ID`` of the request; ``started_at`` is on the server clock (UTC).
+    """
+
+    conversation_id: str
+    agent_id: str
+    user_id: str
+    text: str
+    request_id: str
+    started_at: datetime
+
+
+@dataclass(frozen=True)
 class RequestRecord:
     """One request as the server saw and answered it, recorded as soon as it arrives.
 
@@ -96,6 +111,7 @@ class ServerState:
         self._lock = threading.Lock()
         self._agents = {agent_id: Agent(agent_id, image_config=True) for agent_id in agents}
         self._conversations: dict[str, Conversation] = {}
+        self._images: list[GeneratedImage] = []
         self._records: dict[int, RequestRecord] = {}
         self._record_numbers = itertools.count()
         self._seen_request_ids: set[str] = set()
@@ -163,6 +179,27 @@ class ServerState:
         """Return the conversations created so far, oldest first."""
         with self._lock:
             return list(self._conversations.values())
+
+    def start_image(self, conversation: Conversation, text: str, request_id: str) -> GeneratedImage:
+        """Remember (and so bill) an image generation as it starts."""
+        started_at = datetime.fromtimestamp(self.now(), tz=UTC)
+        image = GeneratedImage(
+            conversation.conversation_id,
+            conversation.agent_id,
+            conversation.user_id,
+            text,
+            request_id,
+            started_at,
+        )
+        with self._lock:
+            self._images.append(image)
+        return image
+
+    @property
+    def images(self) -> list[GeneratedImage]:
+        """Return the image generations started so far, oldest first."""
+        with self._lock:
+            return list(self._images)
 
     def claim_request_id(self, request_id: str) -> bool:
         """Remember a request id; return False if it was seen before."""
@@ -262,6 +299,7 @@ class ServerState:
         with self._lock:
             self._records.clear()
             self._conversations.clear()
+            self._images.clear()
             self._seen_request_ids.clear()
             self._faults.clear()
             self._buckets.clear()

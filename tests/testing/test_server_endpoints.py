@@ -13,12 +13,10 @@ from typing import TYPE_CHECKING
 import pytest
 import requests
 
-from .signed_client import assert_error
+from .signed_client import SignedClient, assert_error
 
 if TYPE_CHECKING:
     from airflow_provider_aidol.testing import AidolServer
-
-    from .signed_client import SignedClient
 
 CONVERSATION = "/v1/chat/conversation"
 OPTIONS = "/v1/config/options"
@@ -274,3 +272,26 @@ def test_image_latency_slows_only_image_generation(fresh_client: SignedClient) -
     fresh_client.call(IMAGE, {"agentId": "agent-1", "conversationId": conversation_id, "text": "x"})
     assert created - started < 0.25
     assert time.monotonic() - created >= 0.3
+
+
+def test_image_with_another_users_conversation(client: SignedClient) -> None:
+    body = {"agentId": "agent-1", "conversationId": client.create_conversation(), "text": "x"}
+    other_user = SignedClient(client.server, client.session, user_id="someone-else")
+    assert_error(other_user.post(IMAGE, body), 200, 10404, "Conversation not found")
+
+
+def test_image_language_must_be_known(client: SignedClient) -> None:
+    body = {"agentId": "agent-1", "conversationId": client.create_conversation(), "text": "x"}
+    response = client.post(IMAGE, {**body, "language": "fr"})
+    assert_error(response, 200, 10400, "language must be one of: en, zh")
+
+
+def test_each_image_generation_is_recorded_as_billed_when_it_starts(fresh_client: SignedClient) -> None:
+    conversation_id = fresh_client.create_conversation()
+    fresh_client.call(IMAGE, {"agentId": "agent-1", "conversationId": conversation_id, "text": "a cat"})
+    fresh_client.post(IMAGE, {"agentId": "agent-1", "conversationId": "unknown", "text": "refused"})
+    [image] = fresh_client.server.images
+    assert (image.conversation_id, image.agent_id, image.text) == (conversation_id, "agent-1", "a cat")
+    assert image.request_id == fresh_client.server.requests[-2].request_id
+    fresh_client.server.reset()
+    assert fresh_client.server.images == []
