@@ -7,4 +7,13 @@ try:  # Airflow 3.2+: the Task SDK owns the task exceptions.
 except ImportError:  # Airflow 3.1
     from airflow.exceptions import AirflowException, AirflowFailException  # type: ignore[no-redef,attr-defined]
 
-__all__ = ["AirflowException", "AirflowFailException"]
+__all__ = ["AirflowException", "AirflowFailException", "default_deferrable"]
+
+
+def default_deferrable() -> bool:
+    """Return Airflow's ``[operators] default_deferrable`` setting (False when unset)."""
+    try:  # Airflow 3.2+
+        from airflow.sdk import conf
+    except ImportError:  # Airflow 3.1
+        from airflow.configuration import conf  # type: ignore[assignment]
+    return conf.getboolean("operators", "default_deferrable", fallback=False)

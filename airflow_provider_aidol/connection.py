@@ -29,6 +29,7 @@ class ConnectionSettings:
     api_secret: str = field(repr=False)
     user_id: str | None
     timeout: float
+    image_timeout: float
     connect_timeout: float
     max_retries: int
     retry_max_seconds: float
@@ -57,6 +58,7 @@ class ConnectionSettings:
             api_secret=_credential(conn_id, conn.password, "API Secret (password)"),
             user_id=_optional_text(extra.get("user_id")),
             timeout=field.number("timeout", above_zero=True),
+            image_timeout=field.number("image_timeout", above_zero=True),
             connect_timeout=field.number("connect_timeout", above_zero=True),
             max_retries=int(field.number("max_retries", whole=True)),
             retry_max_seconds=field.number("retry_max_seconds"),

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
     AidolError,
+    AidolImageConfigError,
     AidolNotFoundError,
     AidolQuotaExceededError,
     AidolRateLimitError,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 RATE_LIMIT_MESSAGE = "Too many requests, please try again later"
 QUOTA_MESSAGE = "API key usage limit reached"
 INVALID_API_KEY_MESSAGE = "Invalid API key"
+IMAGE_CONFIG_MESSAGE = "Agent missing image generation config"
 
 CODE_VALIDATION = 10400
 CODE_NOT_FOUND = 10404
@@ -101,6 +103,8 @@ def _error_class(http_status: int, message: str, code: int | None, *, readable: 
         return AidolQuotaExceededError
     if http_status == 429 or known == _normalised(RATE_LIMIT_MESSAGE):
         return AidolRateLimitError
+    if known == _normalised(IMAGE_CONFIG_MESSAGE):
+        return AidolImageConfigError
     if http_status >= 500 or code == CODE_SERVER_ERROR:
         return AidolServerError
     if not readable:

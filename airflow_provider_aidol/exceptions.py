@@ -15,6 +15,8 @@ __all__ = [
     "AidolBatchError",
     "AidolConnectionError",
     "AidolError",
+    "AidolImageConfigError",
+    "AidolInterruptedError",
     "AidolNotFoundError",
     "AidolQuotaExceededError",
     "AidolRateLimitError",
@@ -41,6 +43,8 @@ class AidolError(AirflowException):
 
     #: Whether the hook retries this kind of error (see docs/errors.md).
     retryable: bool = False
+    # The keyword arguments to_payload() keeps, so from_payload() can rebuild the error.
+    _payload_fields: tuple[str, ...] = ("http_status", "code", "trace_id", "method", "path", "retry_after")
 
     def __init__(
         self,
@@ -76,6 +80,18 @@ class AidolError(AirflowException):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r})"
 
+    def to_payload(self) -> dict[str, Any]:
+        """Return the error as JSON-ready data (a trigger hands it to the worker in its event)."""
+        fields = {name: getattr(self, name) for name in self._payload_fields}
+        return {"error_class": type(self).__name__, "message": self.message, **fields}
+
+    @staticmethod
+    def from_payload(payload: dict[str, Any]) -> AidolError:
+        """Rebuild the error ``to_payload()`` described."""
+        error_class = _ERROR_CLASSES.get(payload["error_class"], AidolError)
+        fields = {name: payload[name] for name in error_class._payload_fields if name in payload}
+        return error_class(payload["message"], **fields)
+
 
 class AidolAuthError(AidolError, AirflowFailException):
     """HTTP 401 (or "Invalid API key"): wrong key or secret, bad signature, or a skewed clock.
@@ -88,6 +104,7 @@ class AidolAuthError(AidolError, AirflowFailException):
 
     #: Smallest skew worth pointing out in the message.
     NOTABLE_SKEW = 60.0
+    _payload_fields = (*AidolError._payload_fields, "clock_skew")
 
     def __init__(self, message: str, *, clock_skew: float | None = None, **kwargs: Any) -> None:
         self.clock_skew = clock_skew
@@ -131,13 +148,27 @@ class AidolResponseError(AidolError):
     """The answer could not be read: not JSON, an HTML page, or an envelope missing fields."""
 
 
+class AidolImageConfigError(AidolError, AirflowFailException):
+    """The agent has no image generation config ("Agent missing image generation config").
+
+    It fails the task without Airflow task retries: the agent must be configured first.
+    """
+
+
 class AidolConnectionError(AidolError):
     """No answer: the connection could not be made or was dropped; retried, except TLS failures.
 
     :param retryable: ``False`` for failures that retrying cannot heal (a bad certificate).
+    :param request_sent: ``False`` only when the request surely never reached the server (the
+        connection was never made), so even a request that must not run twice may be resent.
     """
 
-    def __init__(self, message: str, *, retryable: bool = True, **kwargs: Any) -> None:
+    _payload_fields = (*AidolError._payload_fields, "retryable", "request_sent")
+
+    def __init__(
+        self, message: str, *, retryable: bool = True, request_sent: bool = True, **kwargs: Any
+    ) -> None:
+        self.request_sent = request_sent
         super().__init__(message, **kwargs)
         self.retryable = retryable
 
@@ -147,6 +178,14 @@ class AidolTimeoutError(AidolError):
 
     Not retried: the server may have acted (for example created a conversation), and the API
     has no idempotency key, so a retry could do it twice.
+    """
+
+
+class AidolInterruptedError(AidolError, AirflowFailException):
+    """A request that must not run twice was cut off (a triggerer restart) and was not resent.
+
+    The server may have acted on it (and billed it). It fails the task without Airflow task
+    retries, so nothing is paid for twice unless a person decides to: clear the task to resend.
     """
 
 
@@ -169,3 +208,22 @@ class AidolBatchError(AirflowException):
         )
         more = f"; and {len(failures) - self.SHOWN} more" if len(failures) > self.SHOWN else ""
         super().__init__(f"{len(failures)} of {total} conversations failed: {listed}{more}")
+
+
+_ERROR_CLASSES: dict[str, type[AidolError]] = {
+    error_class.__name__: error_class
+    for error_class in (
+        AidolError,
+        AidolAuthError,
+        AidolRateLimitError,
+        AidolQuotaExceededError,
+        AidolValidationError,
+        AidolNotFoundError,
+        AidolServerError,
+        AidolResponseError,
+        AidolImageConfigError,
+        AidolConnectionError,
+        AidolTimeoutError,
+        AidolInterruptedError,
+    )
+}

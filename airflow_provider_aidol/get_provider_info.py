@@ -33,6 +33,12 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         "schema": {"type": ["string", "null"]},
     },
     "timeout": _number_field("Read timeout (s)", "Seconds to wait for an answer.", 30, above_zero=True),
+    "image_timeout": _number_field(
+        "Image read timeout (s)",
+        "Seconds to wait for a generated image (the vendor asks for at least 120).",
+        180,
+        above_zero=True,
+    ),
     "connect_timeout": _number_field(
         "Connect timeout (s)", "Seconds to wait for a connection.", 10, above_zero=True
     ),
@@ -81,7 +87,17 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "hooks": [{"integration-name": "AI-DOL", "python-modules": ["airflow_provider_aidol.hooks.aidol"]}],
         "operators": [
-            {"integration-name": "AI-DOL", "python-modules": ["airflow_provider_aidol.operators.aidol"]}
+            {
+                "integration-name": "AI-DOL",
+                "python-modules": [
+                    "airflow_provider_aidol.operators.aidol",
+                    "airflow_provider_aidol.operators.batch",
+                    "airflow_provider_aidol.operators.image",
+                ],
+            }
+        ],
+        "triggers": [
+            {"integration-name": "AI-DOL", "python-modules": ["airflow_provider_aidol.triggers.image"]}
         ],
         "connection-types": [
             {

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import requests
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError
 
+from airflow_provider_aidol import __version__
 from airflow_provider_aidol.envelope import AidolResponse, parse_response, redact
 from airflow_provider_aidol.exceptions import (
     AidolConnectionError,
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from airflow_provider_aidol.connection import ConnectionSettings
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+#: Headers every request carries, whichever HTTP client sends it.
+CLIENT_HEADERS = {"User-Agent": f"airflow-provider-aidol/{__version__}", "Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,14 @@ def send_once(
     settings: ConnectionSettings,
     prepared: PreparedRequest,
     headers: Mapping[str, str],
+    *,
+    timeout: float | None = None,
 ) -> AidolResponse:
-    """Send one attempt and read the answer; every failure becomes a typed ``AidolError``."""
+    """Send one attempt and read the answer; every failure becomes a typed ``AidolError``.
+
+    :param timeout: read timeout in seconds; default: the connection's ``timeout``.
+    """
+    read_timeout = settings.timeout if timeout is None else timeout
     where: dict[str, Any] = {"method": prepared.method, "path": prepared.path}
     secrets = (settings.api_key, settings.api_secret)
     try:
@@ -137,7 +146,7 @@ def send_once(
             data=prepared.wire_body,
             headers=headers,
             auth=BearerAuth(settings.api_key),
-            timeout=(settings.connect_timeout, settings.timeout),
+            timeout=(settings.connect_timeout, read_timeout),
             allow_redirects=False,
         )
     except requests.exceptions.SSLError as error:
@@ -147,23 +156,19 @@ def send_once(
     except requests.ConnectionError as error:
         if any(isinstance(arg, ReadTimeoutError) for arg in error.args):
             # requests reports a read timeout in the middle of the body as a ConnectionError.
-            raise AidolTimeoutError(f"answer stalled past {settings.timeout:g} s", **where) from None
-        raise AidolConnectionError(f"connection failed: {_reason(error, secrets)}", **where) from None
+            raise AidolTimeoutError(f"answer stalled past {read_timeout:g} s", **where) from None
+        raise AidolConnectionError(
+            f"connection failed: {_reason(error, secrets)}", request_sent=not _never_connected(error), **where
+        ) from None
     except requests.Timeout as error:
         raise AidolTimeoutError(
-            f"no answer within {settings.timeout:g} s: {_reason(error, secrets)}", **where
+            f"no answer within {read_timeout:g} s: {_reason(error, secrets)}", **where
         ) from None
     except requests.RequestException as error:
         # The server had begun to answer, so it acted: not retried, like a read timeout.
         raise AidolResponseError(f"answer broke off: {_reason(error, secrets)}", **where) from None
     if answer.is_redirect:
-        raise AidolResponseError(
-            f"redirected to {answer.headers.get('Location')!r}; set the connection's Base URL to "
-            "the address the API answers at (redirects are not followed: they would drop or leak "
-            "the signed headers)",
-            http_status=answer.status_code,
-            **where,
-        )
+        raise redirect_error(answer.status_code, answer.headers.get("Location"), **where)
     return parse_response(
         answer.status_code,
         answer.headers,
@@ -171,6 +176,25 @@ def send_once(
         received_at=time.time(),
         secrets=secrets,
         **where,
+    )
+
+
+def redirect_error(http_status: int, location: str | None, *, method: str, path: str) -> AidolResponseError:
+    """Build the error for a redirect, which is reported rather than followed."""
+    return AidolResponseError(
+        f"redirected to {location!r}; set the connection's Base URL to the address the API answers "
+        "at (redirects are not followed: they would drop or leak the signed headers)",
+        http_status=http_status,
+        method=method,
+        path=path,
+    )
+
+
+def _never_connected(error: requests.ConnectionError) -> bool:
+    """Whether the connection was never made (refused, unresolvable, connect timeout): nothing was sent."""
+    cause = error.args[0] if error.args else None
+    return isinstance(error, requests.ConnectTimeout) or isinstance(
+        getattr(cause, "reason", cause), ConnectTimeoutError
     )
 
 

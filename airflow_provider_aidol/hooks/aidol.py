@@ -12,16 +12,8 @@ import requests
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 from requests.adapters import HTTPAdapter
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_random_exponential,
-)
+from tenacity import RetryCallState, Retrying
 
-from airflow_provider_aidol import __version__
 from airflow_provider_aidol.batch import BatchItem, FatalBatchError, parse_items, run_batch
 from airflow_provider_aidol.connection import ConnectionSettings
 from airflow_provider_aidol.exceptions import (
@@ -33,24 +25,37 @@ from airflow_provider_aidol.exceptions import (
     AidolResponseError,
 )
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID, FIELD_BEHAVIOUR
+from airflow_provider_aidol.images import CHAT_IMAGE_PATH, chat_image_body, read_chat_image
 from airflow_provider_aidol.ratelimit import AdaptiveRateLimiter, RateLimiter
-from airflow_provider_aidol.transport import PreparedRequest, prepare_request, send_once, signed_headers
+from airflow_provider_aidol.retries import (
+    CLOCK_SKEW_TOLERANCE,
+    corrected_clock_offset,
+    is_retryable,
+    is_safe_to_resend,
+    retry_arguments,
+)
+from airflow_provider_aidol.transport import (
+    CLIENT_HEADERS,
+    PreparedRequest,
+    prepare_request,
+    send_once,
+    signed_headers,
+)
 from airflow_provider_aidol.validation import require_header_value, require_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
 
     from airflow_provider_aidol.envelope import AidolResponse
+    from airflow_provider_aidol.images import ChatImage
 
-__all__ = ["CONVERSATION_PATH", "OPTIONS_PATH", "AidolHook"]
+__all__ = ["CHAT_IMAGE_PATH", "CONVERSATION_PATH", "OPTIONS_PATH", "AidolHook"]
 
 CONVERSATION_PATH = "/v1/chat/conversation"
 OPTIONS_PATH = "/v1/config/options"
 GENDERS = ("male", "female")
 # X-User-ID of the connection test when the connection names no default user.
 _TEST_USER_ID = "airflow-connection-test"
-# A 401 whose server clock is further off than this is taken for clock skew (the window is 5 min).
-CLOCK_SKEW_TOLERANCE = 240.0
 _DEFAULT_POOL_SIZE = 10
 
 _T = TypeVar("_T")
@@ -115,9 +120,7 @@ class AidolHook(BaseHook):
         session.proxies.update(requests.utils.get_environ_proxies(self.settings.base_url))
         session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         self._mount_adapters(session, _DEFAULT_POOL_SIZE)
-        session.headers.update(
-            {"User-Agent": f"airflow-provider-aidol/{__version__}", "Content-Type": "application/json"}
-        )
+        session.headers.update(CLIENT_HEADERS)
         return session
 
     def _new_rate_limiter(self) -> RateLimiter:
@@ -247,7 +250,7 @@ class AidolHook(BaseHook):
         deadline = time.monotonic() + self.settings.retry_max_seconds
         while True:
             try:
-                response = self._send(prepared, limiter, retry_rate_limits=False)
+                response = self._send(prepared, limiter, retry_if=_is_retryable_in_batch)
             except AidolRateLimitError as error:
                 limiter.on_rate_limited(error.retry_after)
                 if time.monotonic() >= deadline:
@@ -316,6 +319,66 @@ class AidolHook(BaseHook):
             )
         return options
 
+    def generate_chat_image(
+        self,
+        agent_id: str,
+        conversation_id: str,
+        text: str,
+        *,
+        language: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        """Generate an image in a conversation and return the PNG bytes (the call takes 30-90 s).
+
+        Image generation is billed per request and the API has no idempotency key, so the
+        request is resent only when the server cannot have acted (see ``is_safe_to_resend``).
+
+        :param agent_id: the conversation's agent.
+        :param conversation_id: a conversation of ``user_id`` with ``agent_id``.
+        :param text: what the image should show.
+        :param language: e.g. ``"en"`` or ``"zh"``; default: the server's.
+        :param metadata: a JSON object the server echoes back; default ``{}``.
+        :param user_id: the conversation's user; defaults to the connection's ``user_id``.
+        :param timeout: read timeout in seconds; default: the connection's ``image_timeout`` (180).
+        """
+        return self.generate_chat_image_response(
+            agent_id,
+            conversation_id,
+            text,
+            language=language,
+            metadata=metadata,
+            user_id=user_id,
+            timeout=timeout,
+        ).png
+
+    def generate_chat_image_response(
+        self,
+        agent_id: str,
+        conversation_id: str,
+        text: str,
+        *,
+        language: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+        timeout: float | None = None,
+    ) -> ChatImage:
+        """Like ``generate_chat_image()``, but return the whole answer: PNG, echoed metadata, traceId."""
+        body = chat_image_body(agent_id, conversation_id, text, language=language, metadata=metadata)
+        if timeout is not None and not (
+            isinstance(timeout, int | float) and not isinstance(timeout, bool) and 0 < timeout < math.inf
+        ):
+            raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}.")
+        prepared = self._prepare("POST", CHAT_IMAGE_PATH, json=body, user_id=user_id)
+        response = self._send(
+            prepared,
+            self._rate_limiter,
+            retry_if=is_safe_to_resend,
+            timeout=self.settings.image_timeout if timeout is None else timeout,
+        )
+        return read_chat_image(response)
+
     def test_connection(self) -> tuple[bool, str]:
         """Check Base URL, key, secret and clock with one read-only call (the UI's "Test" button).
 
@@ -357,29 +420,21 @@ class AidolHook(BaseHook):
         prepared: PreparedRequest,
         limiter: RateLimiter,
         *,
-        retry_rate_limits: bool = True,
+        retry_if: Callable[[AidolError], bool] = is_retryable,
         attempts: int | None = None,
+        timeout: float | None = None,
     ) -> AidolResponse:
-        """Send with retries; a batch handles rate limits itself (``retry_rate_limits=False``).
+        """Send with the retries ``retry_if`` allows.
 
         :param attempts: at most this many attempts (default: the connection's ``max_retries`` + 1).
+        :param timeout: read timeout (default: the connection's ``timeout``).
         """
-
-        def retryable(error: BaseException) -> bool:
-            if isinstance(error, AidolRateLimitError):
-                return retry_rate_limits
-            return isinstance(error, AidolError) and error.retryable
-
         retrying = Retrying(
-            retry=retry_if_exception(retryable),
-            stop=stop_after_attempt(attempts or self.settings.max_retries + 1)
-            | stop_before_delay(self.settings.retry_max_seconds),
-            wait=self._wait,
+            **retry_arguments(self.settings, retry_if=retry_if, attempts=attempts),
             before_sleep=self._log_retry,
             sleep=self.sleep,
-            reraise=True,
         )
-        return retrying(self._attempt_correcting_clock, prepared, limiter)
+        return retrying(self._attempt_correcting_clock, prepared, limiter, timeout)
 
     def resolve_user_id(self, user_id: str | None) -> str:
         """Return ``user_id``, or the connection's default when it is ``None``; check it is usable."""
@@ -411,7 +466,9 @@ class AidolHook(BaseHook):
             base_path=self.settings.base_path,
         )
 
-    def _attempt_correcting_clock(self, prepared: PreparedRequest, limiter: RateLimiter) -> AidolResponse:
+    def _attempt_correcting_clock(
+        self, prepared: PreparedRequest, limiter: RateLimiter, timeout: float | None
+    ) -> AidolResponse:
         """Send once; on a 401 that shows the clocks disagree, adopt the server's clock and resend once.
 
         The skew is judged against the offset the failed attempt was signed with, so in a batch
@@ -419,37 +476,29 @@ class AidolHook(BaseHook):
         """
         offset = self._clock_offset
         try:
-            return self._attempt(prepared, limiter, offset)
+            return self._attempt(prepared, limiter, offset, timeout)
         except AidolAuthError as error:
-            skew = error.clock_skew
-            if skew is None or abs(skew - offset) <= CLOCK_SKEW_TOLERANCE:
+            corrected = corrected_clock_offset(error, offset)
+            if corrected is None:
                 raise
-            if abs(skew - self._clock_offset) > CLOCK_SKEW_TOLERANCE:
+            if abs(corrected - self._clock_offset) > CLOCK_SKEW_TOLERANCE:
                 self.log.warning(
                     "AI-DOL answered 401 and its clock is %+.0f s from this machine's; "
                     "signing with the server's time and trying once more (traceId %s)",
-                    skew,
+                    corrected,
                     error.trace_id,
                 )
-                self._clock_offset = skew
-            return self._attempt(prepared, limiter, self._clock_offset)
+                self._clock_offset = corrected
+            return self._attempt(prepared, limiter, self._clock_offset, timeout)
 
-    def _attempt(self, prepared: PreparedRequest, limiter: RateLimiter, clock_offset: float) -> AidolResponse:
+    def _attempt(
+        self, prepared: PreparedRequest, limiter: RateLimiter, clock_offset: float, timeout: float | None
+    ) -> AidolResponse:
         """Pace, sign and send one attempt: fresh X-Timestamp and X-Request-ID every time."""
         limiter.acquire()
         settings = self.settings
         headers = signed_headers(prepared, settings.api_secret, int(time.time() + clock_offset))
-        return send_once(self.session, settings, prepared, headers)
-
-    def _wait(self, state: RetryCallState) -> float:
-        """Honour a server's Retry-After (capped); otherwise exponential backoff with full jitter."""
-        settings = self.settings
-        error = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            return float(min(retry_after, settings.retry_wait_max))
-        backoff = wait_random_exponential(multiplier=settings.retry_wait_initial, max=settings.retry_wait_max)
-        return float(backoff(state))
+        return send_once(self.session, settings, prepared, headers, timeout=timeout)
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -468,6 +517,11 @@ class AidolHook(BaseHook):
             "relabeling": FIELD_BEHAVIOUR["relabeling"],
             "placeholders": FIELD_BEHAVIOUR["placeholders"],
         }
+
+
+def _is_retryable_in_batch(error: AidolError) -> bool:
+    """Retry like the hook, except rate limits: in a batch those slow the shared limiter instead."""
+    return is_retryable(error) and not isinstance(error, AidolRateLimitError)
 
 
 def _with_conversation_id(response: AidolResponse) -> AidolResponse:

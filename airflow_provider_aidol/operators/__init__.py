@@ -1,1 +1,1 @@
-"""Operators for AI-DOL conversations."""
+"""Operators for AI-DOL conversations and chat images."""

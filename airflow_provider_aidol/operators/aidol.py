@@ -6,22 +6,18 @@ it ``requests`` and ``tenacity``) is imported when a task runs.
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import TYPE_CHECKING
 
-from airflow.sdk import BaseOperator
-
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_aidol.operators.base import AidolBaseOperator
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
 
-    from airflow_provider_aidol.hooks.aidol import AidolHook
 
-
-class CreateConversationOperator(BaseOperator):
+class CreateConversationOperator(AidolBaseOperator):
     """Create an AI-DOL conversation with an agent and return its ``conversationId``.
 
     The id is the task's XCom ``return_value``, so ``operator.output`` feeds it to downstream
@@ -36,7 +32,6 @@ class CreateConversationOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("agent_id", "user_id")
-    ui_color = "#e8f0fe"
 
     def __init__(
         self,
@@ -47,18 +42,10 @@ class CreateConversationOperator(BaseOperator):
         reuse_existing: bool = False,
         **kwargs: object,
     ) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(aidol_conn_id=aidol_conn_id, **kwargs)
         self.agent_id = agent_id
         self.user_id = user_id
-        self.aidol_conn_id = aidol_conn_id
         self.reuse_existing = reuse_existing
-
-    @cached_property
-    def hook(self) -> AidolHook:
-        """The hook for ``aidol_conn_id``, created when the task runs."""
-        from airflow_provider_aidol.hooks.aidol import AidolHook
-
-        return AidolHook(aidol_conn_id=self.aidol_conn_id)
 
     def execute(self, context: Context) -> str:
         """Create (or reuse) the conversation; the returned id becomes the XCom ``return_value``."""

@@ -5,12 +5,10 @@ DAG files import this module, so it imports only ``airflow.sdk`` at the top.
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_aidol.operators.base import AidolBaseOperator
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -18,13 +16,12 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_aidol.batch import BatchItem
-    from airflow_provider_aidol.hooks.aidol import AidolHook
     from airflow_provider_aidol.reuse import ConversationStore
 
 ON_ERROR_CHOICES = ("fail", "continue")
 
 
-class CreateConversationsOperator(BaseOperator):
+class CreateConversationsOperator(AidolBaseOperator):
     """Create many AI-DOL conversations in one task, concurrently and within the rate limit.
 
     Every item gets an outcome. Without ``output_path`` the XCom ``return_value`` is the list of
@@ -47,7 +44,6 @@ class CreateConversationsOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("conversations", "output_path")
-    ui_color = "#e8f0fe"
 
     def __init__(
         self,
@@ -61,7 +57,7 @@ class CreateConversationsOperator(BaseOperator):
         aidol_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(aidol_conn_id=aidol_conn_id, **kwargs)
         if on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}.")
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
@@ -72,14 +68,6 @@ class CreateConversationsOperator(BaseOperator):
         self.on_error = on_error
         self.output_path = output_path
         self.reuse_existing = reuse_existing
-        self.aidol_conn_id = aidol_conn_id
-
-    @cached_property
-    def hook(self) -> AidolHook:
-        """The hook for ``aidol_conn_id``, created when the task runs."""
-        from airflow_provider_aidol.hooks.aidol import AidolHook
-
-        return AidolHook(aidol_conn_id=self.aidol_conn_id)
 
     def execute(self, context: Context) -> Any:
         """Create (or reuse) a conversation for every item; see the class docstring for the XCom."""

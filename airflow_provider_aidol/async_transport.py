@@ -1,0 +1,83 @@
+"""One signed HTTP exchange with ``httpx`` (shipped with Airflow), for triggers.
+
+It is ``transport.send_once`` for asyncio: the same prepared request and signed headers, and
+the same typed errors, so a deferred task fails exactly as a task on a worker would.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from airflow_provider_aidol.envelope import parse_response, redact
+from airflow_provider_aidol.exceptions import AidolConnectionError, AidolTimeoutError
+from airflow_provider_aidol.transport import CLIENT_HEADERS, redirect_error
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from airflow_provider_aidol.connection import ConnectionSettings
+    from airflow_provider_aidol.envelope import AidolResponse
+    from airflow_provider_aidol.transport import PreparedRequest
+
+
+def new_async_client() -> httpx.AsyncClient:
+    """Open an HTTP client that trusts the same CA bundle variables as the hook's ``requests`` session."""
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=bundle) if bundle else True
+    return httpx.AsyncClient(verify=verify, follow_redirects=False, headers=CLIENT_HEADERS)
+
+
+async def send_once_async(
+    client: httpx.AsyncClient,
+    settings: ConnectionSettings,
+    prepared: PreparedRequest,
+    headers: Mapping[str, str],
+    *,
+    timeout: float,
+) -> AidolResponse:
+    """Send one attempt and read the answer; every failure becomes a typed ``AidolError``.
+
+    :param timeout: read timeout in seconds (the connect timeout is the connection's).
+    """
+    where: dict[str, Any] = {"method": prepared.method, "path": prepared.path}
+    secrets = (settings.api_key, settings.api_secret)
+    try:
+        answer = await client.request(
+            prepared.method,
+            settings.base_url + prepared.path,
+            params=prepared.wire_params,
+            content=prepared.wire_body,
+            headers={**headers, "Authorization": f"Bearer {settings.api_key}"},
+            timeout=httpx.Timeout(timeout, connect=settings.connect_timeout),
+        )
+    except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+        tls = isinstance(error.__context__, ssl.SSLError)
+        raise AidolConnectionError(
+            f"{'TLS failed' if tls else 'connection failed'}: {_reason(error, secrets)}",
+            retryable=not tls,
+            request_sent=False,
+            **where,
+        ) from None
+    except httpx.TimeoutException:
+        raise AidolTimeoutError(f"no answer within {timeout:g} s", **where) from None
+    except httpx.TransportError as error:
+        raise AidolConnectionError(f"connection failed: {_reason(error, secrets)}", **where) from None
+    if answer.is_redirect:
+        raise redirect_error(answer.status_code, answer.headers.get("Location"), **where)
+    return parse_response(
+        answer.status_code,
+        answer.headers,
+        answer.content,
+        received_at=time.time(),
+        secrets=secrets,
+        **where,
+    )
+
+
+def _reason(error: httpx.TransportError, secrets: tuple[str, str]) -> str:
+    return redact(f"{type(error).__name__}: {error}", secrets)

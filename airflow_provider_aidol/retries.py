@@ -1,0 +1,99 @@
+"""When a failed AI-DOL request is sent again, and how long to wait first.
+
+The hook (``requests``, tenacity's ``Retrying``) and the image trigger (``httpx``,
+``AsyncRetrying``) share these rules, so both clients retry the same failures the same way.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tenacity import retry_if_exception, stop_after_attempt, stop_before_delay, wait_random_exponential
+
+from airflow_provider_aidol.exceptions import (
+    AidolConnectionError,
+    AidolError,
+    AidolRateLimitError,
+    AidolServerError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tenacity import RetryCallState
+
+    from airflow_provider_aidol.connection import ConnectionSettings
+    from airflow_provider_aidol.exceptions import AidolAuthError
+
+# A 401 whose server clock is further off than this is taken for clock skew (the window is 5 min).
+CLOCK_SKEW_TOLERANCE = 240.0
+# The one 5xx that says the request was turned away before any work began.
+_REFUSED_STATUS = 503
+
+
+def is_retryable(error: AidolError) -> bool:
+    """Return whether to retry by default: rate limits, 502/503/504, connection failures (not TLS)."""
+    return error.retryable
+
+
+def is_safe_to_resend(error: AidolError) -> bool:
+    """Return whether a request that must not run twice (a billed image) may be sent again.
+
+    Resend only when the server cannot have acted: it refused the request (rate limit, 503), or
+    the connection was never made. A read timeout, a dropped answer, 502 or 504 may come after
+    the work was done, so they are reported instead.
+    """
+    if isinstance(error, AidolRateLimitError):
+        return True
+    if isinstance(error, AidolConnectionError):
+        return error.retryable and not error.request_sent
+    return isinstance(error, AidolServerError) and error.http_status == _REFUSED_STATUS
+
+
+def retry_arguments(
+    settings: ConnectionSettings,
+    *,
+    retry_if: Callable[[AidolError], bool],
+    attempts: int | None = None,
+) -> dict[str, Any]:
+    """Return tenacity's ``Retrying``/``AsyncRetrying`` arguments for one request.
+
+    :param retry_if: which ``AidolError`` to retry (``is_retryable`` or ``is_safe_to_resend``).
+    :param attempts: at most this many attempts (default: the connection's ``max_retries`` + 1),
+        all within the connection's ``retry_max_seconds``.
+    """
+    return {
+        "retry": retry_if_exception(lambda error: isinstance(error, AidolError) and retry_if(error)),
+        "stop": stop_after_attempt(attempts or settings.max_retries + 1)
+        | stop_before_delay(settings.retry_max_seconds),
+        "wait": _Backoff(settings),
+        "reraise": True,
+    }
+
+
+class _Backoff:
+    """Honour a server's Retry-After (capped); otherwise exponential backoff with full jitter."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self._cap = settings.retry_wait_max
+        self._exponential = wait_random_exponential(multiplier=settings.retry_wait_initial, max=self._cap)
+
+    def __call__(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            return float(min(retry_after, self._cap))
+        return float(self._exponential(state))
+
+
+def corrected_clock_offset(error: AidolAuthError, signed_with: float) -> float | None:
+    """Return the clock offset to resend with after a 401, or ``None`` when the clock is not the cause.
+
+    :param signed_with: the offset (seconds added to this machine's time) the refused attempt
+        was signed with; the server's clock, measured from its answer, replaces it when the two
+        are further apart than the server's window allows.
+    """
+    skew = error.clock_skew
+    if skew is None or abs(skew - signed_with) <= CLOCK_SKEW_TOLERANCE:
+        return None
+    return skew

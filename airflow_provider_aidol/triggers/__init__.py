@@ -1,0 +1,1 @@
+"""Triggers: the waits a deferrable AI-DOL operator hands to the triggerer."""

@@ -1,0 +1,213 @@
+"""The trigger that waits out a 30-90 s chat image generation in the triggerer, not on a worker.
+
+It signs and sends ``POST /v1/chat/image`` with ``httpx`` and hands the answer (or the typed
+error) back to the task. Image generation is billed per request and the API has no idempotency
+key, so before sending, the trigger leaves a marker XCom on its task instance. A trigger that is
+started again for the same attempt (its triggerer died or handed it over mid-request) finds the
+marker and, unless told to resend, reports the request as interrupted instead of paying twice.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from asgiref.sync import sync_to_async
+from tenacity import AsyncRetrying
+
+from airflow_provider_aidol.async_transport import new_async_client, send_once_async
+from airflow_provider_aidol.exceptions import AidolAuthError, AidolError
+from airflow_provider_aidol.hooks.aidol import AidolHook
+from airflow_provider_aidol.images import CHAT_IMAGE_PATH
+from airflow_provider_aidol.retries import corrected_clock_offset, is_safe_to_resend, retry_arguments
+from airflow_provider_aidol.transport import prepare_request, signed_headers
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    import httpx
+    from tenacity import RetryCallState
+
+    from airflow_provider_aidol.connection import ConnectionSettings
+    from airflow_provider_aidol.envelope import AidolResponse
+    from airflow_provider_aidol.transport import PreparedRequest
+
+#: The XCom key of the marker a trigger leaves on its task instance before it sends the request.
+SENT_MARKER_KEY = "aidol_image_request"
+
+
+class ChatImageTrigger(BaseTrigger):
+    """Generate a chat image with a signed async request; fire one event with the outcome.
+
+    The event's ``status`` is ``"success"`` (with the answer's ``data``, ``trace_id`` and
+    ``http_status``), ``"error"`` (with the ``AidolError`` as ``error``), or ``"interrupted"``
+    (with the earlier ``request_id`` and ``sent_at``) when this attempt was sent before and
+    ``resend_after_restart`` is off.
+
+    :param aidol_conn_id: the ``aidol`` connection, read in the triggerer.
+    :param user_id: the conversation's user (X-User-ID).
+    :param body: the request body, already checked (``images.chat_image_body``).
+    :param attempt_id: unique per ``execute()``; tells a restart of this trigger from a new try.
+    :param dag_id: the task instance the sent-marker XCom belongs to.
+    :param task_id: the task instance the sent-marker XCom belongs to.
+    :param run_id: the task instance the sent-marker XCom belongs to.
+    :param map_index: the task instance the sent-marker XCom belongs to.
+    :param resend_after_restart: send again although an earlier run of this trigger did.
+    """
+
+    def __init__(
+        self,
+        *,
+        aidol_conn_id: str,
+        user_id: str,
+        body: dict[str, Any],
+        attempt_id: str,
+        dag_id: str,
+        task_id: str,
+        run_id: str,
+        map_index: int = -1,
+        resend_after_restart: bool = False,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.aidol_conn_id = aidol_conn_id
+        self.user_id = user_id
+        self.body = body
+        self.attempt_id = attempt_id
+        self.dag_id = dag_id
+        self.task_id = task_id
+        self.run_id = run_id
+        self.map_index = map_index
+        self.resend_after_restart = resend_after_restart
+        self._clock_offset = 0.0
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the class path and the keyword arguments that rebuild this trigger."""
+        return f"{type(self).__module__}.{type(self).__qualname__}", {
+            "aidol_conn_id": self.aidol_conn_id,
+            "user_id": self.user_id,
+            "body": self.body,
+            "attempt_id": self.attempt_id,
+            "dag_id": self.dag_id,
+            "task_id": self.task_id,
+            "run_id": self.run_id,
+            "map_index": self.map_index,
+            "resend_after_restart": self.resend_after_restart,
+        }
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Send the request (unless an earlier run of this attempt did) and fire its outcome."""
+        yield TriggerEvent(await self._outcome())  # type: ignore[no-untyped-call]
+
+    async def _outcome(self) -> dict[str, Any]:
+        earlier = await self._sent_marker()
+        if earlier is not None:
+            if not self.resend_after_restart:
+                return {"status": "interrupted", **earlier}
+            self.log.warning(
+                "This image request was already sent at %s (X-Request-ID %s) and may have been "
+                "billed; sending it again because resend_after_triggerer_restart is set",
+                earlier["sent_at"],
+                earlier["request_id"],
+            )
+        try:
+            response = await self._generate()
+        except AidolError as error:
+            return {"status": "error", "error": error.to_payload()}
+        return {
+            "status": "success",
+            "data": response.data,
+            "trace_id": response.trace_id,
+            "http_status": response.http_status,
+        }
+
+    async def _generate(self) -> AidolResponse:
+        hook = AidolHook(self.aidol_conn_id)
+        settings: ConnectionSettings = await sync_to_async(lambda: hook.settings)()
+        prepared = prepare_request(
+            "POST",
+            CHAT_IMAGE_PATH,
+            json=self.body,
+            params=None,
+            user_id=self.user_id,
+            base_path=settings.base_path,
+        )
+        retrying = AsyncRetrying(
+            **retry_arguments(settings, retry_if=is_safe_to_resend), before_sleep=self._log_retry
+        )
+        async with new_async_client() as client:
+            response: AidolResponse = await retrying(
+                self._attempt_correcting_clock, client, settings, prepared
+            )
+        return response
+
+    async def _attempt_correcting_clock(
+        self, client: httpx.AsyncClient, settings: ConnectionSettings, prepared: PreparedRequest
+    ) -> AidolResponse:
+        """Send once; on a 401 that shows the clocks disagree, adopt the server's clock and resend once."""
+        try:
+            return await self._attempt(client, settings, prepared)
+        except AidolAuthError as error:
+            corrected = corrected_clock_offset(error, self._clock_offset)
+            if corrected is None:
+                raise
+            self.log.warning(
+                "AI-DOL answered 401 and its clock is %+.0f s from this machine's; "
+                "signing with the server's time and trying once more (traceId %s)",
+                corrected,
+                error.trace_id,
+            )
+            self._clock_offset = corrected
+            return await self._attempt(client, settings, prepared)
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, settings: ConnectionSettings, prepared: PreparedRequest
+    ) -> AidolResponse:
+        headers = signed_headers(prepared, settings.api_secret, int(time.time() + self._clock_offset))
+        await self._mark_sent(headers["X-Request-ID"])
+        self.log.info(
+            "Sending the AI-DOL image request (X-Request-ID %s); it usually takes 30-90 s",
+            headers["X-Request-ID"],
+        )
+        return await send_once_async(client, settings, prepared, headers, timeout=settings.image_timeout)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        self.log.warning(
+            "AI-DOL image attempt %d was refused before any work began: %s; retrying in %.2f s",
+            state.attempt_number,
+            error,
+            state.upcoming_sleep,
+        )
+
+    def _xcom_address(self) -> dict[str, Any]:
+        return {
+            "key": SENT_MARKER_KEY,
+            "dag_id": self.dag_id,
+            "task_id": self.task_id,
+            "run_id": self.run_id,
+            "map_index": self.map_index,
+        }
+
+    async def _sent_marker(self) -> dict[str, Any] | None:
+        """Return this attempt's marker if an earlier run of this trigger left one."""
+        from airflow.sdk.bases.xcom import BaseXCom
+
+        marker = await sync_to_async(BaseXCom.get_one)(**self._xcom_address())
+        if isinstance(marker, dict) and marker.get("attempt_id") == self.attempt_id:
+            return {"request_id": marker.get("request_id"), "sent_at": marker.get("sent_at")}
+        return None
+
+    async def _mark_sent(self, request_id: str) -> None:
+        """Record, before sending, that this attempt's request is about to reach the server."""
+        from airflow.sdk.bases.xcom import BaseXCom
+
+        marker = {
+            "attempt_id": self.attempt_id,
+            "request_id": request_id,
+            "sent_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        address = self._xcom_address()
+        key = address.pop("key")
+        await sync_to_async(BaseXCom.set)(key, marker, **address)

@@ -1,0 +1,127 @@
+"""GenerateChatImageOperator inside real DAG runs (``dag.test()``), on a worker and deferred.
+
+``dag.test()`` runs a deferred task's trigger in-process through Airflow's own trigger
+machinery, then resumes the task, as a triggerer and a worker would.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_aidol.hooks.aidol import AidolHook
+from airflow_provider_aidol.images import CHAT_IMAGE_PATH, PNG_SIGNATURE
+from airflow_provider_aidol.operators.image import GenerateChatImageOperator
+from airflow_provider_aidol.testing import Fault
+from tests.dags import image_dags
+
+USER = "bob"
+
+
+@pytest.fixture
+def server(airflow_db, aidol_default_connection):
+    image_dags.RECEIVED.clear()
+    return aidol_default_connection
+
+
+@pytest.fixture
+def conversation(server):
+    hook = AidolHook()
+    yield hook.create_conversation("agent-1", user_id=USER)
+    hook.close()
+
+
+def run(dag, **params) -> str:
+    # Every param is passed: a param left out of run_conf can keep the value an earlier dag.test() gave it.
+    defaults = image_dags.PARAMS if dag is not image_dags.mapped else {}
+    return str(dag.test(run_conf={**defaults, **params}).state)
+
+
+def local_file(uri: str):
+    from pathlib import Path
+
+    assert uri.startswith("file://")
+    return Path(uri.removeprefix("file://"))
+
+
+@pytest.mark.parametrize("dag", [image_dags.on_worker, image_dags.deferred], ids=["on-worker", "deferred"])
+def test_the_png_is_written_and_its_path_and_trace_id_are_handed_over(server, conversation, tmp_path, dag):
+    output = f"file://{tmp_path}/images/fox.png"
+    assert run(dag, conversation=conversation, output=output) == "success"
+    received = image_dags.RECEIVED[dag.dag_id]
+    assert received["path"] == output
+    assert local_file(output).read_bytes().startswith(PNG_SIGNATURE)
+    [request] = [r for r in server.requests if r.path == CHAT_IMAGE_PATH]
+    assert received["trace_id"] == request.trace_id
+    assert b'"metadata":{"scene":"forest"}' in request.body
+    assert len(server.images) == 1
+
+
+def test_a_deferred_task_leaves_the_sent_marker_naming_its_request(server, conversation, tmp_path):
+    assert run(image_dags.deferred, conversation=conversation, output=f"file://{tmp_path}/x.png") == "success"
+    marker = image_dags.RECEIVED[image_dags.deferred.dag_id]["marker"]
+    [image] = server.images
+    assert marker["request_id"] == image.request_id
+    assert set(marker) == {"attempt_id", "request_id", "sent_at"}
+
+
+def test_the_worker_mode_leaves_no_marker(server, conversation, tmp_path):
+    output = f"file://{tmp_path}/x.png"
+    assert run(image_dags.on_worker, conversation=conversation, output=output) == "success"
+    assert image_dags.RECEIVED[image_dags.on_worker.dag_id]["marker"] is None
+
+
+def test_mapped_deferred_images_one_file_per_conversation(server, tmp_path):
+    hook = AidolHook()
+    conversations = [hook.create_conversation("agent-1", user_id=USER) for _ in range(3)]
+    assert run(image_dags.mapped, conversations=conversations, folder=str(tmp_path)) == "success"
+    paths = image_dags.RECEIVED[image_dags.mapped.dag_id]["path"]
+    assert [local_file(path).name for path in paths] == ["0.png", "1.png", "2.png"]
+    assert all(local_file(path).read_bytes().startswith(PNG_SIGNATURE) for path in paths)
+    assert sorted(image.conversation_id for image in server.images) == sorted(conversations)
+    assert sorted(image.text for image in server.images) == ["picture 0", "picture 1", "picture 2"]
+
+
+@pytest.mark.parametrize("dag", [image_dags.on_worker, image_dags.deferred], ids=["on-worker", "deferred"])
+def test_server_errors_fail_the_task_with_the_typed_error(server, conversation, tmp_path, dag, capfd):
+    server.add_agent("chat-only", image_config=False)
+    chat_only = AidolHook().create_conversation("chat-only", user_id=USER)
+    assert run(dag, agent="chat-only", conversation=chat_only, output=f"file://{tmp_path}/x.png") == "failed"
+    output = capfd.readouterr()
+    assert "AidolImageConfigError" in output.out + output.err
+    assert "Agent missing image generation config" in output.out + output.err
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("dag", [image_dags.on_worker, image_dags.deferred], ids=["on-worker", "deferred"])
+def test_a_dropped_answer_is_not_resent(server, conversation, tmp_path, dag):
+    server.inject(Fault.DROP_AFTER_CREATE, path=CHAT_IMAGE_PATH)
+    assert run(dag, conversation=conversation, output=f"file://{tmp_path}/x.png") == "failed"
+    assert server.count(path=CHAT_IMAGE_PATH) == 1
+
+
+def test_a_rate_limited_deferred_request_is_resent_by_the_trigger(server, conversation, tmp_path):
+    server.inject(Fault.RATE_LIMITED, path=CHAT_IMAGE_PATH, retry_after=0)
+    assert run(image_dags.deferred, conversation=conversation, output=f"file://{tmp_path}/x.png") == "success"
+    assert server.count(path=CHAT_IMAGE_PATH) == 2
+    assert len(server.images) == 1
+
+
+@pytest.mark.parametrize("dag", [image_dags.on_worker, image_dags.deferred], ids=["on-worker", "deferred"])
+def test_a_bad_output_path_fails_before_any_request(server, conversation, dag):
+    assert run(dag, conversation=conversation, output=" ") == "failed"
+    assert server.count(path=CHAT_IMAGE_PATH) == 0
+
+
+def test_an_interrupted_event_fails_the_task_naming_the_request_and_the_way_out():
+    from airflow_provider_aidol.exceptions import AidolInterruptedError
+
+    operator = GenerateChatImageOperator(
+        task_id="generate", agent_id="a", conversation_id="c", text="t", output_path="file:///tmp/x.png"
+    )
+    event = {"status": "interrupted", "request_id": "req-1", "sent_at": "2026-11-24T01:02:03+00:00"}
+    with pytest.raises(AidolInterruptedError) as caught:
+        operator.execute_complete({}, event)
+    message = str(caught.value)
+    assert "X-Request-ID req-1, sent 2026-11-24T01:02:03+00:00" in message
+    assert "may already have generated and billed the image" in message
+    assert "resend_after_triggerer_restart=True" in message
