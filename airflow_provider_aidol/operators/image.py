@@ -109,17 +109,21 @@ class GenerateChatImageOperator(AidolBaseOperator):
     def _defer(self, context: Context) -> None:
         """Check everything on the worker, then hand the request to the triggerer."""
         from airflow_provider_aidol.images import chat_image_body
-        from airflow_provider_aidol.triggers.image import ChatImageTrigger
+        from airflow_provider_aidol.triggers.image import SENT_MARKER_KEY, ChatImageTrigger
 
         body = chat_image_body(
             self.agent_id, self.conversation_id, self.text, language=self.language, metadata=self.metadata
         )
         ti = context["ti"]
+        attempt_id = uuid.uuid4().hex
+        # Set before deferring, so the trigger always finds the key and only fills it in.
+        unsent = {"attempt_id": attempt_id, "request_id": None, "sent_at": None}
+        ti.xcom_push(key=SENT_MARKER_KEY, value=unsent)
         trigger = ChatImageTrigger(
             aidol_conn_id=self.aidol_conn_id,
             user_id=self.hook.resolve_user_id(self.user_id),
             body=body,
-            attempt_id=uuid.uuid4().hex,
+            attempt_id=attempt_id,
             dag_id=ti.dag_id,
             task_id=ti.task_id,
             run_id=ti.run_id,

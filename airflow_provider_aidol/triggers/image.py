@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from airflow_provider_aidol.envelope import AidolResponse
     from airflow_provider_aidol.transport import PreparedRequest
 
-#: The XCom key of the marker a trigger leaves on its task instance before it sends the request.
+#: The XCom key of the sent-marker: the operator sets it before deferring (``request_id`` None),
+#: the trigger fills in ``request_id`` and ``sent_at`` before it sends the request.
 SENT_MARKER_KEY = "aidol_image_request"
 
 
@@ -195,9 +196,11 @@ class ChatImageTrigger(BaseTrigger):
         from airflow.sdk.bases.xcom import BaseXCom
 
         marker = await sync_to_async(BaseXCom.get_one)(**self._xcom_address())
-        if isinstance(marker, dict) and marker.get("attempt_id") == self.attempt_id:
-            return {"request_id": marker.get("request_id"), "sent_at": marker.get("sent_at")}
-        return None
+        if not isinstance(marker, dict) or marker.get("attempt_id") != self.attempt_id:
+            return None
+        if marker.get("request_id") is None:
+            return None
+        return {"request_id": marker["request_id"], "sent_at": marker.get("sent_at")}
 
     async def _mark_sent(self, request_id: str) -> None:
         """Record, before sending, that this attempt's request is about to reach the server."""

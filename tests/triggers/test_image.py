@@ -1,0 +1,142 @@
+"""ChatImageTrigger: what it stores, and what it does when it is started again for the same attempt.
+
+A triggerer that dies (or hands a trigger over) mid-request makes Airflow run the trigger again
+from its serialized arguments. Here that second start is run through Airflow's own in-process
+trigger runner (the one ``dag.test()`` uses) against the real metadata database, after a real
+deferred run left its sent-marker; ``e2e/test_triggerer_restart.py`` kills a real triggerer.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from airflow_provider_aidol.hooks.aidol import AidolHook
+from airflow_provider_aidol.images import CHAT_IMAGE_PATH, chat_image_body
+from airflow_provider_aidol.testing import Fault
+from airflow_provider_aidol.triggers.image import ChatImageTrigger
+from tests.dags import image_dags
+
+USER = "bob"
+
+
+@pytest.fixture
+def server(airflow_db, aidol_default_connection):
+    image_dags.RECEIVED.clear()
+    return aidol_default_connection
+
+
+@pytest.fixture
+def conversation(server):
+    hook = AidolHook()
+    yield hook.create_conversation("agent-1", user_id=USER)
+    hook.close()
+
+
+def trigger_kwargs(conversation: str, **changes: Any) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "aidol_conn_id": "aidol_default",
+        "user_id": USER,
+        "body": chat_image_body("agent-1", conversation, "a red fox"),
+        "attempt_id": "attempt-1",
+        "dag_id": "d",
+        "task_id": "t",
+        "run_id": "r",
+        "map_index": 3,
+        "resend_after_restart": False,
+    }
+    return {**kwargs, **changes}
+
+
+def test_serialize_rebuilds_the_same_trigger_and_holds_no_credential(server, conversation):
+    classpath, kwargs = ChatImageTrigger(**trigger_kwargs(conversation)).serialize()
+    assert classpath == "airflow_provider_aidol.triggers.image.ChatImageTrigger"
+    assert kwargs == trigger_kwargs(conversation)
+    assert server.api_key not in repr(kwargs)
+    assert server.api_secret not in repr(kwargs)
+
+
+def start_again(deferred_run: SimpleNamespace, conversation: str, **changes: Any) -> dict[str, Any]:
+    """Run the trigger of an earlier deferred task once more, as a restarted triggerer would.
+
+    By default with the same attempt id; ``attempt_id=`` stands for a new try of the task.
+    """
+    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
+
+    address = {"dag_id": image_dags.deferred.dag_id, "task_id": "generate", "map_index": -1}
+    same_attempt = {"attempt_id": deferred_run.marker["attempt_id"], "run_id": deferred_run.run_id}
+    trigger = ChatImageTrigger(**trigger_kwargs(conversation, **{**same_attempt, **address, **changes}))
+    ti = SimpleNamespace(id=deferred_run.ti_id)
+    event = InProcessTestSupervisor.run_trigger_in_process(trigger=trigger, ti=ti)  # type: ignore[no-untyped-call]
+    payload: dict[str, Any] = event.payload
+    return payload
+
+
+@pytest.fixture
+def deferred_run(server, conversation, tmp_path):
+    """A finished deferred run: its run id, task instance id and the marker its trigger left."""
+    params = {**image_dags.PARAMS, "conversation": conversation, "output": f"file://{tmp_path}/x.png"}
+    dag_run = image_dags.deferred.test(run_conf=params)
+    assert dag_run.state == "success"
+    [ti] = [ti for ti in dag_run.get_task_instances() if ti.task_id == "generate"]
+    marker = image_dags.RECEIVED[image_dags.deferred.dag_id]["marker"]
+    return SimpleNamespace(run_id=dag_run.run_id, ti_id=ti.id, marker=marker)
+
+
+def test_started_again_for_the_same_attempt_it_reports_an_interruption_and_sends_nothing(
+    server, conversation, deferred_run
+):
+    [image] = server.images
+    event = start_again(deferred_run, conversation)
+    sent_at = deferred_run.marker["sent_at"]
+    assert event == {"status": "interrupted", "request_id": image.request_id, "sent_at": sent_at}
+    assert server.count(path=CHAT_IMAGE_PATH) == 1
+
+
+def test_started_again_with_resend_allowed_it_sends_once_more(server, conversation, deferred_run):
+    event = start_again(deferred_run, conversation, resend_after_restart=True)
+    assert event["status"] == "success"
+    assert event["data"]["base64Image"].startswith("data:image/png;base64,")
+    assert len(server.images) == 2
+
+
+def test_a_new_attempt_of_the_same_task_instance_sends(server, conversation, deferred_run):
+    event = start_again(deferred_run, conversation, attempt_id="a-new-try")
+    assert event["status"] == "success"
+    assert len(server.images) == 2
+
+
+@pytest.mark.aidol_server(image_latency=1.0)
+def test_a_read_timeout_in_the_trigger_is_reported_not_resent(
+    server, conversation, deferred_run, monkeypatch
+):
+    from tests.hooks.conftest import point_connection
+
+    point_connection(monkeypatch, server, image_timeout=0.2)
+    event = start_again(deferred_run, conversation, attempt_id="a-new-try")
+    assert event["status"] == "error"
+    assert event["error"]["error_class"] == "AidolTimeoutError"
+    assert server.count(path=CHAT_IMAGE_PATH) == 2  # the deferred run's, and this one, not resent
+
+
+def test_a_refused_connection_in_the_trigger_is_retried_then_reported(
+    server, conversation, deferred_run, monkeypatch
+):
+    from tests.hooks.conftest import point_connection
+
+    point_connection(monkeypatch, server, host="http://127.0.0.1:9", max_retries=1)
+    event = start_again(deferred_run, conversation, attempt_id="a-new-try")
+    assert event["status"] == "error"
+    assert (event["error"]["error_class"], event["error"]["request_sent"]) == ("AidolConnectionError", False)
+
+
+def test_a_503_in_the_trigger_is_resent(server, conversation, deferred_run, monkeypatch):
+    from tests.hooks.conftest import point_connection
+
+    point_connection(monkeypatch, server)
+    server.inject(Fault.STATUS, status=503, path=CHAT_IMAGE_PATH)
+    event = start_again(deferred_run, conversation, attempt_id="a-new-try")
+    assert event["status"] == "success"
+    assert server.count(path=CHAT_IMAGE_PATH, http_status=503) == 1
