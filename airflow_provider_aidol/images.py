@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.exceptions import AidolResponseError
+from airflow_provider_aidol.signing import canonical_body
 from airflow_provider_aidol.validation import require_text
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ def chat_image_body(
     }
     if language is not None:
         body["language"] = require_text("language", language)
+    canonical_body(body)  # a value that cannot be JSON fails here, before a deferred task defers
     return body
 
 

@@ -125,3 +125,19 @@ def test_an_interrupted_event_fails_the_task_naming_the_request_and_the_way_out(
     assert "X-Request-ID req-1, sent 2026-11-24T01:02:03+00:00" in message
     assert "may already have generated and billed the image" in message
     assert "resend_after_triggerer_restart=True" in message
+
+
+def test_deferrable_checks_every_input_before_deferring(server, conversation, tmp_path):
+    operator = GenerateChatImageOperator(
+        task_id="generate",
+        agent_id="agent-1",
+        user_id=USER,
+        conversation_id=conversation,
+        text="t",
+        metadata={"when": {1, 2}},
+        output_path=f"file://{tmp_path}/x.png",
+        deferrable=True,
+    )
+    with pytest.raises(ValueError, match="metadata"):
+        operator.execute({})
+    assert server.count(path=CHAT_IMAGE_PATH) == 0
