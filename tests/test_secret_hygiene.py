@@ -1,6 +1,7 @@
 """Secrets stay out of everything Airflow keeps or prints, in real ``airflow`` runs at DEBUG level.
 
-Each run uses the embedded server, includes retries and failures (401, quota, 502), and then the
+Each run uses the embedded server, includes retries and failures (401, quota, 502) and a deferred
+image task (its trigger runs in-process, its event is stored in the database), and then the
 API key and secret are looked for in the command output, the task log files and the metadata
 database (XComs, rendered template fields, task state). One kind of line is excluded: Airflow
 3.3's in-process supervisor itself logs ``MaskSecret(value=…)`` at DEBUG (docs/security.md).
@@ -77,6 +78,7 @@ def test_secrets_never_leak_from_successful_failing_and_retried_runs(airflow_db,
 
     assert all("[debug" in output for output in runs.values()), "the runs must log at DEBUG"
     assert "Created AI-DOL conversation" in runs["success with a retried 502"]
+    assert "Wrote the AI-DOL chat image" in runs["success with a retried 502"]
     assert "AI-DOL attempt 1 failed" in runs["success with a retried 502"]
     assert "Invalid signature" in runs["401"]
     assert "API key usage limit reached" in runs["quota"]
