@@ -91,6 +91,12 @@ class GenerateChatImageOperator(AidolBaseOperator):
     def execute(self, context: Context) -> str:
         """Generate the image (or defer to the triggerer) and return the path the PNG was written to."""
         path = self._output_path()
+        self.log.info(
+            "Generating an AI-DOL chat image in conversation %s with agent %s (usually 30-90 s%s)",
+            self.conversation_id,
+            self.agent_id,
+            "; waiting in the triggerer" if self.deferrable else "",
+        )
         try:
             if self.deferrable:
                 self._defer(context)
