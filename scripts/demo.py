@@ -1,11 +1,14 @@
 """``make demo``: the example DAGs in real Airflow against the embedded AI-DOL server.
 
 Starts the server, migrates a throw-away SQLite Airflow database, runs the example DAGs with
-``airflow dags test``, prints the conversations the server created, and stops the server.
+``airflow dags test``, prints the conversations the server created and the nightly pipeline's
+manifest, and stops the server. Everything is written under a temporary ``AIRFLOW_HOME``.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import subprocess
 import sys
@@ -16,8 +19,19 @@ from airflow_provider_aidol.testing import AidolServer
 
 REPO = Path(__file__).resolve().parent.parent
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-DAGS = ["example_aidol_conversation", "example_aidol_mapped", "example_aidol_batch"]
-EXPECTED_CONVERSATIONS = 1 + 3 + 30
+DAGS = ["example_aidol_conversation", "example_aidol_mapped", "example_aidol_batch", "example_aidol_nightly"]
+#: The nightly pipeline's input: the sample next to the DAG, copied into the temporary home.
+NIGHTLY_SAMPLE = REPO / "example_dags" / "data" / "nightly_prompts.csv"
+
+
+def nightly_conf(home: Path) -> tuple[dict[str, str], int, int]:
+    """Write the nightly CSV into ``home``; return the DAG's conf, its rows and its (user, agent) pairs."""
+    text = NIGHTLY_SAMPLE.read_text(encoding="utf-8")
+    (home / "nightly_prompts.csv").write_text(text, encoding="utf-8")
+    rows = list(csv.DictReader(text.splitlines()))
+    pairs = {(row["user_id"], row["agent_id"]) for row in rows}
+    conf = {"input_csv": (home / "nightly_prompts.csv").as_uri(), "output_base": (home / "nightly").as_uri()}
+    return conf, len(rows), len(pairs)
 
 
 def airflow(env: dict[str, str], *args: str) -> None:
@@ -35,7 +49,7 @@ def main() -> None:
 
 
 def run_demo(home: Path) -> None:
-    """Run both example DAGs in an Airflow whose home is ``home``."""
+    """Run the example DAGs in an Airflow whose home is ``home``."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW_", "AIRFLOW__"))}
     env.update(
         AIRFLOW_HOME=str(home),
@@ -44,6 +58,8 @@ def run_demo(home: Path) -> None:
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
         AIDOL_EXAMPLE_OUTPUT_DIR=str(home),
     )
+    conf, nightly_rows, nightly_pairs = nightly_conf(home)
+    expected_conversations = 1 + 3 + 30 + nightly_pairs
     with AidolServer(api_key="demo-api-key", user_id="demo-user") as server:
         print(f"AI-DOL embedded server listening on {server.url}")
         env["AIRFLOW_CONN_AIDOL_DEFAULT"] = server.connection_json()
@@ -51,16 +67,33 @@ def run_demo(home: Path) -> None:
         airflow(env, "db", "migrate")
         for dag_id in DAGS:
             print(f"Running {dag_id} with `airflow dags test` ...")
-            airflow(env, "dags", "test", dag_id)
+            conf_args = ["--conf", json.dumps(conf)] if dag_id == "example_aidol_nightly" else []
+            airflow(env, "dags", "test", dag_id, *conf_args)
         conversations = server.conversations
+        images = server.images
     print(f"\nThe server created {len(conversations)} conversations:")
     for conversation in conversations:
         print(f"  {conversation.conversation_id}  agent={conversation.agent_id}  user={conversation.user_id}")
     print("Server stopped.")
     for results in sorted((home / "aidol").rglob("*.jsonl")):
         print(f"Batch results: {sum(1 for _ in results.open())} JSON lines in {results.name}")
-    if len(conversations) != EXPECTED_CONVERSATIONS:
-        raise SystemExit(f"expected {EXPECTED_CONVERSATIONS} conversations (1 + 3 mapped + 30 batch)")
+    manifests = sorted((home / "nightly").rglob("manifest.jsonl"))
+    for manifest in manifests:
+        lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+        print(f"Nightly manifest: {len(lines)} JSON lines in {manifest}")
+        for line in lines:
+            image = line["image_path"].removeprefix(manifest.parent.as_uri() + "/")
+            print(f"  {line['conversation_id']}  agent={line['agent_id']}  user={line['user_id']}  {image}")
+    print(f"The server generated {len(images)} images.")
+    if len(conversations) != expected_conversations:
+        raise SystemExit(
+            f"expected {expected_conversations} conversations "
+            f"(1 + 3 mapped + 30 batch + {nightly_pairs} nightly)"
+        )
+    if len(images) != nightly_rows:
+        raise SystemExit(f"expected {nightly_rows} images, one per nightly row")
+    if [sum(1 for _ in manifest.open()) for manifest in manifests] != [nightly_rows]:
+        raise SystemExit(f"expected one nightly manifest with {nightly_rows} lines")
 
 
 if __name__ == "__main__":
