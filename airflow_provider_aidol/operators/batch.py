@@ -120,17 +120,25 @@ class CreateConversationsOperator(AidolBaseOperator):
     def _outcomes(
         self, items: list[BatchItem], *, already_recorded: Mapping[int, object]
     ) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Yield ``(index, result)`` for every item not already recorded: reused ones, then created ones."""
+        """Yield ``(index, result)`` for every item not already recorded: reused ones, then created ones.
+
+        With reuse, a (user, agent) pair listed more than once gets one conversation: the later
+        items share the first one's outcome and count as reused.
+        """
         store = self._store()
         to_create: list[BatchItem] = []
+        repeats: dict[tuple[str, str], list[BatchItem]] = {}
         for item in items:
             if item.index in already_recorded:
                 continue
             reused = store.get(item.user_id, item.agent_id) if store else None
-            if reused is None:
-                to_create.append(item)
-            else:
+            if reused is not None:
                 yield item.index, {**item.result(reused), "reused": True}
+            elif store and (item.user_id, item.agent_id) in repeats:
+                repeats[item.user_id, item.agent_id].append(item)
+            else:
+                to_create.append(item)
+                repeats[item.user_id, item.agent_id] = []
         if not to_create:
             return
         requests = [{"agent_id": item.agent_id, "user_id": item.user_id} for item in to_create]
@@ -139,9 +147,13 @@ class CreateConversationsOperator(AidolBaseOperator):
         )
         for position, result in created:
             item = to_create[position]
-            if store and result["conversation_id"]:
-                store.put(item.user_id, item.agent_id, result["conversation_id"])
+            conversation_id = result["conversation_id"]
+            if store and conversation_id:
+                store.put(item.user_id, item.agent_id, conversation_id)
             yield item.index, {**result, "reused": False}
+            for repeat in repeats[item.user_id, item.agent_id]:
+                shared = repeat.result(conversation_id, result["trace_id"], result["error"])
+                yield repeat.index, {**shared, "reused": conversation_id is not None}
 
     def _store(self) -> ConversationStore | None:
         if not self.reuse_existing:

@@ -126,6 +126,16 @@ def test_reuse_across_two_dag_runs(server):
     assert len(server.conversations) == 3
 
 
+def test_with_reuse_a_pair_listed_twice_gets_one_conversation(server):
+    batch = items(2)
+    batch.append(batch[0])
+    assert run(batch_dags.reusing, items=batch) == "success"
+    [results] = batch_dags.RECEIVED["aidol_batch_reuse"]
+    assert len(server.conversations) == 2
+    assert results[2]["conversation_id"] == results[0]["conversation_id"]
+    assert [r["reused"] for r in results] == [False, False, True]
+
+
 def test_single_operator_reuses_its_conversation(server):
     user = f"reuse-{uuid.uuid4().hex[:8]}"
     assert run(batch_dags.single_reuse, user=user) == "success"
