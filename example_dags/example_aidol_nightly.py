@@ -142,7 +142,8 @@ with DAG(
             }
             lines.append(json.dumps(line) + "\n")
         manifest = ObjectStoragePath(manifest_path)
-        manifest.parent.mkdir(parents=True, exist_ok=True)
+        if manifest.protocol in ("", "file", "local"):  # object stores have no folders to create
+            manifest.parent.mkdir(parents=True, exist_ok=True)
         manifest.write_text("".join(lines), encoding="utf-8")
         print(f"Wrote {len(lines)} lines to {manifest}")
         return str(manifest)
