@@ -40,7 +40,7 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-## bench: install the bench extras, run the benchmarks, write docs/benchmarks.{md,json,png} (about 10 min)
+## bench: install the bench extras, run the benchmarks, write docs/benchmarks.{md,json,png} (about 20 min)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks
@@ -50,7 +50,8 @@ docs: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -c constraints-docs.txt -e '.[dev,docs]'
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
-## e2e: the real user path: Airflow 3.3 UI in Debian's headless Chromium (Playwright) against the embedded server (about 1 min)
+## e2e: the real user path: Airflow 3.3 UI in Debian's headless Chromium (Playwright) against the embedded server,
+##      and a triggerer SIGKILLed mid-request with a deferrable image task (about 1.5 min)
 e2e: $(STAMP)
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 	$(BIN)/pip install --quiet -c constraints.txt -c constraints-e2e.txt -e '.[dev,e2e]'

@@ -31,6 +31,7 @@ SCENARIOS: dict[int, tuple[str, float]] = {
     4: ("s4_airflow", 2400),
     5: ("s5_large", 1200),
     6: ("s6_import", 900),
+    7: ("s7_deferrable", 1200),
 }
 
 

@@ -4,9 +4,10 @@ Run as ``python -m benchmarks.server_process '<json settings>'``. It starts the 
 AI-DOL server (uvicorn in a thread of this process), prints one JSON line with its URL and the
 Airflow connection, then answers one command per stdin line, one JSON line each:
 
-- ``stats``: request counts by envelope code and HTTP status, and the conversations created
+- ``stats``: request counts by envelope code and HTTP status, the conversations created
   (total, distinct ``(agent, user)`` pairs, the most conversations any pair got, and a SHA-256
-  of the sorted pairs so the client can check they are exactly the ones it asked for);
+  of the sorted pairs so the client can check they are exactly the ones it asked for), and the
+  image generations started (conversation, X-Request-ID, start as a Unix timestamp);
 - ``reset``: forget requests, conversations, rate buckets (``{"ok": true}``);
 - ``stop`` or end of input: stop the server and exit.
 
@@ -41,6 +42,14 @@ def stats(server: AidolServer) -> dict[str, Any]:
         "distinct_pairs": len(per_pair),
         "max_per_pair": max(per_pair.values(), default=0),
         "pairs_sha256": pairs_digest(list(per_pair.elements())),
+        "images": [
+            {
+                "conversation_id": image.conversation_id,
+                "request_id": image.request_id,
+                "started_at": image.started_at.timestamp(),
+            }
+            for image in server.images
+        ],
     }
 
 

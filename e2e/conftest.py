@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page
 
 REPO = Path(__file__).resolve().parent.parent
+#: The test DAGs, a DAG bundle of their own next to example_dags/.
+E2E_DAGS = REPO / "e2e" / "dags"
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
 #: Where the screenshots go; the docs embed them from docs/images/.
 SCREENSHOTS = Path(os.environ.get("E2E_SCREENSHOT_DIR", str(REPO / "docs" / "images")))
@@ -63,20 +65,34 @@ def e2e_server() -> Iterator[AidolServer]:
 
 @pytest.fixture(scope="session")
 def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    """Run Airflow 3 (api-server, scheduler, dag-processor) with SQLite; stop it afterwards."""
-    stack = AirflowStack(tmp_path_factory.mktemp("airflow-home"), REPO / "example_dags")
+    """Run Airflow 3 (api-server, scheduler, dag-processor, triggerer) with SQLite; stop it afterwards.
+
+    The ``dags-folder`` bundle is the repository's ``example_dags/``; a second bundle, ``e2e-dags``,
+    holds the test DAGs of ``e2e/dags/``.
+    """
+    stack = AirflowStack(
+        tmp_path_factory.mktemp("airflow-home"),
+        REPO / "example_dags",
+        extra_bundles={"e2e-dags": E2E_DAGS},
+        triggerer=True,
+    )
     _STACKS.append(stack)
     try:
         with Stopwatch("startup: airflow db migrate"):
             stack.migrate()
-        with Stopwatch("startup: api-server, scheduler, dag-processor healthy"):
+        with Stopwatch("startup: api-server, scheduler, dag-processor, triggerer healthy"):
             stack.start()
             stack.wait_healthy()
         yield stack
     finally:
         with Stopwatch("shutdown: airflow"):
             stack.stop()
-        NOTES.extend(f"{s.name} needed a second SIGTERM to stop" for s in stack.services if s.signalled_twice)
+        # The triggerer always gets a second SIGTERM (see Service.stop): not worth a note.
+        NOTES.extend(
+            f"{s.name} needed a second SIGTERM to stop"
+            for s in stack.services
+            if s.signalled_twice and s.name != "triggerer"
+        )
         NOTES.extend(f"{s.name} ignored SIGTERM and was killed" for s in stack.services if s.forced)
 
 
