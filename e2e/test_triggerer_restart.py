@@ -152,6 +152,8 @@ def test_default_policy_fails_without_paying_twice(
     assert outcome.final_state == "failed", report
     ti = airflow.task_instance(FAIL_DAG, outcome.run_id, TASK_ID)
     assert ti["state"] == "failed", report
+    # The task has a retry, but AidolInterruptedError skips it: still the first try.
+    assert ti["try_number"] == 1, report
     log = airflow.task_log(FAIL_DAG, outcome.run_id, TASK_ID, try_number=ti["try_number"])
     assert "AidolInterruptedError" in log, report
     assert re.search(r"in flight|interrupted", log, re.IGNORECASE), report

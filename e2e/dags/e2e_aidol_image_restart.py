@@ -7,10 +7,14 @@ One DAG per policy for an image request that a dead triggerer left unanswered:
 - ``e2e_image_restart_resend``: ``resend_after_triggerer_restart=True``: send it again.
 
 Both use the connection ``aidol_e2e_image``, which the test creates through the REST API, and
-write the PNG into the folder named by the run's conf ``output_dir``.
+write the PNG into the folder named by the run's conf ``output_dir``. The default-policy task
+has a retry, one second later: ``AidolInterruptedError`` must skip it (a retry is a new attempt
+and would send, and pay for, a new request).
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from airflow.sdk import DAG
 
@@ -35,5 +39,6 @@ for dag_id, resend in (("e2e_image_restart_fail", False), ("e2e_image_restart_re
             aidol_conn_id=CONN_ID,
             deferrable=True,
             resend_after_triggerer_restart=resend,
-            retries=0,
+            retries=0 if resend else 1,
+            retry_delay=timedelta(seconds=1),
         )
