@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from airflow_provider_aidol.envelope import parse_response, redact
-from airflow_provider_aidol.exceptions import AidolConnectionError, AidolTimeoutError
+from airflow_provider_aidol.exceptions import AidolConnectionError, AidolResponseError, AidolTimeoutError
 from airflow_provider_aidol.transport import CLIENT_HEADERS, redirect_error
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ async def send_once_async(
             timeout=httpx.Timeout(timeout, connect=settings.connect_timeout),
         )
     except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-        tls = isinstance(error.__context__, ssl.SSLError)
+        tls = _caused_by_tls(error)
         raise AidolConnectionError(
             f"{'TLS failed' if tls else 'connection failed'}: {_reason(error, secrets)}",
             retryable=not tls,
@@ -67,6 +67,9 @@ async def send_once_async(
         raise AidolTimeoutError(f"no answer within {timeout:g} s", **where) from None
     except httpx.TransportError as error:
         raise AidolConnectionError(f"connection failed: {_reason(error, secrets)}", **where) from None
+    except httpx.HTTPError as error:
+        # The server had begun to answer (e.g. a body that cannot be decoded): not retried.
+        raise AidolResponseError(f"answer broke off: {_reason(error, secrets)}", **where) from None
     if answer.is_redirect:
         raise redirect_error(answer.status_code, answer.headers.get("Location"), **where)
     return parse_response(
@@ -79,5 +82,15 @@ async def send_once_async(
     )
 
 
-def _reason(error: httpx.TransportError, secrets: tuple[str, str]) -> str:
+def _caused_by_tls(error: BaseException) -> bool:
+    """Whether an ``ssl.SSLError`` is anywhere in the chain of causes (httpx wraps httpcore's error)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _reason(error: httpx.HTTPError, secrets: tuple[str, str]) -> str:
     return redact(f"{type(error).__name__}: {error}", secrets)

@@ -87,7 +87,8 @@ def _decode_png_data_url(value: object) -> bytes | None:
     if not isinstance(value, str) or value[: len(_DATA_URL_PREFIX)].lower() != _DATA_URL_PREFIX:
         return None
     try:
-        png = base64.b64decode(value[len(_DATA_URL_PREFIX) :], validate=True)
+        # Whitespace (a line-wrapped encoding) is dropped; any other stray character fails.
+        png = base64.b64decode("".join(value[len(_DATA_URL_PREFIX) :].split()), validate=True)
     except (binascii.Error, ValueError):
         return None
     return png if png.startswith(PNG_SIGNATURE) else None

@@ -32,15 +32,17 @@ class GenerateChatImageOperator(AidolBaseOperator):
 
     A generation takes 30-90 s. With ``deferrable=True`` the worker slot is freed meanwhile:
     the request is made by the triggerer, and the task resumes on a worker to write the file.
-    The request is billed and cannot be made idempotent, so it is never resent after it may
-    have reached the server, in either mode (see the "Chat images" docs page).
+    The request is billed and cannot be made idempotent, so neither the hook nor the trigger
+    resends it once it may have reached the server; an Airflow task retry is a new request
+    (see the "Chat images" docs page).
 
     :param agent_id: the conversation's agent. (templated)
     :param conversation_id: a conversation of ``user_id`` with ``agent_id``. (templated)
     :param text: what the image should show. (templated)
-    :param output_path: where the PNG goes: an ``ObjectStoragePath`` or a URI such as
-        ``file:///data/{{ ds }}/{{ ti.map_index }}.png`` or ``s3://bucket/key.png``; local
-        folders are created. (templated)
+    :param output_path: where the PNG goes: an ``ObjectStoragePath``, a URI such as
+        ``file:///data/{{ ds }}/{{ ti.map_index }}.png`` or ``s3://bucket/key.png``, or an
+        absolute local path; local folders are created. It is checked before the request is
+        sent. (templated)
     :param user_id: the conversation's user; defaults to the connection's ``user_id``. (templated)
     :param language: e.g. ``"en"`` or ``"zh"``; default: the server's. (templated)
     :param metadata: a JSON object the server echoes back; default ``{}``. (templated)
@@ -120,6 +122,7 @@ class GenerateChatImageOperator(AidolBaseOperator):
         body = chat_image_body(
             self.agent_id, self.conversation_id, self.text, language=self.language, metadata=self.metadata
         )
+        user_id = self.hook.resolve_user_id(self.user_id)
         ti = context["ti"]
         attempt_id = uuid.uuid4().hex
         # Set before deferring, so the trigger always finds the key and only fills it in.
@@ -127,7 +130,7 @@ class GenerateChatImageOperator(AidolBaseOperator):
         ti.xcom_push(key=SENT_MARKER_KEY, value=unsent)
         trigger = ChatImageTrigger(
             aidol_conn_id=self.aidol_conn_id,
-            user_id=self.hook.resolve_user_id(self.user_id),
+            user_id=user_id,
             body=body,
             attempt_id=attempt_id,
             dag_id=ti.dag_id,
@@ -140,9 +143,8 @@ class GenerateChatImageOperator(AidolBaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger fired: write the PNG, or raise the error the trigger met."""
-        from airflow_provider_aidol.envelope import AidolResponse
-        from airflow_provider_aidol.exceptions import AidolError, AidolInterruptedError
-        from airflow_provider_aidol.images import CHAT_IMAGE_PATH, read_chat_image
+        from airflow_provider_aidol.exceptions import AidolError, AidolInterruptedError, AidolResponseError
+        from airflow_provider_aidol.images import CHAT_IMAGE_PATH
 
         status = event.get("status")
         if status == "interrupted":
@@ -156,22 +158,52 @@ class GenerateChatImageOperator(AidolBaseOperator):
             )
         if status == "error":
             raise AidolError.from_payload(event["error"])
-        response = AidolResponse(event["data"], event["trace_id"], event["http_status"])
-        return self._write(read_chat_image(response), self._output_path(), context)
+        if status != "success":
+            raise AidolResponseError(
+                f"unexpected trigger event {event!r}", method="POST", path=CHAT_IMAGE_PATH
+            )
+        path = self._output_path()
+        return self._write(self._take_image(context, event), path, context)
+
+    def _take_image(self, context: Context, event: dict[str, Any]) -> ChatImage:
+        """Read the answer the trigger kept in XCom, check it, and delete the (large) XCom."""
+        from airflow.sdk.execution_time.xcom import XCom
+
+        from airflow_provider_aidol.envelope import AidolResponse
+        from airflow_provider_aidol.images import read_chat_image
+        from airflow_provider_aidol.triggers.image import IMAGE_DATA_KEY
+
+        ti = context["ti"]
+        data = ti.xcom_pull(task_ids=ti.task_id, key=IMAGE_DATA_KEY, map_indexes=ti.map_index)
+        image = read_chat_image(AidolResponse(data, event["trace_id"], event["http_status"]))
+        XCom.delete(
+            key=IMAGE_DATA_KEY, task_id=ti.task_id, dag_id=ti.dag_id, run_id=ti.run_id, map_index=ti.map_index
+        )
+        return image
 
     def _output_path(self) -> ObjectStoragePath:
         """Return ``output_path`` as an ``ObjectStoragePath``; raise ``ValueError`` when it is not one."""
         from airflow.sdk import ObjectStoragePath
 
-        if isinstance(self.output_path, ObjectStoragePath):
-            return self.output_path
-        if not isinstance(self.output_path, str) or not self.output_path.strip():
+        path = self.output_path
+        if not isinstance(path, ObjectStoragePath):
+            text = path.strip() if isinstance(path, str) else ""
+            local = text.startswith("file:") or "://" not in text
+            if not text or (local and not text.startswith(("/", "file:///"))):
+                raise ValueError(
+                    f"output_path must be an ObjectStoragePath, a URI such as "
+                    f"file:///data/{{{{ ds }}}}/{{{{ ti.map_index }}}}.png or s3://bucket/key.png, or an "
+                    f"absolute local path, got {path!r}."
+                )
+            path = ObjectStoragePath(text)
+        try:
+            path.fs  # noqa: B018  (opens the filesystem: a missing storage provider fails here)
+        except (ImportError, ValueError) as error:
             raise ValueError(
-                f"output_path must be an ObjectStoragePath or a URI such as "
-                f"file:///data/{{{{ ds }}}}/{{{{ ti.map_index }}}}.png or s3://bucket/key.png, "
-                f"got {self.output_path!r}."
-            )
-        return ObjectStoragePath(self.output_path.strip())
+                f"output_path {str(path)!r} cannot be written here: {error}. Install the Airflow "
+                "provider of that storage (e.g. apache-airflow-providers-amazon for s3://)."
+            ) from None
+        return path
 
     def _write(self, image: ChatImage, path: ObjectStoragePath, context: Context) -> str:
         """Write the PNG to ``path``, push the traceId, and return the path for XCom."""

@@ -1,10 +1,12 @@
 """The trigger that waits out a 30-90 s chat image generation in the triggerer, not on a worker.
 
-It signs and sends ``POST /v1/chat/image`` with ``httpx`` and hands the answer (or the typed
-error) back to the task. Image generation is billed per request and the API has no idempotency
-key, so before sending, the trigger leaves a marker XCom on its task instance. A trigger that is
-started again for the same attempt (its triggerer died or handed it over mid-request) finds the
-marker and, unless told to resend, reports the request as interrupted instead of paying twice.
+It signs and sends ``POST /v1/chat/image`` with ``httpx``, keeps the answer's ``data`` (the
+base64 PNG) in an XCom, and fires an event that names it (or carries the typed error): the event
+is logged by the triggerer, so the image stays out of it. Image generation is billed per request
+and the API has no idempotency key, so before sending, the trigger fills in a sent-marker XCom on
+its task instance. A trigger that is started again for the same attempt (its triggerer died or
+handed it over mid-request) finds the marker and, unless told to resend, reports the request as
+interrupted instead of paying twice.
 """
 
 from __future__ import annotations
@@ -37,15 +39,17 @@ if TYPE_CHECKING:
 #: The XCom key of the sent-marker: the operator sets it before deferring (``request_id`` None),
 #: the trigger fills in ``request_id`` and ``sent_at`` before it sends the request.
 SENT_MARKER_KEY = "aidol_image_request"
+#: The XCom key of the answer's ``data`` (the base64 PNG), which the resumed task reads and deletes.
+IMAGE_DATA_KEY = "aidol_image_data"
 
 
 class ChatImageTrigger(BaseTrigger):
     """Generate a chat image with a signed async request; fire one event with the outcome.
 
-    The event's ``status`` is ``"success"`` (with the answer's ``data``, ``trace_id`` and
-    ``http_status``), ``"error"`` (with the ``AidolError`` as ``error``), or ``"interrupted"``
-    (with the earlier ``request_id`` and ``sent_at``) when this attempt was sent before and
-    ``resend_after_restart`` is off.
+    The event's ``status`` is ``"success"`` (with ``trace_id`` and ``http_status``; the answer's
+    ``data`` is in the XCom ``IMAGE_DATA_KEY``), ``"error"`` (with the ``AidolError`` as
+    ``error``), or ``"interrupted"`` (with the earlier ``request_id`` and ``sent_at``) when this
+    attempt was sent before and ``resend_after_restart`` is off.
 
     :param aidol_conn_id: the ``aidol`` connection, read in the triggerer.
     :param user_id: the conversation's user (X-User-ID).
@@ -116,12 +120,8 @@ class ChatImageTrigger(BaseTrigger):
             response = await self._generate()
         except AidolError as error:
             return {"status": "error", "error": error.to_payload()}
-        return {
-            "status": "success",
-            "data": response.data,
-            "trace_id": response.trace_id,
-            "http_status": response.http_status,
-        }
+        await self._set_xcom(IMAGE_DATA_KEY, response.data)
+        return {"status": "success", "trace_id": response.trace_id, "http_status": response.http_status}
 
     async def _generate(self) -> AidolResponse:
         hook = AidolHook(self.aidol_conn_id)
@@ -171,7 +171,13 @@ class ChatImageTrigger(BaseTrigger):
             "Sending the AI-DOL image request (X-Request-ID %s); it usually takes 30-90 s",
             headers["X-Request-ID"],
         )
-        return await send_once_async(client, settings, prepared, headers, timeout=settings.image_timeout)
+        try:
+            return await send_once_async(client, settings, prepared, headers, timeout=settings.image_timeout)
+        except AidolError as error:
+            if is_safe_to_resend(error) or isinstance(error, AidolAuthError):
+                # Refused before any work: a restart while waiting to resend must not fail the task.
+                await self._mark_sent(None)
+            raise
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -182,9 +188,8 @@ class ChatImageTrigger(BaseTrigger):
             state.upcoming_sleep,
         )
 
-    def _xcom_address(self) -> dict[str, Any]:
+    def _ti_address(self) -> dict[str, Any]:
         return {
-            "key": SENT_MARKER_KEY,
             "dag_id": self.dag_id,
             "task_id": self.task_id,
             "run_id": self.run_id,
@@ -192,25 +197,23 @@ class ChatImageTrigger(BaseTrigger):
         }
 
     async def _sent_marker(self) -> dict[str, Any] | None:
-        """Return this attempt's marker if an earlier run of this trigger left one."""
-        from airflow.sdk.bases.xcom import BaseXCom
+        """Return this attempt's marker if an earlier run of this trigger sent its request."""
+        from airflow.sdk.execution_time.xcom import XCom
 
-        marker = await sync_to_async(BaseXCom.get_one)(**self._xcom_address())
+        marker = await sync_to_async(XCom.get_one)(key=SENT_MARKER_KEY, **self._ti_address())
         if not isinstance(marker, dict) or marker.get("attempt_id") != self.attempt_id:
             return None
         if marker.get("request_id") is None:
             return None
         return {"request_id": marker["request_id"], "sent_at": marker.get("sent_at")}
 
-    async def _mark_sent(self, request_id: str) -> None:
-        """Record, before sending, that this attempt's request is about to reach the server."""
-        from airflow.sdk.bases.xcom import BaseXCom
+    async def _mark_sent(self, request_id: str | None) -> None:
+        """Record that this attempt's request is about to reach the server (``None``: it was refused)."""
+        sent_at = datetime.now(UTC).isoformat(timespec="seconds") if request_id else None
+        marker = {"attempt_id": self.attempt_id, "request_id": request_id, "sent_at": sent_at}
+        await self._set_xcom(SENT_MARKER_KEY, marker)
 
-        marker = {
-            "attempt_id": self.attempt_id,
-            "request_id": request_id,
-            "sent_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        address = self._xcom_address()
-        key = address.pop("key")
-        await sync_to_async(BaseXCom.set)(key, marker, **address)
+    async def _set_xcom(self, key: str, value: Any) -> None:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        await sync_to_async(XCom.set)(key, value, **self._ti_address())

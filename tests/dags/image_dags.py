@@ -27,6 +27,7 @@ def record(dag_key: str, path: Any, **context: Any) -> None:
         "path": path if isinstance(path, str) else list(path),
         "trace_id": ti.xcom_pull(task_ids="generate", key="trace_id"),
         "marker": ti.xcom_pull(task_ids="generate", key="aidol_image_request"),
+        "image_data": ti.xcom_pull(task_ids="generate", key="aidol_image_data"),
     }
 
 

@@ -92,10 +92,13 @@ def test_another_users_conversation_is_not_found(hook, conversation):
 
 
 def test_agent_without_image_config_fails_the_task_without_retries(hook, server):
+    from airflow_provider_aidol._compat import AirflowFailException
+
     server.add_agent("chat-only", image_config=False)
     conversation = hook.create_conversation("chat-only", user_id=USER)
     with pytest.raises(AidolImageConfigError, match="Agent missing image generation config") as caught:
         hook.generate_chat_image("chat-only", conversation, "x", user_id=USER)
+    assert isinstance(caught.value, AirflowFailException)
     assert caught.value.trace_id is not None
     assert server.images == []
 
@@ -144,11 +147,14 @@ def test_refusals_before_any_work_are_resent(hook, server, conversation, fault, 
     assert len(server.images) == 1
 
 
-def test_a_connection_never_made_is_known_to_be_unsent(monkeypatch, server):
+def test_a_connection_never_made_is_known_to_be_unsent_and_retried(monkeypatch, server, capsys):
     point_connection(monkeypatch, server, host="http://127.0.0.1:9", max_retries=2)
     with pytest.raises(AidolConnectionError, match="connection failed") as caught:
         AidolHook().generate_chat_image("agent-1", "c", "x", user_id=USER)
     assert caught.value.request_sent is False
+    lines = capsys.readouterr().out.splitlines()
+    retried = [line.split("AI-DOL ")[1].split(" failed")[0] for line in lines if "retrying in" in line]
+    assert retried == ["attempt 1", "attempt 2"]
 
 
 @pytest.mark.parametrize(("fault", "status"), [(Fault.HTML, 200), (Fault.MALFORMED_JSON, None)])

@@ -56,6 +56,13 @@ def test_the_png_is_written_and_its_path_and_trace_id_are_handed_over(server, co
     assert len(server.images) == 1
 
 
+def test_the_image_xcom_the_trigger_leaves_is_deleted_once_the_file_is_written(
+    server, conversation, tmp_path
+):
+    assert run(image_dags.deferred, conversation=conversation, output=f"file://{tmp_path}/x.png") == "success"
+    assert image_dags.RECEIVED[image_dags.deferred.dag_id]["image_data"] is None
+
+
 def test_a_deferred_task_leaves_the_sent_marker_naming_its_request(server, conversation, tmp_path):
     assert run(image_dags.deferred, conversation=conversation, output=f"file://{tmp_path}/x.png") == "success"
     marker = image_dags.RECEIVED[image_dags.deferred.dag_id]["marker"]
@@ -107,9 +114,26 @@ def test_a_rate_limited_deferred_request_is_resent_by_the_trigger(server, conver
 
 
 @pytest.mark.parametrize("dag", [image_dags.on_worker, image_dags.deferred], ids=["on-worker", "deferred"])
-def test_a_bad_output_path_fails_before_any_request(server, conversation, dag):
-    assert run(dag, conversation=conversation, output=" ") == "failed"
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        (" ", "output_path must be"),
+        ("images/x.png", "output_path must be"),  # relative: depends on the worker's directory
+        ("file://images/x.png", "output_path must be"),  # a host, not an absolute path
+        ("s3://aws_default@bucket/x.png", "cannot be written here"),  # no storage provider installed
+    ],
+)
+def test_a_bad_output_path_fails_before_any_request(server, conversation, dag, output, message, capfd):
+    assert run(dag, conversation=conversation, output=output) == "failed"
+    assert message in capfd.readouterr().out
     assert server.count(path=CHAT_IMAGE_PATH) == 0
+
+
+def test_an_absolute_local_path_is_returned_as_given(server, conversation, tmp_path):
+    output = str(tmp_path / "plain.png")
+    assert run(image_dags.on_worker, conversation=conversation, output=output) == "success"
+    assert image_dags.RECEIVED[image_dags.on_worker.dag_id]["path"] == output
+    assert (tmp_path / "plain.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
 def test_an_interrupted_event_fails_the_task_naming_the_request_and_the_way_out():

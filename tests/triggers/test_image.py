@@ -54,6 +54,7 @@ def test_serialize_rebuilds_the_same_trigger_and_holds_no_credential(server, con
     classpath, kwargs = ChatImageTrigger(**trigger_kwargs(conversation)).serialize()
     assert classpath == "airflow_provider_aidol.triggers.image.ChatImageTrigger"
     assert kwargs == trigger_kwargs(conversation)
+    assert ChatImageTrigger(**kwargs).serialize() == (classpath, kwargs)
     assert server.api_key not in repr(kwargs)
     assert server.api_secret not in repr(kwargs)
 
@@ -72,6 +73,12 @@ def start_again(deferred_run: SimpleNamespace, conversation: str, **changes: Any
     event = InProcessTestSupervisor.run_trigger_in_process(trigger=trigger, ti=ti)  # type: ignore[no-untyped-call]
     payload: dict[str, Any] = event.payload
     return payload
+
+
+def retry_warnings(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """The attempts the trigger logged as retried (Airflow 3 logs through structlog to the console)."""
+    lines = capsys.readouterr().out.splitlines()
+    return [line.split("AI-DOL ")[1].split(" was")[0] for line in lines if "before any work began" in line]
 
 
 @pytest.fixture
@@ -97,8 +104,7 @@ def test_started_again_for_the_same_attempt_it_reports_an_interruption_and_sends
 
 def test_started_again_with_resend_allowed_it_sends_once_more(server, conversation, deferred_run):
     event = start_again(deferred_run, conversation, resend_after_restart=True)
-    assert event["status"] == "success"
-    assert event["data"]["base64Image"].startswith("data:image/png;base64,")
+    assert event == {"status": "success", "trace_id": server.requests[-1].trace_id, "http_status": 200}
     assert len(server.images) == 2
 
 
@@ -122,14 +128,53 @@ def test_a_read_timeout_in_the_trigger_is_reported_not_resent(
 
 
 def test_a_refused_connection_in_the_trigger_is_retried_then_reported(
+    server, conversation, deferred_run, monkeypatch, capsys
+):
+    from tests.hooks.conftest import point_connection
+
+    point_connection(monkeypatch, server, host="http://127.0.0.1:9", max_retries=2)
+    capsys.readouterr()
+    event = start_again(deferred_run, conversation, attempt_id="a-new-try")
+    assert event["status"] == "error"
+    error = event["error"]
+    assert (error["error_class"], error["request_sent"]) == ("AidolConnectionError", False)
+    assert retry_warnings(capsys) == ["image attempt 1", "image attempt 2"]
+
+
+def test_tls_failures_in_the_trigger_are_named_and_not_retried(
+    server, conversation, deferred_run, monkeypatch, capsys
+):
+    from tests.hooks.conftest import point_connection
+
+    point_connection(monkeypatch, server, host=server.url.replace("http://", "https://"), max_retries=2)
+    capsys.readouterr()
+    event = start_again(deferred_run, conversation, attempt_id="a-new-try")
+    assert (event["error"]["error_class"], event["error"]["retryable"]) == ("AidolConnectionError", False)
+    assert event["error"]["message"].startswith("TLS failed")
+    assert retry_warnings(capsys) == []
+
+
+def test_a_refused_request_does_not_count_as_sent_for_a_restart(
     server, conversation, deferred_run, monkeypatch
 ):
     from tests.hooks.conftest import point_connection
 
-    point_connection(monkeypatch, server, host="http://127.0.0.1:9", max_retries=1)
+    point_connection(monkeypatch, server, max_retries=0)
+    server.inject(Fault.RATE_LIMITED, path=CHAT_IMAGE_PATH)
+    refused = start_again(deferred_run, conversation, attempt_id="a-new-try")
+    assert refused["error"]["error_class"] == "AidolRateLimitError"
+    # Started again for the same attempt (say, the triggerer died while waiting to resend):
+    assert start_again(deferred_run, conversation, attempt_id="a-new-try")["status"] == "success"
+    assert len(server.images) == 2  # the deferred run's, and this one
+
+
+@pytest.mark.aidol_server(clock_offset=-900)
+def test_the_trigger_corrects_a_skewed_clock_and_resends_once(server, conversation, deferred_run):
     event = start_again(deferred_run, conversation, attempt_id="a-new-try")
-    assert event["status"] == "error"
-    assert (event["error"]["error_class"], event["error"]["request_sent"]) == ("AidolConnectionError", False)
+    assert event["status"] == "success"
+    image_calls = [r.http_status for r in server.requests if r.path == CHAT_IMAGE_PATH]
+    assert image_calls[-2:] == [401, 200]
+    assert len(server.images) == 2
 
 
 def test_a_503_in_the_trigger_is_resent(server, conversation, deferred_run, monkeypatch):
