@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import ssl
-import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from airflow_provider_aidol.envelope import parse_response, redact
+from airflow_provider_aidol.envelope import redact
 from airflow_provider_aidol.exceptions import AidolConnectionError, AidolResponseError, AidolTimeoutError
-from airflow_provider_aidol.transport import CLIENT_HEADERS, redirect_error
+from airflow_provider_aidol.transport import CLIENT_HEADERS, read_answer
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -70,13 +69,11 @@ async def send_once_async(
     except httpx.HTTPError as error:
         # The server had begun to answer (e.g. a body that cannot be decoded): not retried.
         raise AidolResponseError(f"answer broke off: {_reason(error, secrets)}", **where) from None
-    if answer.is_redirect:
-        raise redirect_error(answer.status_code, answer.headers.get("Location"), **where)
-    return parse_response(
+    return read_answer(
         answer.status_code,
         answer.headers,
         answer.content,
-        received_at=time.time(),
+        redirect=answer.is_redirect,
         secrets=secrets,
         **where,
     )

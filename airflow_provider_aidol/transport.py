@@ -167,26 +167,40 @@ def send_once(
     except requests.RequestException as error:
         # The server had begun to answer, so it acted: not retried, like a read timeout.
         raise AidolResponseError(f"answer broke off: {_reason(error, secrets)}", **where) from None
-    if answer.is_redirect:
-        raise redirect_error(answer.status_code, answer.headers.get("Location"), **where)
-    return parse_response(
+    return read_answer(
         answer.status_code,
         answer.headers,
         answer.content,
-        received_at=time.time(),
+        redirect=answer.is_redirect,
         secrets=secrets,
         **where,
     )
 
 
-def redirect_error(http_status: int, location: str | None, *, method: str, path: str) -> AidolResponseError:
-    """Build the error for a redirect, which is reported rather than followed."""
-    return AidolResponseError(
-        f"redirected to {location!r}; set the connection's Base URL to the address the API answers "
-        "at (redirects are not followed: they would drop or leak the signed headers)",
-        http_status=http_status,
-        method=method,
-        path=path,
+def read_answer(
+    http_status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    redirect: bool,
+    secrets: tuple[str, str],
+    method: str,
+    path: str,
+) -> AidolResponse:
+    """Read an answer, whichever HTTP client got it; a redirect is reported, never followed.
+
+    :param redirect: whether the answer is a redirect (a 3xx with a ``Location``).
+    """
+    if redirect:
+        raise AidolResponseError(
+            f"redirected to {headers.get('Location')!r}; set the connection's Base URL to the address "
+            "the API answers at (redirects are not followed: they would drop or leak the signed headers)",
+            http_status=http_status,
+            method=method,
+            path=path,
+        )
+    return parse_response(
+        http_status, headers, body, received_at=time.time(), secrets=secrets, method=method, path=path
     )
 
 
