@@ -6,7 +6,7 @@ The hook (``requests``, tenacity's ``Retrying``) and the image trigger (``httpx`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tenacity import retry_if_exception, stop_after_attempt, stop_before_delay, wait_random_exponential
 
@@ -29,6 +29,13 @@ if TYPE_CHECKING:
 CLOCK_SKEW_TOLERANCE = 240.0
 # The one 5xx that says the request was turned away before any work began.
 _REFUSED_STATUS = 503
+
+
+class WarningLog(Protocol):
+    """What the retry messages need of a logger (hooks and triggers have different logger types)."""
+
+    def warning(self, msg: str, /, *args: Any) -> Any:
+        """Log ``msg % args`` at WARNING."""
 
 
 def is_retryable(error: AidolError) -> bool:
@@ -84,6 +91,30 @@ class _Backoff:
         if retry_after is not None:
             return float(min(retry_after, self._cap))
         return float(self._exponential(state))
+
+
+def log_retries(log: WarningLog, attempt_failed: str) -> Callable[[RetryCallState], None]:
+    """Return tenacity's ``before_sleep``: a WARNING with the attempt, the error and the wait.
+
+    :param attempt_failed: the start of the message, with ``%d`` for the attempt number.
+    """
+
+    def log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        attempt = attempt_failed % state.attempt_number
+        log.warning("%s: %s; retrying in %.2f s", attempt, error, state.upcoming_sleep)
+
+    return log_retry
+
+
+def log_clock_correction(log: WarningLog, error: AidolAuthError, offset: float) -> None:
+    """Log, at WARNING, that a 401 is put down to clock skew and the request is signed anew."""
+    log.warning(
+        "AI-DOL answered 401 and its clock is %+.0f s from this machine's; "
+        "signing with the server's time and trying once more (traceId %s)",
+        offset,
+        error.trace_id,
+    )
 
 
 def corrected_clock_offset(error: AidolAuthError, signed_with: float) -> float | None:

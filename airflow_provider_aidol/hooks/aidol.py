@@ -12,7 +12,7 @@ import requests
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, Retrying
+from tenacity import Retrying
 
 from airflow_provider_aidol.batch import BatchItem, FatalBatchError, parse_items, run_batch
 from airflow_provider_aidol.connection import ConnectionSettings
@@ -32,6 +32,8 @@ from airflow_provider_aidol.retries import (
     corrected_clock_offset,
     is_retryable,
     is_safe_to_resend,
+    log_clock_correction,
+    log_retries,
     retry_arguments,
 )
 from airflow_provider_aidol.transport import (
@@ -431,7 +433,7 @@ class AidolHook(BaseHook):
         """
         retrying = Retrying(
             **retry_arguments(self.settings, retry_if=retry_if, attempts=attempts),
-            before_sleep=self._log_retry,
+            before_sleep=log_retries(self.log, "AI-DOL attempt %d failed"),
             sleep=self.sleep,
         )
         return retrying(self._attempt_correcting_clock, prepared, limiter, timeout)
@@ -482,12 +484,7 @@ class AidolHook(BaseHook):
             if corrected is None:
                 raise
             if abs(corrected - self._clock_offset) > CLOCK_SKEW_TOLERANCE:
-                self.log.warning(
-                    "AI-DOL answered 401 and its clock is %+.0f s from this machine's; "
-                    "signing with the server's time and trying once more (traceId %s)",
-                    corrected,
-                    error.trace_id,
-                )
+                log_clock_correction(self.log, error, corrected)
                 self._clock_offset = corrected
             return self._attempt(prepared, limiter, self._clock_offset, timeout)
 
@@ -499,15 +496,6 @@ class AidolHook(BaseHook):
         settings = self.settings
         headers = signed_headers(prepared, settings.api_secret, int(time.time() + clock_offset))
         return send_once(self.session, settings, prepared, headers, timeout=timeout)
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        self.log.warning(
-            "AI-DOL attempt %d failed: %s; retrying in %.2f s",
-            state.attempt_number,
-            error,
-            state.upcoming_sleep,
-        )
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:

@@ -23,14 +23,19 @@ from airflow_provider_aidol.async_transport import new_async_client, send_once_a
 from airflow_provider_aidol.exceptions import AidolAuthError, AidolError
 from airflow_provider_aidol.hooks.aidol import AidolHook
 from airflow_provider_aidol.images import CHAT_IMAGE_PATH
-from airflow_provider_aidol.retries import corrected_clock_offset, is_safe_to_resend, retry_arguments
+from airflow_provider_aidol.retries import (
+    corrected_clock_offset,
+    is_safe_to_resend,
+    log_clock_correction,
+    log_retries,
+    retry_arguments,
+)
 from airflow_provider_aidol.transport import prepare_request, signed_headers
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     import httpx
-    from tenacity import RetryCallState
 
     from airflow_provider_aidol.connection import ConnectionSettings
     from airflow_provider_aidol.envelope import AidolResponse
@@ -135,7 +140,8 @@ class ChatImageTrigger(BaseTrigger):
             base_path=settings.base_path,
         )
         retrying = AsyncRetrying(
-            **retry_arguments(settings, retry_if=is_safe_to_resend), before_sleep=self._log_retry
+            **retry_arguments(settings, retry_if=is_safe_to_resend),
+            before_sleep=log_retries(self.log, "AI-DOL image attempt %d was refused before any work began"),
         )
         async with new_async_client() as client:
             response: AidolResponse = await retrying(
@@ -153,12 +159,7 @@ class ChatImageTrigger(BaseTrigger):
             corrected = corrected_clock_offset(error, self._clock_offset)
             if corrected is None:
                 raise
-            self.log.warning(
-                "AI-DOL answered 401 and its clock is %+.0f s from this machine's; "
-                "signing with the server's time and trying once more (traceId %s)",
-                corrected,
-                error.trace_id,
-            )
+            log_clock_correction(self.log, error, corrected)
             self._clock_offset = corrected
             return await self._attempt(client, settings, prepared)
 
@@ -178,15 +179,6 @@ class ChatImageTrigger(BaseTrigger):
                 # Refused before any work: a restart while waiting to resend must not fail the task.
                 await self._mark_sent(None)
             raise
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        self.log.warning(
-            "AI-DOL image attempt %d was refused before any work began: %s; retrying in %.2f s",
-            state.attempt_number,
-            error,
-            state.upcoming_sleep,
-        )
 
     def _ti_address(self) -> dict[str, Any]:
         return {
