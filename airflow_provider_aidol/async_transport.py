@@ -6,7 +6,6 @@ the same typed errors, so a deferred task fails exactly as a task on a worker wo
 
 from __future__ import annotations
 
-import os
 import ssl
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +13,13 @@ import httpx
 
 from airflow_provider_aidol.envelope import redact
 from airflow_provider_aidol.exceptions import AidolConnectionError, AidolResponseError, AidolTimeoutError
-from airflow_provider_aidol.transport import CLIENT_HEADERS, read_answer
+from airflow_provider_aidol.transport import (
+    CLIENT_HEADERS,
+    authorization_header,
+    ca_bundle,
+    environment_proxies,
+    read_answer,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -24,11 +29,19 @@ if TYPE_CHECKING:
     from airflow_provider_aidol.transport import PreparedRequest
 
 
-def new_async_client() -> httpx.AsyncClient:
-    """Open an HTTP client that trusts the same CA bundle variables as the hook's ``requests`` session."""
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+def new_async_client(settings: ConnectionSettings) -> httpx.AsyncClient:
+    """Open an HTTP client with the same headers, CA bundle and proxy as the hook's ``requests`` session."""
+    bundle = ca_bundle()
     verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=bundle) if bundle else True
-    return httpx.AsyncClient(verify=verify, follow_redirects=False, headers=CLIENT_HEADERS)
+    proxies = environment_proxies(settings.base_url)
+    scheme = settings.base_url.partition(":")[0]
+    return httpx.AsyncClient(
+        verify=verify,
+        proxy=proxies.get(scheme) or proxies.get("all"),
+        trust_env=False,
+        follow_redirects=False,
+        headers={**CLIENT_HEADERS, **authorization_header(settings.api_key)},
+    )
 
 
 async def send_once_async(
@@ -51,7 +64,7 @@ async def send_once_async(
             settings.base_url + prepared.path,
             params=prepared.wire_params,
             content=prepared.wire_body,
-            headers={**headers, "Authorization": f"Bearer {settings.api_key}"},
+            headers=headers,
             timeout=httpx.Timeout(timeout, connect=settings.connect_timeout),
         )
     except (httpx.ConnectError, httpx.ConnectTimeout) as error:

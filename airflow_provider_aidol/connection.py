@@ -68,6 +68,20 @@ class ConnectionSettings:
         )
 
 
+def load_settings(conn_id: str) -> ConnectionSettings:
+    """Read and check Airflow connection ``conn_id``; register its key and secret for log masking.
+
+    What the hook and the trigger both use to read a connection.
+    """
+    from airflow.sdk import BaseHook
+    from airflow.sdk.log import mask_secret
+
+    settings = ConnectionSettings.from_connection(BaseHook.get_connection(conn_id))
+    mask_secret(settings.api_key)
+    mask_secret(settings.api_secret)
+    return settings
+
+
 def _plain_extra(extra: dict[str, Any]) -> dict[str, Any]:
     """Accept both ``user_id`` and the legacy form-widget key ``extra__aidol__user_id``."""
     return {key.removeprefix(_LEGACY_EXTRA_PREFIX): value for key, value in extra.items()}

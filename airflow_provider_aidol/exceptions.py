@@ -6,7 +6,7 @@ business code, message, traceId, method and path. None of them ever holds a cred
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_provider_aidol._compat import AirflowException, AirflowFailException
 
@@ -45,6 +45,13 @@ class AidolError(AirflowException):
     retryable: bool = False
     # The keyword arguments to_payload() keeps, so from_payload() can rebuild the error.
     _payload_fields: tuple[str, ...] = ("http_status", "code", "trace_id", "method", "path", "retry_after")
+    # Every subclass by name, registered as it is defined, so from_payload() can find it; the
+    # first class of a name keeps it (the provider's own are defined before any user's).
+    _classes: ClassVar[dict[str, type[AidolError]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        AidolError._classes.setdefault(cls.__name__, cls)
 
     def __init__(
         self,
@@ -88,7 +95,7 @@ class AidolError(AirflowException):
     @staticmethod
     def from_payload(payload: dict[str, Any]) -> AidolError:
         """Rebuild the error ``to_payload()`` described."""
-        error_class = _ERROR_CLASSES.get(payload["error_class"], AidolError)
+        error_class = AidolError._classes.get(payload["error_class"], AidolError)
         fields = {name: payload[name] for name in error_class._payload_fields if name in payload}
         return error_class(payload["message"], **fields)
 
@@ -208,22 +215,3 @@ class AidolBatchError(AirflowException):
         )
         more = f"; and {len(failures) - self.SHOWN} more" if len(failures) > self.SHOWN else ""
         super().__init__(f"{len(failures)} of {total} conversations failed: {listed}{more}")
-
-
-_ERROR_CLASSES: dict[str, type[AidolError]] = {
-    error_class.__name__: error_class
-    for error_class in (
-        AidolError,
-        AidolAuthError,
-        AidolRateLimitError,
-        AidolQuotaExceededError,
-        AidolValidationError,
-        AidolNotFoundError,
-        AidolServerError,
-        AidolResponseError,
-        AidolImageConfigError,
-        AidolConnectionError,
-        AidolTimeoutError,
-        AidolInterruptedError,
-    )
-}

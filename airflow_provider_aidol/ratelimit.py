@@ -7,6 +7,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
+from airflow_provider_aidol.validation import require_positive_number
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -27,9 +29,9 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if rate is not None and not rate > 0:
-            raise ValueError(f"rate must be a number of requests per second > 0, got {rate!r}")
-        self._rate = rate
+        self._rate = (
+            None if rate is None else require_positive_number("rate", rate, unit=" of requests per second")
+        )
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()

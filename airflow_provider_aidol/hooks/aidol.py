@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import math
-import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import requests
 from airflow.sdk import BaseHook
-from airflow.sdk.log import mask_secret
-from requests.adapters import HTTPAdapter
 from tenacity import Retrying
 
-from airflow_provider_aidol.batch import BatchItem, FatalBatchError, parse_items, run_batch
-from airflow_provider_aidol.connection import ConnectionSettings
-from airflow_provider_aidol.exceptions import (
-    AidolAuthError,
-    AidolConnectionError,
-    AidolError,
-    AidolQuotaExceededError,
-    AidolRateLimitError,
-    AidolResponseError,
+from airflow_provider_aidol.batch import BatchItem, ConversationBatch, parse_items
+from airflow_provider_aidol.connection import ConnectionSettings, load_settings
+from airflow_provider_aidol.endpoints import (
+    CHAT_IMAGE_PATH,
+    CONVERSATION_PATH,
+    OPTIONS_PATH,
+    chat_image_body,
+    conversation_body,
+    options_body,
+    read_chat_image,
+    read_conversation,
+    read_options,
 )
+from airflow_provider_aidol.exceptions import AidolAuthError, AidolConnectionError, AidolError
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID, FIELD_BEHAVIOUR
-from airflow_provider_aidol.images import CHAT_IMAGE_PATH, chat_image_body, read_chat_image
-from airflow_provider_aidol.ratelimit import AdaptiveRateLimiter, RateLimiter
+from airflow_provider_aidol.ratelimit import RateLimiter
 from airflow_provider_aidol.retries import (
     CLOCK_SKEW_TOLERANCE,
     corrected_clock_offset,
@@ -37,25 +35,25 @@ from airflow_provider_aidol.retries import (
     retry_arguments,
 )
 from airflow_provider_aidol.transport import (
-    CLIENT_HEADERS,
     PreparedRequest,
+    mount_adapters,
+    new_session,
     prepare_request,
     send_once,
     signed_headers,
 )
-from airflow_provider_aidol.validation import require_header_value, require_text
+from airflow_provider_aidol.validation import require_header_value, require_positive_number
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
 
+    import requests
+
+    from airflow_provider_aidol.endpoints import ChatImage
     from airflow_provider_aidol.envelope import AidolResponse
-    from airflow_provider_aidol.images import ChatImage
 
 __all__ = ["CHAT_IMAGE_PATH", "CONVERSATION_PATH", "OPTIONS_PATH", "AidolHook"]
 
-CONVERSATION_PATH = "/v1/chat/conversation"
-OPTIONS_PATH = "/v1/config/options"
-GENDERS = ("male", "female")
 # X-User-ID of the connection test when the connection names no default user.
 _TEST_USER_ID = "airflow-connection-test"
 _DEFAULT_POOL_SIZE = 10
@@ -108,22 +106,11 @@ class AidolHook(BaseHook):
 
     def _load_settings(self) -> ConnectionSettings:
         """Read and check the connection; register the key and secret for log masking."""
-        settings = ConnectionSettings.from_connection(self.get_connection(self.aidol_conn_id))
-        mask_secret(settings.api_key)
-        mask_secret(settings.api_secret)
-        return settings
+        return load_settings(self.aidol_conn_id)
 
     def _new_session(self) -> requests.Session:
         """Open the one HTTP session (keep-alive connection pool) this hook uses."""
-        session = requests.Session()
-        # requests re-reads proxy and CA variables from the environment on every request, a
-        # large share of a loopback call's CPU; read them once here instead.
-        session.trust_env = False
-        session.proxies.update(requests.utils.get_environ_proxies(self.settings.base_url))
-        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        self._mount_adapters(session, _DEFAULT_POOL_SIZE)
-        session.headers.update(CLIENT_HEADERS)
-        return session
+        return new_session(self.settings, pool_size=_DEFAULT_POOL_SIZE)
 
     def _new_rate_limiter(self) -> RateLimiter:
         """Pace this hook's requests by the connection's ``requests_per_second``."""
@@ -132,13 +119,6 @@ class AidolHook(BaseHook):
     settings = _Lazy(_load_settings)
     session = _Lazy(_new_session)
     _rate_limiter = _Lazy(_new_rate_limiter)
-
-    @staticmethod
-    def _mount_adapters(session: requests.Session, pool_size: int) -> None:
-        # Retries are the hook's (tenacity), never urllib3's, so each one is signed afresh.
-        adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=pool_size)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
 
     def get_conn(self) -> requests.Session:
         """Return the HTTP session (Airflow's hook protocol)."""
@@ -164,13 +144,12 @@ class AidolHook(BaseHook):
 
     def create_conversation_response(self, agent_id: str, *, user_id: str | None = None) -> AidolResponse:
         """Create a conversation and return the whole answer (``data.conversationId`` and ``trace_id``)."""
-        agent_id = require_text("agent_id", agent_id)
-        response = self.send("POST", CONVERSATION_PATH, json={"agentId": agent_id}, user_id=user_id)
-        return _with_conversation_id(response)
+        response = self.send("POST", CONVERSATION_PATH, json=conversation_body(agent_id), user_id=user_id)
+        return read_conversation(response)
 
     def create_conversations(
         self,
-        items: Iterable[str | Mapping[str, str]],
+        items: Iterable[str | Mapping[str, str] | BatchItem],
         *,
         max_workers: int = 4,
         requests_per_second: float | None = None,
@@ -188,16 +167,17 @@ class AidolHook(BaseHook):
             ``requests_per_second``, else adaptive (it slows to the rate the server grants when
             rate-limited, then probes upward).
         """
+        parsed = self._parse_items(items)
         finished = dict(
             self.iter_create_conversations(
-                items, max_workers=max_workers, requests_per_second=requests_per_second
+                parsed, max_workers=max_workers, requests_per_second=requests_per_second
             )
         )
-        return [finished[index] for index in range(len(finished))]
+        return [finished[item.index] for item in parsed]
 
     def iter_create_conversations(
         self,
-        items: Iterable[str | Mapping[str, str]],
+        items: Iterable[str | Mapping[str, str] | BatchItem],
         *,
         max_workers: int = 4,
         requests_per_second: float | None = None,
@@ -205,65 +185,34 @@ class AidolHook(BaseHook):
     ) -> Iterator[tuple[int, dict[str, Any]]]:
         """Like ``create_conversations()``, but yield ``(index, result)`` as each item finishes.
 
+        ``index`` is the item's position in ``items`` (a ``BatchItem`` keeps its own ``index``).
         Nothing accumulates, so it suits very large batches written out as they go. Bad items
         raise ``ValueError`` here, before anything is sent. Once the credentials are refused or
         the quota is used up, the items not yet sent are reported as ``not sent``.
         """
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ValueError(f"max_workers must be a whole number >= 1, got {max_workers!r}.")
-        if requests_per_second is not None and not (
-            isinstance(requests_per_second, int | float) and 0 < requests_per_second < math.inf
-        ):
-            raise ValueError(f"requests_per_second must be a number > 0, got {requests_per_second!r}.")
-        parsed = parse_items(items, default_user_id=self.settings.user_id, conn_id=self.aidol_conn_id)
-        rate = requests_per_second or self.settings.requests_per_second
-        limiter = RateLimiter(rate, sleep=self.sleep) if rate else AdaptiveRateLimiter(sleep=self.sleep)
-        self._mount_adapters(self.session, max(max_workers, _DEFAULT_POOL_SIZE))
-        fatal = FatalBatchError()
-        return run_batch(
-            parsed,
-            lambda item: self._create_batch_item(item, limiter, fatal),
+        batch = ConversationBatch(
+            self._create_paced,
             max_workers=max_workers,
-            progress_interval=progress_interval,
+            requests_per_second=requests_per_second,
+            default_requests_per_second=self.settings.requests_per_second,
+            rate_limit_seconds=self.settings.retry_max_seconds,
+            sleep=self.sleep,
         )
+        parsed = self._parse_items(items)
+        mount_adapters(self.session, max(max_workers, _DEFAULT_POOL_SIZE))
+        return batch.run(parsed, progress_interval=progress_interval)
 
-    def _create_batch_item(
-        self, item: BatchItem, limiter: RateLimiter, fatal: FatalBatchError
-    ) -> dict[str, Any]:
-        """Create one batch item and report its outcome; never raises."""
-        if fatal.error is not None:
-            return item.result(error=f"not sent: {fatal.error}")
-        try:
-            response = self._create_paced(item, limiter)
-        except (AidolAuthError, AidolQuotaExceededError) as error:
-            fatal.record(str(error))
-            return item.result(trace_id=error.trace_id, error=str(error))
-        except AidolError as error:
-            return item.result(trace_id=error.trace_id, error=str(error))
-        except Exception as error:  # a batch reports every item's outcome, whatever went wrong
-            return item.result(error=f"{type(error).__name__}: {error}")
-        return item.result(response.data["conversationId"], response.trace_id)
+    def _parse_items(self, items: Iterable[str | Mapping[str, str] | BatchItem]) -> list[BatchItem]:
+        return parse_items(items, default_user_id=self.settings.user_id, conn_id=self.aidol_conn_id)
 
-    def _create_paced(self, item: BatchItem, limiter: RateLimiter) -> AidolResponse:
-        """Create one conversation; rate limits feed the shared limiter instead of a private backoff."""
+    def _create_paced(
+        self, item: BatchItem, limiter: RateLimiter, *, retry_if: Callable[[AidolError], bool]
+    ) -> AidolResponse:
+        """Create one batch item's conversation, paced by the batch's shared ``limiter``."""
         prepared = self._prepare(
-            "POST", CONVERSATION_PATH, json={"agentId": item.agent_id}, user_id=item.user_id
+            "POST", CONVERSATION_PATH, json=conversation_body(item.agent_id), user_id=item.user_id
         )
-        deadline = time.monotonic() + self.settings.retry_max_seconds
-        while True:
-            try:
-                response = self._send(prepared, limiter, retry_if=_is_retryable_in_batch)
-            except AidolRateLimitError as error:
-                limiter.on_rate_limited(error.retry_after)
-                if time.monotonic() >= deadline:
-                    raise
-                continue
-            except AidolError as error:
-                if error.http_status is not None:
-                    limiter.on_granted()
-                raise
-            limiter.on_granted()
-            return _with_conversation_id(response)
+        return read_conversation(self._send(prepared, limiter, retry_if=retry_if))
 
     def request(
         self,
@@ -306,20 +255,8 @@ class AidolHook(BaseHook):
         :param gender: ``"male"`` or ``"female"`` to filter the options.
         :param language: label language, e.g. ``"en"`` (the vendor's default) or ``"zh"``.
         """
-        body = {"namespace": require_text("namespace", namespace)}
-        if gender is not None:
-            if gender not in GENDERS:
-                raise ValueError(f"gender must be one of {GENDERS} or None, got {gender!r}.")
-            body["gender"] = gender
-        if language is not None:
-            body["language"] = require_text("language", language)
-        response = self.send("POST", OPTIONS_PATH, json=body)
-        options = response.data
-        if not isinstance(options, dict) or not all(isinstance(items, list) for items in options.values()):
-            raise _unexpected_data(
-                response, OPTIONS_PATH, "options answer whose data is not a map of category to list"
-            )
-        return options
+        body = options_body(namespace, gender=gender, language=language)
+        return read_options(self.send("POST", OPTIONS_PATH, json=body))
 
     def generate_chat_image(
         self,
@@ -368,10 +305,8 @@ class AidolHook(BaseHook):
     ) -> ChatImage:
         """Like ``generate_chat_image()``, but return the whole answer: PNG, echoed metadata, traceId."""
         body = chat_image_body(agent_id, conversation_id, text, language=language, metadata=metadata)
-        if timeout is not None and not (
-            isinstance(timeout, int | float) and not isinstance(timeout, bool) and 0 < timeout < math.inf
-        ):
-            raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}.")
+        if timeout is not None:
+            require_positive_number("timeout", timeout, unit=" of seconds")
         prepared = self._prepare("POST", CHAT_IMAGE_PATH, json=body, user_id=user_id)
         response = self._send(
             prepared,
@@ -505,23 +440,3 @@ class AidolHook(BaseHook):
             "relabeling": FIELD_BEHAVIOUR["relabeling"],
             "placeholders": FIELD_BEHAVIOUR["placeholders"],
         }
-
-
-def _is_retryable_in_batch(error: AidolError) -> bool:
-    """Retry like the hook, except rate limits: in a batch those slow the shared limiter instead."""
-    return is_retryable(error) and not isinstance(error, AidolRateLimitError)
-
-
-def _with_conversation_id(response: AidolResponse) -> AidolResponse:
-    """Return ``response`` if it carries ``data.conversationId``, else raise AidolResponseError."""
-    conversation_id = response.data.get("conversationId") if isinstance(response.data, dict) else None
-    if not isinstance(conversation_id, str) or not conversation_id.strip():
-        raise _unexpected_data(response, CONVERSATION_PATH, "success answer without data.conversationId")
-    return response
-
-
-def _unexpected_data(response: AidolResponse, path: str, problem: str) -> AidolResponseError:
-    """Build the error for a successful POST answer whose ``data`` is not what the endpoint documents."""
-    return AidolResponseError(
-        problem, http_status=response.http_status, trace_id=response.trace_id, method="POST", path=path
-    )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_aidol.operators.base import AidolBaseOperator
+from airflow_provider_aidol.validation import require_whole_number
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -60,10 +61,8 @@ class CreateConversationsOperator(AidolBaseOperator):
         super().__init__(aidol_conn_id=aidol_conn_id, **kwargs)
         if on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}.")
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ValueError(f"max_workers must be a whole number >= 1, got {max_workers!r}.")
         self.conversations = conversations
-        self.max_workers = max_workers
+        self.max_workers = require_whole_number("max_workers", max_workers)
         self.requests_per_second = requests_per_second
         self.on_error = on_error
         self.output_path = output_path
@@ -141,16 +140,16 @@ class CreateConversationsOperator(AidolBaseOperator):
                 repeats[item.user_id, item.agent_id] = []
         if not to_create:
             return
-        requests = [{"agent_id": item.agent_id, "user_id": item.user_id} for item in to_create]
         created = self.hook.iter_create_conversations(
-            requests, max_workers=self.max_workers, requests_per_second=self.requests_per_second
+            to_create, max_workers=self.max_workers, requests_per_second=self.requests_per_second
         )
-        for position, result in created:
-            item = to_create[position]
+        by_index = {item.index: item for item in to_create}
+        for index, result in created:
+            item = by_index[index]
             conversation_id = result["conversation_id"]
             if store and conversation_id:
                 store.put(item.user_id, item.agent_id, conversation_id)
-            yield item.index, {**result, "reused": False}
+            yield index, {**result, "reused": False}
             for repeat in repeats[item.user_id, item.agent_id]:
                 shared = repeat.result(conversation_id, result["trace_id"], result["error"])
                 yield repeat.index, {**shared, "reused": conversation_id is not None}

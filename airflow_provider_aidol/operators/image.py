@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context, ObjectStoragePath
 
-    from airflow_provider_aidol.images import ChatImage
+    from airflow_provider_aidol.endpoints import ChatImage
 
 _LOCAL_PROTOCOLS = ("", "file", "local")
 
@@ -116,7 +116,7 @@ class GenerateChatImageOperator(AidolBaseOperator):
 
     def _defer(self, context: Context) -> None:
         """Check everything on the worker, then hand the request to the triggerer."""
-        from airflow_provider_aidol.images import chat_image_body
+        from airflow_provider_aidol.endpoints import chat_image_body
         from airflow_provider_aidol.triggers.image import SENT_MARKER_KEY, ChatImageTrigger
 
         body = chat_image_body(
@@ -143,8 +143,8 @@ class GenerateChatImageOperator(AidolBaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger fired: write the PNG, or raise the error the trigger met."""
+        from airflow_provider_aidol.endpoints import CHAT_IMAGE_PATH
         from airflow_provider_aidol.exceptions import AidolError, AidolInterruptedError, AidolResponseError
-        from airflow_provider_aidol.images import CHAT_IMAGE_PATH
 
         status = event.get("status")
         if status == "interrupted":
@@ -169,8 +169,8 @@ class GenerateChatImageOperator(AidolBaseOperator):
         """Read the answer the trigger kept in XCom, check it, and delete the (large) XCom."""
         from airflow.sdk.execution_time.xcom import XCom
 
+        from airflow_provider_aidol.endpoints import read_chat_image
         from airflow_provider_aidol.envelope import AidolResponse
-        from airflow_provider_aidol.images import read_chat_image
         from airflow_provider_aidol.triggers.image import IMAGE_DATA_KEY
 
         ti = context["ti"]

@@ -20,9 +20,9 @@ from asgiref.sync import sync_to_async
 from tenacity import AsyncRetrying
 
 from airflow_provider_aidol.async_transport import new_async_client, send_once_async
+from airflow_provider_aidol.connection import load_settings
+from airflow_provider_aidol.endpoints import CHAT_IMAGE_PATH
 from airflow_provider_aidol.exceptions import AidolAuthError, AidolError
-from airflow_provider_aidol.hooks.aidol import AidolHook
-from airflow_provider_aidol.images import CHAT_IMAGE_PATH
 from airflow_provider_aidol.retries import (
     corrected_clock_offset,
     is_safe_to_resend,
@@ -58,7 +58,7 @@ class ChatImageTrigger(BaseTrigger):
 
     :param aidol_conn_id: the ``aidol`` connection, read in the triggerer.
     :param user_id: the conversation's user (X-User-ID).
-    :param body: the request body, already checked (``images.chat_image_body``).
+    :param body: the request body, already checked (``endpoints.chat_image_body``).
     :param attempt_id: unique per ``execute()``; tells a restart of this trigger from a new try.
     :param dag_id: the task instance the sent-marker XCom belongs to.
     :param task_id: the task instance the sent-marker XCom belongs to.
@@ -129,8 +129,7 @@ class ChatImageTrigger(BaseTrigger):
         return {"status": "success", "trace_id": response.trace_id, "http_status": response.http_status}
 
     async def _generate(self) -> AidolResponse:
-        hook = AidolHook(self.aidol_conn_id)
-        settings: ConnectionSettings = await sync_to_async(lambda: hook.settings)()
+        settings = await sync_to_async(load_settings)(self.aidol_conn_id)
         prepared = prepare_request(
             "POST",
             CHAT_IMAGE_PATH,
@@ -143,7 +142,7 @@ class ChatImageTrigger(BaseTrigger):
             **retry_arguments(settings, retry_if=is_safe_to_resend),
             before_sleep=log_retries(self.log, "AI-DOL image attempt %d was refused before any work began"),
         )
-        async with new_async_client() as client:
+        async with new_async_client(settings) as client:
             response: AidolResponse = await retrying(
                 self._attempt_correcting_clock, client, settings, prepared
             )
