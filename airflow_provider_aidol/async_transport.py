@@ -82,14 +82,7 @@ async def send_once_async(
     except httpx.HTTPError as error:
         # The server had begun to answer (e.g. a body that cannot be decoded): not retried.
         raise AidolResponseError(f"answer broke off: {_reason(error, secrets)}", **where) from None
-    return read_answer(
-        answer.status_code,
-        answer.headers,
-        answer.content,
-        redirect=answer.is_redirect,
-        secrets=secrets,
-        **where,
-    )
+    return read_answer(answer, secrets=secrets, **where)
 
 
 def _caused_by_tls(error: BaseException) -> bool:

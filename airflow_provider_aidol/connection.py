@@ -42,6 +42,17 @@ class ConnectionSettings:
         """The path part of the base URL ('' when the API sits at the root)."""
         return urlsplit(self.base_url).path
 
+    def resolve_user_id(self, user_id: str | None) -> str:
+        """Return ``user_id``, or the connection's default when it is ``None``; check it is usable."""
+        if user_id is None:
+            user_id = self.user_id
+            if user_id is None:
+                raise ValueError(
+                    f"user_id is not set: pass user_id= or set the extra field 'user_id' on "
+                    f"connection {self.conn_id!r}."
+                )
+        return require_header_value("user_id", user_id)
+
     @classmethod
     def from_connection(cls, conn: Connection) -> ConnectionSettings:
         """Read and check ``conn``; raise ``ValueError`` naming the field and the connection id."""

@@ -13,7 +13,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -212,31 +212,33 @@ def send_once(
     except requests.RequestException as error:
         # The server had begun to answer, so it acted: not retried, like a read timeout.
         raise AidolResponseError(f"answer broke off: {_reason(error, secrets)}", **where) from None
-    return read_answer(
-        answer.status_code,
-        answer.headers,
-        answer.content,
-        redirect=answer.is_redirect,
-        secrets=secrets,
-        **where,
-    )
+    return read_answer(answer, secrets=secrets, **where)
 
 
-def read_answer(
-    http_status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    redirect: bool,
-    secrets: tuple[str, str],
-    method: str,
-    path: str,
-) -> AidolResponse:
-    """Read an answer, whichever HTTP client got it; a redirect is reported, never followed.
+class HttpAnswer(Protocol):
+    """What ``read_answer`` needs of a response; ``requests`` and ``httpx`` responses both have it."""
 
-    :param redirect: whether the answer is a redirect (a 3xx with a ``Location``).
-    """
-    if redirect:
+    @property
+    def status_code(self) -> int:
+        """The HTTP status."""
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The headers (case-insensitive)."""
+
+    @property
+    def content(self) -> bytes:
+        """The body."""
+
+    @property
+    def is_redirect(self) -> bool:
+        """Whether it is a 3xx with a ``Location``."""
+
+
+def read_answer(answer: HttpAnswer, *, secrets: tuple[str, str], method: str, path: str) -> AidolResponse:
+    """Read an answer, whichever HTTP client got it; a redirect is reported, never followed."""
+    http_status, headers = answer.status_code, answer.headers
+    if answer.is_redirect:
         raise AidolResponseError(
             f"redirected to {headers.get('Location')!r}; set the connection's Base URL to the address "
             "the API answers at (redirects are not followed: they would drop or leak the signed headers)",
@@ -245,7 +247,13 @@ def read_answer(
             path=path,
         )
     return parse_response(
-        http_status, headers, body, received_at=time.time(), secrets=secrets, method=method, path=path
+        http_status,
+        headers,
+        answer.content,
+        received_at=time.time(),
+        secrets=secrets,
+        method=method,
+        path=path,
     )
 
 

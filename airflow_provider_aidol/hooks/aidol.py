@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from airflow.sdk import BaseHook
 from tenacity import Retrying
 
+from airflow_provider_aidol._lazy import Lazy
 from airflow_provider_aidol.batch import BatchItem, ConversationBatch, parse_items
 from airflow_provider_aidol.connection import ConnectionSettings, load_settings
 from airflow_provider_aidol.endpoints import (
@@ -27,10 +28,9 @@ from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID, FIELD_BEHA
 from airflow_provider_aidol.ratelimit import RateLimiter
 from airflow_provider_aidol.retries import (
     CLOCK_SKEW_TOLERANCE,
-    corrected_clock_offset,
+    ServerClock,
     is_retryable,
     is_safe_to_resend,
-    log_clock_correction,
     log_retries,
     retry_arguments,
 )
@@ -42,7 +42,7 @@ from airflow_provider_aidol.transport import (
     send_once,
     signed_headers,
 )
-from airflow_provider_aidol.validation import require_header_value, require_positive_number
+from airflow_provider_aidol.validation import require_positive_number
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -58,26 +58,22 @@ __all__ = ["CHAT_IMAGE_PATH", "CONVERSATION_PATH", "OPTIONS_PATH", "AidolHook"]
 _TEST_USER_ID = "airflow-connection-test"
 _DEFAULT_POOL_SIZE = 10
 
-_T = TypeVar("_T")
+
+class RequestOptions(TypedDict, total=False):
+    """The optional keyword arguments of ``AidolHook.request()`` and ``send()``."""
+
+    json: Mapping[str, Any] | None
+    params: Mapping[str, Any] | None
+    user_id: str | None
 
 
-class _Lazy(Generic[_T]):
-    """Like ``functools.cached_property``, but built once even when threads ask at the same time."""
+class ChatImageOptions(TypedDict, total=False):
+    """The optional keyword arguments of ``AidolHook.generate_chat_image()``."""
 
-    def __init__(self, build: Callable[[AidolHook], _T]) -> None:
-        self._build = build
-        self.__doc__ = build.__doc__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._name = name
-
-    def __get__(self, hook: AidolHook, owner: type | None = None) -> _T:
-        # Once built, the value sits in the instance dict, which Python reads before this method.
-        with hook._lazy_lock:
-            if self._name not in hook.__dict__:
-                hook.__dict__[self._name] = self._build(hook)
-            value: _T = hook.__dict__[self._name]
-        return value
+    language: str | None
+    metadata: Mapping[str, Any] | None
+    user_id: str | None
+    timeout: float | None
 
 
 class AidolHook(BaseHook):
@@ -101,7 +97,7 @@ class AidolHook(BaseHook):
     def __init__(self, aidol_conn_id: str = default_conn_name) -> None:
         super().__init__()
         self.aidol_conn_id = aidol_conn_id
-        self._clock_offset = 0.0
+        self._clock = ServerClock(self.log)
         self._lazy_lock = threading.RLock()
 
     def _load_settings(self) -> ConnectionSettings:
@@ -116,9 +112,9 @@ class AidolHook(BaseHook):
         """Pace this hook's requests by the connection's ``requests_per_second``."""
         return RateLimiter(self.settings.requests_per_second, sleep=self.sleep)
 
-    settings = _Lazy(_load_settings)
-    session = _Lazy(_new_session)
-    _rate_limiter = _Lazy(_new_rate_limiter)
+    settings = Lazy(_load_settings)
+    session = Lazy(_new_session)
+    _rate_limiter = Lazy(_new_rate_limiter)
 
     def get_conn(self) -> requests.Session:
         """Return the HTTP session (Airflow's hook protocol)."""
@@ -214,37 +210,19 @@ class AidolHook(BaseHook):
         )
         return read_conversation(self._send(prepared, limiter, retry_if=retry_if))
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Mapping[str, Any] | None = None,
-        params: Mapping[str, Any] | None = None,
-        user_id: str | None = None,
-    ) -> Any:
+    def request(self, method: str, path: str, **options: Unpack[RequestOptions]) -> Any:
         """Make a signed request to any endpoint and return the envelope's ``data``.
 
         :param method: HTTP method, e.g. ``"POST"``.
         :param path: endpoint path, e.g. ``"/v1/config/options"`` (query parameters go in ``params``).
-        :param json: the JSON object body.
-        :param params: query parameters (strings, numbers or booleans).
-        :param user_id: the end user; defaults to the connection's ``user_id``.
+        :param options: ``json``, the JSON object body; ``params``, query parameters (strings,
+            numbers or booleans); ``user_id``, the end user (default: the connection's).
         """
-        return self.send(method, path, json=json, params=params, user_id=user_id).data
+        return self.send(method, path, **options).data
 
-    def send(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Mapping[str, Any] | None = None,
-        params: Mapping[str, Any] | None = None,
-        user_id: str | None = None,
-    ) -> AidolResponse:
+    def send(self, method: str, path: str, **options: Unpack[RequestOptions]) -> AidolResponse:
         """Like ``request()``, but return the whole successful answer (data, traceId, status)."""
-        prepared = self._prepare(method, path, json=json, params=params, user_id=user_id)
-        return self._send(prepared, self._rate_limiter)
+        return self._send(self._prepare(method, path, **options), self._rate_limiter)
 
     def get_options(
         self, namespace: str, *, gender: str | None = None, language: str | None = None
@@ -259,38 +237,22 @@ class AidolHook(BaseHook):
         return read_options(self.send("POST", OPTIONS_PATH, json=body))
 
     def generate_chat_image(
-        self,
-        agent_id: str,
-        conversation_id: str,
-        text: str,
-        *,
-        language: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        user_id: str | None = None,
-        timeout: float | None = None,
+        self, agent_id: str, conversation_id: str, text: str, **options: Unpack[ChatImageOptions]
     ) -> bytes:
         """Generate an image in a conversation and return the PNG bytes (the call takes 30-90 s).
 
-        Image generation is billed per request and the API has no idempotency key, so the
-        request is resent only when the server cannot have acted (see ``is_safe_to_resend``).
+        It is billed, so it is resent only when the server cannot have acted (see
+        ``is_safe_to_resend`` and the "Chat images" docs page).
 
         :param agent_id: the conversation's agent.
         :param conversation_id: a conversation of ``user_id`` with ``agent_id``.
         :param text: what the image should show.
-        :param language: e.g. ``"en"`` or ``"zh"``; default: the server's.
-        :param metadata: a JSON object the server echoes back; default ``{}``.
-        :param user_id: the conversation's user; defaults to the connection's ``user_id``.
-        :param timeout: read timeout in seconds; default: the connection's ``image_timeout`` (180).
+        :param options: ``language`` (e.g. ``"en"`` or ``"zh"``; default: the server's),
+            ``metadata`` (a JSON object the server echoes back; default ``{}``), ``user_id`` (the
+            conversation's user; default: the connection's), ``timeout`` (read timeout in
+            seconds; default: the connection's ``image_timeout``, 180).
         """
-        return self.generate_chat_image_response(
-            agent_id,
-            conversation_id,
-            text,
-            language=language,
-            metadata=metadata,
-            user_id=user_id,
-            timeout=timeout,
-        ).png
+        return self.generate_chat_image_response(agent_id, conversation_id, text, **options).png
 
     def generate_chat_image_response(
         self,
@@ -342,9 +304,9 @@ class AidolHook(BaseHook):
         except AidolError as error:
             return False, f"The AI-DOL API answered with an error: {error}"
         clock = (
-            f" This machine's clock is {self._clock_offset:+.0f} s off the server's;"
+            f" This machine's clock is {self._clock.offset:+.0f} s off the server's;"
             " the hook corrects for it."
-            if abs(self._clock_offset) > CLOCK_SKEW_TOLERANCE
+            if abs(self._clock.offset) > CLOCK_SKEW_TOLERANCE
             else ""
         )
         return True, (
@@ -375,31 +337,16 @@ class AidolHook(BaseHook):
 
     def resolve_user_id(self, user_id: str | None) -> str:
         """Return ``user_id``, or the connection's default when it is ``None``; check it is usable."""
-        if user_id is None:
-            user_id = self.settings.user_id
-            if user_id is None:
-                raise ValueError(
-                    f"user_id is not set: pass user_id= or set the extra field 'user_id' on "
-                    f"connection {self.aidol_conn_id!r}."
-                )
-        return require_header_value("user_id", user_id)
+        return self.settings.resolve_user_id(user_id)
 
-    def _prepare(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Mapping[str, Any] | None = None,
-        params: Mapping[str, Any] | None = None,
-        user_id: str | None,
-    ) -> PreparedRequest:
+    def _prepare(self, method: str, path: str, **options: Unpack[RequestOptions]) -> PreparedRequest:
         """Check the inputs and compute everything that does not change between attempts."""
         return prepare_request(
             method,
             path,
-            json=json,
-            params=params,
-            user_id=self.resolve_user_id(user_id),
+            json=options.get("json"),
+            params=options.get("params"),
+            user_id=self.resolve_user_id(options.get("user_id")),
             base_path=self.settings.base_path,
         )
 
@@ -411,17 +358,14 @@ class AidolHook(BaseHook):
         The skew is judged against the offset the failed attempt was signed with, so in a batch
         every request that raced the first correction is resent too, not only the first.
         """
-        offset = self._clock_offset
+        offset = self._clock.offset
         try:
             return self._attempt(prepared, limiter, offset, timeout)
         except AidolAuthError as error:
-            corrected = corrected_clock_offset(error, offset)
-            if corrected is None:
+            resend_offset = self._clock.resend_offset(error, signed_with=offset)
+            if resend_offset is None:
                 raise
-            if abs(corrected - self._clock_offset) > CLOCK_SKEW_TOLERANCE:
-                log_clock_correction(self.log, error, corrected)
-                self._clock_offset = corrected
-            return self._attempt(prepared, limiter, self._clock_offset, timeout)
+            return self._attempt(prepared, limiter, resend_offset, timeout)
 
     def _attempt(
         self, prepared: PreparedRequest, limiter: RateLimiter, clock_offset: float, timeout: float | None

@@ -23,13 +23,7 @@ from airflow_provider_aidol.async_transport import new_async_client, send_once_a
 from airflow_provider_aidol.connection import load_settings
 from airflow_provider_aidol.endpoints import CHAT_IMAGE_PATH
 from airflow_provider_aidol.exceptions import AidolAuthError, AidolError
-from airflow_provider_aidol.retries import (
-    corrected_clock_offset,
-    is_safe_to_resend,
-    log_clock_correction,
-    log_retries,
-    retry_arguments,
-)
+from airflow_provider_aidol.retries import ServerClock, is_safe_to_resend, log_retries, retry_arguments
 from airflow_provider_aidol.transport import prepare_request, signed_headers
 
 if TYPE_CHECKING:
@@ -90,7 +84,7 @@ class ChatImageTrigger(BaseTrigger):
         self.run_id = run_id
         self.map_index = map_index
         self.resend_after_restart = resend_after_restart
-        self._clock_offset = 0.0
+        self._clock = ServerClock(self.log)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the keyword arguments that rebuild this trigger."""
@@ -152,20 +146,23 @@ class ChatImageTrigger(BaseTrigger):
         self, client: httpx.AsyncClient, settings: ConnectionSettings, prepared: PreparedRequest
     ) -> AidolResponse:
         """Send once; on a 401 that shows the clocks disagree, adopt the server's clock and resend once."""
+        offset = self._clock.offset
         try:
-            return await self._attempt(client, settings, prepared)
+            return await self._attempt(client, settings, prepared, offset)
         except AidolAuthError as error:
-            corrected = corrected_clock_offset(error, self._clock_offset)
-            if corrected is None:
+            resend_offset = self._clock.resend_offset(error, signed_with=offset)
+            if resend_offset is None:
                 raise
-            log_clock_correction(self.log, error, corrected)
-            self._clock_offset = corrected
-            return await self._attempt(client, settings, prepared)
+            return await self._attempt(client, settings, prepared, resend_offset)
 
     async def _attempt(
-        self, client: httpx.AsyncClient, settings: ConnectionSettings, prepared: PreparedRequest
+        self,
+        client: httpx.AsyncClient,
+        settings: ConnectionSettings,
+        prepared: PreparedRequest,
+        clock_offset: float,
     ) -> AidolResponse:
-        headers = signed_headers(prepared, settings.api_secret, int(time.time() + self._clock_offset))
+        headers = signed_headers(prepared, settings.api_secret, int(time.time() + clock_offset))
         await self._mark_sent(headers["X-Request-ID"])
         self.log.info(
             "Sending the AI-DOL image request (X-Request-ID %s); it usually takes 30-90 s",
