@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: How many bad items one error message lists.
 _MAX_REPORTED = 10
+"""How many bad items one error message lists."""
 _ITEM_KEYS = frozenset({"agent_id", "user_id"})
 
 

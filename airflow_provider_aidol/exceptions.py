@@ -41,8 +41,8 @@ class AidolError(AirflowException):
     :param retry_after: seconds the server asked to wait (``Retry-After``), if it said.
     """
 
-    #: Whether the hook retries this kind of error (see docs/errors.md).
     retryable: bool = False
+    """Whether the hook retries this kind of error (see docs/errors.md)."""
     # The keyword arguments to_payload() keeps, so from_payload() can rebuild the error.
     _payload_fields: tuple[str, ...] = ("http_status", "code", "trace_id", "method", "path", "retry_after")
     # Every subclass by name, registered as it is defined, so from_payload() can find it; the
@@ -109,8 +109,8 @@ class AidolAuthError(AidolError, AirflowFailException):
         when the server's answer let the hook measure it; the text shows it from a minute on.
     """
 
-    #: Smallest skew worth pointing out in the message.
     NOTABLE_SKEW = 60.0
+    """Smallest skew worth pointing out in the message."""
     _payload_fields = (*AidolError._payload_fields, "clock_skew")
 
     def __init__(self, message: str, *, clock_skew: float | None = None, **kwargs: Any) -> None:
@@ -183,8 +183,8 @@ class AidolConnectionError(AidolError):
 class AidolTimeoutError(AidolError):
     """The server did not answer within the read timeout.
 
-    Not retried: the server may have acted (for example created a conversation), and the API
-    has no idempotency key, so a retry could do it twice.
+    Not retried: the server may have acted (for example created a conversation), so a retry
+    could do it twice (see "No idempotency key" on the protocol docs page).
     """
 
 
@@ -203,8 +203,8 @@ class AidolBatchError(AirflowException):
     :param total: how many items the batch had.
     """
 
-    #: How many failures the message lists.
     SHOWN = 10
+    """How many failures the message lists."""
 
     def __init__(self, failures: list[dict[str, object]], total: int) -> None:
         self.failures = failures

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 _HOOK_CLASS = "airflow_provider_aidol.hooks.aidol.AidolHook"
-#: The connection id hooks and operators use unless told otherwise.
 DEFAULT_CONN_ID = "aidol_default"
+"""The connection id hooks and operators use unless told otherwise."""
 
 
 def _number_field(

@@ -69,8 +69,8 @@ class AdaptiveRateLimiter(RateLimiter):
     rises by ``probe_step`` per interval, so a higher server limit is found again.
     """
 
-    #: Shortest span the granted rate is measured over, so a first burst does not read as huge.
     MIN_SPAN = 0.1
+    """Shortest span the granted rate is measured over, so a first burst does not read as huge."""
 
     def __init__(
         self,

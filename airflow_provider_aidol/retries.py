@@ -124,8 +124,8 @@ class ServerClock:
     """
 
     def __init__(self, log: WarningLog) -> None:
-        #: Seconds added to this machine's time when signing.
         self.offset = 0.0
+        """Seconds added to this machine's time when signing."""
         self._log = log
 
     def resend_offset(self, error: AidolAuthError, signed_with: float) -> float | None:

@@ -12,8 +12,8 @@ import hashlib
 from urllib.parse import quote
 
 KEY_PREFIX = "aidol_conversation"
-#: Airflow's limit on Variable keys.
 MAX_KEY_LENGTH = 250
+"""Airflow's limit on Variable keys."""
 
 
 def variable_key(conn_id: str, user_id: str, agent_id: str) -> str:

@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from airflow_provider_aidol.connection import ConnectionSettings
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-#: Headers every request carries, whichever HTTP client sends it.
 CLIENT_HEADERS = {"User-Agent": f"airflow-provider-aidol/{__version__}", "Content-Type": "application/json"}
+"""Headers every request carries, whichever HTTP client sends it."""
 
 
 @dataclass(frozen=True)

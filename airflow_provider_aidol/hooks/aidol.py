@@ -91,8 +91,8 @@ class AidolHook(BaseHook):
     conn_type = "aidol"
     hook_name = "AI-DOL"
 
-    #: How the hook waits between retries and for pacing (replaceable, e.g. to record waits in tests).
     sleep: Callable[[float], None] = staticmethod(time.sleep)
+    """How the hook waits between retries and for pacing (replaceable, e.g. to record waits in tests)."""
 
     def __init__(self, aidol_conn_id: str = default_conn_name) -> None:
         super().__init__()

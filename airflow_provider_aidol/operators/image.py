@@ -32,9 +32,9 @@ class GenerateChatImageOperator(AidolBaseOperator):
 
     A generation takes 30-90 s. With ``deferrable=True`` the worker slot is freed meanwhile:
     the request is made by the triggerer, and the task resumes on a worker to write the file.
-    The request is billed and cannot be made idempotent, so neither the hook nor the trigger
-    resends it once it may have reached the server; an Airflow task retry is a new request
-    (see the "Chat images" docs page).
+    The request is billed, so neither the hook nor the trigger resends it once it may have
+    reached the server; an Airflow task retry is a new request (see "No idempotency key" on the
+    protocol docs page).
 
     :param agent_id: the conversation's agent. (templated)
     :param conversation_id: a conversation of ``user_id`` with ``agent_id``. (templated)

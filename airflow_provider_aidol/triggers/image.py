@@ -2,8 +2,8 @@
 
 It signs and sends ``POST /v1/chat/image`` with ``httpx``, keeps the answer's ``data`` (the
 base64 PNG) in an XCom, and fires an event that names it (or carries the typed error): the event
-is logged by the triggerer, so the image stays out of it. Image generation is billed per request
-and the API has no idempotency key, so before sending, the trigger fills in a sent-marker XCom on
+is logged by the triggerer, so the image stays out of it. Images are billed and a request that
+reached the server may have acted, so before sending, the trigger fills in a sent-marker XCom on
 its task instance. A trigger that is started again for the same attempt (its triggerer died or
 handed it over mid-request) finds the marker and, unless told to resend, reports the request as
 interrupted instead of paying twice.
@@ -35,11 +35,11 @@ if TYPE_CHECKING:
     from airflow_provider_aidol.envelope import AidolResponse
     from airflow_provider_aidol.transport import PreparedRequest
 
-#: The XCom key of the sent-marker: the operator sets it before deferring (``request_id`` None),
-#: the trigger fills in ``request_id`` and ``sent_at`` before it sends the request.
 SENT_MARKER_KEY = "aidol_image_request"
-#: The XCom key of the answer's ``data`` (the base64 PNG), which the resumed task reads and deletes.
+"""The XCom key of the sent-marker: the operator sets it before deferring (``request_id`` None),
+the trigger fills in ``request_id`` and ``sent_at`` before it sends the request."""
 IMAGE_DATA_KEY = "aidol_image_data"
+"""The XCom key of the answer's ``data`` (the base64 PNG), which the resumed task reads and deletes."""
 
 
 class ChatImageTrigger(BaseTrigger):
