@@ -92,6 +92,10 @@ class AidolError(AirflowException):
         fields = {name: getattr(self, name) for name in self._payload_fields}
         return {"error_class": type(self).__name__, "message": self.message, **fields}
 
+    def with_context(self, context: str) -> AidolError:
+        """Return a copy of this error whose message ends with ``context`` (e.g. which agent)."""
+        return AidolError.from_payload({**self.to_payload(), "message": f"{self.message} ({context})"})
+
     @staticmethod
     def from_payload(payload: dict[str, Any]) -> AidolError:
         """Rebuild the error ``to_payload()`` described."""

@@ -23,7 +23,12 @@ from airflow_provider_aidol.endpoints import (
     read_conversation,
     read_options,
 )
-from airflow_provider_aidol.exceptions import AidolAuthError, AidolConnectionError, AidolError
+from airflow_provider_aidol.exceptions import (
+    AidolAuthError,
+    AidolConnectionError,
+    AidolError,
+    AidolNotFoundError,
+)
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID, FIELD_BEHAVIOUR
 from airflow_provider_aidol.ratelimit import RateLimiter
 from airflow_provider_aidol.retries import (
@@ -140,7 +145,11 @@ class AidolHook(BaseHook):
 
     def create_conversation_response(self, agent_id: str, *, user_id: str | None = None) -> AidolResponse:
         """Create a conversation and return the whole answer (``data.conversationId`` and ``trace_id``)."""
-        response = self.send("POST", CONVERSATION_PATH, json=conversation_body(agent_id), user_id=user_id)
+        body, user_id = conversation_body(agent_id), self.resolve_user_id(user_id)
+        try:
+            response = self.send("POST", CONVERSATION_PATH, json=body, user_id=user_id)
+        except AidolNotFoundError as error:
+            raise error.with_context(f"agent_id {agent_id!r}, user_id {user_id!r}") from None
         return read_conversation(response)
 
     def create_conversations(
@@ -270,18 +279,25 @@ class AidolHook(BaseHook):
         if timeout is not None:
             require_positive_number("timeout", timeout, unit=" of seconds")
         prepared = self._prepare("POST", CHAT_IMAGE_PATH, json=body, user_id=user_id)
-        response = self._send(
-            prepared,
-            self._rate_limiter,
-            retry_if=is_safe_to_resend,
-            timeout=self.settings.image_timeout if timeout is None else timeout,
-        )
+        try:
+            response = self._send(
+                prepared,
+                self._rate_limiter,
+                retry_if=is_safe_to_resend,
+                timeout=self.settings.image_timeout if timeout is None else timeout,
+            )
+        except AidolNotFoundError as error:
+            context = (
+                f"agent_id {agent_id!r}, conversation_id {conversation_id!r}, user_id {prepared.user_id!r}"
+            )
+            raise error.with_context(context) from None
         return read_chat_image(response)
 
     def test_connection(self) -> tuple[bool, str]:
         """Check Base URL, key, secret and clock with one read-only call (the UI's "Test" button).
 
-        Nothing is created: it asks for the ``custom_image`` options once, without retries.
+        Nothing is created: it asks for the ``custom_image`` options once, without retries. A
+        connection without a default ``user_id`` fails the test after the call, saying so.
         """
         try:
             settings = self.settings
@@ -303,6 +319,12 @@ class AidolHook(BaseHook):
             return False, f"Cannot reach the Base URL {self.settings.base_url}: {error}"
         except AidolError as error:
             return False, f"The AI-DOL API answered with an error: {error}"
+        if settings.user_id is None:
+            return False, (
+                f"Key, signature and clock are accepted by {settings.base_url}, but the connection has no "
+                "User ID (extra 'user_id'): every task that does not pass user_id= would fail. Set it to "
+                "the end user the tasks act for."
+            )
         clock = (
             f" This machine's clock is {self._clock.offset:+.0f} s off the server's;"
             " the hook corrects for it."

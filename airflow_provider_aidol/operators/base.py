@@ -7,13 +7,15 @@ DAG files import the operator modules, so this imports only ``airflow.sdk`` at t
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
     from airflow_provider_aidol.hooks.aidol import AidolHook
 
 
@@ -35,3 +37,33 @@ class AidolBaseOperator(BaseOperator):
         from airflow_provider_aidol.hooks.aidol import AidolHook
 
         return AidolHook(aidol_conn_id=self.aidol_conn_id)
+
+
+def object_storage_path(name: str, value: Any, *, example: str) -> ObjectStoragePath:
+    """Return ``value`` as an ``ObjectStoragePath`` whose storage can be opened here.
+
+    Raise ``ValueError`` naming ``name`` (before anything is sent) for a relative path, a
+    ``file://`` URI with a host, or a storage whose Airflow provider is not installed.
+
+    :param example: a URI to show in the message, e.g. ``"file:///data/out.jsonl"``.
+    """
+    from airflow.sdk import ObjectStoragePath
+
+    path = value
+    if not isinstance(path, ObjectStoragePath):
+        text = path.strip() if isinstance(path, str) else ""
+        local = text.startswith("file:") or "://" not in text
+        if not text or (local and not text.startswith(("/", "file:///"))):
+            raise ValueError(
+                f"{name} must be an ObjectStoragePath, a URI such as {example} or "
+                f"s3://bucket/key, or an absolute local path, got {value!r}."
+            )
+        path = ObjectStoragePath(text)
+    try:
+        path.fs  # noqa: B018  (opens the filesystem: a missing storage provider fails here)
+    except (ImportError, ValueError) as error:
+        raise ValueError(
+            f"{name} {str(path)!r} cannot be written here: {error}. Install the Airflow "
+            "provider of that storage (e.g. apache-airflow-providers-amazon for s3://)."
+        ) from None
+    return path

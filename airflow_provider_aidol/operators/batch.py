@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
-from airflow_provider_aidol.operators.base import AidolBaseOperator
+from airflow_provider_aidol.operators.base import AidolBaseOperator, object_storage_path
 from airflow_provider_aidol.validation import require_whole_number
 
 if TYPE_CHECKING:
@@ -90,8 +90,6 @@ class CreateConversationsOperator(AidolBaseOperator):
             self.hook.close()
 
     def _run_to_output_path(self, items: list[BatchItem]) -> dict[str, Any]:
-        from airflow.sdk import ObjectStoragePath
-
         from airflow_provider_aidol.result_log import ResultLog
 
         summary: dict[str, Any] = {
@@ -101,7 +99,8 @@ class CreateConversationsOperator(AidolBaseOperator):
             "reused": 0,
         }
         failures: list[dict[str, Any]] = []
-        with ResultLog(ObjectStoragePath(self.output_path)) as result_log:
+        path = object_storage_path("output_path", self.output_path, example="file:///data/{{ ds }}.jsonl")
+        with ResultLog(path) as result_log:
             recorded = result_log.recorded_successes(items)
             summary["already_recorded"] = len(recorded)
             for index, result in self._outcomes(items, already_recorded=recorded):

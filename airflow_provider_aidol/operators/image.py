@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_aidol._compat import default_deferrable
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
-from airflow_provider_aidol.operators.base import AidolBaseOperator
+from airflow_provider_aidol.operators.base import AidolBaseOperator, object_storage_path
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -183,27 +183,9 @@ class GenerateChatImageOperator(AidolBaseOperator):
 
     def _output_path(self) -> ObjectStoragePath:
         """Return ``output_path`` as an ``ObjectStoragePath``; raise ``ValueError`` when it is not one."""
-        from airflow.sdk import ObjectStoragePath
-
-        path = self.output_path
-        if not isinstance(path, ObjectStoragePath):
-            text = path.strip() if isinstance(path, str) else ""
-            local = text.startswith("file:") or "://" not in text
-            if not text or (local and not text.startswith(("/", "file:///"))):
-                raise ValueError(
-                    f"output_path must be an ObjectStoragePath, a URI such as "
-                    f"file:///data/{{{{ ds }}}}/{{{{ ti.map_index }}}}.png or s3://bucket/key.png, or an "
-                    f"absolute local path, got {path!r}."
-                )
-            path = ObjectStoragePath(text)
-        try:
-            path.fs  # noqa: B018  (opens the filesystem: a missing storage provider fails here)
-        except (ImportError, ValueError) as error:
-            raise ValueError(
-                f"output_path {str(path)!r} cannot be written here: {error}. Install the Airflow "
-                "provider of that storage (e.g. apache-airflow-providers-amazon for s3://)."
-            ) from None
-        return path
+        return object_storage_path(
+            "output_path", self.output_path, example="file:///data/{{ ds }}/{{ ti.map_index }}.png"
+        )
 
     def _write(self, image: ChatImage, path: ObjectStoragePath, context: Context) -> str:
         """Write the PNG to ``path``, push the traceId, and return the path for XCom."""

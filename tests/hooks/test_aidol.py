@@ -164,7 +164,7 @@ def test_unknown_agent_is_not_found_and_not_retried(hook, server):
     assert (caught.value.http_status, caught.value.code, caught.value.message) == (
         200,
         10404,
-        "Agent not found",
+        "Agent not found (agent_id 'no-such-agent', user_id 'test-user')",
     )
     assert caught.value.trace_id is not None
     assert len(caught.value.trace_id) == 32

@@ -156,3 +156,18 @@ def test_bad_items_fail_the_task_before_any_request(server):
 def test_bad_operator_arguments_fail_at_dag_definition(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CreateConversationsOperator(task_id="x", conversations=[], **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("results.jsonl", "output_path must be"),  # relative: depends on the worker's directory
+        ("s3://aws_default@bucket/results.jsonl", "cannot be written here"),  # no storage provider
+    ],
+)
+def test_a_bad_output_path_fails_before_any_request(server, output, message, capfd):
+    assert run(batch_dags.failing, items=items(3), output_path=output) == "failed"
+    out = capfd.readouterr().out
+    assert message in out
+    assert "Install the Airflow provider of that storage" in out or "absolute local path" in out
+    assert server.count() == 0
