@@ -260,5 +260,5 @@ class AidolServer:
         return self._state.count(**wanted)
 
     def reset(self) -> None:
-        """Forget records, conversations, seen request ids, queued faults, rate buckets and quota use."""
+        """Forget requests, conversations, images, request ids, queued faults, rate buckets and quota use."""
         self._state.reset()

@@ -296,7 +296,7 @@ class ServerState:
         )
 
     def reset(self) -> None:
-        """Forget records, conversations, seen request ids, queued faults, buckets and quota use."""
+        """Forget records, conversations, images, seen request ids, queued faults, buckets and quota use."""
         with self._lock:
             self._records.clear()
             self._conversations.clear()
