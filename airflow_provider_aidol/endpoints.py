@@ -1,8 +1,9 @@
 """The vendor's documented endpoints: each one's path, request body and answer reader, together.
 
 Adding an endpoint is one edit here (its path, a body builder that checks the inputs, and a
-reader that checks the answer's ``data``) and one hook method that sends it. Standard library
-only: the hook (on a worker) and the image trigger's event handler share it.
+reader that checks the answer's ``data``) and one hook method that sends it. It imports no HTTP
+client: the hook, the image operator (the body before it defers, the answer after) and the
+image trigger (the path) share it.
 """
 
 from __future__ import annotations

@@ -156,7 +156,11 @@ class AidolServerError(AidolError):
 
 
 class AidolResponseError(AidolError):
-    """The answer could not be read: not JSON, an HTML page, or an envelope missing fields."""
+    """The answer could not be used; the hook does not retry it.
+
+    Not JSON, an HTML page (below HTTP 500), an envelope missing fields, a success without
+    the documented ``data``, an answer that broke off, or a redirect (never followed).
+    """
 
 
 class AidolImageConfigError(AidolError, AirflowFailException):
