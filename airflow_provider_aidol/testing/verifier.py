@@ -1,6 +1,6 @@
 """The AI-DOL request signature, verified as the server sees a request.
 
-An implementation of the wire spec (docs/protocol.md section 3) written independently of the
+An implementation of the wire spec (docs/protocol.md, "The signature") written independently of the
 provider's signer, so the embedded server can catch a client that signs wrongly.
 Standard library only.
 """
