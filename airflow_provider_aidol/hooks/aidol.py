@@ -162,7 +162,8 @@ class AidolHook(BaseHook):
         """Create many conversations concurrently; return one result per item, in input order.
 
         Every item is checked before the first request; one item's failure never stops the
-        others. Each result holds ``agent_id``, ``user_id``, ``conversation_id`` (or ``None``),
+        others, except refused credentials or a used-up quota (the rest are then ``not sent``).
+        Each result holds ``agent_id``, ``user_id``, ``conversation_id`` (or ``None``),
         ``trace_id`` and ``error`` (or ``None``).
 
         :param items: agent-id strings, or dicts with ``agent_id`` and optionally ``user_id``
