@@ -1,4 +1,4 @@
-"""What every AI-DOL operator shares: the connection id, and a hook made when the task runs.
+"""What every AI-DOL operator shares: the connection id, the hook made when a task runs, output_path checks.
 
 DAG files import the operator modules, so this imports only ``airflow.sdk`` at the top; the hook
 (and with it ``requests`` and ``tenacity``) is imported when a task runs.

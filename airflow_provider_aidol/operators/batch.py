@@ -38,7 +38,7 @@ class CreateConversationsOperator(AidolBaseOperator):
     :param on_error: ``"fail"``: finish every item, then fail listing the failures;
         ``"continue"``: succeed and report the failures in the results.
     :param output_path: an ``ObjectStoragePath`` or URI (``file:///…``, ``s3://…``) for the JSON
-        lines. (templated)
+        lines; checked before the first request. (templated)
     :param reuse_existing: reuse the conversation kept for each user and agent in Airflow
         Variables, and keep new ones there.
     :param aidol_conn_id: the ``aidol`` connection to use.
