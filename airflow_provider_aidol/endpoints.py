@@ -48,6 +48,7 @@ def _unexpected_data(response: AidolResponse, path: str, problem: str) -> AidolR
 # --- POST /v1/chat/conversation: create a conversation with an agent --------------------------
 
 CONVERSATION_PATH = "/v1/chat/conversation"
+"""Create a conversation with an agent; answer ``data.conversationId``."""
 
 
 def conversation_body(agent_id: str) -> dict[str, Any]:
@@ -66,6 +67,7 @@ def read_conversation(response: AidolResponse) -> AidolResponse:
 # --- POST /v1/config/options: asset options (read-only) ---------------------------------------
 
 OPTIONS_PATH = "/v1/config/options"
+"""Asset options of a namespace (read-only); answer: category to a list of options."""
 GENDERS = ("male", "female")
 
 
@@ -94,6 +96,7 @@ def read_options(response: AidolResponse) -> dict[str, list[dict[str, Any]]]:
 # --- POST /v1/chat/image: generate an image in a conversation ---------------------------------
 
 CHAT_IMAGE_PATH = "/v1/chat/image"
+"""Generate an image in a conversation (billed); answer ``data.base64Image``, a PNG data URL."""
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _DATA_URL_PREFIX = "data:image/png;base64,"
 
