@@ -19,6 +19,7 @@ from airflow_provider_aidol.transport import (
     ca_bundle,
     environment_proxies,
     read_answer,
+    tls_failure,
 )
 
 if TYPE_CHECKING:
@@ -68,9 +69,9 @@ async def send_once_async(
             timeout=httpx.Timeout(timeout, connect=settings.connect_timeout),
         )
     except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-        tls = _caused_by_tls(error)
+        tls, reason = _caused_by_tls(error), _reason(error, secrets)
         raise AidolConnectionError(
-            f"{'TLS failed' if tls else 'connection failed'}: {_reason(error, secrets)}",
+            tls_failure(settings, reason) if tls else f"connection failed: {reason}",
             retryable=not tls,
             request_sent=False,
             **where,

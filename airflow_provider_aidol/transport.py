@@ -113,6 +113,17 @@ def environment_proxies(url: str) -> dict[str, str]:
     return proxies
 
 
+def tls_failure(settings: ConnectionSettings, reason: str) -> str:
+    """Return the message of a failed TLS handshake: the Base URL, and what a missing scheme means."""
+    hint = (
+        " (a Base URL without http:// or https:// means https; a server that speaks plain HTTP "
+        "needs http:// in the Base URL)"
+        if settings.base_url.startswith("https:")
+        else ""
+    )
+    return f"TLS failed talking to {settings.base_url}{hint}: {reason}"
+
+
 class BearerAuth(requests.auth.AuthBase):
     """Sets ``Authorization: Bearer <key>``; as explicit auth it also keeps ``~/.netrc`` out."""
 
@@ -196,7 +207,7 @@ def send_once(
         )
     except requests.exceptions.SSLError as error:
         raise AidolConnectionError(
-            f"TLS failed: {_reason(error, secrets)}", retryable=False, **where
+            tls_failure(settings, _reason(error, secrets)), retryable=False, **where
         ) from None
     except requests.ConnectionError as error:
         if any(isinstance(arg, ReadTimeoutError) for arg in error.args):
