@@ -31,6 +31,7 @@ __all__ = [
     "Pair",
     "Registration",
     "check_pairs",
+    "check_registrations",
     "open_registry",
 ]
 
@@ -115,6 +116,10 @@ class ConversationRegistry(Protocol):
     """
 
     namespace: str
+    #: Round trips to the store so far (SQL statements, or Variable reads and writes).
+    statements: int
+    #: Seconds spent waiting for the store so far.
+    seconds: float
 
     @property
     def description(self) -> str:
@@ -145,21 +150,44 @@ class ConversationRegistry(Protocol):
     def __exit__(self, *exc_info: object) -> None: ...
 
 
-def check_pairs(pairs: Iterable[Pair]) -> list[Pair]:
-    """Return the pairs as a list; raise ``ValueError`` for one the registry cannot keep."""
+def check_pairs(
+    pairs: Iterable[Pair], *, max_length: int | None = MAX_ID_LENGTH, name: str = "pairs"
+) -> list[Pair]:
+    """Return the pairs as a list; raise ``ValueError`` for one the registry cannot keep.
+
+    :param max_length: the longest id the store keeps (``None``: any).
+    :param name: what the message calls the sequence.
+    """
     checked: list[Pair] = []
     for number, pair in enumerate(pairs):
         if not isinstance(pair, tuple) or len(pair) != 2:
-            raise ValueError(f"pairs[{number}] must be a (user_id, agent_id) tuple, got {pair!r}.")
-        for name, value in zip(("user_id", "agent_id"), pair, strict=True):
-            require_text(f"pairs[{number}].{name}", value)
-            if len(value) > MAX_ID_LENGTH:
-                raise ValueError(
-                    f"pairs[{number}].{name} is {len(value)} characters long; the registry keeps at "
-                    f"most {MAX_ID_LENGTH}."
-                )
+            raise ValueError(f"{name}[{number}] must be a (user_id, agent_id) tuple, got {pair!r}.")
+        for field_name, value in zip(("user_id", "agent_id"), pair, strict=True):
+            _check_id(f"{name}[{number}].{field_name}", value, max_length)
         checked.append(pair)
     return checked
+
+
+def check_registrations(
+    registrations: Iterable[Registration], *, max_length: int | None = MAX_ID_LENGTH
+) -> list[Registration]:
+    """Return the entries as a list; raise ``ValueError`` for one the registry cannot keep."""
+    checked = list(registrations)
+    check_pairs((row.pair for row in checked), max_length=max_length, name="registrations")
+    for number, row in enumerate(checked):
+        _check_id(f"registrations[{number}].conversation_id", row.conversation_id, max_length)
+        if row.trace_id is not None:
+            _check_id(f"registrations[{number}].trace_id", row.trace_id, max_length)
+    return checked
+
+
+def _check_id(name: str, value: object, max_length: int | None) -> None:
+    text = require_text(name, value)
+    if max_length is not None and len(text) > max_length:
+        raise ValueError(
+            f"{name} is {len(text)} characters long; the SQL registry keeps at most {max_length} "
+            "(the Airflow Variables store has no such limit)."
+        )
 
 
 def open_registry(

@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.exceptions import AidolRegistryConfigError, AidolRegistryError
-from airflow_provider_aidol.registry import DEFAULT_TABLE, Pair, Registration, check_pairs
+from airflow_provider_aidol.registry import (
+    DEFAULT_TABLE,
+    Pair,
+    Registration,
+    check_pairs,
+    check_registrations,
+)
 from airflow_provider_aidol.registry.dialects import DIALECTS, sqlite_chunks
 from airflow_provider_aidol.registry.schema import ensure_table
 
@@ -30,6 +37,8 @@ log = logging.getLogger(__name__)
 _TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")
 _SQLITE_VARIABLE_NUMBER = 9  # sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
 _SQLITE_OLD_DEFAULT_LIMIT = 999
+_ATTEMPTS = 3
+_MYSQL_TRANSIENT = frozenset({1205, 1213})  # lock wait timeout, deadlock
 
 
 def check_table_name(table: str) -> str:
@@ -62,6 +71,10 @@ class SqlRegistry:
         self._hook: DbApiHook | None = None
         self._dialect: SqlDialect | None = None
         self._connection: Any = None
+        #: Statements sent so far (lookups and claims go in chunks, never one per pair).
+        self.statements = 0
+        #: Seconds spent waiting for the database in lookups and claims so far.
+        self.seconds = 0.0
 
     @property
     def description(self) -> str:
@@ -164,12 +177,13 @@ class SqlRegistry:
         task that claimed the pair first (then this call's conversation is orphaned).
         """
         unique: dict[Pair, Registration] = {}
-        for registration in registrations:
-            pair = check_pairs([registration.pair])[0]
-            unique.setdefault(pair, registration)
+        for registration in check_registrations(registrations):
+            unique.setdefault(registration.pair, registration)
         self.check()
         assert self._dialect is not None
-        dialect, rows = self._dialect, list(unique.values())
+        # Every writer inserts in the same order, so two claims of overlapping pairs wait for
+        # each other at most once and never deadlock.
+        dialect, rows = self._dialect, sorted(unique.values(), key=lambda row: row.pair)
         kept: dict[Pair, Registration] = {}
         for start in range(0, len(rows), dialect.rows_per_insert):
             chunk = rows[start : start + dialect.rows_per_insert]
@@ -235,18 +249,31 @@ class SqlRegistry:
         )
 
     def _execute(self, sql: str, parameters: list[object], what: str) -> list[Sequence[Any]]:
-        """Run one statement in a transaction of its own; return its rows as tuples."""
-        try:
-            with closing(self._connection.cursor()) as cursor:
-                cursor.execute(sql, parameters)
-                rows = _as_tuples(cursor) if cursor.description else []
-            self._connection.commit()
-        except Exception as error:
-            _rollback(self._connection)
-            raise AidolRegistryError(
-                f"Registry {what} in {self.description} failed: {type(error).__name__}: {error}",
-                registry=self.description,
-            ) from error
+        """Run one statement in a transaction of its own; return its rows as tuples.
+
+        A deadlock or serialization failure is tried again (both statements are idempotent).
+        """
+        started = time.perf_counter()
+        for attempt in range(1, _ATTEMPTS + 1):
+            self.statements += 1
+            try:
+                with closing(self._connection.cursor()) as cursor:
+                    cursor.execute(sql, parameters)
+                    rows = _as_tuples(cursor) if cursor.description else []
+                self._connection.commit()
+                break
+            except Exception as error:
+                _rollback(self._connection)
+                if attempt < _ATTEMPTS and _transient(error):
+                    log.info("Registry %s in %s: %s; trying again", what, self.description, error)
+                    continue
+                raise AidolRegistryError(
+                    f"Registry {what} in {self.description} failed: {type(error).__name__}: {error}",
+                    registry=self.description,
+                ) from error
+            finally:
+                self.seconds += time.perf_counter() - started
+                started = time.perf_counter()
         return rows
 
     def close(self) -> None:
@@ -275,6 +302,15 @@ def _rollback(connection: Any) -> None:
         connection.rollback()
     except Exception:  # the connection may be broken; the original error matters
         log.debug("rollback failed", exc_info=True)
+
+
+def _transient(error: Exception) -> bool:
+    """Whether ``error`` is a deadlock or serialization failure (SQLSTATE class 40, MySQL 1205/1213)."""
+    state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)  # psycopg 3, psycopg2
+    if isinstance(state, str):
+        return state.startswith("40")
+    code = error.args[0] if error.args else None
+    return isinstance(code, int) and code in _MYSQL_TRANSIENT
 
 
 def _sqlite_variable_limit(connection: Any) -> int:

@@ -10,13 +10,16 @@ that claim the same new pair at once apart (the later write wins); the SQL regis
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
-from airflow_provider_aidol.registry import Pair, Registration, check_pairs
+from airflow_provider_aidol.registry import Pair, Registration, check_pairs, check_registrations
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
+
+_T = TypeVar("_T")
 
 KEY_PREFIX = "aidol_conversation"
 #: Airflow's limit on Variable keys.
@@ -70,6 +73,10 @@ class VariablesRegistry:
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
+        #: Task SDK round trips so far (one per Variable read or written).
+        self.statements = 0
+        #: Seconds spent in them so far.
+        self.seconds = 0.0
 
     @property
     def description(self) -> str:
@@ -82,8 +89,8 @@ class VariablesRegistry:
     def lookup(self, pairs: Iterable[Pair]) -> dict[Pair, Registration]:
         """Return the entry of every pair that has a Variable (one Task SDK round trip per pair)."""
         found: dict[Pair, Registration] = {}
-        for pair in dict.fromkeys(check_pairs(pairs)):
-            conversation_id = get_conversation(self.namespace, *pair)
+        for pair in dict.fromkeys(check_pairs(pairs, max_length=None)):
+            conversation_id = self._timed(get_conversation, *pair)
             if conversation_id is not None:
                 found[pair] = Registration(*pair, conversation_id)
         return found
@@ -95,17 +102,25 @@ class VariablesRegistry:
         the same moment can both see it unset; then the later write wins unnoticed.
         """
         kept: dict[Pair, Registration] = {}
-        for registration in registrations:
-            pair = check_pairs([registration.pair])[0]
+        for registration in check_registrations(registrations, max_length=None):
+            pair = registration.pair
             if pair in kept:
                 continue
-            existing = get_conversation(self.namespace, *pair)
+            existing = self._timed(get_conversation, *pair)
             if existing is None:
-                set_conversation(self.namespace, *pair, registration.conversation_id)
+                self._timed(set_conversation, *pair, registration.conversation_id)
                 kept[pair] = registration
             else:
                 kept[pair] = Registration(*pair, existing)
         return kept
+
+    def _timed(self, call: Callable[..., _T], *args: str) -> _T:
+        started = time.perf_counter()
+        try:
+            return call(self.namespace, *args)
+        finally:
+            self.statements += 1
+            self.seconds += time.perf_counter() - started
 
     def close(self) -> None:
         """Nothing to release."""
