@@ -262,9 +262,12 @@ def test_a_postgresql_connection_asking_for_dict_rows_works(postgres_server, mon
 
 
 def test_an_unreachable_database_is_a_registry_error(monkeypatch, table):
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_REGISTRY", "postgres://nobody@127.0.0.1:1/none")
-    with pytest.raises(AidolRegistryError, match=r"connection 'aidol_registry'"):
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_REGISTRY", "postgres://nobody:s3cret-pw@127.0.0.1:1/none")
+    with pytest.raises(AidolRegistryError, match=r"connection 'aidol_registry'.*Connection refused") as info:
         SqlRegistry(NAMESPACE, REGISTRY_CONN_ID, table).check()
+    assert not isinstance(info.value, AidolRegistryConfigError)  # retried like any failure
+    assert "s3cret-pw" not in str(info.value)
+    assert "s3cret-pw" not in repr(info.value)
 
 
 def test_open_registry_picks_the_store(sqlite_registry):
