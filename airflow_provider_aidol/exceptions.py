@@ -251,4 +251,3 @@ class AidolRegistryConfigError(AidolRegistryError, ValueError, AirflowFailExcept
     database is one the registry does not speak. The message names the connection and the fix.
     It is a ``ValueError`` (bad input) and fails the task without Airflow task retries.
     """
-

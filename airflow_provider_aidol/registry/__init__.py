@@ -35,12 +35,12 @@ __all__ = [
     "open_registry",
 ]
 
-#: ``(user_id, agent_id)``: what the registry keeps one conversation for, per namespace.
 Pair = tuple[str, str]
-#: The table the SQL registry uses unless told otherwise.
+"""``(user_id, agent_id)``: what the registry keeps one conversation for, per namespace."""
 DEFAULT_TABLE = "aidol_conversations"
-#: Longest user id, agent id, conversation id or trace id the registry keeps (the SQL columns' size).
+"""The table the SQL registry uses unless told otherwise."""
 MAX_ID_LENGTH = 255
+"""Longest user id, agent id, conversation id or trace id the registry keeps (the SQL columns' size)."""
 
 
 @dataclass(frozen=True)
@@ -116,10 +116,10 @@ class ConversationRegistry(Protocol):
     """
 
     namespace: str
-    #: Round trips to the store so far (SQL statements, or Variable reads and writes).
     statements: int
-    #: Seconds spent waiting for the store so far.
+    """Round trips to the store so far (SQL statements, or Variable reads and writes)."""
     seconds: float
+    """Seconds spent waiting for the store so far."""
 
     @property
     def description(self) -> str:

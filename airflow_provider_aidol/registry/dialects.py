@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_aidol.registry import Pair
 
-#: The registry table's columns, in the order every statement lists them.
 COLUMNS = (
     "namespace",
     "user_id",
@@ -29,8 +28,9 @@ COLUMNS = (
     "task_id",
     "map_index",
 )
-#: The primary key: one conversation per namespace (AI-DOL connection id), user and agent.
+"""The registry table's columns, in the order every statement lists them."""
 KEY = ("namespace", "user_id", "agent_id")
+"""The primary key: one conversation per namespace (AI-DOL connection id), user and agent."""
 _TYPES = {
     # Airflow's own limit on connection, DAG, run and task ids is 250 characters.
     "namespace": "VARCHAR(250) NOT NULL",
@@ -68,17 +68,16 @@ class SqlDialect:
     rows_per_insert: int = 1000
     pairs_per_lookup: int = 1000
     session_sql: tuple[str, ...] = ()
-    #: ``created_at`` travels as ISO 8601 text (SQLite has no timestamp type).
     timestamp_as_text: bool = False
-    #: ``created_at`` is stored without a time zone (as UTC).
+    """``created_at`` travels as ISO 8601 text (SQLite has no timestamp type)."""
     naive_timestamps: bool = False
-    #: Look pairs up with ``(user_id, agent_id) IN (...)`` instead of joining a ``VALUES`` list.
+    """``created_at`` is stored without a time zone (as UTC)."""
     row_value_in: bool = False
-    #: Send each column as one array parameter (``unnest``), with these element types.
+    """Look pairs up with ``(user_id, agent_id) IN (...)`` instead of joining a ``VALUES`` list."""
     array_types: tuple[str, ...] = ()
-    #: The insert returns the rows it inserted, so only the other pairs are read back. (It also
-    #: spares PostgreSQL a join planned on stale statistics while the table grows in one task.)
+    """Send each column as one array parameter (``unnest``), with these element types."""
     insert_returns: bool = False
+    """The insert returns the rows it inserted, so only the other pairs are read back."""
 
     @property
     def returning(self) -> str:
@@ -170,6 +169,8 @@ POSTGRESQL = SqlDialect(
     pairs_per_lookup=5000,
     # The columns after namespace, as psycopg (2 or 3) sends Python lists: arrays.
     array_types=("varchar",) * 4 + ("timestamptz",) + ("varchar",) * 3 + ("integer",),
+    # Reading back only the conflicting pairs also spares a join planned on statistics that are
+    # stale while the table grows within one task.
     insert_returns=True,
     # psycopg 3 prepares a statement run five times, and PostgreSQL may then plan it once for
     # any parameters: a plan for an unknown array length that scans the table once per pair.

@@ -12,8 +12,8 @@ if TYPE_CHECKING:
 
     from airflow_provider_aidol.registry.dialects import SqlDialect
 
-#: Where the DDL for a table created by hand is documented.
 DOCS = "docs/registry.md"
+"""Where the DDL for a table created by hand is documented."""
 
 
 def ensure_table(hook: DbApiHook, dialect: SqlDialect, table: str, conn_id: str) -> None:

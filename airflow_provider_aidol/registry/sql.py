@@ -71,10 +71,10 @@ class SqlRegistry:
         self._hook: DbApiHook | None = None
         self._dialect: SqlDialect | None = None
         self._connection: Any = None
-        #: Statements sent so far (lookups and claims go in chunks, never one per pair).
         self.statements = 0
-        #: Seconds spent waiting for the database in lookups and claims so far.
+        """Statements sent so far (lookups and claims go in chunks, never one per pair)."""
         self.seconds = 0.0
+        """Seconds spent waiting for the database in lookups and claims so far."""
 
     @property
     def description(self) -> str:

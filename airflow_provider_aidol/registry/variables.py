@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 KEY_PREFIX = "aidol_conversation"
-#: Airflow's limit on Variable keys.
 MAX_KEY_LENGTH = 250
+"""Airflow's limit on Variable keys."""
 
 
 def variable_key(conn_id: str, user_id: str, agent_id: str) -> str:
@@ -73,10 +73,10 @@ class VariablesRegistry:
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
-        #: Task SDK round trips so far (one per Variable read or written).
         self.statements = 0
-        #: Seconds spent in them so far.
+        """Task SDK round trips so far (one per Variable read or written)."""
         self.seconds = 0.0
+        """Seconds spent in them so far."""
 
     @property
     def description(self) -> str:
