@@ -94,6 +94,7 @@ class SqlRegistry:
         hook = self._hook or self._resolve_hook()
         dialect = self._dialect_of(hook)
         ensure_table(hook, dialect, self.table, self.conn_id)
+        connection = None
         try:
             connection = hook.get_conn()
             with closing(connection.cursor()) as cursor:
@@ -101,6 +102,8 @@ class SqlRegistry:
                     cursor.execute(statement)
             connection.commit()
         except Exception as error:
+            if connection is not None:
+                connection.close()
             raise AidolRegistryError(
                 f"Cannot connect to the registry database of connection {self.conn_id!r}: "
                 f"{type(error).__name__}: {error}",
