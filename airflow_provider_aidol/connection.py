@@ -36,6 +36,8 @@ class ConnectionSettings:
     retry_wait_initial: float
     retry_wait_max: float
     requests_per_second: float | None
+    registry_conn_id: str | None = None
+    registry_table: str | None = None
 
     @property
     def base_path(self) -> str:
@@ -76,6 +78,8 @@ class ConnectionSettings:
             retry_wait_initial=field.number("retry_wait_initial"),
             retry_wait_max=field.number("retry_wait_max"),
             requests_per_second=field.optional_number("requests_per_second", above_zero=True),
+            registry_conn_id=_optional_text(extra.get("registry_conn_id")),
+            registry_table=_optional_text(extra.get("registry_table")),
         )
 
 

@@ -57,6 +57,17 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
     "retry_wait_max": _number_field(
         "Longest retry wait (s)", "Cap on one backoff wait, and on a server's Retry-After.", 30
     ),
+    "registry_conn_id": {
+        "label": "Registry connection",
+        "description": "Default SQL connection of the conversation registry for reuse_existing=True "
+        "(empty: Airflow Variables).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "registry_table": {
+        "label": "Registry table",
+        "description": "Default table of the SQL conversation registry (empty: aidol_conversations).",
+        "schema": {"type": ["string", "null"]},
+    },
     "requests_per_second": {
         "label": "Requests per second",
         "description": "Client-side pace for this connection; empty means no pacing.",

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
     from airflow_provider_aidol.hooks.aidol import AidolHook
+    from airflow_provider_aidol.registry import ConversationRegistry
 
 
 class AidolBaseOperator(BaseOperator):
@@ -30,6 +31,25 @@ class AidolBaseOperator(BaseOperator):
     def __init__(self, *, aidol_conn_id: str = DEFAULT_CONN_ID, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.aidol_conn_id = aidol_conn_id
+
+    def open_registry(self, registry_conn_id: str | None, registry_table: str | None) -> ConversationRegistry:
+        """Open and check the conversation registry for ``reuse_existing`` (before any request).
+
+        Without ``registry_conn_id`` the connection's extra ``registry_conn_id`` is used, and
+        without either, Airflow Variables.
+        """
+        from airflow_provider_aidol.registry import open_registry
+
+        settings = self.hook.settings
+        conn_id = registry_conn_id or settings.registry_conn_id
+        table = registry_table or (settings.registry_table if conn_id else None)
+        registry = open_registry(self.aidol_conn_id, registry_conn_id=conn_id, registry_table=table)
+        try:
+            registry.check()
+        except BaseException:
+            registry.close()
+            raise
+        return registry
 
     @cached_property
     def hook(self) -> AidolHook:

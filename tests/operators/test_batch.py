@@ -55,7 +55,10 @@ def test_with_output_path_the_xcom_is_a_summary_and_lines_are_written(server, tm
         "reused": 0,
         "already_recorded": 0,
         "failed": 0,
+        "orphaned": 0,
+        "in_doubt": 0,
     }
+    assert not path.with_name("results.jsonl.sending").exists(), "the journal goes when every item is done"
     lines = read_lines(path)
     assert sorted(line["index"] for line in lines) == list(range(6))
     assert {line["conversation_id"] for line in lines} == {c.conversation_id for c in server.conversations}
