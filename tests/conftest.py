@@ -67,3 +67,29 @@ def postgres_server() -> Iterator[PostgresServer]:
         pytest.skip(reason)
     with PostgresServer() as server:
         yield server
+
+
+REGISTRY_CONN_ID = "aidol_registry"
+REGISTRY_ENV_VAR = "AIRFLOW_CONN_AIDOL_REGISTRY"
+
+
+@pytest.fixture
+def sqlite_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The connection id of a SQLite registry database in a temporary file."""
+    connection = {"conn_type": "sqlite", "host": str(tmp_path / "registry.db")}
+    monkeypatch.setenv(REGISTRY_ENV_VAR, json.dumps(connection))
+    return REGISTRY_CONN_ID
+
+
+@pytest.fixture
+def postgres_registry(postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The connection id of the session's PostgreSQL database."""
+    monkeypatch.setenv(REGISTRY_ENV_VAR, postgres_server.airflow_uri)
+    return REGISTRY_CONN_ID
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry_conn_id(request: pytest.FixtureRequest) -> str:
+    """Each registry database in turn: SQLite, then PostgreSQL."""
+    conn_id: str = request.getfixturevalue(f"{request.param}_registry")
+    return conn_id
