@@ -33,7 +33,7 @@ def main(count: int, label: str, output: str, registry: str, max_workers: int) -
         on_error="continue",
     )
     ti = SimpleNamespace(dag_id="crash_test", run_id=label, task_id="create_conversations", map_index=-1)
-    print(json.dumps(operator.execute({"ti": ti})), flush=True)  # type: ignore[arg-type]
+    print(json.dumps(operator.execute({"ti": ti})), flush=True)  # type: ignore[typeddict-item]
 
 
 if __name__ == "__main__":
