@@ -36,6 +36,7 @@ class ConnectionSettings:
     retry_wait_initial: float
     retry_wait_max: float
     requests_per_second: float | None
+    max_requests: int | None = None
 
     @property
     def base_path(self) -> str:
@@ -76,6 +77,7 @@ class ConnectionSettings:
             retry_wait_initial=field.number("retry_wait_initial"),
             retry_wait_max=field.number("retry_wait_max"),
             requests_per_second=field.optional_number("requests_per_second", above_zero=True),
+            max_requests=_optional_int(field.optional_number("max_requests", whole=True, above_zero=True)),
         )
 
 
@@ -112,6 +114,10 @@ def _credential(conn_id: str, value: str | None, field_name: str) -> str:
             "outside Latin-1; paste it again."
         ) from None
     return text
+
+
+def _optional_int(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def _optional_text(value: object) -> str | None:

@@ -22,6 +22,7 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "clock_skew": -900.0,
     "retryable": False,
     "request_sent": False,
+    "max_requests": 5,
 }
 
 

@@ -6,7 +6,7 @@ it ``requests`` and ``tenacity``) is imported when a task runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_aidol.operators.base import AidolBaseOperator
@@ -40,7 +40,7 @@ class CreateConversationOperator(AidolBaseOperator):
         user_id: str | None = None,
         aidol_conn_id: str = DEFAULT_CONN_ID,
         reuse_existing: bool = False,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
         super().__init__(aidol_conn_id=aidol_conn_id, **kwargs)
         self.agent_id = agent_id
@@ -48,17 +48,33 @@ class CreateConversationOperator(AidolBaseOperator):
         self.reuse_existing = reuse_existing
 
     def execute(self, context: Context) -> str:
-        """Create (or reuse) the conversation; the returned id becomes the XCom ``return_value``."""
+        """Create (or reuse) the conversation; the returned id becomes the XCom ``return_value``.
+
+        Each asset in ``outlets`` gets an event whose extra holds ``conversation_id``,
+        ``trace_id`` (``None`` when reused) and ``reused``.
+        """
+        from airflow_provider_aidol.assets import set_outlet_extras
+
+        self._trace_id: str | None = None
         try:
             if not self.reuse_existing:
-                return self._create(self.agent_id, self.user_id)
-            return self._reuse_or_create()
+                conversation_id = self._create(self.agent_id, self.user_id)
+            else:
+                conversation_id = self._reuse_or_create()
         finally:
-            self.hook.close()
+            self.end_try(context)
+        extra = {
+            "conversation_id": conversation_id,
+            "trace_id": self._trace_id,
+            "reused": self._trace_id is None,
+        }
+        set_outlet_extras(self.outlets, context, extra)
+        return conversation_id
 
     def _create(self, agent_id: str, user_id: str | None) -> str:
         response = self.hook.create_conversation_response(agent_id, user_id=user_id)
         conversation_id: str = response.data["conversationId"]
+        self._trace_id = response.trace_id
         self.log.info(
             "Created AI-DOL conversation %s with agent %s (traceId %s)",
             conversation_id,

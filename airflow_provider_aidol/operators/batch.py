@@ -69,7 +69,17 @@ class CreateConversationsOperator(AidolBaseOperator):
         self.reuse_existing = reuse_existing
 
     def execute(self, context: Context) -> Any:
-        """Create (or reuse) a conversation for every item; see the class docstring for the XCom."""
+        """Create (or reuse) a conversation for every item; see the class docstring for the XCom.
+
+        Each asset in ``outlets`` gets an event whose extra holds the counts (``total``,
+        ``created``, ``reused``, ``failed``, ``in_doubt``) and ``output_path``.
+        """
+        from airflow_provider_aidol.assets import (
+            batch_extra,
+            batch_summary,
+            report_written,
+            set_outlet_extras,
+        )
         from airflow_provider_aidol.batch import parse_items
 
         try:
@@ -77,7 +87,10 @@ class CreateConversationsOperator(AidolBaseOperator):
                 self.conversations, default_user_id=self.hook.settings.user_id, conn_id=self.aidol_conn_id
             )
             if self.output_path:
-                return self._run_to_output_path(items)
+                summary = self._run_to_output_path(items)
+                report_written(self.hook, [summary["output_path"]])
+                set_outlet_extras(self.outlets, context, batch_extra(summary))
+                return summary
             results: list[dict[str, Any]] = [{} for _ in items]
             for index, result in self._outcomes(items, already_recorded={}):
                 results[index] = result
@@ -85,9 +98,10 @@ class CreateConversationsOperator(AidolBaseOperator):
                 [dict(result, index=index) for index, result in enumerate(results) if result["error"]],
                 len(items),
             )
+            set_outlet_extras(self.outlets, context, batch_extra(batch_summary(results)))
             return results
         finally:
-            self.hook.close()
+            self.end_try(context)
 
     def _run_to_output_path(self, items: list[BatchItem]) -> dict[str, Any]:
         from airflow_provider_aidol.result_log import ResultLog
