@@ -20,7 +20,7 @@ def server(airflow_db, aidol_default_connection):
 
 @pytest.fixture
 def consumer_known_to_airflow(airflow_db):
-    """The tests' DAGs parsed into the metadata DB, as the DAG processor does, so the consumer is scheduled."""
+    """The tests' DAGs parsed into the metadata DB (as the DAG processor does), the consumer unpaused."""
     airflow = Path(sys.executable).with_name("airflow")
     for command in (
         ["dags", "reserialize", "-B", "aidol_tests"],
@@ -74,5 +74,6 @@ def test_the_batch_asset_event_holds_the_summary_and_queues_the_downstream_dag(
         "in_doubt": 0,
         "output_path": f"file://{path}",
     }
-    assert server.api_key not in repr(events) and server.api_secret not in repr(events)
+    assert server.api_key not in repr(events)
+    assert server.api_secret not in repr(events)
     assert queued_for("aidol_assets_consumer") == 1
