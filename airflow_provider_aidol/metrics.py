@@ -88,6 +88,13 @@ def gauge(name: str, value: float, **tags: str) -> None:
     _emit("gauge", name, value, tags)
 
 
+def count_batch_items(summary: dict[str, Any]) -> None:
+    """Add a batch's ``created``, ``reused`` and ``failed`` counts to ``aidol.batch.items.<item_outcome>``."""
+    for outcome in ITEM_OUTCOMES:
+        if summary.get(outcome):
+            incr(f"batch.items.{outcome}", int(summary[outcome]), item_outcome=outcome)
+
+
 def _emit(kind: str, name: str, value: float, tags: dict[str, str]) -> None:
     try:
         stats: Any = _stats()

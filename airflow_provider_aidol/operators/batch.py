@@ -81,6 +81,7 @@ class CreateConversationsOperator(AidolBaseOperator):
             set_outlet_extras,
         )
         from airflow_provider_aidol.batch import parse_items
+        from airflow_provider_aidol.metrics import count_batch_items
 
         try:
             items = parse_items(
@@ -90,6 +91,7 @@ class CreateConversationsOperator(AidolBaseOperator):
                 summary = self._run_to_output_path(items)
                 report_written(self.hook, [summary["output_path"]])
                 set_outlet_extras(self.outlets, context, batch_extra(summary))
+                count_batch_items(summary)
                 return summary
             results: list[dict[str, Any]] = [{} for _ in items]
             for index, result in self._outcomes(items, already_recorded={}):
@@ -98,7 +100,9 @@ class CreateConversationsOperator(AidolBaseOperator):
                 [dict(result, index=index) for index, result in enumerate(results) if result["error"]],
                 len(items),
             )
-            set_outlet_extras(self.outlets, context, batch_extra(batch_summary(results)))
+            summary = batch_summary(results)
+            set_outlet_extras(self.outlets, context, batch_extra(summary))
+            count_batch_items(summary)
             return results
         finally:
             self.end_try(context)
