@@ -21,6 +21,7 @@ from airflow_provider_aidol.exceptions import (
     AidolError,
     AidolQuotaExceededError,
     AidolRateLimitError,
+    AidolRequestBudgetError,
 )
 from airflow_provider_aidol.ratelimit import AdaptiveRateLimiter, RateLimiter
 from airflow_provider_aidol.retries import is_retryable
@@ -264,6 +265,9 @@ class ConversationBatch:
             return item.result(error=f"not sent: {self._fatal.error}")
         try:
             response = self._create_within_rate_limits(item)
+        except AidolRequestBudgetError as error:
+            self._fatal.record(str(error))
+            return item.result(error=f"not sent: {error}")
         except (AidolAuthError, AidolQuotaExceededError) as error:
             self._fatal.record(str(error))
             return item.result(trace_id=error.trace_id, error=str(error))

@@ -38,6 +38,7 @@ class ConnectionSettings:
     requests_per_second: float | None
     registry_conn_id: str | None = None
     registry_table: str | None = None
+    max_requests: int | None = None
 
     @property
     def base_path(self) -> str:
@@ -80,6 +81,7 @@ class ConnectionSettings:
             requests_per_second=field.optional_number("requests_per_second", above_zero=True),
             registry_conn_id=_optional_text(extra.get("registry_conn_id")),
             registry_table=_optional_text(extra.get("registry_table")),
+            max_requests=_optional_int(field.optional_number("max_requests", whole=True, above_zero=True)),
         )
 
 
@@ -116,6 +118,10 @@ def _credential(conn_id: str, value: str | None, field_name: str) -> str:
             "outside Latin-1; paste it again."
         ) from None
     return text
+
+
+def _optional_int(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def _optional_text(value: object) -> str | None:

@@ -22,6 +22,7 @@ __all__ = [
     "AidolRateLimitError",
     "AidolRegistryConfigError",
     "AidolRegistryError",
+    "AidolRequestBudgetError",
     "AidolResponseError",
     "AidolServerError",
     "AidolTimeoutError",
@@ -204,6 +205,25 @@ class AidolInterruptedError(AidolError, AirflowFailException):
     The server may have acted on it (and billed it). It fails the task without Airflow task
     retries, so nothing is paid for twice unless a person decides to: clear the task to resend.
     """
+
+
+class AidolRequestBudgetError(AidolError, AirflowFailException):
+    """The task's request budget (``max_requests``) is spent: this request was not sent.
+
+    It fails the task without Airflow task retries: a retry would spend another budget on the
+    same key, which is what the budget is there to prevent.
+
+    :param max_requests: the budget that was reached.
+    """
+
+    _payload_fields = (*AidolError._payload_fields, "max_requests")
+
+    def __init__(self, message: str | None = None, *, max_requests: int, **kwargs: Any) -> None:
+        self.max_requests = max_requests
+        super().__init__(message or f"request budget of {max_requests} reached", **kwargs)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class AidolBatchError(AirflowException):

@@ -73,6 +73,11 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Client-side pace for this connection; empty means no pacing.",
         "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
     },
+    "max_requests": {
+        "label": "Request budget per task",
+        "description": "Most requests one task try may send, retries included; empty means no budget.",
+        "schema": {"type": ["integer", "null"], "minimum": 1},
+    },
 }
 
 FIELD_BEHAVIOUR: dict[str, Any] = {

@@ -47,6 +47,7 @@ from airflow_provider_aidol.transport import (
     send_once,
     signed_headers,
 )
+from airflow_provider_aidol.usage import RequestUsage
 from airflow_provider_aidol.validation import require_positive_number
 
 if TYPE_CHECKING:
@@ -104,10 +105,15 @@ class AidolHook(BaseHook):
         self.aidol_conn_id = aidol_conn_id
         self._clock = ServerClock(self.log)
         self._lazy_lock = threading.RLock()
+        self.usage = RequestUsage()
+        """This hook's request counts and budget (default: the connection's ``max_requests``)."""
 
     def _load_settings(self) -> ConnectionSettings:
         """Read and check the connection; register the key and secret for log masking."""
-        return load_settings(self.aidol_conn_id)
+        settings = load_settings(self.aidol_conn_id)
+        if self.usage.max_requests is None:
+            self.usage.max_requests = settings.max_requests
+        return settings
 
     def _new_session(self) -> requests.Session:
         """Open the one HTTP session (keep-alive connection pool) this hook uses."""
@@ -242,7 +248,8 @@ class AidolHook(BaseHook):
         prepared = self._prepare(
             "POST", CONVERSATION_PATH, json=conversation_body(item.agent_id), user_id=item.user_id
         )
-        return read_conversation(self._send(prepared, limiter, retry_if=retry_if, on_send=on_send))
+        with self.usage.operation(key=("batch item", item.index)):
+            return read_conversation(self._send(prepared, limiter, retry_if=retry_if, on_send=on_send))
 
     def request(self, method: str, path: str, **options: Unpack[RequestOptions]) -> Any:
         """Make a signed request to any endpoint and return the envelope's ``data``.
@@ -382,7 +389,8 @@ class AidolHook(BaseHook):
             before_sleep=log_retries(self.log, "AI-DOL attempt %d failed"),
             sleep=self.sleep,
         )
-        return retrying(self._attempt_correcting_clock, prepared, limiter, timeout, on_send)
+        with self.usage.operation():
+            return retrying(self._attempt_correcting_clock, prepared, limiter, timeout, on_send)
 
     def resolve_user_id(self, user_id: str | None) -> str:
         """Return ``user_id``, or the connection's default when it is ``None``; check it is usable."""
@@ -431,10 +439,11 @@ class AidolHook(BaseHook):
         """Pace, sign and send one attempt: fresh X-Timestamp and X-Request-ID every time."""
         limiter.acquire()
         settings = self.settings
-        headers = signed_headers(prepared, settings.api_secret, int(time.time() + clock_offset))
-        if on_send is not None:
-            on_send(headers["X-Request-ID"])
-        return send_once(self.session, settings, prepared, headers, timeout=timeout)
+        with self.usage.request(prepared.path, rate=limiter.rate):
+            headers = signed_headers(prepared, settings.api_secret, int(time.time() + clock_offset))
+            if on_send is not None:
+                on_send(headers["X-Request-ID"])
+            return send_once(self.session, settings, prepared, headers, timeout=timeout)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
