@@ -32,6 +32,7 @@ SCENARIOS: dict[int, tuple[str, float]] = {
     5: ("s5_large", 1200),
     6: ("s6_import", 900),
     7: ("s7_deferrable", 1200),
+    8: ("s8_shared_key", 900),
 }
 
 
