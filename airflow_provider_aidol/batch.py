@@ -146,9 +146,17 @@ class PacedCreate(Protocol):
     """The hook's single signed create: paced by ``limiter``, retried only as ``retry_if`` allows."""
 
     def __call__(
-        self, item: BatchItem, limiter: RateLimiter, *, retry_if: Callable[[AidolError], bool]
+        self,
+        item: BatchItem,
+        limiter: RateLimiter,
+        *,
+        retry_if: Callable[[AidolError], bool],
+        on_send: Callable[[str], None] | None,
     ) -> AidolResponse:
-        """Create ``item``'s conversation; return the answer carrying ``data.conversationId``."""
+        """Create ``item``'s conversation; return the answer carrying ``data.conversationId``.
+
+        ``on_send`` is called with each attempt's ``X-Request-ID`` just before it is sent.
+        """
 
 
 def is_retryable_in_batch(error: AidolError) -> bool:
@@ -180,6 +188,8 @@ class ConversationBatch:
         the rate the server grants when rate-limited, then probes upward).
     :param rate_limit_seconds: how long one item keeps waiting out rate limits before it fails.
     :param sleep: how the limiter waits.
+    :param on_send: called (from a worker thread) with the item and the ``X-Request-ID`` just
+        before each attempt is sent, e.g. to record what is in flight.
     """
 
     def __init__(
@@ -191,6 +201,7 @@ class ConversationBatch:
         default_requests_per_second: float | None,
         rate_limit_seconds: float,
         sleep: Callable[[float], None] = time.sleep,
+        on_send: Callable[[BatchItem, str], None] | None = None,
     ) -> None:
         self.max_workers = require_whole_number("max_workers", max_workers)
         if requests_per_second is not None:
@@ -200,6 +211,7 @@ class ConversationBatch:
             RateLimiter(rate, sleep=sleep) if rate else AdaptiveRateLimiter(sleep=sleep)
         )
         self._create = create
+        self._on_send = on_send
         self._rate_limit_seconds = rate_limit_seconds
         self._fatal = FatalErrorLatch()
 
@@ -209,6 +221,18 @@ class ConversationBatch:
         """Yield ``(item.index, result)`` as items finish; at most ``2 * max_workers`` are in flight.
 
         Memory does not grow with the batch; progress is logged every ``progress_interval`` s.
+        """
+        for wave in self.run_in_waves(items, progress_interval=progress_interval):
+            yield from wave
+
+    def run_in_waves(
+        self, items: list[BatchItem], *, progress_interval: float = 10.0
+    ) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+        """Like ``run()``, but yield every result that finished since the last wave, as one list.
+
+        No new item is sent while the caller handles a wave, so a caller that records each wave
+        before asking for the next has, at any moment, at most ``2 * max_workers`` items whose
+        outcome is unrecorded: if its process dies, only those can be in doubt.
         """
         progress = _Progress(len(items), progress_interval)
         pending: dict[Future[dict[str, Any]], int] = {}
@@ -223,10 +247,11 @@ class ConversationBatch:
                     if not pending:
                         break
                     finished, _ = wait(pending, timeout=progress_interval, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        result = future.result()
+                    wave = [(pending.pop(future), future.result()) for future in finished]
+                    for _, result in wave:
                         progress.count(result)
-                        yield pending.pop(future), result
+                    if wave:
+                        yield wave
                     progress.maybe_log()
             finally:
                 for future in pending:
@@ -248,12 +273,18 @@ class ConversationBatch:
             return item.result(error=f"{type(error).__name__}: {error}")
         return item.result(response.data["conversationId"], response.trace_id)
 
+    def _sender(self, item: BatchItem) -> Callable[[str], None] | None:
+        on_send = self._on_send
+        return None if on_send is None else lambda request_id: on_send(item, request_id)
+
     def _create_within_rate_limits(self, item: BatchItem) -> AidolResponse:
         """Create one item; rate limits feed the shared limiter instead of a private backoff."""
         deadline = time.monotonic() + self._rate_limit_seconds
         while True:
             try:
-                response = self._create(item, self.limiter, retry_if=is_retryable_in_batch)
+                response = self._create(
+                    item, self.limiter, retry_if=is_retryable_in_batch, on_send=self._sender(item)
+                )
             except AidolRateLimitError as error:
                 self.limiter.on_rate_limited(error.retry_after)
                 if time.monotonic() >= deadline:

@@ -173,7 +173,7 @@ class AidolHook(BaseHook):
             ``requests_per_second``, else adaptive (it slows to the rate the server grants when
             rate-limited, then probes upward).
         """
-        parsed = self._parse_items(items)
+        parsed = self.parse_items(items)
         finished = dict(
             self.iter_create_conversations(
                 parsed, max_workers=max_workers, requests_per_second=requests_per_second
@@ -196,6 +196,24 @@ class AidolHook(BaseHook):
         raise ``ValueError`` here, before anything is sent. Once the credentials are refused or
         the quota is used up, the items not yet sent are reported as ``not sent``.
         """
+        batch = self.conversation_batch(max_workers=max_workers, requests_per_second=requests_per_second)
+        return batch.run(self.parse_items(items), progress_interval=progress_interval)
+
+    def conversation_batch(
+        self,
+        *,
+        max_workers: int = 4,
+        requests_per_second: float | None = None,
+        on_send: Callable[[BatchItem, str], None] | None = None,
+    ) -> ConversationBatch:
+        """Return a batch creating conversations over this hook: run it with ``run()`` or ``run_in_waves()``.
+
+        What ``iter_create_conversations()`` uses; the batch operator uses it to record each wave of
+        results (and, with ``on_send``, each request about to be sent) before the next goes out.
+
+        :param on_send: called from a worker thread with the item and the ``X-Request-ID`` just
+            before each attempt is sent.
+        """
         batch = ConversationBatch(
             self._create_paced,
             max_workers=max_workers,
@@ -203,22 +221,28 @@ class AidolHook(BaseHook):
             default_requests_per_second=self.settings.requests_per_second,
             rate_limit_seconds=self.settings.retry_max_seconds,
             sleep=self.sleep,
+            on_send=on_send,
         )
-        parsed = self._parse_items(items)
         mount_adapters(self.session, max(max_workers, _DEFAULT_POOL_SIZE))
-        return batch.run(parsed, progress_interval=progress_interval)
+        return batch
 
-    def _parse_items(self, items: Iterable[str | Mapping[str, str] | BatchItem]) -> list[BatchItem]:
+    def parse_items(self, items: Iterable[str | Mapping[str, str] | BatchItem]) -> list[BatchItem]:
+        """Check batch items (``ValueError`` naming the bad ones) with this connection's default user."""
         return parse_items(items, default_user_id=self.settings.user_id, conn_id=self.aidol_conn_id)
 
     def _create_paced(
-        self, item: BatchItem, limiter: RateLimiter, *, retry_if: Callable[[AidolError], bool]
+        self,
+        item: BatchItem,
+        limiter: RateLimiter,
+        *,
+        retry_if: Callable[[AidolError], bool],
+        on_send: Callable[[str], None] | None,
     ) -> AidolResponse:
         """Create one batch item's conversation, paced by the batch's shared ``limiter``."""
         prepared = self._prepare(
             "POST", CONVERSATION_PATH, json=conversation_body(item.agent_id), user_id=item.user_id
         )
-        return read_conversation(self._send(prepared, limiter, retry_if=retry_if))
+        return read_conversation(self._send(prepared, limiter, retry_if=retry_if, on_send=on_send))
 
     def request(self, method: str, path: str, **options: Unpack[RequestOptions]) -> Any:
         """Make a signed request to any endpoint and return the envelope's ``data``.
@@ -345,18 +369,20 @@ class AidolHook(BaseHook):
         retry_if: Callable[[AidolError], bool] = is_retryable,
         attempts: int | None = None,
         timeout: float | None = None,
+        on_send: Callable[[str], None] | None = None,
     ) -> AidolResponse:
         """Send with the retries ``retry_if`` allows.
 
         :param attempts: at most this many attempts (default: the connection's ``max_retries`` + 1).
         :param timeout: read timeout (default: the connection's ``timeout``).
+        :param on_send: called with each attempt's ``X-Request-ID`` just before it is sent.
         """
         retrying = Retrying(
             **retry_arguments(self.settings, retry_if=retry_if, attempts=attempts),
             before_sleep=log_retries(self.log, "AI-DOL attempt %d failed"),
             sleep=self.sleep,
         )
-        return retrying(self._attempt_correcting_clock, prepared, limiter, timeout)
+        return retrying(self._attempt_correcting_clock, prepared, limiter, timeout, on_send)
 
     def resolve_user_id(self, user_id: str | None) -> str:
         """Return ``user_id``, or the connection's default when it is ``None``; check it is usable."""
@@ -374,7 +400,11 @@ class AidolHook(BaseHook):
         )
 
     def _attempt_correcting_clock(
-        self, prepared: PreparedRequest, limiter: RateLimiter, timeout: float | None
+        self,
+        prepared: PreparedRequest,
+        limiter: RateLimiter,
+        timeout: float | None,
+        on_send: Callable[[str], None] | None,
     ) -> AidolResponse:
         """Send once; on a 401 that shows the clocks disagree, adopt the server's clock and resend once.
 
@@ -383,20 +413,27 @@ class AidolHook(BaseHook):
         """
         offset = self._clock.offset
         try:
-            return self._attempt(prepared, limiter, offset, timeout)
+            return self._attempt(prepared, limiter, offset, timeout, on_send)
         except AidolAuthError as error:
             resend_offset = self._clock.resend_offset(error, signed_with=offset)
             if resend_offset is None:
                 raise
-            return self._attempt(prepared, limiter, resend_offset, timeout)
+            return self._attempt(prepared, limiter, resend_offset, timeout, on_send)
 
     def _attempt(
-        self, prepared: PreparedRequest, limiter: RateLimiter, clock_offset: float, timeout: float | None
+        self,
+        prepared: PreparedRequest,
+        limiter: RateLimiter,
+        clock_offset: float,
+        timeout: float | None,
+        on_send: Callable[[str], None] | None,
     ) -> AidolResponse:
         """Pace, sign and send one attempt: fresh X-Timestamp and X-Request-ID every time."""
         limiter.acquire()
         settings = self.settings
         headers = signed_headers(prepared, settings.api_secret, int(time.time() + clock_offset))
+        if on_send is not None:
+            on_send(headers["X-Request-ID"])
         return send_once(self.session, settings, prepared, headers, timeout=timeout)
 
     @classmethod

@@ -131,3 +131,18 @@ def test_a_boolean_is_not_a_rate(hook, server):
     with pytest.raises(ValueError, match="requests_per_second must be a number > 0, got True"):
         hook.create_conversations(["agent-1"], requests_per_second=True)
     assert server.requests == []
+
+
+def test_waves_report_each_request_before_it_is_sent_and_every_result_once(hook, server):
+    from airflow_provider_aidol.batch import BatchItem
+
+    sent: list[tuple[int, str]] = []
+    batch = hook.conversation_batch(max_workers=3, on_send=lambda item, rid: sent.append((item.index, rid)))
+    waves = list(batch.run_in_waves(hook.parse_items(items(20))))
+
+    outcomes = [outcome for wave in waves for outcome in wave]
+    assert sorted(index for index, _ in outcomes) == list(range(20))
+    assert all(len(wave) <= 6 for wave in waves), "a wave never holds more than the in-flight bound"
+    assert sorted(index for index, _ in sent) == list(range(20))
+    assert {rid for _, rid in sent} == {record.request_id for record in server.requests}
+    assert isinstance(hook.parse_items(["agent-1"])[0], BatchItem)
