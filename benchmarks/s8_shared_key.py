@@ -21,7 +21,6 @@ from benchmarks.common import (
     ScenarioResult,
     ServerProcess,
     at_most,
-    exactly_once,
     fmt_ratio,
     fmt_seconds,
     log_file,
@@ -29,6 +28,7 @@ from benchmarks.common import (
     median,
     new_result,
     rate_limited,
+    rate_limited_run,
     say,
 )
 
@@ -121,16 +121,10 @@ def run(
                 wall = max(o["end"] for o in outcomes) - min(o["start"] for o in outcomes)
                 per_task = [o["end"] - o["start"] for o in outcomes]
                 every_item = [item for batch in batches for item in batch]
-                data = {
-                    "seconds": wall,
-                    "per_task_s": per_task,
-                    "requests": stats["requests"],
-                    "rate_limited": limited,
-                    "limited_share": limited / max(stats["requests"], 1),
-                    "failed": sum(o["failed"] for o in outcomes),
-                    "conversations": stats["conversations"],
-                    "exactly_once": exactly_once(stats, every_item),
-                }
+                data = rate_limited_run(
+                    stats, every_item, seconds=wall, failed=sum(o["failed"] for o in outcomes)
+                )
+                data["per_task_s"] = per_task
                 runs[mode].append(data)
                 say(
                     f"  {mode:>16}: {wall:.2f} s (ideal {ideal:.2f} s), per task "
