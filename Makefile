@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 OLDEST       := .venv-airflow-3.1
 OLDEST_STAMP := $(OLDEST)/.installed
 
-.PHONY: install test test-oldest lint demo bench e2e docs clean
+.PHONY: install postgres test test-oldest lint demo bench e2e docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,17 +17,21 @@ $(STAMP): pyproject.toml constraints.txt
 ## install: create .venv with the provider (editable) and the test tools, pinned by constraints.txt
 install: $(STAMP)
 
+## postgres: install Debian's PostgreSQL server when missing (the tests start throwaway clusters of it)
+postgres:
+	bash scripts/ensure-postgres.sh
+
 ## test: run the whole test suite
-test: $(STAMP)
+test: $(STAMP) postgres
 	$(BIN)/pytest
 
 $(OLDEST_STAMP): pyproject.toml constraints-airflow-3.1.txt
 	$(PYTHON) -m venv $(OLDEST)
-	$(OLDEST)/bin/pip install --quiet -c constraints-airflow-3.1.txt -e . pytest hypothesis
+	$(OLDEST)/bin/pip install --quiet -c constraints-airflow-3.1.txt -e '.[postgres,sqlite]' pytest hypothesis
 	touch $(OLDEST_STAMP)
 
 ## test-oldest: the whole test suite on the oldest supported Airflow (3.1), pinned by constraints-airflow-3.1.txt
-test-oldest: $(OLDEST_STAMP)
+test-oldest: $(OLDEST_STAMP) postgres
 	$(OLDEST)/bin/pytest -p no:cacheprovider
 
 ## lint: ruff (lint + format check) and mypy
@@ -41,7 +45,7 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 ## bench: install the bench extras, run the benchmarks, write docs/benchmarks.{md,json,png} (about 20 min)
-bench: $(STAMP)
+bench: $(STAMP) postgres
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks
 

@@ -20,6 +20,8 @@ __all__ = [
     "AidolNotFoundError",
     "AidolQuotaExceededError",
     "AidolRateLimitError",
+    "AidolRegistryConfigError",
+    "AidolRegistryError",
     "AidolResponseError",
     "AidolServerError",
     "AidolTimeoutError",
@@ -223,3 +225,29 @@ class AidolBatchError(AirflowException):
         )
         more = f"; and {len(failures) - self.SHOWN} more" if len(failures) > self.SHOWN else ""
         super().__init__(f"{len(failures)} of {total} conversations failed: {listed}{more}")
+
+
+class AidolRegistryError(AidolError):
+    """The conversation registry (Airflow Variables or a SQL table) could not be read or written.
+
+    :param message: what went wrong, naming the registry connection and table.
+    :param registry: the registry it happened in, e.g. ``table aidol_conversations of connection 'my_db'``.
+    """
+
+    _payload_fields = ("registry",)
+
+    def __init__(self, message: str, *, registry: str | None = None) -> None:
+        self.registry = registry
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class AidolRegistryConfigError(AidolRegistryError, ValueError, AirflowFailException):
+    """The registry is not usable as configured; raised before any conversation is created.
+
+    Its connection does not exist or is not a SQL connection, its table has another shape, or the
+    database is one the registry does not speak. The message names the connection and the fix.
+    It is a ``ValueError`` (bad input) and fails the task without Airflow task retries.
+    """

@@ -1,4 +1,4 @@
-"""One of scenario 8's batch processes: ``python -m benchmarks.shared_key_client '<json settings>'``.
+"""One of scenario 9's batch processes: ``python -m benchmarks.shared_key_client '<json settings>'``.
 
 It imports the provider, prints ``ready``, waits for ``go`` on stdin (so every process starts
 its batch at the same moment, after its imports), runs one ``create_conversations`` batch

@@ -22,6 +22,7 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "clock_skew": -900.0,
     "retryable": False,
     "request_sent": False,
+    "registry": "table aidol_conversations of connection 'aidol_registry'",
 }
 
 

@@ -1,4 +1,4 @@
-"""Scenario 8: four separate batch processes share one API key (50/s, burst 5), 300 items each.
+"""Scenario 9: four separate batch processes share one API key (50/s, burst 5), 300 items each.
 
 Each process runs its own ``create_conversations`` with 8 workers, like four mapped tasks or
 four DAGs on one key. Adaptive: the default limiter in every process, none told the rate.
@@ -59,7 +59,7 @@ def _run_processes(
                 env=env,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                stderr=log_file(f"s8-client-{number}.stderr.log").open("a"),
+                stderr=log_file(f"s9-client-{number}.stderr.log").open("a"),
                 text=True,
             )
         )
@@ -67,7 +67,7 @@ def _run_processes(
         for process in processes:
             assert process.stdout is not None
             if process.stdout.readline().strip() != "ready":
-                raise RuntimeError("a scenario 8 client failed to start; see benchmarks/.out/logs")
+                raise RuntimeError("a scenario 9 client failed to start; see benchmarks/.out/logs")
         for process in processes:
             assert process.stdin is not None
             process.stdin.write("go\n")
@@ -101,18 +101,18 @@ def run(
         "workers_each": workers,
         "repetitions": repetitions,
     }
-    result = new_result(8, TITLE, config)
+    result = new_result(9, TITLE, config)
     ideal = (processes * items - burst) / rate
     modes: dict[str, float | None] = {"adaptive": None, f"each told {rate / processes:g}/s": rate / processes}
-    deadline = Deadline(700, "scenario 8")
+    deadline = Deadline(700, "scenario 9")
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
-    with ServerProcess(rate_limit=rate, burst=burst, name="s8-server") as server:
+    with ServerProcess(rate_limit=rate, burst=burst, name="s9-server") as server:
         for repetition in range(repetitions):
             for mode, told in modes.items():
                 if told is not None and repetition > 0:
                     continue  # the fixed shares are the reference; one run shows them
                 deadline.check()
-                prefix = f"s8-{'told' if told else 'adaptive'}-r{repetition}"
+                prefix = f"s9-{'told' if told else 'adaptive'}-r{repetition}"
                 batches = [make_items(items, f"{prefix}-p{p}") for p in range(processes)]
                 server.reset()
                 outcomes = _run_processes(server, batches, workers, told, timeout=max(deadline.left, 1))
