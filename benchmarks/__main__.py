@@ -33,6 +33,7 @@ SCENARIOS: dict[int, tuple[str, float]] = {
     6: ("s6_import", 900),
     7: ("s7_deferrable", 1200),
     8: ("s8_registry", 1200),
+    9: ("s9_shared_key", 900),
 }
 
 
