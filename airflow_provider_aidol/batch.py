@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
@@ -32,8 +32,6 @@ from airflow_provider_aidol.validation import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from airflow_provider_aidol.envelope import AidolResponse
 
 log = logging.getLogger(__name__)
@@ -143,21 +141,12 @@ class _Progress:
             )
 
 
-class PacedCreate(Protocol):
-    """The hook's single signed create: paced by ``limiter``, retried only as ``retry_if`` allows."""
-
-    def __call__(
-        self,
-        item: BatchItem,
-        limiter: RateLimiter,
-        *,
-        retry_if: Callable[[AidolError], bool],
-        on_send: Callable[[str], None] | None,
-    ) -> AidolResponse:
-        """Create ``item``'s conversation; return the answer carrying ``data.conversationId``.
-
-        ``on_send`` is called with each attempt's ``X-Request-ID`` just before it is sent.
-        """
+PacedCreate = Callable[
+    [BatchItem, RateLimiter, Callable[[AidolError], bool], Callable[[str], None] | None], "AidolResponse"
+]
+"""The hook's single signed create of one item, ``create(item, limiter, retry_if, on_send)``: paced
+by ``limiter``, retried only as ``retry_if`` allows, calling ``on_send`` with each attempt's
+``X-Request-ID`` just before it is sent; it returns the answer carrying ``data.conversationId``."""
 
 
 def is_retryable_in_batch(error: AidolError) -> bool:
@@ -286,9 +275,7 @@ class ConversationBatch:
         deadline = time.monotonic() + self._rate_limit_seconds
         while True:
             try:
-                response = self._create(
-                    item, self.limiter, retry_if=is_retryable_in_batch, on_send=self._sender(item)
-                )
+                response = self._create(item, self.limiter, is_retryable_in_batch, self._sender(item))
             except AidolRateLimitError as error:
                 self.limiter.on_rate_limited(error.retry_after)
                 if time.monotonic() >= deadline:

@@ -36,6 +36,8 @@ from airflow_provider_aidol.validation import require_positive_number
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
 
+    OnSend = Callable[[str], None] | None
+
     from airflow_provider_aidol.endpoints import ChatImage
     from airflow_provider_aidol.envelope import AidolResponse
     from airflow_provider_aidol.ratelimit import RateLimiter
@@ -169,12 +171,7 @@ class AidolHook(AidolBaseHook):
         return parse_items(items, default_user_id=self.settings.user_id, conn_id=self.aidol_conn_id)
 
     def _create_paced(
-        self,
-        item: BatchItem,
-        limiter: RateLimiter,
-        *,
-        retry_if: Callable[[AidolError], bool],
-        on_send: Callable[[str], None] | None,
+        self, item: BatchItem, limiter: RateLimiter, retry_if: Callable[[AidolError], bool], on_send: OnSend
     ) -> AidolResponse:
         """Create one batch item's conversation, paced by the batch's shared ``limiter``."""
         prepared = self._prepare(
