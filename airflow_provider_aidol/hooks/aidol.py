@@ -18,6 +18,7 @@ from airflow_provider_aidol.endpoints import (
     OPTIONS_PATH,
     chat_image_body,
     conversation_body,
+    max_answer_bytes,
     options_body,
     read_chat_image,
     read_conversation,
@@ -42,7 +43,7 @@ from airflow_provider_aidol.transport import (
     send_once,
     signed_headers,
 )
-from airflow_provider_aidol.validation import require_positive_number
+from airflow_provider_aidol.validation import require_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -192,8 +193,10 @@ class AidolHook(BaseHook):
             requests_per_second=requests_per_second,
             default_requests_per_second=self.settings.requests_per_second,
             rate_limit_seconds=self.settings.retry_max_seconds,
+            rate_limit_wait_max=self.settings.retry_wait_max,
             sleep=self.sleep,
         )
+        require_seconds("progress_interval", progress_interval)
         parsed = self._parse_items(items)
         mount_adapters(self.session, max(max_workers, _DEFAULT_POOL_SIZE))
         return batch.run(parsed, progress_interval=progress_interval)
@@ -268,7 +271,7 @@ class AidolHook(BaseHook):
         """Like ``generate_chat_image()``, but return the whole answer: PNG, echoed metadata, traceId."""
         body = chat_image_body(agent_id, conversation_id, text, language=language, metadata=metadata)
         if timeout is not None:
-            require_positive_number("timeout", timeout, unit=" of seconds")
+            require_seconds("timeout", timeout)
         prepared = self._prepare("POST", CHAT_IMAGE_PATH, json=body, user_id=user_id)
         response = self._send(
             prepared,
@@ -348,6 +351,7 @@ class AidolHook(BaseHook):
             params=options.get("params"),
             user_id=self.resolve_user_id(options.get("user_id")),
             base_path=self.settings.base_path,
+            max_answer_bytes=max_answer_bytes(path),
         )
 
     def _attempt_correcting_clock(
@@ -365,7 +369,11 @@ class AidolHook(BaseHook):
             resend_offset = self._clock.resend_offset(error, signed_with=offset)
             if resend_offset is None:
                 raise
+        try:
             return self._attempt(prepared, limiter, resend_offset, timeout)
+        except AidolAuthError:
+            self._clock.refused(resend_offset, signed_with=offset)
+            raise
 
     def _attempt(
         self, prepared: PreparedRequest, limiter: RateLimiter, clock_offset: float, timeout: float | None

@@ -131,3 +131,12 @@ def test_a_boolean_is_not_a_rate(hook, server):
     with pytest.raises(ValueError, match="requests_per_second must be a number > 0, got True"):
         hook.create_conversations(["agent-1"], requests_per_second=True)
     assert server.requests == []
+
+
+@pytest.mark.parametrize("interval", [0, 1e308])
+def test_a_progress_interval_beyond_a_day_is_refused(hook, server, interval):
+    with pytest.raises(
+        ValueError, match="progress_interval must be a number of seconds > 0 and at most 86400"
+    ):
+        hook.iter_create_conversations(["agent-1"], progress_interval=interval)
+    assert server.requests == []
