@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,8 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
     from airflow_provider_aidol.batch import BatchItem
+
+log = logging.getLogger(__name__)
 
 
 class ResultLog:
@@ -35,30 +38,70 @@ class ResultLog:
     def recorded_successes(self, items: list[BatchItem]) -> dict[int, dict[str, Any]]:
         """Return the successful records of an earlier try, by item index.
 
-        Raises ``ValueError`` when a record does not match the item at its index: the file
-        belongs to a different input.
+        A last line without its line break is what a crash mid-write leaves: it is kept if it is
+        a whole record and dropped if not, and the file is rewritten to end with a whole line.
+        Raises ``ValueError`` when a record does not match the item at its index (the file
+        belongs to a different input), or when an earlier line is not a record.
         """
         if not self.path.exists():
             return {}
+        *lines, torn = self.path.read_bytes().split(b"\n")
         successes: dict[int, dict[str, Any]] = {}
-        with self.path.open("r") as lines:  # type: ignore[no-untyped-call]
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                record = json.loads(line)
-                index = record.get("index")
-                item = items[index] if isinstance(index, int) and 0 <= index < len(items) else None
-                if item is None or (record.get("agent_id"), record.get("user_id")) != (
-                    item.agent_id,
-                    item.user_id,
-                ):
-                    raise ValueError(
-                        f"output_path {self.path} line {number} does not match the input "
-                        f"(index {index!r}): it holds another batch's results; use a new output_path."
-                    )
-                if record.get("conversation_id"):
-                    successes[index] = record
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            record = _record(line)
+            if record is None:
+                raise ValueError(
+                    f"output_path {self.path} line {number} is not a JSON record; only the last line "
+                    "may be torn (by a crash): repair the file or use a new output_path."
+                )
+            self._add(successes, record, items, number)
+        if torn.strip():
+            record = _record(torn)
+            if record is not None:
+                self._add(successes, record, items, len(lines) + 1)
+                lines.append(torn)
+            else:
+                log.warning(
+                    "output_path %s: its last line was torn by a crash (%d bytes); dropping it, the "
+                    "items it recorded are sent again",
+                    self.path,
+                    len(torn),
+                )
+            self._rewrite(b"".join(line + b"\n" for line in lines))
         return successes
+
+    def _add(
+        self,
+        successes: dict[int, dict[str, Any]],
+        record: dict[str, Any],
+        items: list[BatchItem],
+        number: int,
+    ) -> None:
+        """Keep ``record`` if it is a success; raise if it is not about the item at its index."""
+        index = record.get("index")
+        if (
+            not isinstance(index, int)
+            or not 0 <= index < len(items)
+            or (
+                record.get("agent_id"),
+                record.get("user_id"),
+            )
+            != (items[index].agent_id, items[index].user_id)
+        ):
+            raise ValueError(
+                f"output_path {self.path} line {number} does not match the input "
+                f"(index {index!r}): it holds another batch's results; use a new output_path."
+            )
+        if record.get("conversation_id"):
+            successes[index] = record
+
+    def _rewrite(self, content: bytes) -> None:
+        """Replace the file's content, through a temporary file next to it (no half-written state)."""
+        temporary = self.path.with_name(f"{self.path.name}.repair")
+        temporary.write_bytes(content)
+        temporary.replace(self.path)
 
     def append(self, record: dict[str, Any]) -> None:
         """Queue one record; write the queue when it is due."""
@@ -86,3 +129,12 @@ class ResultLog:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.flush()
+
+
+def _record(line: bytes) -> dict[str, Any] | None:
+    """Return the JSON object on ``line``, or ``None`` if it is not one (e.g. torn mid-character)."""
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None

@@ -49,5 +49,7 @@ def test_seconds_beyond_a_day_or_not_above_zero_are_refused_naming_the_field(val
 
 def test_a_rate_slower_than_one_request_a_day_is_refused():
     assert require_rate("requests_per_second", 1 / 86_400) == 1 / 86_400
-    with pytest.raises(ValueError, match=r"^requests_per_second must be at least 1/86400 \(one request a day\)"):
+    with pytest.raises(
+        ValueError, match=r"^requests_per_second must be at least 1/86400 \(one request a day"
+    ):
         require_rate("requests_per_second", 1e-300)
