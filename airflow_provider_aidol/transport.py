@@ -181,9 +181,21 @@ def signed_headers(prepared: PreparedRequest, api_secret: str, timestamp: int) -
     }
 
 
+class _Session(requests.Session):
+    """A session that never looks at a redirect's target."""
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        """Return no target, so requests leaves redirects to ``check_head``.
+
+        Even with ``allow_redirects=False`` requests would otherwise read the whole body of a
+        redirect (unbounded) and decode its ``Location`` (a raw error if it is not UTF-8).
+        """
+        return None
+
+
 def new_session(settings: ConnectionSettings, *, pool_size: int) -> requests.Session:
     """Open the ``requests`` session (keep-alive connection pool) a hook sends all its requests on."""
-    session = requests.Session()
+    session = _Session()
     # requests re-reads proxy and CA variables from the environment on every request, a
     # large share of a loopback call's CPU; read them once here instead.
     session.trust_env = False
