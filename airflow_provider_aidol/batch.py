@@ -26,8 +26,9 @@ from airflow_provider_aidol.exceptions import (
 from airflow_provider_aidol.ratelimit import AdaptiveRateLimiter, RateLimiter
 from airflow_provider_aidol.retries import is_retryable
 from airflow_provider_aidol.validation import (
+    MAX_SECONDS,
     require_header_value,
-    require_positive_number,
+    require_rate,
     require_whole_number,
 )
 
@@ -176,7 +177,10 @@ class ConversationBatch:
     :param requests_per_second: a fixed pace; ``None``: ``default_requests_per_second``.
     :param default_requests_per_second: the connection's pace; ``None``: adaptive (it slows to
         the rate the server grants when rate-limited, then probes upward).
-    :param rate_limit_seconds: how long one item keeps waiting out rate limits before it fails.
+    :param rate_limit_seconds: how long one item keeps waiting out rate limits before it fails
+        (the connection's ``retry_max_seconds``): no pause that would end later is waited out.
+    :param rate_limit_wait_max: the longest pause one ``Retry-After`` causes (the connection's
+        ``retry_wait_max``).
     :param sleep: how the limiter waits.
     :param on_send: called (from a worker thread) with the item and the ``X-Request-ID`` just
         before each attempt is sent, e.g. to record what is in flight.
@@ -190,15 +194,18 @@ class ConversationBatch:
         requests_per_second: float | None,
         default_requests_per_second: float | None,
         rate_limit_seconds: float,
+        rate_limit_wait_max: float = MAX_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
         on_send: Callable[[BatchItem, str], None] | None = None,
     ) -> None:
         self.max_workers = require_whole_number("max_workers", max_workers)
         if requests_per_second is not None:
-            require_positive_number("requests_per_second", requests_per_second)
+            require_rate("requests_per_second", requests_per_second)
         rate = requests_per_second or default_requests_per_second
         self.limiter: RateLimiter = (
-            RateLimiter(rate, sleep=sleep) if rate else AdaptiveRateLimiter(sleep=sleep)
+            RateLimiter(rate, max_pause=rate_limit_wait_max, sleep=sleep)
+            if rate
+            else AdaptiveRateLimiter(max_pause=rate_limit_wait_max, sleep=sleep)
         )
         self._create = create
         self._on_send = on_send
@@ -271,14 +278,17 @@ class ConversationBatch:
         return None if on_send is None else lambda request_id: on_send(item, request_id)
 
     def _create_within_rate_limits(self, item: BatchItem) -> AidolResponse:
-        """Create one item; rate limits feed the shared limiter instead of a private backoff."""
+        """Create one item; rate limits feed the shared limiter instead of a private backoff.
+
+        The item gives up once the pause before its next try would end after its time budget.
+        """
         deadline = time.monotonic() + self._rate_limit_seconds
         while True:
             try:
                 response = self._create(item, self.limiter, is_retryable_in_batch, self._sender(item))
             except AidolRateLimitError as error:
-                self.limiter.on_rate_limited(error.retry_after)
-                if time.monotonic() >= deadline:
+                pause = self.limiter.on_rate_limited(error.retry_after)
+                if time.monotonic() + pause >= deadline:
                     raise
                 continue
             except AidolError as error:

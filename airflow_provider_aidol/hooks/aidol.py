@@ -31,7 +31,7 @@ from airflow_provider_aidol.retries import (
 from airflow_provider_aidol.transport import (
     mount_adapters,
 )
-from airflow_provider_aidol.validation import require_positive_number
+from airflow_provider_aidol.validation import require_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -137,6 +137,7 @@ class AidolHook(AidolBaseHook):
         the quota is used up, the items not yet sent are reported as ``not sent``.
         """
         batch = self.conversation_batch(max_workers=max_workers, requests_per_second=requests_per_second)
+        require_seconds("progress_interval", progress_interval)
         return batch.run(self.parse_items(items), progress_interval=progress_interval)
 
     def conversation_batch(
@@ -160,6 +161,7 @@ class AidolHook(AidolBaseHook):
             requests_per_second=requests_per_second,
             default_requests_per_second=self.settings.requests_per_second,
             rate_limit_seconds=self.settings.retry_max_seconds,
+            rate_limit_wait_max=self.settings.retry_wait_max,
             sleep=self.sleep,
             on_send=on_send,
         )
@@ -238,7 +240,7 @@ class AidolHook(AidolBaseHook):
         """Like ``generate_chat_image()``, but return the whole answer: PNG, echoed metadata, traceId."""
         body = chat_image_body(agent_id, conversation_id, text, language=language, metadata=metadata)
         if timeout is not None:
-            require_positive_number("timeout", timeout, unit=" of seconds")
+            require_seconds("timeout", timeout)
         prepared = self._prepare("POST", CHAT_IMAGE_PATH, json=body, user_id=user_id)
         try:
             response = self._send(

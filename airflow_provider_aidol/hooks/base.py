@@ -16,6 +16,7 @@ from tenacity import Retrying
 
 from airflow_provider_aidol._lazy import Lazy
 from airflow_provider_aidol.connection import ConnectionSettings, load_settings
+from airflow_provider_aidol.endpoints import max_answer_bytes
 from airflow_provider_aidol.exceptions import AidolAuthError
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID, FIELD_BEHAVIOUR
 from airflow_provider_aidol.ratelimit import RateLimiter
@@ -108,6 +109,7 @@ class AidolBaseHook(BaseHook):
             params=options.get("params"),
             user_id=self.resolve_user_id(options.get("user_id")),
             base_path=self.settings.base_path,
+            max_answer_bytes=max_answer_bytes(path),
         )
 
     def _send(
@@ -153,7 +155,11 @@ class AidolBaseHook(BaseHook):
             resend_offset = self._clock.resend_offset(error, signed_with=offset)
             if resend_offset is None:
                 raise
+        try:
             return self._attempt(prepared, limiter, resend_offset, timeout, on_send)
+        except AidolAuthError:
+            self._clock.refused(resend_offset, signed_with=offset)
+            raise
 
     def _attempt(
         self,
