@@ -27,6 +27,7 @@ from airflow_provider_aidol.transport import (
     check_head,
     environment_proxies,
     read_answer,
+    request_line,
     tls_failure,
 )
 
@@ -74,11 +75,8 @@ async def send_once_async(
     try:
         async with asyncio.timeout(deadline.seconds):
             request = client.build_request(
-                prepared.method,
-                settings.base_url + prepared.path,
-                params=prepared.wire_params,
+                **request_line(settings, prepared, headers),
                 content=prepared.wire_body,
-                headers=headers,
                 timeout=httpx.Timeout(timeout, connect=settings.connect_timeout),
             )
             answer = await client.send(request, stream=True)

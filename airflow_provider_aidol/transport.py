@@ -147,6 +147,18 @@ def environment_proxies(url: str) -> dict[str, str]:
     return proxies
 
 
+def request_line(
+    settings: ConnectionSettings, prepared: PreparedRequest, headers: Mapping[str, str]
+) -> dict[str, Any]:
+    """Return method, URL, query and headers of an attempt, as both HTTP clients take them."""
+    return {
+        "method": prepared.method,
+        "url": settings.base_url + prepared.path,
+        "params": prepared.wire_params,
+        "headers": headers,
+    }
+
+
 def tls_failure(settings: ConnectionSettings, reason: str) -> str:
     """Return the message of a failed TLS handshake: the Base URL, and what a missing scheme means."""
     hint = (
@@ -248,11 +260,8 @@ def send_once(
     with Exchange(deadline) as exchange:
         try:
             answer = session.request(
-                prepared.method,
-                settings.base_url + prepared.path,
-                params=prepared.wire_params,
+                **request_line(settings, prepared, headers),
                 data=prepared.wire_body,
-                headers=headers,
                 timeout=(settings.connect_timeout, read_timeout),
                 allow_redirects=False,
                 stream=True,
