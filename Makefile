@@ -23,7 +23,7 @@ test: $(STAMP)
 
 $(OLDEST_STAMP): pyproject.toml constraints-airflow-3.1.txt
 	$(PYTHON) -m venv $(OLDEST)
-	$(OLDEST)/bin/pip install --quiet -c constraints-airflow-3.1.txt -e . pytest hypothesis
+	$(OLDEST)/bin/pip install --quiet -c constraints-airflow-3.1.txt -e . pytest hypothesis pytest-examples
 	touch $(OLDEST_STAMP)
 
 ## test-oldest: the whole test suite on the oldest supported Airflow (3.1), pinned by constraints-airflow-3.1.txt

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -12,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from airflow_provider_aidol.testing.dag_runner import AirflowHome, DagTestError
+from tests.user_project import run_user_project
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -130,21 +128,6 @@ def test_my_dag(aidol_airflow, aidol_server):
     assert run.state == "success", run.log
     assert len(aidol_server.conversations) == 3
 """
-
-
-def run_user_project(project: Path, home: Path) -> subprocess.CompletedProcess[str]:
-    """Run pytest in ``project`` as its owner would: a HOME of its own, no Airflow settings of ours."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AIRFLOW")}
-    env["HOME"] = str(home)
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_a_users_suite_runs_a_dag_with_airflow_already_imported_and_never_touches_home_airflow(
