@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 OLDEST       := .venv-airflow-3.1
 OLDEST_STAMP := $(OLDEST)/.installed
 
-.PHONY: install test test-oldest lint demo bench e2e docs clean
+.PHONY: install test test-oldest lint demo bench e2e docs docs-serve clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,10 +45,19 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks
 
-## docs: install the docs extras, build the documentation site with mkdocs --strict into site/ (offline)
+DOCS_INSTALL := $(BIN)/pip install --quiet -c constraints.txt -c constraints-docs.txt -e '.[dev,docs]'
+
+## docs: install the docs extras, build the documentation site with mkdocs --strict into site/ (offline),
+##       then check every link names a file, so site/index.html also works opened from disk
 docs: $(STAMP)
-	$(BIN)/pip install --quiet -c constraints.txt -c constraints-docs.txt -e '.[dev,docs]'
+	$(DOCS_INSTALL)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+	$(BIN)/python scripts/check_site.py site
+
+## docs-serve: the documentation site on http://127.0.0.1:8000/airflow-provider-aidol/, rebuilt on every change
+docs-serve: $(STAMP)
+	$(DOCS_INSTALL)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000
 
 ## e2e: the real user path: Airflow 3.3 UI in Debian's headless Chromium (Playwright) against the embedded server,
 ##      and a triggerer SIGKILLed mid-request with a deferrable image task (about 1.5 min)

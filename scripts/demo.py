@@ -164,7 +164,7 @@ What to try next:
        set -a; . {airflow_env}; . {server_env}; set +a
        {BIN / "airflow"} dags test example_aidol_conversation
   3. Write a DAG test of your own with the aidol_airflow pytest fixture: docs/testing.md
-  4. Browse the documentation: make docs-serve, then http://127.0.0.1:8000/"""
+  4. Browse the documentation: make docs-serve, then http://127.0.0.1:8000/airflow-provider-aidol/"""
     )
 
 

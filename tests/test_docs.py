@@ -79,7 +79,8 @@ def test_example_runs_as_pasted(
     compile(example.source, str(example), "exec")
     if block.kind == "partial":
         return
-    eval_example.set_config(ruff_line_length=110, target_version="py311", ruff_ignore=["D"])
+    # set_config's annotation omits py311, which ExamplesConfig accepts.
+    eval_example.set_config(ruff_line_length=110, target_version="py311", ruff_ignore=["D"])  # type: ignore[arg-type]
     eval_example.lint_ruff(example)
     if block.kind == "dag":
         run_dag_block(example, request.getfixturevalue("aidol_airflow"), tmp_path)
