@@ -13,6 +13,7 @@ What a block is, is said by an HTML comment above its fence (invisible on GitHub
 - ``<!-- docs-test: partial -->``: a fragment (e.g. a task to put inside a DAG): compiled only.
 
 Every block but a fragment is also checked by ruff (undefined names, unused imports, import order).
+A DAG block repeated word for word on several pages (the quick start) runs once per session.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ PAGES = [REPO / "README.md", REPO / "README-pypi.md", REPO / "docs"]
 EXAMPLES = list(find_examples(*PAGES))
 _MARKER = re.compile(r"<!--\s*docs-test:\s*(?P<kind>\w+)(?P<options>[^>]*?)\s*-->")
 _DAG_ID = re.compile(r"""dag_id=["']([\w.-]+)["']""")
+_DAGS_THAT_RAN: set[str] = set()  # sources of DAG blocks that already ran successfully
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ def run_script_block(
 def run_dag_block(example: CodeExample, airflow: AirflowHome, tmp_path: Path) -> None:
     dag_ids = _DAG_ID.findall(example.source)
     assert len(dag_ids) == 1, f"{example}: a DAG block defines exactly one dag_id=…, found {dag_ids}"
+    if example.source in _DAGS_THAT_RAN:
+        return
     dag_file = tmp_path / "dags" / f"{example.module_name}.py"
     dag_file.parent.mkdir()
     dag_file.write_text(example.source)
@@ -117,6 +121,7 @@ def run_dag_block(example: CodeExample, airflow: AirflowHome, tmp_path: Path) ->
     ]
     assert states, f"{example}: the DAG has no tasks"
     assert set(states) == {"success"}, run.task_states
+    _DAGS_THAT_RAN.add(example.source)
 
 
 def run_pytest_block(example: CodeExample, tmp_path: Path) -> None:
