@@ -1,8 +1,8 @@
 """``make dist``'s check of the built packages, as a user and a packager would meet them.
 
 1. The wheel, installed into a new, empty virtual environment (pinned by constraints.txt), is
-   discovered by Airflow: ``airflow providers list`` shows it with its version and documentation
-   URL, and the ``aidol-server`` console script runs.
+   discovered by Airflow: ``airflow providers list`` shows it with its version, ``airflow
+   providers get`` with the documentation URL, and the ``aidol-server`` console script runs.
 2. The sdist holds everything the test suite needs: unpacked, pytest collects as many tests
    there as in this checkout, and a few quick test modules pass.
 
@@ -19,6 +19,8 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+
+from airflow_provider_aidol.get_provider_info import DOCUMENTATION_URL
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "airflow-provider-aidol"
@@ -65,6 +67,14 @@ def check_wheel(wheel: Path, work: Path) -> None:
     providers = {entry["package_name"]: entry for entry in json.loads(listing[listing.index("[") :])}
     if providers.get(PACKAGE, {}).get("version") != version():
         raise SystemExit(f"airflow providers list does not show {PACKAGE} {version()}:\n{listing}")
+    details = json.loads(
+        run(venv / "bin" / "airflow", "providers", "get", "-f", PACKAGE, "-o", "json", env=env)
+    )
+    documentation = details[0].get("documentation-url")
+    if documentation != DOCUMENTATION_URL:
+        raise SystemExit(
+            f"airflow providers get shows documentation-url {documentation!r}, not {DOCUMENTATION_URL}"
+        )
     run(venv / "bin" / "aidol-server", "--help", env=env)
     print(f"{wheel.name}: installed alone into a new venv, listed by airflow providers list ", end="")
     print(f"({time.monotonic() - started:.0f} s)")
