@@ -13,7 +13,7 @@ OLDEST_STAMP := $(OLDEST)/.installed
 EXTRA_PYTHONS := 3.13
 PYENV_ROOT    ?= $(HOME)/.pyenv
 
-.PHONY: install test test-oldest test-extra-pythons lint demo bench e2e docs docs-serve dist clean
+.PHONY: install postgres test test-oldest test-extra-pythons lint demo bench e2e docs docs-serve dist clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,21 +23,25 @@ $(STAMP): pyproject.toml constraints.txt
 ## install: create .venv with the provider (editable) and the test tools, pinned by constraints.txt
 install: $(STAMP)
 
+## postgres: install Debian's PostgreSQL server when missing (the tests start throwaway clusters of it)
+postgres:
+	bash scripts/ensure-postgres.sh
+
 ## test: run the whole test suite
-test: $(STAMP)
+test: $(STAMP) postgres
 	$(BIN)/pytest
 
 $(OLDEST_STAMP): pyproject.toml constraints-airflow-3.1.txt
 	$(PYTHON) -m venv $(OLDEST)
-	$(OLDEST)/bin/pip install --quiet -c constraints-airflow-3.1.txt -e . pytest hypothesis pytest-examples
+	$(OLDEST)/bin/pip install --quiet -c constraints-airflow-3.1.txt -e '.[postgres,sqlite]' pytest hypothesis pytest-examples
 	touch $(OLDEST_STAMP)
 
 ## test-oldest: the whole test suite on the oldest supported Airflow (3.1), pinned by constraints-airflow-3.1.txt
-test-oldest: $(OLDEST_STAMP)
+test-oldest: $(OLDEST_STAMP) postgres
 	$(OLDEST)/bin/pytest -p no:cacheprovider
 
 ## test-extra-pythons: the whole suite on each of EXTRA_PYTHONS (newest Airflow, constraints.txt)
-test-extra-pythons: $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed)
+test-extra-pythons: $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed) postgres
 	for v in $(EXTRA_PYTHONS); do .venv-py$$v/bin/pytest -p no:cacheprovider || exit 1; done
 
 # The interpreter: pyenv's (as on the CI machine), else pythonX.Y on PATH.
@@ -58,7 +62,7 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 ## bench: install the bench extras, run the benchmarks, write docs/benchmarks.{md,json,png} (about 20 min)
-bench: $(STAMP)
+bench: $(STAMP) postgres
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks
 

@@ -7,7 +7,12 @@ try:  # Airflow 3.2+: the Task SDK owns the task exceptions.
 except ImportError:  # Airflow 3.1
     from airflow.exceptions import AirflowException, AirflowFailException  # type: ignore[no-redef,attr-defined]
 
-__all__ = ["AirflowException", "AirflowFailException", "default_deferrable"]
+try:  # Airflow 3.2+
+    from airflow.sdk.exceptions import AirflowNotFoundException
+except ImportError:  # Airflow 3.1
+    from airflow.exceptions import AirflowNotFoundException  # type: ignore[attr-defined,no-redef,unused-ignore]
+
+__all__ = ["AirflowException", "AirflowFailException", "AirflowNotFoundException", "default_deferrable"]
 
 
 def default_deferrable() -> bool:

@@ -6,7 +6,6 @@ the same typed errors, so a deferred task fails exactly as a task on a worker wo
 
 from __future__ import annotations
 
-import os
 import ssl
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +13,14 @@ import httpx
 
 from airflow_provider_aidol.envelope import redact
 from airflow_provider_aidol.exceptions import AidolConnectionError, AidolResponseError, AidolTimeoutError
-from airflow_provider_aidol.transport import CLIENT_HEADERS, read_answer
+from airflow_provider_aidol.transport import (
+    CLIENT_HEADERS,
+    authorization_header,
+    ca_bundle,
+    environment_proxies,
+    read_answer,
+    tls_failure,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -24,11 +30,19 @@ if TYPE_CHECKING:
     from airflow_provider_aidol.transport import PreparedRequest
 
 
-def new_async_client() -> httpx.AsyncClient:
-    """Open an HTTP client that trusts the same CA bundle variables as the hook's ``requests`` session."""
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+def new_async_client(settings: ConnectionSettings) -> httpx.AsyncClient:
+    """Open an HTTP client with the same headers, CA bundle and proxy as the hook's ``requests`` session."""
+    bundle = ca_bundle()
     verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=bundle) if bundle else True
-    return httpx.AsyncClient(verify=verify, follow_redirects=False, headers=CLIENT_HEADERS)
+    proxies = environment_proxies(settings.base_url)
+    scheme = settings.base_url.partition(":")[0]
+    return httpx.AsyncClient(
+        verify=verify,
+        proxy=proxies.get(scheme) or proxies.get("all"),
+        trust_env=False,
+        follow_redirects=False,
+        headers={**CLIENT_HEADERS, **authorization_header(settings.api_key)},
+    )
 
 
 async def send_once_async(
@@ -51,13 +65,13 @@ async def send_once_async(
             settings.base_url + prepared.path,
             params=prepared.wire_params,
             content=prepared.wire_body,
-            headers={**headers, "Authorization": f"Bearer {settings.api_key}"},
+            headers=headers,
             timeout=httpx.Timeout(timeout, connect=settings.connect_timeout),
         )
     except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-        tls = _caused_by_tls(error)
+        tls, reason = _caused_by_tls(error), _reason(error, secrets)
         raise AidolConnectionError(
-            f"{'TLS failed' if tls else 'connection failed'}: {_reason(error, secrets)}",
+            tls_failure(settings, reason) if tls else f"connection failed: {reason}",
             retryable=not tls,
             request_sent=False,
             **where,
@@ -69,14 +83,7 @@ async def send_once_async(
     except httpx.HTTPError as error:
         # The server had begun to answer (e.g. a body that cannot be decoded): not retried.
         raise AidolResponseError(f"answer broke off: {_reason(error, secrets)}", **where) from None
-    return read_answer(
-        answer.status_code,
-        answer.headers,
-        answer.content,
-        redirect=answer.is_redirect,
-        secrets=secrets,
-        **where,
-    )
+    return read_answer(answer, secrets=secrets, **where)
 
 
 def _caused_by_tls(error: BaseException) -> bool:

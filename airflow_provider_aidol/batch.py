@@ -1,24 +1,43 @@
-"""Batch conversation creation: checking the items, and running them on a bounded thread pool."""
+"""The batch engine: many conversations created concurrently under one shared rate limiter.
+
+Everything a batch decides lives here: checking the items and the options, choosing the
+limiter, running the items on a bounded thread pool, each item's outcome, how rate limits feed
+the shared limiter, and the stop after the credentials are refused or the quota is used up.
+The hook hands in the one thing it owns: a single signed, paced create (``PacedCreate``).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_aidol.validation import require_header_value
+from airflow_provider_aidol.exceptions import (
+    AidolAuthError,
+    AidolError,
+    AidolQuotaExceededError,
+    AidolRateLimitError,
+    AidolRequestBudgetError,
+)
+from airflow_provider_aidol.ratelimit import AdaptiveRateLimiter, RateLimiter
+from airflow_provider_aidol.retries import is_retryable
+from airflow_provider_aidol.validation import (
+    require_header_value,
+    require_positive_number,
+    require_whole_number,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from airflow_provider_aidol.envelope import AidolResponse
 
 log = logging.getLogger(__name__)
 
-#: How many bad items one error message lists.
 _MAX_REPORTED = 10
+"""How many bad items one error message lists."""
 _ITEM_KEYS = frozenset({"agent_id", "user_id"})
 
 
@@ -47,7 +66,8 @@ def parse_items(items: Iterable[object], *, default_user_id: str | None, conn_id
     """Check every item before anything is sent; raise ``ValueError`` listing the bad ones by index.
 
     An item is an agent-id string or a mapping with ``agent_id`` and optionally ``user_id``
-    (defaulting to the connection's ``user_id``).
+    (defaulting to the connection's ``user_id``), or an already parsed ``BatchItem``, which is
+    kept as it is (with its own ``index``).
     """
     if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
         raise ValueError(
@@ -71,6 +91,8 @@ def parse_items(items: Iterable[object], *, default_user_id: str | None, conn_id
 def _parse_item(index: int, item: object, default_user_id: str | None, conn_id: str) -> BatchItem:
     agent_id: object
     user_id: object
+    if isinstance(item, BatchItem):
+        return item
     if isinstance(item, str):
         agent_id, user_id = item, None
     elif isinstance(item, Mapping):
@@ -119,43 +141,21 @@ class _Progress:
             )
 
 
-def run_batch(
-    items: list[BatchItem],
-    create: Callable[[BatchItem], dict[str, Any]],
-    *,
-    max_workers: int,
-    progress_interval: float,
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Run ``create`` for every item on ``max_workers`` threads; yield ``(index, result)`` as they finish.
-
-    At most ``2 * max_workers`` items are in flight, so memory does not grow with the batch.
-    """
-    progress = _Progress(len(items), progress_interval)
-    pending: dict[Future[dict[str, Any]], int] = {}
-    queue = iter(items)
-    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="aidol-batch") as pool:
-        try:
-            while True:
-                for item in queue:
-                    pending[pool.submit(create, item)] = item.index
-                    if len(pending) >= 2 * max_workers:
-                        break
-                if not pending:
-                    break
-                finished, _ = wait(pending, timeout=progress_interval, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    result = future.result()
-                    progress.count(result)
-                    yield pending.pop(future), result
-                progress.maybe_log()
-        finally:
-            for future in pending:
-                future.cancel()
-    progress.maybe_log(final=True)
+PacedCreate = Callable[
+    [BatchItem, RateLimiter, Callable[[AidolError], bool], Callable[[str], None] | None], "AidolResponse"
+]
+"""The hook's single signed create of one item, ``create(item, limiter, retry_if, on_send)``: paced
+by ``limiter``, retried only as ``retry_if`` allows, calling ``on_send`` with each attempt's
+``X-Request-ID`` just before it is sent; it returns the answer carrying ``data.conversationId``."""
 
 
-class FatalBatchError:
-    """Remembers the first error that dooms the rest of a batch (bad credentials, quota used up)."""
+def is_retryable_in_batch(error: AidolError) -> bool:
+    """Retry like the hook, except rate limits: in a batch those slow the shared limiter instead."""
+    return is_retryable(error) and not isinstance(error, AidolRateLimitError)
+
+
+class FatalErrorLatch:
+    """Holds the first error that dooms the rest of a batch (bad credentials, quota used up)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -166,3 +166,124 @@ class FatalBatchError:
         with self._lock:
             if self.error is None:
                 self.error = error
+
+
+class ConversationBatch:
+    """One batch: its options checked, its limiter chosen; ``run()`` yields every item's outcome.
+
+    :param create: the hook's paced create of one item.
+    :param max_workers: threads sending requests.
+    :param requests_per_second: a fixed pace; ``None``: ``default_requests_per_second``.
+    :param default_requests_per_second: the connection's pace; ``None``: adaptive (it slows to
+        the rate the server grants when rate-limited, then probes upward).
+    :param rate_limit_seconds: how long one item keeps waiting out rate limits before it fails.
+    :param sleep: how the limiter waits.
+    :param on_send: called (from a worker thread) with the item and the ``X-Request-ID`` just
+        before each attempt is sent, e.g. to record what is in flight.
+    """
+
+    def __init__(
+        self,
+        create: PacedCreate,
+        *,
+        max_workers: int,
+        requests_per_second: float | None,
+        default_requests_per_second: float | None,
+        rate_limit_seconds: float,
+        sleep: Callable[[float], None] = time.sleep,
+        on_send: Callable[[BatchItem, str], None] | None = None,
+    ) -> None:
+        self.max_workers = require_whole_number("max_workers", max_workers)
+        if requests_per_second is not None:
+            require_positive_number("requests_per_second", requests_per_second)
+        rate = requests_per_second or default_requests_per_second
+        self.limiter: RateLimiter = (
+            RateLimiter(rate, sleep=sleep) if rate else AdaptiveRateLimiter(sleep=sleep)
+        )
+        self._create = create
+        self._on_send = on_send
+        self._rate_limit_seconds = rate_limit_seconds
+        self._fatal = FatalErrorLatch()
+
+    def run(
+        self, items: list[BatchItem], *, progress_interval: float = 10.0
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Yield ``(item.index, result)`` as items finish; at most ``2 * max_workers`` are in flight.
+
+        Memory does not grow with the batch; progress is logged every ``progress_interval`` s.
+        """
+        for wave in self.run_in_waves(items, progress_interval=progress_interval):
+            yield from wave
+
+    def run_in_waves(
+        self, items: list[BatchItem], *, progress_interval: float = 10.0
+    ) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+        """Like ``run()``, but yield every result that finished since the last wave, as one list.
+
+        No new item is sent while the caller handles a wave, so a caller that records each wave
+        before asking for the next has, at any moment, at most ``2 * max_workers`` items whose
+        outcome is unrecorded: if its process dies, only those can be in doubt.
+        """
+        progress = _Progress(len(items), progress_interval)
+        pending: dict[Future[dict[str, Any]], int] = {}
+        queue = iter(items)
+        with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="aidol-batch") as pool:
+            try:
+                while True:
+                    for item in queue:
+                        pending[pool.submit(self._outcome, item)] = item.index
+                        if len(pending) >= 2 * self.max_workers:
+                            break
+                    if not pending:
+                        break
+                    finished, _ = wait(pending, timeout=progress_interval, return_when=FIRST_COMPLETED)
+                    wave = [(pending.pop(future), future.result()) for future in finished]
+                    for _, result in wave:
+                        progress.count(result)
+                    if wave:
+                        yield wave
+                    progress.maybe_log()
+            finally:
+                for future in pending:
+                    future.cancel()
+        progress.maybe_log(final=True)
+
+    def _outcome(self, item: BatchItem) -> dict[str, Any]:
+        """Create one item and report its outcome; never raises."""
+        if self._fatal.error is not None:
+            return item.result(error=f"not sent: {self._fatal.error}")
+        try:
+            response = self._create_within_rate_limits(item)
+        except AidolRequestBudgetError as error:
+            self._fatal.record(str(error))
+            return item.result(error=f"not sent: {error}")
+        except (AidolAuthError, AidolQuotaExceededError) as error:
+            self._fatal.record(str(error))
+            return item.result(trace_id=error.trace_id, error=str(error))
+        except AidolError as error:
+            return item.result(trace_id=error.trace_id, error=str(error))
+        except Exception as error:  # a batch reports every item's outcome, whatever went wrong
+            return item.result(error=f"{type(error).__name__}: {error}")
+        return item.result(response.data["conversationId"], response.trace_id)
+
+    def _sender(self, item: BatchItem) -> Callable[[str], None] | None:
+        on_send = self._on_send
+        return None if on_send is None else lambda request_id: on_send(item, request_id)
+
+    def _create_within_rate_limits(self, item: BatchItem) -> AidolResponse:
+        """Create one item; rate limits feed the shared limiter instead of a private backoff."""
+        deadline = time.monotonic() + self._rate_limit_seconds
+        while True:
+            try:
+                response = self._create(item, self.limiter, is_retryable_in_batch, self._sender(item))
+            except AidolRateLimitError as error:
+                self.limiter.on_rate_limited(error.retry_after)
+                if time.monotonic() >= deadline:
+                    raise
+                continue
+            except AidolError as error:
+                if error.http_status is not None:
+                    self.limiter.on_granted()
+                raise
+            self.limiter.on_granted()
+            return response

@@ -36,11 +36,25 @@ class ConnectionSettings:
     retry_wait_initial: float
     retry_wait_max: float
     requests_per_second: float | None
+    registry_conn_id: str | None = None
+    registry_table: str | None = None
+    max_requests: int | None = None
 
     @property
     def base_path(self) -> str:
         """The path part of the base URL ('' when the API sits at the root)."""
         return urlsplit(self.base_url).path
+
+    def resolve_user_id(self, user_id: str | None) -> str:
+        """Return ``user_id``, or the connection's default when it is ``None``; check it is usable."""
+        if user_id is None:
+            user_id = self.user_id
+            if user_id is None:
+                raise ValueError(
+                    f"user_id is not set: pass user_id= or set the extra field 'user_id' on "
+                    f"connection {self.conn_id!r}."
+                )
+        return require_header_value("user_id", user_id)
 
     @classmethod
     def from_connection(cls, conn: Connection) -> ConnectionSettings:
@@ -65,7 +79,24 @@ class ConnectionSettings:
             retry_wait_initial=field.number("retry_wait_initial"),
             retry_wait_max=field.number("retry_wait_max"),
             requests_per_second=field.optional_number("requests_per_second", above_zero=True),
+            registry_conn_id=_optional_text(extra.get("registry_conn_id")),
+            registry_table=_optional_text(extra.get("registry_table")),
+            max_requests=_optional_int(field.optional_number("max_requests", whole=True, above_zero=True)),
         )
+
+
+def load_settings(conn_id: str) -> ConnectionSettings:
+    """Read and check Airflow connection ``conn_id``; register its key and secret for log masking.
+
+    What the hook and the trigger both use to read a connection.
+    """
+    from airflow.sdk import BaseHook
+    from airflow.sdk.log import mask_secret
+
+    settings = ConnectionSettings.from_connection(BaseHook.get_connection(conn_id))
+    mask_secret(settings.api_key)
+    mask_secret(settings.api_secret)
+    return settings
 
 
 def _plain_extra(extra: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +118,10 @@ def _credential(conn_id: str, value: str | None, field_name: str) -> str:
             "outside Latin-1; paste it again."
         ) from None
     return text
+
+
+def _optional_int(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def _optional_text(value: object) -> str | None:

@@ -6,7 +6,7 @@ business code, message, traceId, method and path. None of them ever holds a cred
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_provider_aidol._compat import AirflowException, AirflowFailException
 
@@ -20,6 +20,9 @@ __all__ = [
     "AidolNotFoundError",
     "AidolQuotaExceededError",
     "AidolRateLimitError",
+    "AidolRegistryConfigError",
+    "AidolRegistryError",
+    "AidolRequestBudgetError",
     "AidolResponseError",
     "AidolServerError",
     "AidolTimeoutError",
@@ -41,10 +44,19 @@ class AidolError(AirflowException):
     :param retry_after: seconds the server asked to wait (``Retry-After``), if it said.
     """
 
-    #: Whether the hook retries this kind of error (see docs/errors.md).
     retryable: bool = False
+    """Whether the hook retries this kind of error (see docs/errors.md)."""
+    outcome: str = "error"
+    """This kind of failure in metric names (``aidol.request.<endpoint>.<outcome>``)."""
     # The keyword arguments to_payload() keeps, so from_payload() can rebuild the error.
     _payload_fields: tuple[str, ...] = ("http_status", "code", "trace_id", "method", "path", "retry_after")
+    # Every subclass by name, registered as it is defined, so from_payload() can find it; the
+    # first class of a name keeps it (the provider's own are defined before any user's).
+    _classes: ClassVar[dict[str, type[AidolError]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        AidolError._classes.setdefault(cls.__name__, cls)
 
     def __init__(
         self,
@@ -85,10 +97,14 @@ class AidolError(AirflowException):
         fields = {name: getattr(self, name) for name in self._payload_fields}
         return {"error_class": type(self).__name__, "message": self.message, **fields}
 
+    def with_context(self, context: str) -> AidolError:
+        """Return a copy of this error whose message ends with ``context`` (e.g. which agent)."""
+        return AidolError.from_payload({**self.to_payload(), "message": f"{self.message} ({context})"})
+
     @staticmethod
     def from_payload(payload: dict[str, Any]) -> AidolError:
         """Rebuild the error ``to_payload()`` described."""
-        error_class = _ERROR_CLASSES.get(payload["error_class"], AidolError)
+        error_class = AidolError._classes.get(payload["error_class"], AidolError)
         fields = {name: payload[name] for name in error_class._payload_fields if name in payload}
         return error_class(payload["message"], **fields)
 
@@ -102,8 +118,10 @@ class AidolAuthError(AidolError, AirflowFailException):
         when the server's answer let the hook measure it; the text shows it from a minute on.
     """
 
-    #: Smallest skew worth pointing out in the message.
+    outcome = "auth_error"
+
     NOTABLE_SKEW = 60.0
+    """Smallest skew worth pointing out in the message."""
     _payload_fields = (*AidolError._payload_fields, "clock_skew")
 
     def __init__(self, message: str, *, clock_skew: float | None = None, **kwargs: Any) -> None:
@@ -120,23 +138,33 @@ class AidolAuthError(AidolError, AirflowFailException):
 class AidolRateLimitError(AidolError):
     """The server answered "Too many requests" (or HTTP 429); retried, honouring ``Retry-After``."""
 
+    outcome = "rate_limited"
+
     retryable = True
 
 
 class AidolQuotaExceededError(AidolError, AirflowFailException):
     """The API key's total call quota is used up; fails the task without Airflow task retries."""
 
+    outcome = "quota_exceeded"
+
 
 class AidolValidationError(AidolError):
     """The server rejected the request's content (business code 10400)."""
+
+    outcome = "validation_error"
 
 
 class AidolNotFoundError(AidolError):
     """The agent, conversation or endpoint does not exist (business code 10404)."""
 
+    outcome = "not_found"
+
 
 class AidolServerError(AidolError):
     """The server failed (HTTP 5xx or business code 10500); HTTP 502, 503 and 504 are retried."""
+
+    outcome = "server_error"
 
     def __init__(self, message: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -145,7 +173,13 @@ class AidolServerError(AidolError):
 
 
 class AidolResponseError(AidolError):
-    """The answer could not be read: not JSON, an HTML page, or an envelope missing fields."""
+    """The answer could not be used; the hook does not retry it.
+
+    Not JSON, an HTML page (below HTTP 500), an envelope missing fields, a success without
+    the documented ``data``, an answer that broke off, or a redirect (never followed).
+    """
+
+    outcome = "bad_response"
 
 
 class AidolImageConfigError(AidolError, AirflowFailException):
@@ -153,6 +187,8 @@ class AidolImageConfigError(AidolError, AirflowFailException):
 
     It fails the task without Airflow task retries: the agent must be configured first.
     """
+
+    outcome = "image_config_error"
 
 
 class AidolConnectionError(AidolError):
@@ -162,6 +198,8 @@ class AidolConnectionError(AidolError):
     :param request_sent: ``False`` only when the request surely never reached the server (the
         connection was never made), so even a request that must not run twice may be resent.
     """
+
+    outcome = "connection_error"
 
     _payload_fields = (*AidolError._payload_fields, "retryable", "request_sent")
 
@@ -176,9 +214,11 @@ class AidolConnectionError(AidolError):
 class AidolTimeoutError(AidolError):
     """The server did not answer within the read timeout.
 
-    Not retried: the server may have acted (for example created a conversation), and the API
-    has no idempotency key, so a retry could do it twice.
+    Not retried: the server may have acted (for example created a conversation), so a retry
+    could do it twice (see "No idempotency key" on the protocol docs page).
     """
+
+    outcome = "timeout"
 
 
 class AidolInterruptedError(AidolError, AirflowFailException):
@@ -189,6 +229,25 @@ class AidolInterruptedError(AidolError, AirflowFailException):
     """
 
 
+class AidolRequestBudgetError(AidolError, AirflowFailException):
+    """The task's request budget (``max_requests``) is spent: this request was not sent.
+
+    It fails the task without Airflow task retries: a retry would spend another budget on the
+    same key, which is what the budget is there to prevent.
+
+    :param max_requests: the budget that was reached.
+    """
+
+    _payload_fields = (*AidolError._payload_fields, "max_requests")
+
+    def __init__(self, message: str | None = None, *, max_requests: int, **kwargs: Any) -> None:
+        self.max_requests = max_requests
+        super().__init__(message or f"request budget of {max_requests} reached", **kwargs)
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class AidolBatchError(AirflowException):
     """Items of a batch failed (``on_error="fail"``); every item was attempted first.
 
@@ -196,8 +255,8 @@ class AidolBatchError(AirflowException):
     :param total: how many items the batch had.
     """
 
-    #: How many failures the message lists.
     SHOWN = 10
+    """How many failures the message lists."""
 
     def __init__(self, failures: list[dict[str, object]], total: int) -> None:
         self.failures = failures
@@ -210,20 +269,27 @@ class AidolBatchError(AirflowException):
         super().__init__(f"{len(failures)} of {total} conversations failed: {listed}{more}")
 
 
-_ERROR_CLASSES: dict[str, type[AidolError]] = {
-    error_class.__name__: error_class
-    for error_class in (
-        AidolError,
-        AidolAuthError,
-        AidolRateLimitError,
-        AidolQuotaExceededError,
-        AidolValidationError,
-        AidolNotFoundError,
-        AidolServerError,
-        AidolResponseError,
-        AidolImageConfigError,
-        AidolConnectionError,
-        AidolTimeoutError,
-        AidolInterruptedError,
-    )
-}
+class AidolRegistryError(AidolError):
+    """The conversation registry (Airflow Variables or a SQL table) could not be read or written.
+
+    :param message: what went wrong, naming the registry connection and table.
+    :param registry: the registry it happened in, e.g. ``table aidol_conversations of connection 'my_db'``.
+    """
+
+    _payload_fields = ("registry",)
+
+    def __init__(self, message: str, *, registry: str | None = None) -> None:
+        self.registry = registry
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class AidolRegistryConfigError(AidolRegistryError, ValueError, AirflowFailException):
+    """The registry is not usable as configured; raised before any conversation is created.
+
+    Its connection does not exist or is not a SQL connection, its table has another shape, or the
+    database is one the registry does not speak. The message names the connection and the fix.
+    It is a ``ValueError`` (bad input) and fails the task without Airflow task retries.
+    """

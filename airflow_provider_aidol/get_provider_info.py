@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 _HOOK_CLASS = "airflow_provider_aidol.hooks.aidol.AidolHook"
-#: The connection id hooks and operators use unless told otherwise.
 DEFAULT_CONN_ID = "aidol_default"
-#: The documentation site (also the package's ``Documentation`` project URL, which Airflow prefers).
+"""The connection id hooks and operators use unless told otherwise."""
 DOCUMENTATION_URL = "https://airflow-provider-aidol.github.io/airflow-provider-aidol/"
+"""The documentation site (also the package's ``Documentation`` project URL, which Airflow prefers)."""
 
 
 def _number_field(
@@ -59,10 +59,26 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
     "retry_wait_max": _number_field(
         "Longest retry wait (s)", "Cap on one backoff wait, and on a server's Retry-After.", 30
     ),
+    "registry_conn_id": {
+        "label": "Registry connection",
+        "description": "Default SQL connection of the conversation registry for reuse_existing=True "
+        "(empty: Airflow Variables).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "registry_table": {
+        "label": "Registry table",
+        "description": "Default table of the SQL conversation registry (empty: aidol_conversations).",
+        "schema": {"type": ["string", "null"]},
+    },
     "requests_per_second": {
         "label": "Requests per second",
         "description": "Client-side pace for this connection; empty means no pacing.",
         "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    },
+    "max_requests": {
+        "label": "Request budget per task",
+        "description": "Most requests one task try may send, retries included; empty means no budget.",
+        "schema": {"type": ["integer", "null"], "minimum": 1},
     },
 }
 

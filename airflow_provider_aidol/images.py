@@ -1,94 +1,17 @@
-"""Chat images: the body of ``POST /v1/chat/image``, and the PNG its answer carries.
+"""Chat images: kept so ``from airflow_provider_aidol.images import ChatImage`` goes on working.
 
-Standard library only: the hook (on a worker) and the trigger's event handler share it.
+The endpoint's path, body and answer reader live with the other endpoints in
+``airflow_provider_aidol.endpoints``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from airflow_provider_aidol.endpoints import (
+    CHAT_IMAGE_PATH,
+    PNG_SIGNATURE,
+    ChatImage,
+    chat_image_body,
+    read_chat_image,
+)
 
-from airflow_provider_aidol.exceptions import AidolResponseError
-from airflow_provider_aidol.signing import canonical_body
-from airflow_provider_aidol.validation import require_text
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from airflow_provider_aidol.envelope import AidolResponse
-
-CHAT_IMAGE_PATH = "/v1/chat/image"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_DATA_URL_PREFIX = "data:image/png;base64,"
-
-
-@dataclass(frozen=True)
-class ChatImage:
-    """A generated image.
-
-    :param png: the image, checked to be PNG data.
-    :param metadata: the ``metadata`` object the request sent, as the server echoed it.
-    :param trace_id: the answer's ``traceId``.
-    """
-
-    png: bytes = field(repr=False)
-    metadata: dict[str, Any]
-    trace_id: str | None
-
-
-def chat_image_body(
-    agent_id: str,
-    conversation_id: str,
-    text: str,
-    *,
-    language: str | None = None,
-    metadata: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Check the inputs and return the request body; raise ``ValueError`` naming a bad one."""
-    if metadata is not None and not isinstance(metadata, dict):
-        raise ValueError(
-            f"metadata must be a dict (a JSON object) or None, got {type(metadata).__name__}: "
-            "pass e.g. {'scene': 'beach'}."
-        )
-    body: dict[str, Any] = {
-        "agentId": require_text("agent_id", agent_id),
-        "conversationId": require_text("conversation_id", conversation_id),
-        "text": require_text("text", text),
-        # The vendor documents metadata as an object that "may be {}", so it is always sent.
-        "metadata": dict(metadata or {}),
-    }
-    if language is not None:
-        body["language"] = require_text("language", language)
-    canonical_body(body)  # a value that cannot be JSON fails here, before a deferred task defers
-    return body
-
-
-def read_chat_image(response: AidolResponse) -> ChatImage:
-    """Decode the PNG data URL in ``data.base64Image``; raise ``AidolResponseError`` if it is not one."""
-    data = response.data if isinstance(response.data, dict) else {}
-    png = _decode_png_data_url(data.get("base64Image"))
-    if png is None:
-        raise AidolResponseError(
-            "success answer whose data.base64Image is not a base64 PNG data URL",
-            http_status=response.http_status,
-            trace_id=response.trace_id,
-            method="POST",
-            path=CHAT_IMAGE_PATH,
-        )
-    metadata = data.get("metadata")
-    echoed = metadata if isinstance(metadata, dict) else {}
-    return ChatImage(png=png, metadata=echoed, trace_id=response.trace_id)
-
-
-def _decode_png_data_url(value: object) -> bytes | None:
-    """Return the PNG bytes of ``data:image/png;base64,...``, or ``None`` when it is anything else."""
-    if not isinstance(value, str) or value[: len(_DATA_URL_PREFIX)].lower() != _DATA_URL_PREFIX:
-        return None
-    try:
-        # Whitespace (a line-wrapped encoding) is dropped; any other stray character fails.
-        png = base64.b64decode("".join(value[len(_DATA_URL_PREFIX) :].split()), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return png if png.startswith(PNG_SIGNATURE) else None
+__all__ = ["CHAT_IMAGE_PATH", "PNG_SIGNATURE", "ChatImage", "chat_image_body", "read_chat_image"]

@@ -117,6 +117,33 @@ def log_clock_correction(log: WarningLog, error: AidolAuthError, offset: float) 
     )
 
 
+class ServerClock:
+    """The server's clock as an offset from this machine's, learned from 401 answers.
+
+    One per hook or trigger, shared by all its attempts (and a batch's threads).
+    """
+
+    def __init__(self, log: WarningLog) -> None:
+        self.offset = 0.0
+        """Seconds added to this machine's time when signing."""
+        self._log = log
+
+    def resend_offset(self, error: AidolAuthError, signed_with: float) -> float | None:
+        """After a 401, return the offset to resend with, or ``None`` when the clock is not the cause.
+
+        The server's clock is adopted (and logged) when it is further from the current offset
+        than the server's window allows; attempts that raced an earlier correction find it
+        already made and resend with it.
+        """
+        corrected = corrected_clock_offset(error, signed_with)
+        if corrected is None:
+            return None
+        if abs(corrected - self.offset) > CLOCK_SKEW_TOLERANCE:
+            log_clock_correction(self._log, error, corrected)
+            self.offset = corrected
+        return self.offset
+
+
 def corrected_clock_offset(error: AidolAuthError, signed_with: float) -> float | None:
     """Return the clock offset to resend with after a 401, or ``None`` when the clock is not the cause.
 

@@ -128,7 +128,7 @@ def _canonical_pairs(fields: Mapping[str, Any], kind: str) -> str:
 
 
 def canonical_query(params: Mapping[str, Any] | None) -> str:
-    """Return the canonical query: scalar values, nulls and blank strings dropped, sorted by name."""
+    """Return the canonical query (scalar values only): nulls and blank strings dropped, sorted by name."""
     if not params:
         return ""
     for name, value in params.items():

@@ -1,17 +1,22 @@
 """One signed HTTP exchange: checking and preparing a request, signing it, sending it once.
 
-Retries, pacing and clock correction are the hook's; this module makes a single attempt and
-turns whatever happens into an ``AidolResponse`` or a typed ``AidolError``.
+The hook's client (a ``requests`` session) is built and used here; the trigger's (``httpx``)
+sits beside it in ``async_transport``. Both take the prepared request, the signed headers, the
+Authorization header, TLS trust, proxies and the reading of the answer from this module, so
+they send the same bytes and fail with the same typed errors. Retries, pacing and clock
+correction are the caller's: each function here makes a single attempt.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
+from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError
 
 from airflow_provider_aidol import __version__
@@ -37,8 +42,8 @@ if TYPE_CHECKING:
     from airflow_provider_aidol.connection import ConnectionSettings
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-#: Headers every request carries, whichever HTTP client sends it.
 CLIENT_HEADERS = {"User-Agent": f"airflow-provider-aidol/{__version__}", "Content-Type": "application/json"}
+"""Headers every request carries, whichever HTTP client sends it."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,36 @@ def prepare_request(
     )
 
 
+def authorization_header(api_key: str) -> dict[str, str]:
+    """Return the ``Authorization`` header that carries the API key (both clients add it this way)."""
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+def ca_bundle() -> str | None:
+    """Return the CA bundle named by ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``, if any (both clients)."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+
+
+def environment_proxies(url: str) -> dict[str, str]:
+    """Return the proxies the environment names for ``url`` (``HTTPS_PROXY``, ``NO_PROXY``, …), by scheme.
+
+    Both clients read them once, when they are built, with ``requests``' rules.
+    """
+    proxies: dict[str, str] = requests.utils.get_environ_proxies(url)
+    return proxies
+
+
+def tls_failure(settings: ConnectionSettings, reason: str) -> str:
+    """Return the message of a failed TLS handshake: the Base URL, and what a missing scheme means."""
+    hint = (
+        " (a Base URL without http:// or https:// means https; a server that speaks plain HTTP "
+        "needs http:// in the Base URL)"
+        if settings.base_url.startswith("https:")
+        else ""
+    )
+    return f"TLS failed talking to {settings.base_url}{hint}: {reason}"
+
+
 class BearerAuth(requests.auth.AuthBase):
     """Sets ``Authorization: Bearer <key>``; as explicit auth it also keeps ``~/.netrc`` out."""
 
@@ -97,7 +132,7 @@ class BearerAuth(requests.auth.AuthBase):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         """Add the header to ``request``."""
-        request.headers["Authorization"] = f"Bearer {self._api_key}"
+        request.headers.update(authorization_header(self._api_key))
         return request
 
     def __repr__(self) -> str:
@@ -123,6 +158,28 @@ def signed_headers(prepared: PreparedRequest, api_secret: str, timestamp: int) -
     }
 
 
+def new_session(settings: ConnectionSettings, *, pool_size: int) -> requests.Session:
+    """Open the ``requests`` session (keep-alive connection pool) a hook sends all its requests on."""
+    session = requests.Session()
+    # requests re-reads proxy and CA variables from the environment on every request, a
+    # large share of a loopback call's CPU; read them once here instead.
+    session.trust_env = False
+    session.proxies.update(environment_proxies(settings.base_url))
+    session.verify = ca_bundle() or True
+    session.auth = BearerAuth(settings.api_key)
+    session.headers.update(CLIENT_HEADERS)
+    mount_adapters(session, pool_size)
+    return session
+
+
+def mount_adapters(session: requests.Session, pool_size: int) -> None:
+    """Give ``session`` a connection pool of ``pool_size`` connections per host."""
+    # Retries are the hook's (tenacity), never urllib3's, so each one is signed afresh.
+    adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=pool_size)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+
+
 def send_once(
     session: requests.Session,
     settings: ConnectionSettings,
@@ -145,13 +202,12 @@ def send_once(
             params=prepared.wire_params,
             data=prepared.wire_body,
             headers=headers,
-            auth=BearerAuth(settings.api_key),
             timeout=(settings.connect_timeout, read_timeout),
             allow_redirects=False,
         )
     except requests.exceptions.SSLError as error:
         raise AidolConnectionError(
-            f"TLS failed: {_reason(error, secrets)}", retryable=False, **where
+            tls_failure(settings, _reason(error, secrets)), retryable=False, **where
         ) from None
     except requests.ConnectionError as error:
         if any(isinstance(arg, ReadTimeoutError) for arg in error.args):
@@ -167,31 +223,33 @@ def send_once(
     except requests.RequestException as error:
         # The server had begun to answer, so it acted: not retried, like a read timeout.
         raise AidolResponseError(f"answer broke off: {_reason(error, secrets)}", **where) from None
-    return read_answer(
-        answer.status_code,
-        answer.headers,
-        answer.content,
-        redirect=answer.is_redirect,
-        secrets=secrets,
-        **where,
-    )
+    return read_answer(answer, secrets=secrets, **where)
 
 
-def read_answer(
-    http_status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    redirect: bool,
-    secrets: tuple[str, str],
-    method: str,
-    path: str,
-) -> AidolResponse:
-    """Read an answer, whichever HTTP client got it; a redirect is reported, never followed.
+class HttpAnswer(Protocol):
+    """What ``read_answer`` needs of a response; ``requests`` and ``httpx`` responses both have it."""
 
-    :param redirect: whether the answer is a redirect (a 3xx with a ``Location``).
-    """
-    if redirect:
+    @property
+    def status_code(self) -> int:
+        """The HTTP status."""
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The headers (case-insensitive)."""
+
+    @property
+    def content(self) -> bytes:
+        """The body."""
+
+    @property
+    def is_redirect(self) -> bool:
+        """Whether it is a 3xx with a ``Location``."""
+
+
+def read_answer(answer: HttpAnswer, *, secrets: tuple[str, str], method: str, path: str) -> AidolResponse:
+    """Read an answer, whichever HTTP client got it; a redirect is reported, never followed."""
+    http_status, headers = answer.status_code, answer.headers
+    if answer.is_redirect:
         raise AidolResponseError(
             f"redirected to {headers.get('Location')!r}; set the connection's Base URL to the address "
             "the API answers at (redirects are not followed: they would drop or leak the signed headers)",
@@ -200,7 +258,13 @@ def read_answer(
             path=path,
         )
     return parse_response(
-        http_status, headers, body, received_at=time.time(), secrets=secrets, method=method, path=path
+        http_status,
+        headers,
+        answer.content,
+        received_at=time.time(),
+        secrets=secrets,
+        method=method,
+        path=path,
     )
 
 

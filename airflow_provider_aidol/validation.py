@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 # Header values go out as Latin-1 bytes; control characters would break or smuggle headers.
@@ -28,3 +29,20 @@ def require_header_value(name: str, value: object) -> str:
             f"or characters outside Latin-1, got {value!r}."
         )
     return text
+
+
+def require_positive_number(name: str, value: object, *, unit: str = "") -> float:
+    """Return ``value`` when it is a finite number > 0, else raise ``ValueError`` naming ``name``.
+
+    :param unit: how the message words the number, e.g. ``" of seconds"``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a number{unit} > 0, got {value!r}.")
+    return value
+
+
+def require_whole_number(name: str, value: object, *, minimum: int = 1) -> int:
+    """Return ``value`` when it is a whole number >= ``minimum``; else raise ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
+    return value

@@ -32,6 +32,8 @@ SCENARIOS: dict[int, tuple[str, float]] = {
     5: ("s5_large", 1200),
     6: ("s6_import", 900),
     7: ("s7_deferrable", 1200),
+    8: ("s8_registry", 1200),
+    9: ("s9_shared_key", 900),
 }
 
 

@@ -11,8 +11,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.postgres_server import PostgresServer, find_binaries
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="aidol-tests-airflow-home-"))
@@ -49,3 +55,41 @@ def airflow_db() -> Path:
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
     return AIRFLOW_HOME / "airflow.db"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server (Debian's package) on loopback for the session, then deleted."""
+    if find_binaries() is None:
+        reason = "PostgreSQL server not installed: run `make postgres` (scripts/ensure-postgres.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with PostgresServer() as server:
+        yield server
+
+
+REGISTRY_CONN_ID = "aidol_registry"
+REGISTRY_ENV_VAR = "AIRFLOW_CONN_AIDOL_REGISTRY"
+
+
+@pytest.fixture
+def sqlite_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The connection id of a SQLite registry database in a temporary file."""
+    connection = {"conn_type": "sqlite", "host": str(tmp_path / "registry.db")}
+    monkeypatch.setenv(REGISTRY_ENV_VAR, json.dumps(connection))
+    return REGISTRY_CONN_ID
+
+
+@pytest.fixture
+def postgres_registry(postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The connection id of the session's PostgreSQL database."""
+    monkeypatch.setenv(REGISTRY_ENV_VAR, postgres_server.airflow_uri)
+    return REGISTRY_CONN_ID
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry_conn_id(request: pytest.FixtureRequest) -> str:
+    """Each registry database in turn: SQLite, then PostgreSQL."""
+    conn_id: str = request.getfixturevalue(f"{request.param}_registry")
+    return conn_id

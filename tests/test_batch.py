@@ -73,3 +73,8 @@ def test_batch_error_lists_failures_by_index():
     assert str(error).startswith("12 of 40 conversations failed: items[0] agent a user u0: Agent not found")
     assert "and 2 more" in str(error)
     assert error.failures is failures
+
+
+def test_parsed_items_are_handed_on_as_they_are():
+    parsed = [BatchItem(7, "agent-1", "u-7"), BatchItem(3, "agent-2", "u-3")]
+    assert parse(parsed) == parsed

@@ -5,8 +5,9 @@ What a block is, is said by an HTML comment above its fence (invisible on GitHub
 - no comment: a script, run in this process against a fresh embedded server that
   ``aidol_default`` points at, in an empty working folder;
 - ``<!-- docs-test: dag -->``: a DAG file, run as ``airflow dags test`` runs it (the
-  ``aidol_airflow`` fixture); the run and every task must succeed. ``file=PATH`` also names it
-  for a ``pytest`` block on the same page;
+  ``aidol_airflow`` fixture); the run and every task must succeed. ``dag=ID`` names the DAG to
+  run when the file defines several; ``file=PATH`` also names it for a ``pytest`` block on the
+  same page;
 - ``<!-- docs-test: pytest -->``: a user's test module, run by pytest in a child process inside a
   project made of the page's ``file=`` blocks, with a HOME of its own: no ``~/airflow/airflow.db``
   may appear, and no ``~/airflow`` at all when the module uses ``aidol_airflow``;
@@ -85,7 +86,7 @@ def test_example_runs_as_pasted(
     eval_example.set_config(ruff_line_length=110, target_version="py311", ruff_ignore=["D"])  # type: ignore[arg-type]
     eval_example.lint_ruff(example)
     if block.kind == "dag":
-        run_dag_block(example, request.getfixturevalue("aidol_airflow"), tmp_path)
+        run_dag_block(block, request.getfixturevalue("aidol_airflow"), tmp_path)
     elif block.kind == "pytest":
         run_pytest_block(example, tmp_path)
     else:
@@ -102,9 +103,10 @@ def run_script_block(
     eval_example.run(example)
 
 
-def run_dag_block(example: CodeExample, airflow: AirflowHome, tmp_path: Path) -> None:
-    dag_ids = _DAG_ID.findall(example.source)
-    assert len(dag_ids) == 1, f"{example}: a DAG block defines exactly one dag_id=…, found {dag_ids}"
+def run_dag_block(block: Block, airflow: AirflowHome, tmp_path: Path) -> None:
+    example = block.example
+    dag_ids = [block.options["dag"]] if "dag" in block.options else _DAG_ID.findall(example.source)
+    assert len(dag_ids) == 1, f"{example}: name the DAG to run (dag_id=… once, or dag=ID), found {dag_ids}"
     if example.source in _DAGS_THAT_RAN:
         return
     dag_file = tmp_path / "dags" / f"{example.module_name}.py"

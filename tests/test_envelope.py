@@ -175,19 +175,3 @@ def test_a_small_clock_difference_is_not_blamed():
         parse(401, envelope(10401, "Invalid signature", timestamp="1000000500"), received_at=1_000_000.2)
     assert caught.value.clock_skew == pytest.approx(0.3)
     assert "clock skew" not in str(caught.value)
-
-
-def test_every_error_survives_the_trip_through_a_trigger_event():
-    from airflow_provider_aidol.exceptions import AidolConnectionError
-
-    errors = [
-        AidolAuthError("bad signature", http_status=401, code=401, trace_id="t", clock_skew=-900.0),
-        AidolConnectionError("reset", method="POST", path="/v1/chat/image", request_sent=False),
-        AidolServerError("bad gateway", http_status=502, retry_after=3.0),
-        AidolImageConfigError("Agent missing image generation config", code=10500, http_status=200),
-    ]
-    for error in errors:
-        payload = json.loads(json.dumps(error.to_payload()))
-        rebuilt = AidolError.from_payload(payload)
-        assert type(rebuilt) is type(error)
-        assert (str(rebuilt), vars(rebuilt)) == (str(error), vars(error))

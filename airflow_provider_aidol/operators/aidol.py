@@ -6,7 +6,7 @@ it ``requests`` and ``tenacity``) is imported when a task runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_aidol.operators.base import AidolBaseOperator
@@ -26,9 +26,14 @@ class CreateConversationOperator(AidolBaseOperator):
     :param agent_id: the agent to talk to. (templated)
     :param user_id: the end user; defaults to the connection's ``user_id`` extra. (templated)
     :param aidol_conn_id: the ``aidol`` connection to use.
-    :param reuse_existing: return the conversation kept for this user and agent in an Airflow
-        Variable (see ``airflow_provider_aidol.reuse``) instead of creating one, and keep
-        newly created ones there, so scheduled runs continue the same conversation.
+    :param reuse_existing: return the conversation the registry keeps for this user and agent
+        instead of creating one, and register newly created ones, so scheduled runs continue the
+        same conversation. When another task registered the pair first, its conversation is
+        returned and the one this task created is reported as orphaned (XCom
+        ``orphaned_conversation_id``).
+    :param registry_conn_id: an Airflow SQL connection for the conversation registry; default:
+        the AI-DOL connection's extra ``registry_conn_id``, else Airflow Variables.
+    :param registry_table: the SQL registry's table; default ``aidol_conversations``.
     """
 
     template_fields: Sequence[str] = ("agent_id", "user_id")
@@ -40,46 +45,83 @@ class CreateConversationOperator(AidolBaseOperator):
         user_id: str | None = None,
         aidol_conn_id: str = DEFAULT_CONN_ID,
         reuse_existing: bool = False,
-        **kwargs: object,
+        registry_conn_id: str | None = None,
+        registry_table: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(aidol_conn_id=aidol_conn_id, **kwargs)
         self.agent_id = agent_id
         self.user_id = user_id
         self.reuse_existing = reuse_existing
+        self.registry_conn_id = registry_conn_id
+        self.registry_table = registry_table
 
     def execute(self, context: Context) -> str:
-        """Create (or reuse) the conversation; the returned id becomes the XCom ``return_value``."""
+        """Create (or reuse) the conversation; the returned id becomes the XCom ``return_value``.
+
+        Each asset in ``outlets`` gets an event whose extra holds ``conversation_id``,
+        ``trace_id`` (``None`` when reused) and ``reused``.
+        """
+        from airflow_provider_aidol.assets import set_outlet_extras
+
+        self._trace_id: str | None = None
         try:
             if not self.reuse_existing:
-                return self._create(self.agent_id, self.user_id)
-            return self._reuse_or_create()
+                conversation_id = self._create(self.agent_id, self.user_id)[0]
+            else:
+                conversation_id = self._reuse_or_create(context)
         finally:
-            self.hook.close()
+            self.end_try(context)
+        extra = {
+            "conversation_id": conversation_id,
+            "trace_id": self._trace_id,
+            "reused": self._trace_id is None,
+        }
+        set_outlet_extras(self.outlets, context, extra)
+        return conversation_id
 
-    def _create(self, agent_id: str, user_id: str | None) -> str:
+    def _create(self, agent_id: str, user_id: str | None) -> tuple[str, str | None]:
         response = self.hook.create_conversation_response(agent_id, user_id=user_id)
         conversation_id: str = response.data["conversationId"]
+        self._trace_id = response.trace_id
         self.log.info(
             "Created AI-DOL conversation %s with agent %s (traceId %s)",
             conversation_id,
             agent_id,
             response.trace_id,
         )
-        return conversation_id
+        return conversation_id, response.trace_id
 
-    def _reuse_or_create(self) -> str:
-        from airflow_provider_aidol.reuse import ConversationStore
+    def _reuse_or_create(self, context: Context) -> str:
+        from airflow_provider_aidol.registry import Origin
         from airflow_provider_aidol.validation import require_text
 
         agent_id = require_text("agent_id", self.agent_id)
         user_id = self.hook.resolve_user_id(self.user_id)
-        store = ConversationStore(self.aidol_conn_id)
-        conversation_id = store.get(user_id, agent_id)
-        if conversation_id is not None:
-            self.log.info(
-                "Reusing AI-DOL conversation %s of user %s with agent %s", conversation_id, user_id, agent_id
+        pair = (user_id, agent_id)
+        with self.open_registry(self.registry_conn_id, self.registry_table) as registry:
+            kept = registry.lookup([pair]).get(pair)
+            if kept is not None:
+                self.log.info(
+                    "Reusing AI-DOL conversation %s of user %s with agent %s (%s)",
+                    kept.conversation_id,
+                    user_id,
+                    agent_id,
+                    registry.description,
+                )
+                return kept.conversation_id
+            created, trace_id = self._create(agent_id, user_id)
+            registration = Origin.from_context(context).registration(user_id, agent_id, created, trace_id)
+            kept = registry.claim([registration])[pair]
+        if kept.conversation_id != created:
+            self.log.warning(
+                "Another task registered conversation %s for user %s with agent %s first; using it. "
+                "The conversation this task created, %s, is orphaned (unused).",
+                kept.conversation_id,
+                user_id,
+                agent_id,
+                created,
             )
-            return conversation_id
-        conversation_id = self._create(agent_id, user_id)
-        store.put(user_id, agent_id, conversation_id)
-        return conversation_id
+            context["ti"].xcom_push(key="orphaned_conversation_id", value=created)
+            self._trace_id = None  # the conversation returned is another task's: reused
+        return kept.conversation_id

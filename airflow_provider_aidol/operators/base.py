@@ -1,4 +1,4 @@
-"""What every AI-DOL operator shares: the connection id, and a hook made when the task runs.
+"""What every AI-DOL operator shares: the connection, the hook, the request budget, output_path checks.
 
 DAG files import the operator modules, so this imports only ``airflow.sdk`` at the top; the hook
 (and with it ``requests`` and ``tenacity``) is imported when a task runs.
@@ -7,31 +7,112 @@ DAG files import the operator modules, so this imports only ``airflow.sdk`` at t
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_aidol.validation import require_whole_number
 
 if TYPE_CHECKING:
+    from airflow.sdk import Context, ObjectStoragePath
+
     from airflow_provider_aidol.hooks.aidol import AidolHook
+    from airflow_provider_aidol.registry import ConversationRegistry
 
 
 class AidolBaseOperator(BaseOperator):
     """Base class of the AI-DOL operators.
 
+    Every try pushes the XCom ``aidol_usage``: its try number and the requests it sent,
+    retries, rate-limited answers and failures (``airflow_provider_aidol.usage``). On Airflow
+    3.3+ the operators use ``AidolRetryPolicy`` unless given a ``retry_policy``.
+
     :param aidol_conn_id: the ``aidol`` connection to use.
+    :param max_requests: the most requests one try may send, retries included; default: the
+        connection's ``max_requests`` extra, else no budget.
     """
 
     ui_color = "#e8f0fe"
 
-    def __init__(self, *, aidol_conn_id: str = DEFAULT_CONN_ID, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self, *, aidol_conn_id: str = DEFAULT_CONN_ID, max_requests: int | None = None, **kwargs: Any
+    ) -> None:
+        from airflow_provider_aidol.retry_policy import default_retry_policy
+
+        default_retry_policy(kwargs)
+        super().__init__(**kwargs)
         self.aidol_conn_id = aidol_conn_id
+        self.max_requests = (
+            None if max_requests is None else require_whole_number("max_requests", max_requests)
+        )
+
+    def open_registry(self, registry_conn_id: str | None, registry_table: str | None) -> ConversationRegistry:
+        """Open and check the conversation registry for ``reuse_existing`` (before any request).
+
+        Without ``registry_conn_id`` the connection's extra ``registry_conn_id`` is used, and
+        without either, Airflow Variables.
+        """
+        from airflow_provider_aidol.registry import open_registry
+
+        settings = self.hook.settings
+        conn_id = registry_conn_id or settings.registry_conn_id
+        table = registry_table or (settings.registry_table if conn_id else None)
+        registry = open_registry(self.aidol_conn_id, registry_conn_id=conn_id, registry_table=table)
+        try:
+            registry.check()
+        except BaseException:
+            registry.close()
+            raise
+        return registry
 
     @cached_property
     def hook(self) -> AidolHook:
         """The hook for ``aidol_conn_id``, created when the task runs."""
         from airflow_provider_aidol.hooks.aidol import AidolHook
 
-        return AidolHook(aidol_conn_id=self.aidol_conn_id)
+        hook = AidolHook(aidol_conn_id=self.aidol_conn_id)
+        if self.max_requests is not None:
+            hook.usage.max_requests = self.max_requests
+        return hook
+
+    def end_try(self, context: Context) -> None:
+        """Push this try's usage (XCom ``aidol_usage``), log it, and close the hook's connections."""
+        from airflow_provider_aidol.usage import USAGE_XCOM_KEY
+
+        ti = context.get("ti")
+        usage = self.hook.usage.as_xcom(ti.try_number if ti else None)
+        if ti is not None:  # None only when execute() is called outside a task run
+            ti.xcom_push(key=USAGE_XCOM_KEY, value=usage)
+        self.log.info("AI-DOL usage of this try: %s", usage)
+        self.hook.close()
+
+
+def object_storage_path(name: str, value: Any, *, example: str) -> ObjectStoragePath:
+    """Return ``value`` as an ``ObjectStoragePath`` whose storage can be opened here.
+
+    Raise ``ValueError`` naming ``name`` (before anything is sent) for a relative path, a
+    ``file://`` URI with a host, or a storage whose Airflow provider is not installed.
+
+    :param example: a URI to show in the message, e.g. ``"file:///data/out.jsonl"``.
+    """
+    from airflow.sdk import ObjectStoragePath
+
+    path = value
+    if not isinstance(path, ObjectStoragePath):
+        text = path.strip() if isinstance(path, str) else ""
+        local = text.startswith("file:") or "://" not in text
+        if not text or (local and not text.startswith(("/", "file:///"))):
+            raise ValueError(
+                f"{name} must be an ObjectStoragePath, a URI such as {example} or "
+                f"s3://bucket/key, or an absolute local path, got {value!r}."
+            )
+        path = ObjectStoragePath(text)
+    try:
+        path.fs  # noqa: B018  (opens the filesystem: a missing storage provider fails here)
+    except (ImportError, ValueError) as error:
+        raise ValueError(
+            f"{name} {str(path)!r} cannot be written here: {error}. Install the Airflow "
+            "provider of that storage (e.g. apache-airflow-providers-amazon for s3://)."
+        ) from None
+    return path

@@ -8,17 +8,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
-from airflow_provider_aidol.operators.base import AidolBaseOperator
+from airflow_provider_aidol.operators.base import AidolBaseOperator, object_storage_path
+from airflow_provider_aidol.validation import require_whole_number
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from airflow.sdk import Context
 
     from airflow_provider_aidol.batch import BatchItem
-    from airflow_provider_aidol.reuse import ConversationStore
+    from airflow_provider_aidol.registry import ConversationRegistry, Origin, Registration
+    from airflow_provider_aidol.result_log import EarlierTries, ResultLog
 
 ON_ERROR_CHOICES = ("fail", "continue")
+# Reused items are reported in lists of this many (they need no request).
+_REUSED_WAVE = 1000
 
 
 class CreateConversationsOperator(AidolBaseOperator):
@@ -27,8 +31,12 @@ class CreateConversationsOperator(AidolBaseOperator):
     Every item gets an outcome. Without ``output_path`` the XCom ``return_value`` is the list of
     results in input order (``agent_id``, ``user_id``, ``conversation_id``, ``trace_id``,
     ``error``, ``reused``). With ``output_path`` the results are appended there as JSON lines
-    (each with its ``index``) while the batch runs, the XCom is a summary, and a retried task
-    skips the items already recorded as created.
+    (each with its ``index``) while the batch runs, the XCom is a summary (``total``,
+    ``created``, ``reused``, ``failed``, ``orphaned``, ``in_doubt``, ``already_recorded``), and a
+    retried task skips the items already recorded as created. On a local path each result is on
+    disk before the next requests go out, and each request is journalled before it is sent, so
+    a killed worker leaves at most the requests in flight (``2 * max_workers``) in doubt; a
+    retry names them (``in_doubt_request_id``) and sends them again.
 
     :param conversations: agent-id strings or ``{"agent_id": ..., "user_id": ...}`` dicts, e.g.
         an upstream task's XCom. (templated)
@@ -37,9 +45,14 @@ class CreateConversationsOperator(AidolBaseOperator):
     :param on_error: ``"fail"``: finish every item, then fail listing the failures;
         ``"continue"``: succeed and report the failures in the results.
     :param output_path: an ``ObjectStoragePath`` or URI (``file:///…``, ``s3://…``) for the JSON
-        lines. (templated)
-    :param reuse_existing: reuse the conversation kept for each user and agent in Airflow
-        Variables, and keep new ones there.
+        lines; checked before the first request. (templated)
+    :param reuse_existing: reuse the conversation the registry keeps for each user and agent,
+        and register new ones (each wave of them before the next requests go out). When another
+        task registered a pair first, its conversation is used and the one this task created is
+        reported as ``orphaned_conversation_id``.
+    :param registry_conn_id: an Airflow SQL connection for the conversation registry; default:
+        the AI-DOL connection's extra ``registry_conn_id``, else Airflow Variables.
+    :param registry_table: the SQL registry's table; default ``aidol_conversations``.
     :param aidol_conn_id: the ``aidol`` connection to use.
     """
 
@@ -54,113 +67,154 @@ class CreateConversationsOperator(AidolBaseOperator):
         on_error: str = "fail",
         output_path: Any = None,
         reuse_existing: bool = False,
+        registry_conn_id: str | None = None,
+        registry_table: str | None = None,
         aidol_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(aidol_conn_id=aidol_conn_id, **kwargs)
         if on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}.")
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ValueError(f"max_workers must be a whole number >= 1, got {max_workers!r}.")
         self.conversations = conversations
-        self.max_workers = max_workers
+        self.max_workers = require_whole_number("max_workers", max_workers)
         self.requests_per_second = requests_per_second
         self.on_error = on_error
         self.output_path = output_path
         self.reuse_existing = reuse_existing
+        self.registry_conn_id = registry_conn_id
+        self.registry_table = registry_table
 
     def execute(self, context: Context) -> Any:
-        """Create (or reuse) a conversation for every item; see the class docstring for the XCom."""
-        from airflow_provider_aidol.batch import parse_items
+        """Create (or reuse) a conversation for every item; see the class docstring for the XCom.
 
-        try:
-            items = parse_items(
-                self.conversations, default_user_id=self.hook.settings.user_id, conn_id=self.aidol_conn_id
-            )
-            if self.output_path:
-                return self._run_to_output_path(items)
-            results: list[dict[str, Any]] = [{} for _ in items]
-            for index, result in self._outcomes(items, already_recorded={}):
-                results[index] = result
-            self._finish(
-                [dict(result, index=index) for index, result in enumerate(results) if result["error"]],
-                len(items),
-            )
-            return results
-        finally:
-            self.hook.close()
-
-    def _run_to_output_path(self, items: list[BatchItem]) -> dict[str, Any]:
-        from airflow.sdk import ObjectStoragePath
+        Each asset in ``outlets`` gets an event whose extra holds the counts (``total``,
+        ``created``, ``reused``, ``failed``, ``in_doubt``) and ``output_path``.
+        """
+        from contextlib import ExitStack
 
         from airflow_provider_aidol.result_log import ResultLog
 
-        summary: dict[str, Any] = {
-            "output_path": str(self.output_path),
-            "total": len(items),
-            "created": 0,
-            "reused": 0,
-        }
-        failures: list[dict[str, Any]] = []
-        with ResultLog(ObjectStoragePath(self.output_path)) as result_log:
-            recorded = result_log.recorded_successes(items)
-            summary["already_recorded"] = len(recorded)
-            for index, result in self._outcomes(items, already_recorded=recorded):
-                record = {"index": index, **result}
-                result_log.append(record)
-                if result["error"]:
-                    failures.append(record)
-                else:
-                    summary["reused" if result["reused"] else "created"] += 1
-        summary["failed"] = len(failures)
-        self.log.info("AI-DOL batch results are in %s: %s", self.output_path, summary)
-        self._finish(failures, len(items))
-        return summary
+        try:
+            items = self.hook.parse_items(self.conversations)
+            with ExitStack() as stack:
+                registry = (
+                    stack.enter_context(self.open_registry(self.registry_conn_id, self.registry_table))
+                    if self.reuse_existing
+                    else None
+                )
+                if not self.output_path:
+                    return self._run(items, registry, None, context)
+                path = object_storage_path(
+                    "output_path", self.output_path, example="file:///data/{{ ds }}.jsonl"
+                )
+                result_log = stack.enter_context(ResultLog(path))
+                return self._run(items, registry, result_log, context)
+        finally:
+            self.end_try(context)
 
-    def _outcomes(
-        self, items: list[BatchItem], *, already_recorded: Mapping[int, object]
-    ) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Yield ``(index, result)`` for every item not already recorded: reused ones, then created ones.
+    def _run(
+        self,
+        items: list[BatchItem],
+        registry: ConversationRegistry | None,
+        result_log: ResultLog | None,
+        context: Context,
+    ) -> Any:
+        """Run the batch, recording each wave of outcomes before the next requests go out."""
+        from airflow_provider_aidol.assets import batch_extra, report_written, set_outlet_extras
+        from airflow_provider_aidol.metrics import count_batch_items
+        from airflow_provider_aidol.result_log import EarlierTries
+
+        earlier = result_log.earlier_tries(items) if result_log else EarlierTries()
+        if earlier.in_doubt:
+            shown = ", ".join(
+                f"items[{i}] X-Request-ID {rid}" for i, rid in list(earlier.in_doubt.items())[:5]
+            )
+            self.log.warning(
+                "%d item(s) were sent by an earlier try without a recorded outcome (%s%s); the server may "
+                "have created their conversations, which are then orphaned: sending them again",
+                len(earlier.in_doubt),
+                shown,
+                ", …" if len(earlier.in_doubt) > 5 else "",
+            )
+        summary = _Summary(
+            len(items), already_recorded=len(earlier.successes), in_doubt=len(earlier.in_doubt)
+        )
+        results: list[dict[str, Any]] = [{} for _ in items] if result_log is None else []
+        on_send = result_log.sending if result_log else None
+        for wave in self._outcome_waves(items, registry, earlier, context, on_send):
+            records = [{"index": index, **result} for index, result in wave]
+            if result_log is not None:
+                result_log.write(records)
+            else:
+                for index, result in wave:
+                    results[index] = result
+            summary.count(records)
+        counts: dict[str, Any] = {"output_path": None, **summary.as_dict()}
+        if result_log is not None:
+            result_log.finished()
+            counts["output_path"] = str(self.output_path)
+            report_written(self.hook, [counts["output_path"]])
+            self.log.info("AI-DOL batch results are in %s: %s", self.output_path, counts)
+        else:
+            self.log.info("AI-DOL batch: %s", counts)
+        set_outlet_extras(self.outlets, context, batch_extra(counts))
+        count_batch_items(counts)
+        self._finish(summary.failures, len(items))
+        return counts if result_log is not None else results
+
+    def _outcome_waves(
+        self,
+        items: list[BatchItem],
+        registry: ConversationRegistry | None,
+        earlier: EarlierTries,
+        context: Context,
+        on_send: Callable[[BatchItem, str], None] | None,
+    ) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+        """Yield lists of ``(index, result)`` for every item not already recorded: reused ones first.
 
         With reuse, a (user, agent) pair listed more than once gets one conversation: the later
-        items share the first one's outcome and count as reused.
+        items share the first one's outcome and count as reused. Each wave of created
+        conversations is registered before it is yielded; one another task registered first is
+        replaced by that task's, and reported as ``orphaned_conversation_id``.
         """
-        store = self._store()
+        from airflow_provider_aidol.registry import Origin
+
+        pending = [item for item in items if item.index not in earlier.successes]
+        kept = registry.lookup({(item.user_id, item.agent_id) for item in pending}) if registry else {}
+        reused: list[tuple[int, dict[str, Any]]] = []
         to_create: list[BatchItem] = []
         repeats: dict[tuple[str, str], list[BatchItem]] = {}
-        for item in items:
-            if item.index in already_recorded:
-                continue
-            reused = store.get(item.user_id, item.agent_id) if store else None
-            if reused is not None:
-                yield item.index, {**item.result(reused), "reused": True}
-            elif store and (item.user_id, item.agent_id) in repeats:
-                repeats[item.user_id, item.agent_id].append(item)
+        for item in pending:
+            pair = (item.user_id, item.agent_id)
+            if pair in kept:
+                reused.append((item.index, {**item.result(kept[pair].conversation_id), "reused": True}))
+            elif registry and pair in repeats:
+                repeats[pair].append(item)
             else:
                 to_create.append(item)
-                repeats[item.user_id, item.agent_id] = []
+                repeats[pair] = []
+        for start in range(0, len(reused), _REUSED_WAVE):
+            yield reused[start : start + _REUSED_WAVE]
         if not to_create:
             return
-        requests = [{"agent_id": item.agent_id, "user_id": item.user_id} for item in to_create]
-        created = self.hook.iter_create_conversations(
-            requests, max_workers=self.max_workers, requests_per_second=self.requests_per_second
+        origin = Origin.from_context(context)
+        by_index = {item.index: item for item in to_create}
+        batch = self.hook.conversation_batch(
+            max_workers=self.max_workers, requests_per_second=self.requests_per_second, on_send=on_send
         )
-        for position, result in created:
-            item = to_create[position]
-            conversation_id = result["conversation_id"]
-            if store and conversation_id:
-                store.put(item.user_id, item.agent_id, conversation_id)
-            yield item.index, {**result, "reused": False}
-            for repeat in repeats[item.user_id, item.agent_id]:
-                shared = repeat.result(conversation_id, result["trace_id"], result["error"])
-                yield repeat.index, {**shared, "reused": conversation_id is not None}
-
-    def _store(self) -> ConversationStore | None:
-        if not self.reuse_existing:
-            return None
-        from airflow_provider_aidol.reuse import ConversationStore
-
-        return ConversationStore(self.aidol_conn_id)
+        for wave in batch.run_in_waves(to_create):
+            claims = _register(registry, origin, [(by_index[index], result) for index, result in wave])
+            outcomes: list[tuple[int, dict[str, Any]]] = []
+            for index, created in wave:
+                item = by_index[index]
+                result = _settled(item, created, claims, earlier.in_doubt.get(index))
+                outcomes.append((index, result))
+                for repeat in repeats[item.user_id, item.agent_id]:
+                    shared = repeat.result(result["conversation_id"], result["trace_id"], result["error"])
+                    outcomes.append(
+                        (repeat.index, {**shared, "reused": result["conversation_id"] is not None})
+                    )
+            yield outcomes
 
     def _finish(self, failures: list[dict[str, Any]], total: int) -> None:
         """Fail listing the failures (``on_error="fail"``), or log them and carry on."""
@@ -172,3 +226,67 @@ class CreateConversationsOperator(AidolBaseOperator):
         if self.on_error == "fail":
             raise error
         self.log.warning("%s (on_error='continue')", error)
+
+
+def _register(
+    registry: ConversationRegistry | None,
+    origin: Origin,
+    created: list[tuple[BatchItem, dict[str, Any]]],
+) -> Mapping[tuple[str, str], Registration]:
+    """Register a wave's new conversations in one claim; return the entry kept per pair."""
+    if registry is None:
+        return {}
+    registrations = [
+        origin.registration(item.user_id, item.agent_id, result["conversation_id"], result["trace_id"])
+        for item, result in created
+        if result["conversation_id"]
+    ]
+    return registry.claim(registrations) if registrations else {}
+
+
+def _settled(
+    item: BatchItem,
+    created: dict[str, Any],
+    claims: Mapping[tuple[str, str], Registration],
+    in_doubt_request_id: str | None,
+) -> dict[str, Any]:
+    """Return an item's result once registered: another task's conversation wins a race."""
+    result = {**created, "reused": False}
+    if in_doubt_request_id is not None:
+        result["in_doubt_request_id"] = in_doubt_request_id
+    kept = claims.get((item.user_id, item.agent_id))
+    if kept is not None and created["conversation_id"] and kept.conversation_id != created["conversation_id"]:
+        result.update(
+            conversation_id=kept.conversation_id,
+            orphaned_conversation_id=created["conversation_id"],
+            reused=True,
+        )
+    return result
+
+
+class _Summary:
+    """Counts a batch's outcomes for the summary XCom and the log."""
+
+    def __init__(self, total: int, *, already_recorded: int, in_doubt: int) -> None:
+        self.counts = {
+            "total": total,
+            "created": 0,
+            "reused": 0,
+            "failed": 0,
+            "orphaned": 0,
+            "in_doubt": in_doubt,
+            "already_recorded": already_recorded,
+        }
+        self.failures: list[dict[str, Any]] = []
+
+    def count(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            if record["error"]:
+                self.failures.append(record)
+                self.counts["failed"] += 1
+            else:
+                self.counts["reused" if record["reused"] else "created"] += 1
+            self.counts["orphaned"] += "orphaned_conversation_id" in record
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.counts)

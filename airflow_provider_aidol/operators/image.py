@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_aidol._compat import default_deferrable
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
-from airflow_provider_aidol.operators.base import AidolBaseOperator
+from airflow_provider_aidol.operators.base import AidolBaseOperator, object_storage_path
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context, ObjectStoragePath
 
-    from airflow_provider_aidol.images import ChatImage
+    from airflow_provider_aidol.endpoints import ChatImage
 
 _LOCAL_PROTOCOLS = ("", "file", "local")
 
@@ -32,9 +32,9 @@ class GenerateChatImageOperator(AidolBaseOperator):
 
     A generation takes 30-90 s. With ``deferrable=True`` the worker slot is freed meanwhile:
     the request is made by the triggerer, and the task resumes on a worker to write the file.
-    The request is billed and cannot be made idempotent, so neither the hook nor the trigger
-    resends it once it may have reached the server; an Airflow task retry is a new request
-    (see the "Chat images" docs page).
+    The request is billed, so neither the hook nor the trigger resends it once it may have
+    reached the server; an Airflow task retry is a new request (see "No idempotency key" on the
+    protocol docs page).
 
     :param agent_id: the conversation's agent. (templated)
     :param conversation_id: a conversation of ``user_id`` with ``agent_id``. (templated)
@@ -111,18 +111,25 @@ class GenerateChatImageOperator(AidolBaseOperator):
                 user_id=self.user_id,
             )
         finally:
-            self.hook.close()
+            self.end_try(context)
         return self._write(image, path, context)
 
     def _defer(self, context: Context) -> None:
         """Check everything on the worker, then hand the request to the triggerer."""
-        from airflow_provider_aidol.images import chat_image_body
+        from airflow_provider_aidol.endpoints import CHAT_IMAGE_PATH, chat_image_body
         from airflow_provider_aidol.triggers.image import SENT_MARKER_KEY, ChatImageTrigger
 
         body = chat_image_body(
             self.agent_id, self.conversation_id, self.text, language=self.language, metadata=self.metadata
         )
         user_id = self.hook.resolve_user_id(self.user_id)
+        remaining = self.hook.usage.remaining
+        if remaining == 0:
+            from airflow_provider_aidol.exceptions import AidolRequestBudgetError
+
+            raise AidolRequestBudgetError(
+                max_requests=self.hook.usage.max_requests or 0, path=CHAT_IMAGE_PATH
+            )
         ti = context["ti"]
         attempt_id = uuid.uuid4().hex
         # Set before deferring, so the trigger always finds the key and only fills it in.
@@ -138,13 +145,21 @@ class GenerateChatImageOperator(AidolBaseOperator):
             run_id=ti.run_id,
             map_index=ti.map_index if ti.map_index is not None else -1,
             resend_after_restart=self.resend_after_triggerer_restart,
+            max_requests=remaining,
         )
         self.defer(trigger=trigger, method_name="execute_complete")
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger fired: write the PNG, or raise the error the trigger met."""
+        self.hook.usage.add(event.get("usage") or {})
+        try:
+            return self._resume(context, event)
+        finally:
+            self.end_try(context)
+
+    def _resume(self, context: Context, event: dict[str, Any]) -> str:
+        from airflow_provider_aidol.endpoints import CHAT_IMAGE_PATH
         from airflow_provider_aidol.exceptions import AidolError, AidolInterruptedError, AidolResponseError
-        from airflow_provider_aidol.images import CHAT_IMAGE_PATH
 
         status = event.get("status")
         if status == "interrupted":
@@ -169,8 +184,8 @@ class GenerateChatImageOperator(AidolBaseOperator):
         """Read the answer the trigger kept in XCom, check it, and delete the (large) XCom."""
         from airflow.sdk.execution_time.xcom import XCom
 
+        from airflow_provider_aidol.endpoints import read_chat_image
         from airflow_provider_aidol.envelope import AidolResponse
-        from airflow_provider_aidol.images import read_chat_image
         from airflow_provider_aidol.triggers.image import IMAGE_DATA_KEY
 
         ti = context["ti"]
@@ -183,34 +198,25 @@ class GenerateChatImageOperator(AidolBaseOperator):
 
     def _output_path(self) -> ObjectStoragePath:
         """Return ``output_path`` as an ``ObjectStoragePath``; raise ``ValueError`` when it is not one."""
-        from airflow.sdk import ObjectStoragePath
-
-        path = self.output_path
-        if not isinstance(path, ObjectStoragePath):
-            text = path.strip() if isinstance(path, str) else ""
-            local = text.startswith("file:") or "://" not in text
-            if not text or (local and not text.startswith(("/", "file:///"))):
-                raise ValueError(
-                    f"output_path must be an ObjectStoragePath, a URI such as "
-                    f"file:///data/{{{{ ds }}}}/{{{{ ti.map_index }}}}.png or s3://bucket/key.png, or an "
-                    f"absolute local path, got {path!r}."
-                )
-            path = ObjectStoragePath(text)
-        try:
-            path.fs  # noqa: B018  (opens the filesystem: a missing storage provider fails here)
-        except (ImportError, ValueError) as error:
-            raise ValueError(
-                f"output_path {str(path)!r} cannot be written here: {error}. Install the Airflow "
-                "provider of that storage (e.g. apache-airflow-providers-amazon for s3://)."
-            ) from None
-        return path
+        return object_storage_path(
+            "output_path", self.output_path, example="file:///data/{{ ds }}/{{ ti.map_index }}.png"
+        )
 
     def _write(self, image: ChatImage, path: ObjectStoragePath, context: Context) -> str:
-        """Write the PNG to ``path``, push the traceId, and return the path for XCom."""
+        """Write the PNG to ``path``, push the traceId, report the file, and return the path for XCom.
+
+        Each asset in ``outlets`` gets an event whose extra holds ``path``,
+        ``conversation_id`` and ``trace_id``; the file goes to the hook lineage collector.
+        """
+        from airflow_provider_aidol.assets import report_written, set_outlet_extras
+
         if path.protocol in _LOCAL_PROTOCOLS:
             path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(image.png)
         context["ti"].xcom_push(key="trace_id", value=image.trace_id)
+        report_written(self.hook, [str(path)])
+        extra = {"path": str(path), "conversation_id": self.conversation_id, "trace_id": image.trace_id}
+        set_outlet_extras(self.outlets, context, extra)
         self.log.info(
             "Wrote the AI-DOL chat image of conversation %s (%d bytes, traceId %s) to %s",
             self.conversation_id,

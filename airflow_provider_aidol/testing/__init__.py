@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AidolServer", "Conversation", "Fault", "GeneratedImage", "RequestRecord"]
 
-# The environment variable that defines Airflow's ``aidol_default`` connection.
 CONNECTION_ENV_VAR = "AIRFLOW_CONN_AIDOL_DEFAULT"
+"""The environment variable that defines Airflow's ``aidol_default`` connection."""
 
 
 def __getattr__(name: str) -> object:

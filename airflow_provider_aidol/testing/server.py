@@ -6,7 +6,7 @@ import json
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Generic, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Generic, Self, TypeVar, Unpack, overload
 from urllib.parse import quote, urlencode
 
 import uvicorn
@@ -21,7 +21,12 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from airflow_provider_aidol.testing.faults import Fault
-    from airflow_provider_aidol.testing.state import Conversation, GeneratedImage, RequestRecord
+    from airflow_provider_aidol.testing.state import (
+        Conversation,
+        GeneratedImage,
+        RequestFilter,
+        RequestRecord,
+    )
 
 _T = TypeVar("_T")
 _STARTUP_TIMEOUT = 10.0
@@ -250,17 +255,10 @@ class AidolServer:
         """Every request received so far, in order of arrival (see RequestRecord for in-flight ones)."""
         return self._state.requests
 
-    def count(
-        self,
-        *,
-        path: str | None = None,
-        http_status: int | None = None,
-        code: int | None = None,
-        fault: Fault | str | None = None,
-    ) -> int:
-        """Count the recorded requests matching every given filter."""
-        return self._state.count(path=path, http_status=http_status, code=code, fault=fault)
+    def count(self, **wanted: Unpack[RequestFilter]) -> int:
+        """Count the recorded requests matching every given filter (``path``, ``http_status``, …)."""
+        return self._state.count(**wanted)
 
     def reset(self) -> None:
-        """Forget records, conversations, seen request ids, queued faults, rate buckets and quota use."""
+        """Forget requests, conversations, images, request ids, queued faults, rate buckets and quota use."""
         self._state.reset()

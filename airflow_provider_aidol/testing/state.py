@@ -9,7 +9,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from airflow_provider_aidol.testing.limits import TokenBucket
 
@@ -19,6 +19,15 @@ if TYPE_CHECKING:
     from airflow_provider_aidol.testing.faults import Fault, PlannedFault
 
 DEFAULT_AGENTS = ("agent-1", "agent-2", "agent-3")
+
+
+class RequestFilter(TypedDict, total=False):
+    """Filters of ``count()``: a recorded request matches when every given one is equal."""
+
+    path: str | None
+    http_status: int | None
+    code: int | None
+    fault: Fault | str | None
 
 
 @dataclass(frozen=True)
@@ -279,23 +288,15 @@ class ServerState:
         with self._lock:
             return list(self._records.values())
 
-    def count(
-        self,
-        *,
-        path: str | None = None,
-        http_status: int | None = None,
-        code: int | None = None,
-        fault: Fault | str | None = None,
-    ) -> int:
+    def count(self, **wanted: Unpack[RequestFilter]) -> int:
         """Count recorded requests matching every given filter."""
-        wanted = {"path": path, "http_status": http_status, "code": code, "fault": fault}
         filters = {name: value for name, value in wanted.items() if value is not None}
         return sum(
             all(getattr(record, name) == value for name, value in filters.items()) for record in self.requests
         )
 
     def reset(self) -> None:
-        """Forget records, conversations, seen request ids, queued faults, buckets and quota use."""
+        """Forget records, conversations, images, seen request ids, queued faults, buckets and quota use."""
         with self._lock:
             self._records.clear()
             self._conversations.clear()

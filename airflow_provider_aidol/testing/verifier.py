@@ -1,6 +1,6 @@
 """The AI-DOL request signature, verified as the server sees a request.
 
-An implementation of the wire spec (docs/protocol.md section 3) written independently of the
+An implementation of the wire spec (docs/protocol.md, "The signature") written independently of the
 provider's signer, so the embedded server can catch a client that signs wrongly.
 Standard library only.
 """
@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import TypedDict, Unpack
 from urllib.parse import parse_qsl
 
 REQUIRED_HEADERS = ("Authorization", "X-Timestamp", "X-Signature", "X-Request-ID", "X-User-ID")
@@ -147,43 +148,34 @@ def check_headers(headers: Mapping[str, str], *, api_key: str, now: float) -> st
     return None
 
 
-def check_signature(
-    *,
-    method: str,
-    path: str,
-    raw_query: str,
-    body: Mapping[str, object] | None,
-    headers: Mapping[str, str],
-    api_secret: str,
-) -> str | None:
+class SignedRequest(TypedDict):
+    """What the signature covers, as the server received it."""
+
+    method: str
+    path: str
+    raw_query: str
+    body: Mapping[str, object] | None
+    headers: Mapping[str, str]
+    api_secret: str
+
+
+def check_signature(**request: Unpack[SignedRequest]) -> str | None:
     """Check X-Signature against the request; return the failure message or None."""
-    present = _lowercase_names(headers)
+    present = _lowercase_names(request["headers"])
     base = signature_base(
-        method,
-        path,
+        request["method"],
+        request["path"],
         present.get("x-timestamp", ""),
         present.get("x-user-id", ""),
-        canonical_query(raw_query),
-        canonical_body(body),
+        canonical_query(request["raw_query"]),
+        canonical_body(request["body"]),
     )
-    expected = expected_signature(api_secret, base).encode()
+    expected = expected_signature(request["api_secret"], base).encode()
     if hmac.compare_digest(expected, present.get("x-signature", "").encode()):
         return None
     return INVALID_SIGNATURE
 
 
-def verify(
-    *,
-    method: str,
-    path: str,
-    raw_query: str,
-    body: Mapping[str, object] | None,
-    headers: Mapping[str, str],
-    api_key: str,
-    api_secret: str,
-    now: float,
-) -> str | None:
+def verify(*, api_key: str, now: float, **request: Unpack[SignedRequest]) -> str | None:
     """Run every signature-related check in the server's order; return the first failure or None."""
-    return check_headers(headers, api_key=api_key, now=now) or check_signature(
-        method=method, path=path, raw_query=raw_query, body=body, headers=headers, api_secret=api_secret
-    )
+    return check_headers(request["headers"], api_key=api_key, now=now) or check_signature(**request)

@@ -2,8 +2,8 @@
 
 It signs and sends ``POST /v1/chat/image`` with ``httpx``, keeps the answer's ``data`` (the
 base64 PNG) in an XCom, and fires an event that names it (or carries the typed error): the event
-is logged by the triggerer, so the image stays out of it. Image generation is billed per request
-and the API has no idempotency key, so before sending, the trigger fills in a sent-marker XCom on
+is logged by the triggerer, so the image stays out of it. Images are billed and a request that
+reached the server may have acted, so before sending, the trigger fills in a sent-marker XCom on
 its task instance. A trigger that is started again for the same attempt (its triggerer died or
 handed it over mid-request) finds the marker and, unless told to resend, reports the request as
 interrupted instead of paying twice.
@@ -20,17 +20,12 @@ from asgiref.sync import sync_to_async
 from tenacity import AsyncRetrying
 
 from airflow_provider_aidol.async_transport import new_async_client, send_once_async
+from airflow_provider_aidol.connection import load_settings
+from airflow_provider_aidol.endpoints import CHAT_IMAGE_PATH
 from airflow_provider_aidol.exceptions import AidolAuthError, AidolError
-from airflow_provider_aidol.hooks.aidol import AidolHook
-from airflow_provider_aidol.images import CHAT_IMAGE_PATH
-from airflow_provider_aidol.retries import (
-    corrected_clock_offset,
-    is_safe_to_resend,
-    log_clock_correction,
-    log_retries,
-    retry_arguments,
-)
+from airflow_provider_aidol.retries import ServerClock, is_safe_to_resend, log_retries, retry_arguments
 from airflow_provider_aidol.transport import prepare_request, signed_headers
+from airflow_provider_aidol.usage import RequestUsage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -41,11 +36,11 @@ if TYPE_CHECKING:
     from airflow_provider_aidol.envelope import AidolResponse
     from airflow_provider_aidol.transport import PreparedRequest
 
-#: The XCom key of the sent-marker: the operator sets it before deferring (``request_id`` None),
-#: the trigger fills in ``request_id`` and ``sent_at`` before it sends the request.
 SENT_MARKER_KEY = "aidol_image_request"
-#: The XCom key of the answer's ``data`` (the base64 PNG), which the resumed task reads and deletes.
+"""The XCom key of the sent-marker: the operator sets it before deferring (``request_id`` None),
+the trigger fills in ``request_id`` and ``sent_at`` before it sends the request."""
 IMAGE_DATA_KEY = "aidol_image_data"
+"""The XCom key of the answer's ``data`` (the base64 PNG), which the resumed task reads and deletes."""
 
 
 class ChatImageTrigger(BaseTrigger):
@@ -58,13 +53,14 @@ class ChatImageTrigger(BaseTrigger):
 
     :param aidol_conn_id: the ``aidol`` connection, read in the triggerer.
     :param user_id: the conversation's user (X-User-ID).
-    :param body: the request body, already checked (``images.chat_image_body``).
+    :param body: the request body, already checked (``endpoints.chat_image_body``).
     :param attempt_id: unique per ``execute()``; tells a restart of this trigger from a new try.
     :param dag_id: the task instance the sent-marker XCom belongs to.
     :param task_id: the task instance the sent-marker XCom belongs to.
     :param run_id: the task instance the sent-marker XCom belongs to.
     :param map_index: the task instance the sent-marker XCom belongs to.
     :param resend_after_restart: send again although an earlier run of this trigger did.
+    :param max_requests: the most requests it may send, retries included (``None``: no budget).
     """
 
     def __init__(
@@ -79,6 +75,7 @@ class ChatImageTrigger(BaseTrigger):
         run_id: str,
         map_index: int = -1,
         resend_after_restart: bool = False,
+        max_requests: int | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.aidol_conn_id = aidol_conn_id
@@ -90,7 +87,11 @@ class ChatImageTrigger(BaseTrigger):
         self.run_id = run_id
         self.map_index = map_index
         self.resend_after_restart = resend_after_restart
-        self._clock_offset = 0.0
+        self.max_requests = max_requests
+        self._clock = ServerClock(self.log)
+        self._usage = RequestUsage(max_requests)
+        self._in_flight: dict[str, Any] | None = None
+        self._client: httpx.AsyncClient | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the keyword arguments that rebuild this trigger."""
@@ -104,11 +105,13 @@ class ChatImageTrigger(BaseTrigger):
             "run_id": self.run_id,
             "map_index": self.map_index,
             "resend_after_restart": self.resend_after_restart,
+            "max_requests": self.max_requests,
         }
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Send the request (unless an earlier run of this attempt did) and fire its outcome."""
-        yield TriggerEvent(await self._outcome())  # type: ignore[no-untyped-call]
+        outcome = await self._outcome()
+        yield TriggerEvent({**outcome, "usage": self._usage.counts()})  # type: ignore[no-untyped-call]
 
     async def _outcome(self) -> dict[str, Any]:
         earlier = await self._sent_marker()
@@ -129,8 +132,7 @@ class ChatImageTrigger(BaseTrigger):
         return {"status": "success", "trace_id": response.trace_id, "http_status": response.http_status}
 
     async def _generate(self) -> AidolResponse:
-        hook = AidolHook(self.aidol_conn_id)
-        settings: ConnectionSettings = await sync_to_async(lambda: hook.settings)()
+        settings = await sync_to_async(load_settings)(self.aidol_conn_id)
         prepared = prepare_request(
             "POST",
             CHAT_IMAGE_PATH,
@@ -143,42 +145,75 @@ class ChatImageTrigger(BaseTrigger):
             **retry_arguments(settings, retry_if=is_safe_to_resend),
             before_sleep=log_retries(self.log, "AI-DOL image attempt %d was refused before any work began"),
         )
-        async with new_async_client() as client:
-            response: AidolResponse = await retrying(
-                self._attempt_correcting_clock, client, settings, prepared
-            )
+        async with new_async_client(settings) as client:
+            self._client = client
+            with self._usage.operation():
+                response: AidolResponse = await retrying(
+                    self._attempt_correcting_clock, client, settings, prepared
+                )
         return response
 
     async def _attempt_correcting_clock(
         self, client: httpx.AsyncClient, settings: ConnectionSettings, prepared: PreparedRequest
     ) -> AidolResponse:
         """Send once; on a 401 that shows the clocks disagree, adopt the server's clock and resend once."""
+        offset = self._clock.offset
         try:
-            return await self._attempt(client, settings, prepared)
+            return await self._attempt(client, settings, prepared, offset)
         except AidolAuthError as error:
-            corrected = corrected_clock_offset(error, self._clock_offset)
-            if corrected is None:
+            resend_offset = self._clock.resend_offset(error, signed_with=offset)
+            if resend_offset is None:
                 raise
-            log_clock_correction(self.log, error, corrected)
-            self._clock_offset = corrected
-            return await self._attempt(client, settings, prepared)
+            return await self._attempt(client, settings, prepared, resend_offset)
 
     async def _attempt(
-        self, client: httpx.AsyncClient, settings: ConnectionSettings, prepared: PreparedRequest
+        self,
+        client: httpx.AsyncClient,
+        settings: ConnectionSettings,
+        prepared: PreparedRequest,
+        clock_offset: float,
     ) -> AidolResponse:
-        headers = signed_headers(prepared, settings.api_secret, int(time.time() + self._clock_offset))
-        await self._mark_sent(headers["X-Request-ID"])
-        self.log.info(
-            "Sending the AI-DOL image request (X-Request-ID %s); it usually takes 30-90 s",
-            headers["X-Request-ID"],
+        headers = signed_headers(prepared, settings.api_secret, int(time.time() + clock_offset))
+        with self._usage.request(prepared.path):
+            await self._mark_sent(headers["X-Request-ID"])
+            self.log.info(
+                "Sending the AI-DOL image request (X-Request-ID %s); it usually takes 30-90 s",
+                headers["X-Request-ID"],
+            )
+            self._in_flight = {"request_id": headers["X-Request-ID"], "sent_at": time.monotonic()}
+            try:
+                return await send_once_async(
+                    client, settings, prepared, headers, timeout=settings.image_timeout
+                )
+            except AidolError as error:
+                if is_safe_to_resend(error) or isinstance(error, AidolAuthError):
+                    # Refused before any work: a restart while waiting to resend must not fail the task.
+                    await self._mark_sent(None)
+                raise
+            finally:
+                self._in_flight = None
+
+    async def on_kill(self) -> None:
+        """Close the request when a user clears the task or marks it failed (Airflow 3.3+).
+
+        Airflow calls this only for a user action, never for a triggerer restart. The image
+        request in flight (if any) is cut off and logged with its X-Request-ID and how long it
+        ran: the server may still generate and bill that one image.
+        """
+        in_flight, client = self._in_flight, self._client
+        if client is not None:
+            await client.aclose()
+        if in_flight is None:
+            self.log.info("AI-DOL image task killed by a user action; no request was in flight")
+            return
+        self.log.warning(
+            "AI-DOL image task killed by a user action while its request was in flight "
+            "(X-Request-ID %s, %.0f s after sending); the request was closed, but the server may "
+            "still generate and bill this one image. Requests sent by this trigger: %s",
+            in_flight["request_id"],
+            time.monotonic() - in_flight["sent_at"],
+            self._usage.counts(),
         )
-        try:
-            return await send_once_async(client, settings, prepared, headers, timeout=settings.image_timeout)
-        except AidolError as error:
-            if is_safe_to_resend(error) or isinstance(error, AidolAuthError):
-                # Refused before any work: a restart while waiting to resend must not fail the task.
-                await self._mark_sent(None)
-            raise
 
     def _ti_address(self) -> dict[str, Any]:
         return {

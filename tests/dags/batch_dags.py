@@ -49,3 +49,17 @@ with DAG("aidol_single_reuse", schedule=None, params={"user": "nobody"}) as sing
         task_id="create", agent_id="agent-1", user_id="{{ params.user }}", reuse_existing=True
     )
     record("aidol_single_reuse", single.output)
+
+# The SQL registry behind the connection id the tests' registry fixtures define.
+registry_reusing = batch_dag("aidol_batch_registry", reuse_existing=True, registry_conn_id="aidol_registry")
+bad_registry = batch_dag("aidol_batch_bad_registry", reuse_existing=True, registry_conn_id="no_such_registry")
+
+with DAG("aidol_single_registry", schedule=None, params={"user": "nobody"}) as single_registry:
+    single_in_sql = CreateConversationOperator(
+        task_id="create",
+        agent_id="agent-1",
+        user_id="{{ params.user }}",
+        reuse_existing=True,
+        registry_conn_id="aidol_registry",
+    )
+    record("aidol_single_registry", single_in_sql.output)

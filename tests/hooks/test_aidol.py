@@ -164,7 +164,7 @@ def test_unknown_agent_is_not_found_and_not_retried(hook, server):
     assert (caught.value.http_status, caught.value.code, caught.value.message) == (
         200,
         10404,
-        "Agent not found",
+        "Agent not found (agent_id 'no-such-agent', user_id 'test-user')",
     )
     assert caught.value.trace_id is not None
     assert len(caught.value.trace_id) == 32
@@ -342,3 +342,16 @@ def test_retries_and_failures_never_log_the_credentials(monkeypatch, server, cap
     assert "attempt 3 failed" in output.out
     for secret in (server.api_key, server.api_secret):
         assert secret not in output.out + output.err
+
+
+def test_a_base_url_without_scheme_means_https_and_a_tls_failure_says_so(monkeypatch, server):
+    point_connection(monkeypatch, server, host=server.url.removeprefix("http://"), max_retries=2)
+    with pytest.raises(AidolConnectionError) as caught:
+        AidolHook().create_conversation("agent-1")
+    https_url = server.url.replace("http://", "https://")
+    assert str(caught.value).startswith(
+        f"POST /v1/chat/conversation: TLS failed talking to {https_url} (a Base URL without http:// or "
+        "https:// means https; a server that speaks plain HTTP needs http:// in the Base URL)"
+    )
+    assert caught.value.retryable is False
+    assert server.count() == 0

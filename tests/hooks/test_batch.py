@@ -114,3 +114,35 @@ def test_progress_is_logged_at_an_interval_not_per_item(hook, server, caplog):
 def test_wide_batches_get_a_connection_pool_as_wide(hook, server):
     hook.create_conversations(items(40), max_workers=16)
     assert hook.session.get_adapter("http://x").poolmanager.connection_pool_kw["maxsize"] == 16
+
+
+def test_parsed_items_keep_their_own_index(hook, server):
+    from airflow_provider_aidol.batch import BatchItem
+
+    parsed = [BatchItem(7, "agent-1", "u-7"), BatchItem(3, "agent-2", "u-3")]
+    outcomes = dict(hook.iter_create_conversations(parsed, max_workers=2))
+    assert sorted(outcomes) == [3, 7]
+    assert outcomes[7]["user_id"] == "u-7"
+    assert outcomes[3]["user_id"] == "u-3"
+    assert len(server.conversations) == 2
+
+
+def test_a_boolean_is_not_a_rate(hook, server):
+    with pytest.raises(ValueError, match="requests_per_second must be a number > 0, got True"):
+        hook.create_conversations(["agent-1"], requests_per_second=True)
+    assert server.requests == []
+
+
+def test_waves_report_each_request_before_it_is_sent_and_every_result_once(hook, server):
+    from airflow_provider_aidol.batch import BatchItem
+
+    sent: list[tuple[int, str]] = []
+    batch = hook.conversation_batch(max_workers=3, on_send=lambda item, rid: sent.append((item.index, rid)))
+    waves = list(batch.run_in_waves(hook.parse_items(items(20))))
+
+    outcomes = [outcome for wave in waves for outcome in wave]
+    assert sorted(index for index, _ in outcomes) == list(range(20))
+    assert all(len(wave) <= 6 for wave in waves), "a wave never holds more than the in-flight bound"
+    assert sorted(index for index, _ in sent) == list(range(20))
+    assert {rid for _, rid in sent} == {record.request_id for record in server.requests}
+    assert isinstance(hook.parse_items(["agent-1"])[0], BatchItem)

@@ -84,6 +84,7 @@ def test_unknown_agent_is_a_not_found_error(hook, conversation):
     with pytest.raises(AidolNotFoundError, match="Agent not found") as caught:
         hook.generate_chat_image("agent-9", conversation, "x", user_id=USER)
     assert (caught.value.code, caught.value.http_status) == (10404, 200)
+    assert f"(agent_id 'agent-9', conversation_id '{conversation}', user_id '{USER}')" in str(caught.value)
 
 
 def test_another_users_conversation_is_not_found(hook, conversation):

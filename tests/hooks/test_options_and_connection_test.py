@@ -63,3 +63,12 @@ def test_connection_test_names_a_missing_field(monkeypatch, server):
     ok, message = AidolHook().test_connection()
     assert not ok
     assert "has no API Key (login)" in message
+
+
+def test_connection_test_fails_with_the_fix_for_a_connection_without_user_id(monkeypatch, server):
+    point_connection(monkeypatch, server, without=("user_id",))
+    ok, message = AidolHook().test_connection()
+    assert not ok
+    assert "Key, signature and clock are accepted" in message
+    assert "no User ID (extra 'user_id')" in message
+    assert [record.user_id for record in server.requests] == ["airflow-connection-test"]

@@ -55,7 +55,10 @@ def test_with_output_path_the_xcom_is_a_summary_and_lines_are_written(server, tm
         "reused": 0,
         "already_recorded": 0,
         "failed": 0,
+        "orphaned": 0,
+        "in_doubt": 0,
     }
+    assert not path.with_name("results.jsonl.sending").exists(), "the journal goes when every item is done"
     lines = read_lines(path)
     assert sorted(line["index"] for line in lines) == list(range(6))
     assert {line["conversation_id"] for line in lines} == {c.conversation_id for c in server.conversations}
@@ -156,3 +159,18 @@ def test_bad_items_fail_the_task_before_any_request(server):
 def test_bad_operator_arguments_fail_at_dag_definition(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CreateConversationsOperator(task_id="x", conversations=[], **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("results.jsonl", "output_path must be"),  # relative: depends on the worker's directory
+        ("s3://aws_default@bucket/results.jsonl", "cannot be written here"),  # no storage provider
+    ],
+)
+def test_a_bad_output_path_fails_before_any_request(server, output, message, capfd):
+    assert run(batch_dags.failing, items=items(3), output_path=output) == "failed"
+    out = capfd.readouterr().out
+    assert message in out
+    assert "Install the Airflow provider of that storage" in out or "absolute local path" in out
+    assert server.count() == 0

@@ -46,6 +46,7 @@ def trigger_kwargs(conversation: str, **changes: Any) -> dict[str, Any]:
         "run_id": "r",
         "map_index": 3,
         "resend_after_restart": False,
+        "max_requests": None,
     }
     return {**kwargs, **changes}
 
@@ -98,13 +99,25 @@ def test_started_again_for_the_same_attempt_it_reports_an_interruption_and_sends
     [image] = server.images
     event = start_again(deferred_run, conversation)
     sent_at = deferred_run.marker["sent_at"]
-    assert event == {"status": "interrupted", "request_id": image.request_id, "sent_at": sent_at}
+    nothing_sent = {"requests": 0, "retries": 0, "rate_limited": 0, "failed": 0}
+    assert event == {
+        "status": "interrupted",
+        "request_id": image.request_id,
+        "sent_at": sent_at,
+        "usage": nothing_sent,
+    }
     assert server.count(path=CHAT_IMAGE_PATH) == 1
 
 
 def test_started_again_with_resend_allowed_it_sends_once_more(server, conversation, deferred_run):
     event = start_again(deferred_run, conversation, resend_after_restart=True)
-    assert event == {"status": "success", "trace_id": server.requests[-1].trace_id, "http_status": 200}
+    one_request = {"requests": 1, "retries": 0, "rate_limited": 0, "failed": 0}
+    assert event == {
+        "status": "success",
+        "trace_id": server.requests[-1].trace_id,
+        "http_status": 200,
+        "usage": one_request,
+    }
     assert len(server.images) == 2
 
 
@@ -146,11 +159,12 @@ def test_tls_failures_in_the_trigger_are_named_and_not_retried(
 ):
     from tests.hooks.conftest import point_connection
 
-    point_connection(monkeypatch, server, host=server.url.replace("http://", "https://"), max_retries=2)
+    point_connection(monkeypatch, server, host=server.url.removeprefix("http://"), max_retries=2)
     capsys.readouterr()
     event = start_again(deferred_run, conversation, attempt_id="a-new-try")
     assert (event["error"]["error_class"], event["error"]["retryable"]) == ("AidolConnectionError", False)
-    assert event["error"]["message"].startswith("TLS failed")
+    https_url = server.url.replace("http://", "https://")
+    assert event["error"]["message"].startswith(f"TLS failed talking to {https_url} (a Base URL without")
     assert retry_warnings(capsys) == []
 
 

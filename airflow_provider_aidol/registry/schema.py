@@ -1,0 +1,88 @@
+"""The registry table's existence and shape, checked through SQLAlchemy's inspector before any use."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_aidol.exceptions import AidolRegistryConfigError, AidolRegistryError
+from airflow_provider_aidol.registry.dialects import COLUMNS, KEY
+
+if TYPE_CHECKING:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    from airflow_provider_aidol.registry.dialects import SqlDialect
+
+DOCS = "docs/registry.md"
+"""Where the DDL for a table created by hand is documented."""
+
+
+def ensure_table(hook: DbApiHook, dialect: SqlDialect, table: str, conn_id: str) -> None:
+    """Create ``table`` when it is missing; raise when it exists with another shape.
+
+    The shape is right when the table has every registry column and a primary key or unique
+    constraint on exactly ``(namespace, user_id, agent_id)``; other columns are allowed.
+    """
+    from sqlalchemy import inspect
+
+    schema, _, name = table.rpartition(".")
+    where = f"table {table} of connection {conn_id!r}"
+    try:
+        engine = hook.get_sqlalchemy_engine()
+    except Exception as error:
+        raise AidolRegistryConfigError(
+            f"Registry connection {conn_id!r} cannot be opened with SQLAlchemy to check {where}: "
+            f"{type(error).__name__}: {error}. Fix the connection (host, schema, extras).",
+            registry=where,
+        ) from error
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table(name, schema=schema or None):
+                _create(connection, dialect, table)
+            problems = _shape_problems(inspect(connection), name, schema or None)
+    except AidolRegistryError:
+        raise
+    except Exception as error:
+        raise AidolRegistryError(
+            f"Cannot check or create {where}: {type(error).__name__}: {error}", registry=where
+        ) from error
+    finally:
+        engine.dispose()
+    if problems:
+        raise AidolRegistryConfigError(
+            f"Registry {where} has another shape: {'; '.join(problems)}. Fix: create it as "
+            f"{DOCS} shows (the DDL for your database), or set registry_table to a new table "
+            "name; the registry creates a missing table itself.",
+            registry=where,
+        )
+
+
+def _create(connection: Any, dialect: SqlDialect, table: str) -> None:
+    """Run the DDL; another task creating the same table at the same moment is no error."""
+    from sqlalchemy import inspect, text
+
+    schema, _, name = table.rpartition(".")
+    try:
+        connection.execute(text(dialect.create_table(table)))
+        connection.commit()
+    except Exception:
+        # PostgreSQL's IF NOT EXISTS can still collide with a concurrent CREATE TABLE.
+        connection.rollback()
+        if not inspect(connection).has_table(name, schema=schema or None):
+            raise
+
+
+def _shape_problems(inspector: Any, name: str, schema: str | None) -> list[str]:
+    columns = {column["name"].lower() for column in inspector.get_columns(name, schema=schema)}
+    problems = []
+    missing = [column for column in COLUMNS if column not in columns]
+    if missing:
+        problems.append(f"it lacks the column(s) {', '.join(missing)}")
+    keys = [inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or []]
+    keys += [unique["column_names"] for unique in inspector.get_unique_constraints(name, schema=schema)]
+    keys += [index["column_names"] for index in inspector.get_indexes(name, schema=schema) if index["unique"]]
+    if not any(sorted(str(column).lower() for column in key) == sorted(KEY) for key in keys):
+        problems.append(
+            f"no primary key or unique constraint on exactly ({', '.join(KEY)}), so the database "
+            "cannot keep one row per pair"
+        )
+    return problems

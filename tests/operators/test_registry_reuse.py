@@ -1,0 +1,78 @@
+"""Reuse through the SQL registry in real DAG runs: first night creates, second night reuses all."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.dags import batch_dags
+from tests.hooks.conftest import point_connection
+from tests.registry.conftest import records
+
+
+@pytest.fixture
+def server(airflow_db, aidol_default_connection):
+    batch_dags.RECEIVED.clear()
+    return aidol_default_connection
+
+
+def items(count: int) -> list[dict[str, str]]:
+    run = uuid.uuid4().hex[:8]
+    return [{"agent_id": f"agent-{1 + n % 2}", "user_id": f"{run}-user-{n}"} for n in range(count)]
+
+
+def run(dag, **params) -> str:
+    return str(dag.test(run_conf=params).state)
+
+
+def rows(conn_id: str, users: list[str]) -> dict[tuple[str, str], tuple[str, str, str]]:
+    listed = ", ".join(f"'{user}'" for user in users)
+    found = records(
+        conn_id,
+        "SELECT user_id, agent_id, conversation_id, dag_id, task_id FROM aidol_conversations "
+        f"WHERE namespace = 'aidol_default' AND user_id IN ({listed})",
+    )
+    return {(user, agent): (conversation, dag, task) for user, agent, conversation, dag, task in found}
+
+
+def test_the_second_night_reuses_every_conversation_from_the_sql_registry(server, registry_conn_id):
+    batch = items(12)
+    assert run(batch_dags.registry_reusing, items=batch) == "success"
+    assert run(batch_dags.registry_reusing, items=batch) == "success"
+
+    first, second = batch_dags.RECEIVED["aidol_batch_registry"]
+    assert [r["reused"] for r in first] == [False] * 12
+    assert [r["reused"] for r in second] == [True] * 12
+    assert [r["conversation_id"] for r in second] == [r["conversation_id"] for r in first]
+    assert len(server.conversations) == 12, "the second night sent nothing"
+    kept = rows(registry_conn_id, [item["user_id"] for item in batch])
+    assert {pair: row[0] for pair, row in kept.items()} == {
+        (r["user_id"], r["agent_id"]): r["conversation_id"] for r in first
+    }
+    assert {row[1:] for row in kept.values()} == {("aidol_batch_registry", "create_conversations")}
+
+
+def test_the_single_operator_registers_and_reuses_through_sql(server, registry_conn_id):
+    user = f"{uuid.uuid4().hex[:8]}-solo"
+    assert run(batch_dags.single_registry, user=user) == "success"
+    assert run(batch_dags.single_registry, user=user) == "success"
+    first, second = batch_dags.RECEIVED["aidol_single_registry"]
+    assert first == second == server.conversations[0].conversation_id
+    assert len(server.conversations) == 1
+    assert rows(registry_conn_id, [user])[user, "agent-1"][0] == first
+
+
+def test_a_registry_connection_that_does_not_exist_fails_before_any_request(server, capfd):
+    assert run(batch_dags.bad_registry, items=items(3)) == "failed"
+    out = capfd.readouterr().out
+    assert "Registry connection 'no_such_registry' does not exist" in out
+    assert server.count() == 0
+
+
+def test_the_connection_extra_sets_the_default_registry(server, monkeypatch, sqlite_registry):
+    point_connection(monkeypatch, server, registry_conn_id=sqlite_registry)
+    batch = items(3)
+    assert run(batch_dags.reusing, items=batch) == "success"
+    kept = rows(sqlite_registry, [item["user_id"] for item in batch])
+    assert len(kept) == 3, "the rows are in the SQL registry the extra names"

@@ -1,0 +1,130 @@
+"""A throwaway PostgreSQL server from Debian's package, for the tests and the benchmarks.
+
+``initdb`` into a temporary directory, ``pg_ctl start`` on a free loopback port (no Unix socket
+outside that directory, no TCP outside 127.0.0.1), one database, trust authentication; stopped
+and deleted on exit. PostgreSQL refuses to run as root, so as root it runs as the ``postgres``
+user (the Debian package creates it) through ``runuser``. ``scripts/ensure-postgres.sh``
+installs the package when it is missing (``make test`` runs it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+DEBIAN_BINARIES = Path("/usr/lib/postgresql")
+SERVER_USER = "postgres"
+DATABASE = "aidol"
+# Durability is worth nothing for a database deleted after the run; these make it fast.
+FAST_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_connections=50")
+
+
+def find_binaries() -> Path | None:
+    """Return the newest ``/usr/lib/postgresql/<version>/bin`` with ``initdb``, or ``None``."""
+    candidates = [path.parent for path in DEBIAN_BINARIES.glob("*/bin/initdb")]
+    return max(candidates, key=lambda path: int(path.parent.name), default=None)
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class PostgresServer:
+    """A running throwaway server; use as a context manager.
+
+    :param bin_dir: where ``initdb``, ``pg_ctl`` and ``createdb`` are (default: Debian's newest).
+    """
+
+    bin_dir: Path | None = None
+    port: int = 0
+    data_dir: Path = field(default=Path(), init=False)
+    _root: Path | None = field(default=None, init=False)
+
+    @property
+    def uri(self) -> str:
+        """``postgresql://postgres@127.0.0.1:<port>/aidol`` (SQLAlchemy, psycopg, psql)."""
+        return f"postgresql://{SERVER_USER}@127.0.0.1:{self.port}/{DATABASE}"
+
+    @property
+    def airflow_uri(self) -> str:
+        """The same server as an Airflow connection URI (connection type ``postgres``)."""
+        return f"postgres://{SERVER_USER}@127.0.0.1:{self.port}/{DATABASE}"
+
+    def _run(self, program: str, *args: str) -> None:
+        assert self.bin_dir is not None
+        command = [str(self.bin_dir / program), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", SERVER_USER, "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"{program} failed ({result.returncode}): {result.stdout}{result.stderr}")
+
+    def start(self) -> Self:
+        """Create the cluster and the database, and start the server; raise when it cannot."""
+        self.bin_dir = self.bin_dir or find_binaries()
+        if self.bin_dir is None:
+            raise FileNotFoundError(
+                f"no PostgreSQL server under {DEBIAN_BINARIES}: run scripts/ensure-postgres.sh "
+                "(apt-get install postgresql)"
+            )
+        self._root = Path(tempfile.mkdtemp(prefix="aidol-postgres-"))
+        self.data_dir = self._root / "data"
+        if os.geteuid() == 0:
+            shutil.chown(self._root, SERVER_USER)
+        self._run("initdb", "-D", str(self.data_dir), "-U", SERVER_USER, "-A", "trust", "-E", "UTF8")
+        self._start_on_a_free_port()
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", SERVER_USER, DATABASE)
+        return self
+
+    def _start_on_a_free_port(self, attempts: int = 5) -> None:
+        for attempt in range(attempts):
+            self.port = self.port or free_port()
+            options = " ".join(
+                [f"-p {self.port}", "-c listen_addresses=127.0.0.1", f"-k {self.data_dir}"]
+                + [f"-c {setting}" for setting in FAST_SETTINGS]
+            )
+            assert self._root is not None
+            log = self._root / "server.log"
+            try:
+                self._run("pg_ctl", "start", "-w", "-D", str(self.data_dir), "-l", str(log), "-o", options)
+                return
+            except RuntimeError as error:
+                if attempt == attempts - 1:
+                    tail = log.read_text()[-2000:] if log.exists() else "(no server log)"
+                    raise RuntimeError(f"{error}\nserver log:\n{tail}") from None
+                self.port = 0  # another process took the port between the probe and the start
+
+    def stop(self) -> None:
+        """Stop the server at once and delete its files."""
+        if self._root is None:
+            return
+        if (self.data_dir / "postmaster.pid").exists():
+            self._run("pg_ctl", "stop", "-m", "immediate", "-w", "-D", str(self.data_dir))
+        shutil.rmtree(self._root, ignore_errors=True)
+        self._root = None
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,89 @@
+"""The Variables store (the key format of earlier releases) and both stores inside real Airflow tasks."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from airflow_provider_aidol import reuse
+from airflow_provider_aidol.registry import variables
+from tests.dags import registry_dags
+
+
+def run(**params: Any) -> dict[tuple[str, str], str]:
+    """Run the registry DAG with ``dag.test()``; return what the registry answered in the task."""
+    dagrun = registry_dags.registry_task.test(run_conf={"registry_conn_id": None, **params})
+    assert str(dagrun.state) == "success"
+    return {pair: row.conversation_id for pair, row in registry_dags.RESULTS.pop(dagrun.run_id).items()}
+
+
+@pytest.fixture
+def users():
+    """Users unique to the test, so Variables of other tests never match."""
+    run_id = uuid.uuid4().hex[:8]
+    return [f"{run_id}-ana", f"{run_id}-ben", f"{run_id}-cy"]
+
+
+def test_the_key_format_is_unchanged_and_still_importable_from_reuse():
+    assert reuse.variable_key is variables.variable_key
+    assert reuse.variable_key("aidol_default", "user-123", "agent-uuid") == (
+        "aidol_conversation:aidol_default:user-123:agent-uuid"
+    )
+    assert reuse.variable_key("c", "a:b", "x/y") == "aidol_conversation:c:a%3Ab:x%2Fy"
+    long_key = reuse.variable_key("c", "u" * 300, "agent")
+    assert long_key.startswith("aidol_conversation:c:sha256:")
+    assert len(long_key) == len("aidol_conversation:c:sha256:") + 64
+
+
+def test_a_claim_is_found_by_the_next_run(airflow_db, users):
+    pairs = [[user, "agent-1"] for user in users]
+    assert run(op="claim", pairs=pairs, ids=["c-1", "c-2", "c-3"]) == {
+        (users[0], "agent-1"): "c-1",
+        (users[1], "agent-1"): "c-2",
+        (users[2], "agent-1"): "c-3",
+    }
+    assert run(op="lookup", pairs=[*pairs, [users[0], "agent-2"]]) == {
+        (users[0], "agent-1"): "c-1",
+        (users[1], "agent-1"): "c-2",
+        (users[2], "agent-1"): "c-3",
+    }
+
+
+def test_a_claim_keeps_the_conversation_already_there(airflow_db, users):
+    run(op="claim", pairs=[[users[0], "agent-1"]], ids=["first"])
+    kept = run(op="claim", pairs=[[users[0], "agent-1"], [users[1], "agent-1"]], ids=["second", "other"])
+    assert kept == {(users[0], "agent-1"): "first", (users[1], "agent-1"): "other"}
+
+
+def test_the_sql_registry_inside_a_task(airflow_db, sqlite_registry, users):
+    """The task finds the registry connection through the Task SDK, as an operator will."""
+    pairs = [[user, "agent-1"] for user in users]
+    run(op="claim", pairs=pairs, ids=["s-1", "s-2", "s-3"], registry_conn_id=sqlite_registry)
+    dagrun_rows = run(op="lookup", pairs=pairs, registry_conn_id=sqlite_registry)
+    assert dagrun_rows == {
+        (users[0], "agent-1"): "s-1",
+        (users[1], "agent-1"): "s-2",
+        (users[2], "agent-1"): "s-3",
+    }
+    # The Variables store knows nothing of them.
+    assert run(op="lookup", pairs=pairs) == {}
+
+
+def test_a_claimed_row_names_the_task_that_created_it(airflow_db, sqlite_registry, users):
+    dagrun = registry_dags.registry_task.test(
+        run_conf={
+            "op": "claim",
+            "pairs": [[users[0], "agent-1"]],
+            "ids": ["c"],
+            "registry_conn_id": sqlite_registry,
+        }
+    )
+    [row] = registry_dags.RESULTS.pop(dagrun.run_id).values()
+    assert (row.dag_id, row.run_id, row.task_id, row.map_index) == (
+        "aidol_registry_task",
+        dagrun.run_id,
+        "use_registry",
+        -1,
+    )

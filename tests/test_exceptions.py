@@ -1,0 +1,69 @@
+"""The typed errors: every one survives the trip through a trigger event, found by introspection."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from airflow_provider_aidol import exceptions
+from airflow_provider_aidol._compat import AirflowFailException
+from airflow_provider_aidol.exceptions import AidolError
+
+# A value for every keyword argument any error's payload keeps.
+SAMPLE_FIELDS: dict[str, Any] = {
+    "http_status": 502,
+    "code": 10500,
+    "trace_id": "trace-1",
+    "method": "POST",
+    "path": "/v1/chat/image",
+    "retry_after": 3.0,
+    "clock_skew": -900.0,
+    "retryable": False,
+    "request_sent": False,
+    "registry": "table aidol_conversations of connection 'aidol_registry'",
+    "max_requests": 5,
+}
+
+
+def all_subclasses(cls: type[AidolError]) -> list[type[AidolError]]:
+    found = []
+    for subclass in cls.__subclasses__():
+        found += [subclass, *all_subclasses(subclass)]
+    return found
+
+
+ERROR_CLASSES = [AidolError, *all_subclasses(AidolError)]
+
+
+def test_the_introspection_finds_every_error_the_module_exports():
+    exported = {getattr(exceptions, name) for name in exceptions.__all__}
+    expected = {cls for cls in exported if isinstance(cls, type) and issubclass(cls, AidolError)}
+    assert expected <= set(ERROR_CLASSES)
+    assert len(expected) >= 12
+
+
+@pytest.mark.parametrize("error_class", ERROR_CLASSES, ids=lambda cls: cls.__name__)
+def test_every_error_survives_the_trip_through_a_trigger_event(error_class: type[AidolError]):
+    fields = {name: SAMPLE_FIELDS[name] for name in error_class._payload_fields}
+    error = error_class("something went wrong", **fields)
+
+    rebuilt = AidolError.from_payload(json.loads(json.dumps(error.to_payload())))
+
+    assert type(rebuilt) is error_class
+    assert (str(rebuilt), vars(rebuilt)) == (str(error), vars(error))
+    assert isinstance(rebuilt, AirflowFailException) == isinstance(error, AirflowFailException)
+
+
+def test_a_class_defined_later_is_registered_too():
+    class AidolLaterError(AidolError):
+        pass
+
+    rebuilt = AidolError.from_payload(AidolLaterError("later").to_payload())
+    assert type(rebuilt) is AidolLaterError
+
+
+def test_an_unknown_class_name_comes_back_as_a_plain_aidol_error():
+    payload = {**AidolError("gone").to_payload(), "error_class": "AidolRemovedError"}
+    assert type(AidolError.from_payload(payload)) is AidolError

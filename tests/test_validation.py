@@ -1,0 +1,31 @@
+"""The shared input checks: one helper per rule, the same message wherever the rule applies."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from airflow_provider_aidol.validation import require_positive_number, require_whole_number
+
+
+@pytest.mark.parametrize("value", [0.001, 1, 2.5, 1e9])
+def test_a_finite_number_above_zero_is_accepted(value):
+    assert require_positive_number("timeout", value) == value
+
+
+@pytest.mark.parametrize("value", [0, -1, math.inf, math.nan, True, "3", None])
+def test_anything_else_is_refused_naming_the_field(value):
+    with pytest.raises(ValueError, match=r"^timeout must be a number of seconds > 0, got "):
+        require_positive_number("timeout", value, unit=" of seconds")
+
+
+@pytest.mark.parametrize("value", [1, 4, 64])
+def test_a_whole_number_from_the_minimum_is_accepted(value):
+    assert require_whole_number("max_workers", value) == value
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.0, True, "4", None])
+def test_a_whole_number_below_the_minimum_or_of_another_type_is_refused(value):
+    with pytest.raises(ValueError, match=r"^max_workers must be a whole number >= 1, got "):
+        require_whole_number("max_workers", value)
