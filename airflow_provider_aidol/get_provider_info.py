@@ -11,6 +11,8 @@ from typing import Any
 _HOOK_CLASS = "airflow_provider_aidol.hooks.aidol.AidolHook"
 DEFAULT_CONN_ID = "aidol_default"
 """The connection id hooks and operators use unless told otherwise."""
+DOCUMENTATION_URL = "https://airflow-provider-aidol.github.io/airflow-provider-aidol/"
+"""The documentation site (also the package's ``Documentation`` project URL, which Airflow prefers)."""
 
 
 def _number_field(
@@ -108,6 +110,7 @@ def get_provider_info() -> dict[str, Any]:
         "name": "AI-DOL",
         "description": "Create and use AI-DOL agent conversations from Airflow "
         "through the AI-DOL Open API: signed hook, operators and an embedded test server.",
+        "documentation-url": DOCUMENTATION_URL,
         "integrations": [
             {"integration-name": "AI-DOL", "tags": ["software"]},
         ],
