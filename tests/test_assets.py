@@ -1,4 +1,8 @@
-"""Asset events carry a task's results: stored in the metadata DB, and they queue the downstream DAG."""
+"""Asset events carry a task's results: stored in the metadata DB, and they queue the downstream DAG.
+
+The batch's event holds its summary; a conversation's its id, traceId and whether it was reused;
+an image's its path, conversation id and traceId. None holds a credential.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_aidol.endpoints import CHAT_IMAGE_PATH, CONVERSATION_PATH
 from tests.dags import integration_dags
 
 
@@ -77,3 +82,35 @@ def test_the_batch_asset_event_holds_the_summary_and_queues_the_downstream_dag(
     assert server.api_key not in repr(events)
     assert server.api_secret not in repr(events)
     assert queued_for("aidol_assets_consumer") == 1
+
+
+def test_the_conversation_and_image_events_hold_their_ids_path_and_trace_ids(server, tmp_path):
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    first, second = tmp_path / "first.png", tmp_path / "second.png"
+
+    runs = [
+        integration_dags.assets_one.test(run_conf={"user": user, "output_path": f"file://{path}"})
+        for path in (first, second)
+    ]
+
+    assert [str(run.state) for run in runs] == ["success", "success"]
+    [created, reused] = stored_events(integration_dags.CONVERSATION.uri)[-2:]
+    [conversation_call] = [r for r in server.requests if r.path == CONVERSATION_PATH and r.user_id == user]
+    conversation_id = created["conversation_id"]
+    assert created == {
+        "conversation_id": conversation_id,
+        "trace_id": conversation_call.trace_id,
+        "reused": False,
+    }
+    assert reused == {"conversation_id": conversation_id, "trace_id": None, "reused": True}
+    image_calls = [r.trace_id for r in server.requests if r.path == CHAT_IMAGE_PATH and r.user_id == user]
+    assert stored_events(integration_dags.IMAGE.uri)[-2:] == [
+        {"path": f"file://{path}", "conversation_id": conversation_id, "trace_id": trace_id}
+        for path, trace_id in zip((first, second), image_calls, strict=True)
+    ]
+    assert first.read_bytes().startswith(b"\x89PNG")
+    everything = repr(
+        stored_events(integration_dags.CONVERSATION.uri) + stored_events(integration_dags.IMAGE.uri)
+    )
+    assert server.api_key not in everything
+    assert server.api_secret not in everything

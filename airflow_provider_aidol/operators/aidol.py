@@ -62,8 +62,6 @@ class CreateConversationOperator(AidolBaseOperator):
         Each asset in ``outlets`` gets an event whose extra holds ``conversation_id``,
         ``trace_id`` (``None`` when reused) and ``reused``.
         """
-        from airflow_provider_aidol.assets import set_outlet_extras
-
         self._trace_id: str | None = None
         try:
             if not self.reuse_existing:
@@ -77,7 +75,8 @@ class CreateConversationOperator(AidolBaseOperator):
             "trace_id": self._trace_id,
             "reused": self._trace_id is None,
         }
-        set_outlet_extras(self.outlets, context, extra)
+        reused = int(self._trace_id is None)
+        self.report_results(context, extra, counts={"created": 1 - reused, "reused": reused})
         return conversation_id
 
     def _create(self, agent_id: str, user_id: str | None) -> tuple[str, str | None]:

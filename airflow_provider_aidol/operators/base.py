@@ -15,6 +15,8 @@ from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_aidol.validation import require_whole_number
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
     from airflow.sdk import Context, ObjectStoragePath
 
     from airflow_provider_aidol.hooks.aidol import AidolHook
@@ -34,6 +36,7 @@ class AidolBaseOperator(BaseOperator):
     """
 
     ui_color = "#e8f0fe"
+    _results: tuple[list[str], dict[str, Any]] | None = None
 
     def __init__(
         self, *, aidol_conn_id: str = DEFAULT_CONN_ID, max_requests: int | None = None, **kwargs: Any
@@ -86,6 +89,45 @@ class AidolBaseOperator(BaseOperator):
             ti.xcom_push(key=USAGE_XCOM_KEY, value=usage)
         self.log.info("AI-DOL usage of this try: %s", usage)
         self.hook.close()
+
+    def report_results(
+        self,
+        context: Context,
+        extra: Mapping[str, Any],
+        *,
+        counts: Mapping[str, Any],
+        written: Iterable[str] = (),
+    ) -> None:
+        """Report a try's results to Airflow.
+
+        ``extra`` goes into the outlets' asset events, the ``written`` files to the hook lineage
+        collector, and both ``written`` and ``counts`` to OpenLineage when its listener asks.
+        """
+        from airflow_provider_aidol.assets import report_written, set_outlet_extras
+
+        written = list(written)
+        self._results = (written, dict(counts))
+        report_written(self.hook, written)
+        set_outlet_extras(self.outlets, context, extra)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Return the OpenLineage facets of the finished (or failed) try.
+
+        Its output datasets are the files it wrote, the job facet ``aidol`` names the AI-DOL
+        host (never a credential), and the run facet ``aidol`` holds the result counts and the
+        requests sent. ``None`` without the OpenLineage provider (the ``openlineage`` extra).
+        """
+        try:
+            from airflow_provider_aidol.lineage import operator_lineage
+        except ImportError:
+            return None
+        written, counts = self._results or ([], {})
+        return operator_lineage(
+            base_url=self.hook.settings.base_url,
+            written=written,
+            counts=counts,
+            usage=self.hook.usage.counts(),
+        )
 
 
 def object_storage_path(name: str, value: Any, *, example: str) -> ObjectStoragePath:

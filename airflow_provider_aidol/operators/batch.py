@@ -120,7 +120,7 @@ class CreateConversationsOperator(AidolBaseOperator):
         context: Context,
     ) -> Any:
         """Run the batch, recording each wave of outcomes before the next requests go out."""
-        from airflow_provider_aidol.assets import batch_extra, report_written, set_outlet_extras
+        from airflow_provider_aidol.assets import batch_extra
         from airflow_provider_aidol.metrics import count_batch_items
         from airflow_provider_aidol.result_log import EarlierTries
 
@@ -153,11 +153,11 @@ class CreateConversationsOperator(AidolBaseOperator):
         if result_log is not None:
             result_log.finished()
             counts["output_path"] = str(self.output_path)
-            report_written(self.hook, [counts["output_path"]])
             self.log.info("AI-DOL batch results are in %s: %s", self.output_path, counts)
         else:
             self.log.info("AI-DOL batch: %s", counts)
-        set_outlet_extras(self.outlets, context, batch_extra(counts))
+        written = [counts["output_path"]] if result_log is not None else []
+        self.report_results(context, batch_extra(counts), counts=summary.as_dict(), written=written)
         count_batch_items(counts)
         self._finish(summary.failures, len(items))
         return counts if result_log is not None else results

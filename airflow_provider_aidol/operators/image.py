@@ -208,15 +208,13 @@ class GenerateChatImageOperator(AidolBaseOperator):
         Each asset in ``outlets`` gets an event whose extra holds ``path``,
         ``conversation_id`` and ``trace_id``; the file goes to the hook lineage collector.
         """
-        from airflow_provider_aidol.assets import report_written, set_outlet_extras
-
         if path.protocol in _LOCAL_PROTOCOLS:
             path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(image.png)
         context["ti"].xcom_push(key="trace_id", value=image.trace_id)
-        report_written(self.hook, [str(path)])
         extra = {"path": str(path), "conversation_id": self.conversation_id, "trace_id": image.trace_id}
-        set_outlet_extras(self.outlets, context, extra)
+        counts = {"images": 1, "bytes": len(image.png)}
+        self.report_results(context, extra, counts=counts, written=[str(path)])
         self.log.info(
             "Wrote the AI-DOL chat image of conversation %s (%d bytes, traceId %s) to %s",
             self.conversation_id,

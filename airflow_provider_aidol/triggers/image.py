@@ -11,6 +11,7 @@ interrupted instead of paying twice.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -194,16 +195,19 @@ class ChatImageTrigger(BaseTrigger):
             )
             self._in_flight = {"request_id": headers["X-Request-ID"], "sent_at": time.monotonic()}
             try:
-                return await send_once_async(
+                response = await send_once_async(
                     client, settings, prepared, headers, timeout=settings.image_timeout
                 )
+            except asyncio.CancelledError:
+                raise  # still in flight for on_kill(), which Airflow calls after cancelling run()
             except AidolError as error:
+                self._in_flight = None
                 if is_safe_to_resend(error) or isinstance(error, AidolAuthError):
                     # Refused before any work: a restart while waiting to resend must not fail the task.
                     await self._mark_sent(None)
                 raise
-            finally:
-                self._in_flight = None
+            self._in_flight = None
+            return response
 
     async def on_kill(self) -> None:
         """Close the request when a user clears the task or marks it failed (Airflow 3.3+).

@@ -1,4 +1,4 @@
-"""DAGs of the Airflow-integration tests: asset events, the request budget, the retry policy."""
+"""DAGs of the Airflow-integration tests: asset events, lineage, the request budget, the retry policy."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from airflow.sdk import DAG, Asset, task
 
 from airflow_provider_aidol.operators.aidol import CreateConversationOperator
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
+from airflow_provider_aidol.operators.image import GenerateChatImageOperator
 from airflow_provider_aidol.retry_policy import AidolRetryPolicy
 
 RECEIVED: dict[str, list[Any]] = {}
 NIGHTLY = Asset("aidol://conversations/nightly")
+CONVERSATION = Asset("aidol://conversations/one")
+IMAGE = Asset("aidol://images/one")
 
 
 @task
@@ -72,4 +75,29 @@ with DAG("aidol_rate_limited_retry", schedule=None) as rate_limited_retry:
     # Without the retry policy the retry would wait retry_delay (an hour) and the run would hang.
     CreateConversationOperator(
         task_id="create", agent_id="agent-1", retries=1, retry_delay=timedelta(hours=1)
+    )
+
+with DAG(
+    "aidol_assets_one",
+    schedule=None,
+    params={"user": "bob", "output_path": ""},
+    render_template_as_native_obj=True,
+) as assets_one:
+    # The registry keeps conversations in Airflow Variables, so a second run reuses the first's.
+    conversation = CreateConversationOperator(
+        task_id="create",
+        agent_id="agent-1",
+        user_id="{{ params.user }}",
+        reuse_existing=True,
+        outlets=[CONVERSATION],
+    )
+    GenerateChatImageOperator(
+        task_id="generate",
+        agent_id="agent-1",
+        user_id="{{ params.user }}",
+        conversation_id=conversation.output,
+        text="a red fox",
+        output_path="{{ params.output_path }}",
+        deferrable=False,
+        outlets=[IMAGE],
     )

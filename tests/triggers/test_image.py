@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from airflow.triggers.base import BaseTrigger
 
 from airflow_provider_aidol.hooks.aidol import AidolHook
 from airflow_provider_aidol.images import CHAT_IMAGE_PATH, chat_image_body
@@ -228,3 +229,97 @@ def test_an_unexpected_failure_still_fires_an_error_event(aidol_default_connecti
     assert event["status"] == "error"
     assert event["error"]["error_class"] == "AidolError"
     assert "RuntimeError: the XCom backend is down" in event["error"]["message"]
+
+
+class KilledMidRequest:
+    """Runs a trigger in Airflow's own ``TriggerRunner`` and cancels it as a user's clear or
+    mark-failed does (Airflow 3.3+) once the server has its image request in flight.
+
+    ``run()`` yields what was seen: the events the trigger fired, and whether the connection the
+    request went out on is still open after the cancel.
+    """
+
+    def __init__(self, trigger: ChatImageTrigger, server: Any) -> None:
+        self.trigger = trigger
+        self.server = server
+
+    def connections(self) -> set[int]:
+        """The local ports of this process's open connections to the server (it runs in a thread here)."""
+        import psutil  # type: ignore[import-untyped]
+
+        return {
+            connection.laddr.port
+            for connection in psutil.Process().net_connections(kind="tcp")
+            if connection.raddr
+            and connection.raddr.port == self.server.port
+            and connection.status == psutil.CONN_ESTABLISHED
+        }
+
+    async def run(self) -> Any:
+        import asyncio
+
+        from airflow.jobs.triggerer_job_runner import TriggerRunner
+
+        baseline = self.connections()  # other clients' keep-alive connections
+        runner = TriggerRunner()  # type: ignore[no-untyped-call]
+        self.trigger.task_instance = None
+        task = asyncio.create_task(runner.run_trigger(1, self.trigger))
+        runner.triggers[1] = {"task": task, "name": "image", "events": 0, "is_watcher": False}
+        for _ in range(200):  # up to 10 s for the request to reach the server
+            if any(r.path == CHAT_IMAGE_PATH and r.http_status is None for r in self.server.requests):
+                break
+            await asyncio.sleep(0.05)
+        before = self.connections()
+        runner.to_cancel.append(1)
+        await runner.cancel_triggers()  # type: ignore[no-untyped-call]
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        [request_connection] = before - baseline
+        still_open = request_connection in self.connections()
+        yield SimpleNamespace(fired=list(runner.events), still_open=still_open)
+
+
+@pytest.mark.skipif(
+    not hasattr(BaseTrigger, "on_kill"),
+    reason="Airflow before 3.3 never calls a trigger's on_kill (it only cancels the trigger)",
+)
+def test_a_user_kill_mid_request_closes_the_request_and_logs_what_it_may_cost(
+    server, conversation, deferred_run, capsys
+):
+    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
+
+    server.image_latency = 3.0
+    kwargs = trigger_kwargs(
+        conversation,
+        attempt_id="a-new-try",
+        run_id=deferred_run.run_id,
+        dag_id=image_dags.deferred.dag_id,
+        task_id="generate",
+        map_index=-1,
+    )
+    capsys.readouterr()
+    driver = KilledMidRequest(ChatImageTrigger(**kwargs), server)
+
+    ti = SimpleNamespace(id=deferred_run.ti_id)
+    seen = InProcessTestSupervisor.run_trigger_in_process(trigger=driver, ti=ti)  # type: ignore[no-untyped-call]
+
+    assert seen.still_open is False
+    assert seen.fired == []
+    in_flight = [r for r in server.requests if r.path == CHAT_IMAGE_PATH and r.http_status is None]
+    assert len(in_flight) == 1
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "killed by a user action" in line]
+    assert f"while its request was in flight (X-Request-ID {in_flight[0].request_id}, " in line
+    assert "the server may still generate and bill this one image" in line
+    assert "'requests': 1" in line
+    # What the warning is about: the server carries on and generates (bills) the image no one reads.
+    assert server.images[-1].request_id == in_flight[0].request_id
+    wait_until(lambda: server.requests[-1].http_status is not None)
+
+
+def wait_until(condition: Any, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

@@ -1,0 +1,67 @@
+"""What a finished task tells OpenLineage: the files it wrote, the AI-DOL host, its counts.
+
+The operators' ``get_openlineage_facets_on_complete`` builds its answer here. This module imports
+the OpenLineage provider (the ``openlineage`` extra) at the top, so the operators import it only
+when the provider's listener asks, and answer ``None`` when it is not installed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from airflow.providers.openlineage.extractors import OperatorLineage
+from airflow.providers.openlineage.utils.utils import translate_airflow_asset
+from airflow.sdk import Asset
+from attrs import define
+from openlineage.client.facet_v2 import JobFacet, RunFacet
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+FACET_NAME = "aidol"
+"""The key of the AI-DOL job facet and run facet in an OpenLineage event."""
+
+
+@define
+class AidolEndpointJobFacet(JobFacet):
+    """The AI-DOL API a job talks to: the host (and port) of the connection's base URL, nothing else."""
+
+    host: str
+
+
+@define
+class AidolRunFacet(RunFacet):
+    """What one task try did: its results' ``counts`` and the requests it sent (``usage``)."""
+
+    counts: dict[str, Any]
+    usage: dict[str, int]
+
+
+def endpoint_host(base_url: str) -> str:
+    """Return ``host[:port]`` of ``base_url``: no scheme, user, password, path or query."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def operator_lineage(
+    *, base_url: str, written: Iterable[str], counts: Mapping[str, Any], usage: Mapping[str, int]
+) -> OperatorLineage[Any, Any]:
+    """Return the OpenLineage facets of a finished AI-DOL task.
+
+    :param base_url: the connection's base URL; only its host goes out.
+    :param written: URIs or absolute paths of the files the task wrote (its output datasets).
+    :param counts: the task's result counts (the custom run facet's ``counts``).
+    :param usage: the try's request counts (``RequestUsage.counts()``).
+    """
+    outputs = []
+    for uri in written:
+        dataset = translate_airflow_asset(Asset(f"file://{uri}" if uri.startswith("/") else uri), None)
+        if dataset is not None:
+            outputs.append(dataset)
+    return OperatorLineage(
+        outputs=outputs,
+        job_facets={FACET_NAME: AidolEndpointJobFacet(host=endpoint_host(base_url))},
+        run_facets={FACET_NAME: AidolRunFacet(counts=dict(counts), usage=dict(usage))},
+    )
