@@ -33,6 +33,8 @@ SCENARIOS: dict[int, tuple[str, float]] = {
     6: ("s6_import", 900),
     7: ("s7_deferrable", 1200),
     8: ("s8_registry", 1200),
+    9: ("s9_registry_nights", 2700),
+    10: ("s10_crash", 900),
 }
 
 
