@@ -29,9 +29,9 @@ REMOTE_LIKE = "remote"
 
 def attach_remote_like() -> None:
     """Make ``remote:///…`` a local directory that the operator sees as an object store."""
-    import fsspec
+    import fsspec  # type: ignore[import-untyped]
     from airflow.sdk.io import attach
-    from fsspec.implementations.local import LocalFileSystem
+    from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
 
     class RemoteLikeFileSystem(LocalFileSystem):  # type: ignore[misc]
         """Local files under a protocol that is not ``file``: buffered like S3 or GCS."""
@@ -70,7 +70,9 @@ def main() -> int:
         registry_table=settings.get("registry_table"),
         on_error="continue",
     )
-    ti = SimpleNamespace(dag_id="aidol_bench", run_id=settings["run_id"], task_id=operator.task_id, map_index=-1)
+    ti = SimpleNamespace(
+        dag_id="aidol_bench", run_id=settings["run_id"], task_id=operator.task_id, map_index=-1
+    )
     start = time.perf_counter()
     xcom: Any = operator.execute({"ti": ti})  # type: ignore[typeddict-item]
     seconds = time.perf_counter() - start

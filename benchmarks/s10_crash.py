@@ -73,13 +73,17 @@ def _kill_at_half(server: ServerProcess, process: subprocess.Popen[str]) -> int:
     return int(server.stats()["conversations"])
 
 
-def _crash_and_retry(server: ServerProcess, env: dict[str, str], settings: dict[str, Any], name: str) -> dict[str, Any]:
+def _crash_and_retry(
+    server: ServerProcess, env: dict[str, str], settings: dict[str, Any], name: str
+) -> dict[str, Any]:
     server.reset()
     killed_at = _kill_at_half(server, _start(settings, env, f"{name}-first"))
     retry = _start(settings, env, f"{name}-retry")
     out, _ = retry.communicate(timeout=300)
     if retry.returncode != 0:
-        raise RuntimeError(f"{name}: the retry failed ({retry.returncode}); see {log_file(f'{name}-retry.stderr.log')}")
+        raise RuntimeError(
+            f"{name}: the retry failed ({retry.returncode}); see {log_file(f'{name}-retry.stderr.log')}"
+        )
     report = json.loads(out.strip().splitlines()[-1])
     stats = server.stats()
     return {
@@ -135,7 +139,14 @@ def run(*, repetitions: int = 3) -> ScenarioResult:
             }
         )
     result["table"] = {
-        "columns": ["store", "run", "killed at (created)", "created twice", "retry: in doubt", "retry summary"],
+        "columns": [
+            "store",
+            "run",
+            "killed at (created)",
+            "created twice",
+            "retry: in doubt",
+            "retry summary",
+        ],
         "rows": [
             [
                 mode,

@@ -119,31 +119,43 @@ def _airflow_nights(server: ServerProcess, scratch: Path, postgres_uri: str) -> 
         {"conn_type": "sqlite", "host": str(scratch / "registry-1000.db")}
     )
     env[f"AIRFLOW_CONN_{REGISTRY_CONN.upper()}_POSTGRESQL"] = postgres_uri
-    check_child(run_child([AIRFLOW, "db", "migrate"], env=env, timeout=600, name="s9-db-migrate"), "db migrate")
+    check_child(
+        run_child([AIRFLOW, "db", "migrate"], env=env, timeout=600, name="s9-db-migrate"), "db migrate"
+    )
     measured: dict[str, Any] = {}
     for store in STORES:
         nights = []
         for night in ("first", "second"):
             server.reset()
-            run = run_child([AIRFLOW, "dags", "test", _dag_id(store)], env=env, timeout=1200, name=f"s9-{night}")
+            run = run_child(
+                [AIRFLOW, "dags", "test", _dag_id(store)], env=env, timeout=1200, name=f"s9-{night}"
+            )
             check_child(run, f"airflow dags test {_dag_id(store)}")
             task = _span(_task_instances(home / "airflow.db", _dag_id(store), "create_conversations"))
             counters = json.loads((scratch / f"{_dag_id(store)}.jsonl").read_text().splitlines()[-1])
             stats = server.stats()
-            nights.append({"task_s": task, "wall_s": run.seconds, "conversations": stats["conversations"], **counters})
+            nights.append(
+                {"task_s": task, "wall_s": run.seconds, "conversations": stats["conversations"], **counters}
+            )
             say(
                 f"  {store}, {SMALL:,} pairs, {night} night: task {task:.2f} s, created "
-                f"{counters['created']}, reused {counters['reused']}, server created {stats['conversations']}, "
-                f"registry {counters['registry_s']:.2f} s in {counters['statements']} round trips"
+                f"{counters['created']}, reused {counters['reused']}, server created "
+                f"{stats['conversations']}, registry {counters['registry_s']:.2f} s in "
+                f"{counters['statements']} round trips"
             )
         measured[store] = {"first": nights[0], "second": nights[1]}
     return measured
 
 
-def _client(server: ServerProcess, settings: dict[str, Any], env: dict[str, str], name: str) -> dict[str, Any]:
+def _client(
+    server: ServerProcess, settings: dict[str, Any], env: dict[str, str], name: str
+) -> dict[str, Any]:
     server.reset()
     run = run_child(
-        [sys.executable, "-m", "benchmarks.registry_client", json.dumps(settings)], env=env, timeout=1200, name=name
+        [sys.executable, "-m", "benchmarks.registry_client", json.dumps(settings)],
+        env=env,
+        timeout=1200,
+        name=name,
     )
     check_child(run, name)
     report: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
@@ -152,7 +164,9 @@ def _client(server: ServerProcess, settings: dict[str, Any], env: dict[str, str]
     return report
 
 
-def _large_nights(server: ServerProcess, scratch: Path, postgres_uri: str, deadline: Deadline) -> dict[str, Any]:
+def _large_nights(
+    server: ServerProcess, scratch: Path, postgres_uri: str, deadline: Deadline
+) -> dict[str, Any]:
     """Per SQL store, 100,000 pairs: the batch without reuse, then first and second night."""
     env = airflow_env(scratch / "client-home", connection=server.connection)
     env[f"AIRFLOW_CONN_{REGISTRY_CONN.upper()}_SQLITE"] = json.dumps(
@@ -205,8 +219,10 @@ def _report(result: ScenarioResult, small: dict[str, Any], large: dict[str, Any]
         and s["second"]["conversations"] == (SMALL if store == "no reuse" else 0)
         for store, s in small.items()
     ) and all(
-        r["no reuse"]["conversations"] == LARGE and r["first"]["conversations"] == LARGE
-        and r["second"]["conversations"] == 0 and r["second"]["summary"]["reused"] == LARGE
+        r["no reuse"]["conversations"] == LARGE
+        and r["first"]["conversations"] == LARGE
+        and r["second"]["conversations"] == 0
+        and r["second"]["summary"]["reused"] == LARGE
         for r in large.values()
     )
     for store, runs in large.items():
@@ -252,8 +268,13 @@ def _report(result: ScenarioResult, small: dict[str, Any], large: dict[str, Any]
             ]
         )
         rows.append(
-            [f"no reuse (before {store})", f"{LARGE:,}", "execute() in a subprocess, batch time",
-             f"{fmt_seconds(runs['no reuse']['seconds'])} ({runs['no reuse']['conversations']} created)", "—"]
+            [
+                f"no reuse (before {store})",
+                f"{LARGE:,}",
+                "execute() in a subprocess, batch time",
+                f"{fmt_seconds(runs['no reuse']['seconds'])} ({runs['no reuse']['conversations']} created)",
+                "—",
+            ]
         )
     result["table"] = {"columns": ["store", "pairs", "measured", "first night", "second night"], "rows": rows}
     result["notes"].append(

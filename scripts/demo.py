@@ -110,7 +110,7 @@ def run_demo(home: Path) -> None:
 
 
 def with_registry(connection_json: str) -> str:
-    """The AI-DOL connection with a default SQL registry for every task that reuses conversations."""
+    """Return the AI-DOL connection with a default SQL registry for every task that reuses conversations."""
     connection = json.loads(connection_json)
     connection["extra"]["registry_conn_id"] = REGISTRY_CONN_ID
     return json.dumps(connection)
