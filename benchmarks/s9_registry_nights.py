@@ -248,23 +248,17 @@ def _report(result: ScenarioResult, small: dict[str, Any], large: dict[str, Any]
                 "met": at_most(ratio, GOAL_FIRST_NIGHT) and correct,
             }
         )
-    rows = []
-    for store, nights in small.items():
-        rows.append(
-            [store, f"{SMALL:,}", "airflow dags test, task time"]
-            + [
-                f"{fmt_seconds(nights[n]['task_s'])} ({nights[n]['conversations']} created, registry "
-                f"{fmt_seconds(nights[n]['registry_s'])} in {nights[n]['statements']} round trips)"
-                for n in ("first", "second")
-            ]
-        )
+    rows = [
+        [store, f"{SMALL:,}", "airflow dags test, task time"]
+        + [_night(n["task_s"], n["conversations"], n["registry_s"], n["statements"]) for n in nights.values()]
+        for store, nights in small.items()
+    ]
     for store, runs in large.items():
         rows.append(
             [store, f"{LARGE:,}", "execute() in a subprocess, batch time"]
             + [
-                f"{fmt_seconds(runs[n]['seconds'])} ({runs[n]['conversations']} created, registry "
-                f"{fmt_seconds(runs[n]['registry_seconds'])} in {runs[n]['registry_statements']} statements)"
-                for n in ("first", "second")
+                _night(r["seconds"], r["conversations"], r["registry_seconds"], r["registry_statements"])
+                for r in (runs["first"], runs["second"])
             ]
         )
         rows.append(
@@ -290,3 +284,11 @@ def _report(result: ScenarioResult, small: dict[str, Any], large: dict[str, Any]
         f"none): {'yes' if correct else 'NO'}."
     )
     result["data"] = {"small": small, "large": large}
+
+
+def _night(seconds: float, created: int, registry_seconds: float, statements: int) -> str:
+    """One night's table cell: time, conversations created, registry time and round trips."""
+    return (
+        f"{fmt_seconds(seconds)} ({created} created, registry {fmt_seconds(registry_seconds)} "
+        f"in {statements} round trips)"
+    )
