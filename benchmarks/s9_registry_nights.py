@@ -28,6 +28,7 @@ from typing import Any
 from benchmarks.common import (
     AIRFLOW,
     Deadline,
+    Goal,
     ScenarioResult,
     ServerProcess,
     airflow_env,
@@ -237,17 +238,25 @@ def _report(result: ScenarioResult, small: dict[str, Any], large: dict[str, Any]
                 "met": at_most(second, GOAL_SECOND_NIGHT) and correct,
             }
         )
-        result["goals"].append(
-            {
-                "measure": f"{store} registry, {LARGE:,} pairs, first night / same batch without reuse",
-                "goal": f"≤ {GOAL_FIRST_NIGHT:.2f}x",
-                "result": f"{fmt_ratio(ratio)} ({fmt_seconds(runs['first']['seconds'])} vs "
-                f"{fmt_seconds(runs['no reuse']['seconds'])}; registry "
-                f"{fmt_seconds(runs['first']['registry_seconds'])} in "
-                f"{runs['first']['registry_statements']} statements)",
-                "met": at_most(ratio, GOAL_FIRST_NIGHT) and correct,
-            }
-        )
+        first: Goal = {
+            "measure": f"{store} registry, {LARGE:,} pairs, first night / same batch without reuse",
+            "goal": f"≤ {GOAL_FIRST_NIGHT:.2f}x",
+            "result": f"{fmt_ratio(ratio)} ({fmt_seconds(runs['first']['seconds'])} vs "
+            f"{fmt_seconds(runs['no reuse']['seconds'])}; registry "
+            f"{fmt_seconds(runs['first']['registry_seconds'])} in "
+            f"{runs['first']['registry_statements']} statements)",
+            "met": at_most(ratio, GOAL_FIRST_NIGHT) and correct,
+        }
+        if ratio > GOAL_FIRST_NIGHT:
+            statements = max(runs["first"]["registry_statements"], 1)
+            per_statement_ms = runs["first"]["registry_seconds"] / statements * 1000
+            first["note"] = (
+                "the operator claims each wave of finished requests before it sends more (that keeps "
+                f"the crash bound): {statements} statements, {LARGE / statements:.1f} new "
+                f"conversations per statement, {per_statement_ms:.1f} ms each; without server latency "
+                "the waves are small, so the per-statement cost shows"
+            )
+        result["goals"].append(first)
     rows = [
         [store, f"{SMALL:,}", "airflow dags test, task time"]
         + [_night(n["task_s"], n["conversations"], n["registry_s"], n["statements"]) for n in nights.values()]
