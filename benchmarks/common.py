@@ -197,6 +197,22 @@ def rate_limited(stats: Mapping[str, Any]) -> int:
     return int(stats["codes"].get(RATE_LIMITED_CODE, 0))
 
 
+def rate_limited_run(
+    stats: Mapping[str, Any], items: Sequence[Mapping[str, str]], *, seconds: float, failed: int
+) -> dict[str, Any]:
+    """One rate-limited run's record: time, requests, rate-limited share, failures, exactly once."""
+    limited = rate_limited(stats)
+    return {
+        "seconds": seconds,
+        "requests": stats["requests"],
+        "rate_limited": limited,
+        "limited_share": limited / max(stats["requests"], 1),
+        "failed": failed,
+        "conversations": stats["conversations"],
+        "exactly_once": exactly_once(stats, items),
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # Environments
 

@@ -1,4 +1,4 @@
-"""The measured batch task of scenarios 9 and 10, run in its own process (and killed, in 10).
+"""The measured batch task of scenarios 10 and 11, run in its own process (and killed, in 11).
 
 ``python -m benchmarks.registry_client '<json settings>'`` runs
 ``CreateConversationsOperator.execute()`` as a task would (a stub task instance gives the run

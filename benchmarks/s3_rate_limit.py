@@ -18,13 +18,13 @@ from benchmarks.common import (
     ScenarioResult,
     ServerProcess,
     at_most,
-    exactly_once,
     fmt_ratio,
     fmt_seconds,
     make_items,
     median,
     new_result,
     rate_limited,
+    rate_limited_run,
     say,
 )
 
@@ -69,15 +69,8 @@ def run(
                 hook.close()
                 stats = server.stats()
                 limited = rate_limited(stats)
-                run_data = {
-                    "seconds": elapsed,
-                    "requests": stats["requests"],
-                    "rate_limited": limited,
-                    "limited_share": limited / max(stats["requests"], 1),
-                    "failed": sum(r["error"] is not None for r in results),
-                    "conversations": stats["conversations"],
-                    "exactly_once": exactly_once(stats, batch),
-                }
+                failed = sum(r["error"] is not None for r in results)
+                run_data = rate_limited_run(stats, batch, seconds=elapsed, failed=failed)
                 runs[mode].append(run_data)
                 say(
                     f"  {mode:>8}: {elapsed:.2f} s (ideal {ideal:.2f} s), {limited}/{stats['requests']} "

@@ -23,6 +23,7 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "retryable": False,
     "request_sent": False,
     "registry": "table aidol_conversations of connection 'aidol_registry'",
+    "max_requests": 5,
 }
 
 

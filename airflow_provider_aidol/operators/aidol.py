@@ -6,7 +6,7 @@ it ``requests`` and ``tenacity``) is imported when a task runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_aidol.operators.base import AidolBaseOperator
@@ -47,7 +47,7 @@ class CreateConversationOperator(AidolBaseOperator):
         reuse_existing: bool = False,
         registry_conn_id: str | None = None,
         registry_table: str | None = None,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
         super().__init__(aidol_conn_id=aidol_conn_id, **kwargs)
         self.agent_id = agent_id
@@ -57,17 +57,33 @@ class CreateConversationOperator(AidolBaseOperator):
         self.registry_table = registry_table
 
     def execute(self, context: Context) -> str:
-        """Create (or reuse) the conversation; the returned id becomes the XCom ``return_value``."""
+        """Create (or reuse) the conversation; the returned id becomes the XCom ``return_value``.
+
+        Each asset in ``outlets`` gets an event whose extra holds ``conversation_id``,
+        ``trace_id`` (``None`` when reused) and ``reused``.
+        """
+        from airflow_provider_aidol.assets import set_outlet_extras
+
+        self._trace_id: str | None = None
         try:
             if not self.reuse_existing:
-                return self._create(self.agent_id, self.user_id)[0]
-            return self._reuse_or_create(context)
+                conversation_id = self._create(self.agent_id, self.user_id)[0]
+            else:
+                conversation_id = self._reuse_or_create(context)
         finally:
-            self.hook.close()
+            self.end_try(context)
+        extra = {
+            "conversation_id": conversation_id,
+            "trace_id": self._trace_id,
+            "reused": self._trace_id is None,
+        }
+        set_outlet_extras(self.outlets, context, extra)
+        return conversation_id
 
     def _create(self, agent_id: str, user_id: str | None) -> tuple[str, str | None]:
         response = self.hook.create_conversation_response(agent_id, user_id=user_id)
         conversation_id: str = response.data["conversationId"]
+        self._trace_id = response.trace_id
         self.log.info(
             "Created AI-DOL conversation %s with agent %s (traceId %s)",
             conversation_id,
@@ -107,4 +123,5 @@ class CreateConversationOperator(AidolBaseOperator):
                 created,
             )
             context["ti"].xcom_push(key="orphaned_conversation_id", value=created)
+            self._trace_id = None  # the conversation returned is another task's: reused
         return kept.conversation_id

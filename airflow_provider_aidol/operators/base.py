@@ -1,4 +1,4 @@
-"""What every AI-DOL operator shares: the connection id, the hook made when a task runs, output_path checks.
+"""What every AI-DOL operator shares: the connection, the hook, the request budget, output_path checks.
 
 DAG files import the operator modules, so this imports only ``airflow.sdk`` at the top; the hook
 (and with it ``requests`` and ``tenacity``) is imported when a task runs.
@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_aidol.validation import require_whole_number
 
 if TYPE_CHECKING:
-    from airflow.sdk import ObjectStoragePath
+    from airflow.sdk import Context, ObjectStoragePath
 
     from airflow_provider_aidol.hooks.aidol import AidolHook
     from airflow_provider_aidol.registry import ConversationRegistry
@@ -23,14 +24,28 @@ if TYPE_CHECKING:
 class AidolBaseOperator(BaseOperator):
     """Base class of the AI-DOL operators.
 
+    Every try pushes the XCom ``aidol_usage``: its try number and the requests it sent,
+    retries, rate-limited answers and failures (``airflow_provider_aidol.usage``). On Airflow
+    3.3+ the operators use ``AidolRetryPolicy`` unless given a ``retry_policy``.
+
     :param aidol_conn_id: the ``aidol`` connection to use.
+    :param max_requests: the most requests one try may send, retries included; default: the
+        connection's ``max_requests`` extra, else no budget.
     """
 
     ui_color = "#e8f0fe"
 
-    def __init__(self, *, aidol_conn_id: str = DEFAULT_CONN_ID, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self, *, aidol_conn_id: str = DEFAULT_CONN_ID, max_requests: int | None = None, **kwargs: Any
+    ) -> None:
+        from airflow_provider_aidol.retry_policy import default_retry_policy
+
+        default_retry_policy(kwargs)
+        super().__init__(**kwargs)
         self.aidol_conn_id = aidol_conn_id
+        self.max_requests = (
+            None if max_requests is None else require_whole_number("max_requests", max_requests)
+        )
 
     def open_registry(self, registry_conn_id: str | None, registry_table: str | None) -> ConversationRegistry:
         """Open and check the conversation registry for ``reuse_existing`` (before any request).
@@ -56,7 +71,21 @@ class AidolBaseOperator(BaseOperator):
         """The hook for ``aidol_conn_id``, created when the task runs."""
         from airflow_provider_aidol.hooks.aidol import AidolHook
 
-        return AidolHook(aidol_conn_id=self.aidol_conn_id)
+        hook = AidolHook(aidol_conn_id=self.aidol_conn_id)
+        if self.max_requests is not None:
+            hook.usage.max_requests = self.max_requests
+        return hook
+
+    def end_try(self, context: Context) -> None:
+        """Push this try's usage (XCom ``aidol_usage``), log it, and close the hook's connections."""
+        from airflow_provider_aidol.usage import USAGE_XCOM_KEY
+
+        ti = context.get("ti")
+        usage = self.hook.usage.as_xcom(ti.try_number if ti else None)
+        if ti is not None:  # None only when execute() is called outside a task run
+            ti.xcom_push(key=USAGE_XCOM_KEY, value=usage)
+        self.log.info("AI-DOL usage of this try: %s", usage)
+        self.hook.close()
 
 
 def object_storage_path(name: str, value: Any, *, example: str) -> ObjectStoragePath:

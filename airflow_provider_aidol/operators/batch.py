@@ -85,7 +85,11 @@ class CreateConversationsOperator(AidolBaseOperator):
         self.registry_table = registry_table
 
     def execute(self, context: Context) -> Any:
-        """Create (or reuse) a conversation for every item; see the class docstring for the XCom."""
+        """Create (or reuse) a conversation for every item; see the class docstring for the XCom.
+
+        Each asset in ``outlets`` gets an event whose extra holds the counts (``total``,
+        ``created``, ``reused``, ``failed``, ``in_doubt``) and ``output_path``.
+        """
         from contextlib import ExitStack
 
         from airflow_provider_aidol.result_log import ResultLog
@@ -106,7 +110,7 @@ class CreateConversationsOperator(AidolBaseOperator):
                 result_log = stack.enter_context(ResultLog(path))
                 return self._run(items, registry, result_log, context)
         finally:
-            self.hook.close()
+            self.end_try(context)
 
     def _run(
         self,
@@ -116,6 +120,8 @@ class CreateConversationsOperator(AidolBaseOperator):
         context: Context,
     ) -> Any:
         """Run the batch, recording each wave of outcomes before the next requests go out."""
+        from airflow_provider_aidol.assets import batch_extra, report_written, set_outlet_extras
+        from airflow_provider_aidol.metrics import count_batch_items
         from airflow_provider_aidol.result_log import EarlierTries
 
         earlier = result_log.earlier_tries(items) if result_log else EarlierTries()
@@ -143,15 +149,18 @@ class CreateConversationsOperator(AidolBaseOperator):
                 for index, result in wave:
                     results[index] = result
             summary.count(records)
+        counts: dict[str, Any] = {"output_path": None, **summary.as_dict()}
         if result_log is not None:
             result_log.finished()
-            report: Any = {"output_path": str(self.output_path), **summary.as_dict()}
-            self.log.info("AI-DOL batch results are in %s: %s", self.output_path, report)
+            counts["output_path"] = str(self.output_path)
+            report_written(self.hook, [counts["output_path"]])
+            self.log.info("AI-DOL batch results are in %s: %s", self.output_path, counts)
         else:
-            report = results
-            self.log.info("AI-DOL batch: %s", summary.as_dict())
+            self.log.info("AI-DOL batch: %s", counts)
+        set_outlet_extras(self.outlets, context, batch_extra(counts))
+        count_batch_items(counts)
         self._finish(summary.failures, len(items))
-        return report
+        return counts if result_log is not None else results
 
     def _outcome_waves(
         self,

@@ -111,18 +111,25 @@ class GenerateChatImageOperator(AidolBaseOperator):
                 user_id=self.user_id,
             )
         finally:
-            self.hook.close()
+            self.end_try(context)
         return self._write(image, path, context)
 
     def _defer(self, context: Context) -> None:
         """Check everything on the worker, then hand the request to the triggerer."""
-        from airflow_provider_aidol.endpoints import chat_image_body
+        from airflow_provider_aidol.endpoints import CHAT_IMAGE_PATH, chat_image_body
         from airflow_provider_aidol.triggers.image import SENT_MARKER_KEY, ChatImageTrigger
 
         body = chat_image_body(
             self.agent_id, self.conversation_id, self.text, language=self.language, metadata=self.metadata
         )
         user_id = self.hook.resolve_user_id(self.user_id)
+        remaining = self.hook.usage.remaining
+        if remaining == 0:
+            from airflow_provider_aidol.exceptions import AidolRequestBudgetError
+
+            raise AidolRequestBudgetError(
+                max_requests=self.hook.usage.max_requests or 0, path=CHAT_IMAGE_PATH
+            )
         ti = context["ti"]
         attempt_id = uuid.uuid4().hex
         # Set before deferring, so the trigger always finds the key and only fills it in.
@@ -138,11 +145,19 @@ class GenerateChatImageOperator(AidolBaseOperator):
             run_id=ti.run_id,
             map_index=ti.map_index if ti.map_index is not None else -1,
             resend_after_restart=self.resend_after_triggerer_restart,
+            max_requests=remaining,
         )
         self.defer(trigger=trigger, method_name="execute_complete")
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger fired: write the PNG, or raise the error the trigger met."""
+        self.hook.usage.add(event.get("usage") or {})
+        try:
+            return self._resume(context, event)
+        finally:
+            self.end_try(context)
+
+    def _resume(self, context: Context, event: dict[str, Any]) -> str:
         from airflow_provider_aidol.endpoints import CHAT_IMAGE_PATH
         from airflow_provider_aidol.exceptions import AidolError, AidolInterruptedError, AidolResponseError
 
@@ -188,11 +203,20 @@ class GenerateChatImageOperator(AidolBaseOperator):
         )
 
     def _write(self, image: ChatImage, path: ObjectStoragePath, context: Context) -> str:
-        """Write the PNG to ``path``, push the traceId, and return the path for XCom."""
+        """Write the PNG to ``path``, push the traceId, report the file, and return the path for XCom.
+
+        Each asset in ``outlets`` gets an event whose extra holds ``path``,
+        ``conversation_id`` and ``trace_id``; the file goes to the hook lineage collector.
+        """
+        from airflow_provider_aidol.assets import report_written, set_outlet_extras
+
         if path.protocol in _LOCAL_PROTOCOLS:
             path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(image.png)
         context["ti"].xcom_push(key="trace_id", value=image.trace_id)
+        report_written(self.hook, [str(path)])
+        extra = {"path": str(path), "conversation_id": self.conversation_id, "trace_id": image.trace_id}
+        set_outlet_extras(self.outlets, context, extra)
         self.log.info(
             "Wrote the AI-DOL chat image of conversation %s (%d bytes, traceId %s) to %s",
             self.conversation_id,

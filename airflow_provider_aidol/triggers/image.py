@@ -21,10 +21,11 @@ from tenacity import AsyncRetrying
 
 from airflow_provider_aidol.async_transport import new_async_client, send_once_async
 from airflow_provider_aidol.connection import load_settings
-from airflow_provider_aidol.endpoints import CHAT_IMAGE_PATH
+from airflow_provider_aidol.endpoints import CHAT_IMAGE_PATH, max_answer_bytes
 from airflow_provider_aidol.exceptions import AidolAuthError, AidolError
 from airflow_provider_aidol.retries import ServerClock, is_safe_to_resend, log_retries, retry_arguments
 from airflow_provider_aidol.transport import prepare_request, signed_headers
+from airflow_provider_aidol.usage import RequestUsage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -59,6 +60,7 @@ class ChatImageTrigger(BaseTrigger):
     :param run_id: the task instance the sent-marker XCom belongs to.
     :param map_index: the task instance the sent-marker XCom belongs to.
     :param resend_after_restart: send again although an earlier run of this trigger did.
+    :param max_requests: the most requests it may send, retries included (``None``: no budget).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class ChatImageTrigger(BaseTrigger):
         run_id: str,
         map_index: int = -1,
         resend_after_restart: bool = False,
+        max_requests: int | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.aidol_conn_id = aidol_conn_id
@@ -84,7 +87,11 @@ class ChatImageTrigger(BaseTrigger):
         self.run_id = run_id
         self.map_index = map_index
         self.resend_after_restart = resend_after_restart
+        self.max_requests = max_requests
         self._clock = ServerClock(self.log)
+        self._usage = RequestUsage(max_requests)
+        self._in_flight: dict[str, Any] | None = None
+        self._client: httpx.AsyncClient | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the keyword arguments that rebuild this trigger."""
@@ -98,11 +105,13 @@ class ChatImageTrigger(BaseTrigger):
             "run_id": self.run_id,
             "map_index": self.map_index,
             "resend_after_restart": self.resend_after_restart,
+            "max_requests": self.max_requests,
         }
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Send the request (unless an earlier run of this attempt did) and fire its outcome."""
-        yield TriggerEvent(await self._outcome())  # type: ignore[no-untyped-call]
+        outcome = await self._outcome()
+        yield TriggerEvent({**outcome, "usage": self._usage.counts()})  # type: ignore[no-untyped-call]
 
     async def _outcome(self) -> dict[str, Any]:
         earlier = await self._sent_marker()
@@ -117,9 +126,16 @@ class ChatImageTrigger(BaseTrigger):
             )
         try:
             response = await self._generate()
+            await self._set_xcom(IMAGE_DATA_KEY, response.data)
         except AidolError as error:
             return {"status": "error", "error": error.to_payload()}
-        await self._set_xcom(IMAGE_DATA_KEY, response.data)
+        except Exception as error:  # the task waits for an event: it must always get one
+            failure = AidolError(
+                f"the image request failed unexpectedly: {type(error).__name__}: {str(error)[:300]}",
+                method="POST",
+                path=CHAT_IMAGE_PATH,
+            )
+            return {"status": "error", "error": failure.to_payload()}
         return {"status": "success", "trace_id": response.trace_id, "http_status": response.http_status}
 
     async def _generate(self) -> AidolResponse:
@@ -131,15 +147,18 @@ class ChatImageTrigger(BaseTrigger):
             params=None,
             user_id=self.user_id,
             base_path=settings.base_path,
+            max_answer_bytes=max_answer_bytes(CHAT_IMAGE_PATH),
         )
         retrying = AsyncRetrying(
             **retry_arguments(settings, retry_if=is_safe_to_resend),
             before_sleep=log_retries(self.log, "AI-DOL image attempt %d was refused before any work began"),
         )
         async with new_async_client(settings) as client:
-            response: AidolResponse = await retrying(
-                self._attempt_correcting_clock, client, settings, prepared
-            )
+            self._client = client
+            with self._usage.operation():
+                response: AidolResponse = await retrying(
+                    self._attempt_correcting_clock, client, settings, prepared
+                )
         return response
 
     async def _attempt_correcting_clock(
@@ -153,7 +172,11 @@ class ChatImageTrigger(BaseTrigger):
             resend_offset = self._clock.resend_offset(error, signed_with=offset)
             if resend_offset is None:
                 raise
+        try:
             return await self._attempt(client, settings, prepared, resend_offset)
+        except AidolAuthError:
+            self._clock.refused(resend_offset, signed_with=offset)
+            raise
 
     async def _attempt(
         self,
@@ -163,18 +186,46 @@ class ChatImageTrigger(BaseTrigger):
         clock_offset: float,
     ) -> AidolResponse:
         headers = signed_headers(prepared, settings.api_secret, int(time.time() + clock_offset))
-        await self._mark_sent(headers["X-Request-ID"])
-        self.log.info(
-            "Sending the AI-DOL image request (X-Request-ID %s); it usually takes 30-90 s",
-            headers["X-Request-ID"],
+        with self._usage.request(prepared.path):
+            await self._mark_sent(headers["X-Request-ID"])
+            self.log.info(
+                "Sending the AI-DOL image request (X-Request-ID %s); it usually takes 30-90 s",
+                headers["X-Request-ID"],
+            )
+            self._in_flight = {"request_id": headers["X-Request-ID"], "sent_at": time.monotonic()}
+            try:
+                return await send_once_async(
+                    client, settings, prepared, headers, timeout=settings.image_timeout
+                )
+            except AidolError as error:
+                if is_safe_to_resend(error) or isinstance(error, AidolAuthError):
+                    # Refused before any work: a restart while waiting to resend must not fail the task.
+                    await self._mark_sent(None)
+                raise
+            finally:
+                self._in_flight = None
+
+    async def on_kill(self) -> None:
+        """Close the request when a user clears the task or marks it failed (Airflow 3.3+).
+
+        Airflow calls this only for a user action, never for a triggerer restart. The image
+        request in flight (if any) is cut off and logged with its X-Request-ID and how long it
+        ran: the server may still generate and bill that one image.
+        """
+        in_flight, client = self._in_flight, self._client
+        if client is not None:
+            await client.aclose()
+        if in_flight is None:
+            self.log.info("AI-DOL image task killed by a user action; no request was in flight")
+            return
+        self.log.warning(
+            "AI-DOL image task killed by a user action while its request was in flight "
+            "(X-Request-ID %s, %.0f s after sending); the request was closed, but the server may "
+            "still generate and bill this one image. Requests sent by this trigger: %s",
+            in_flight["request_id"],
+            time.monotonic() - in_flight["sent_at"],
+            self._usage.counts(),
         )
-        try:
-            return await send_once_async(client, settings, prepared, headers, timeout=settings.image_timeout)
-        except AidolError as error:
-            if is_safe_to_resend(error) or isinstance(error, AidolAuthError):
-                # Refused before any work: a restart while waiting to resend must not fail the task.
-                await self._mark_sent(None)
-            raise
 
     def _ti_address(self) -> dict[str, Any]:
         return {

@@ -32,7 +32,14 @@ def main(count: int, label: str, output: str, registry: str, max_workers: int) -
         max_workers=max_workers,
         on_error="continue",
     )
-    ti = SimpleNamespace(dag_id="crash_test", run_id=label, task_id="create_conversations", map_index=-1)
+    ti = SimpleNamespace(
+        dag_id="crash_test",
+        run_id=label,
+        task_id="create_conversations",
+        map_index=-1,
+        try_number=1,
+        xcom_push=lambda key, value: None,
+    )
     print(json.dumps(operator.execute({"ti": ti})), flush=True)  # type: ignore[typeddict-item]
 
 

@@ -1,4 +1,4 @@
-"""Scenario 9: nights through the operator: Variables vs SQLite vs PostgreSQL registry.
+"""Scenario 10: nights through the operator: Variables vs SQLite vs PostgreSQL registry.
 
 The whole ``CreateConversationsOperator(reuse_existing=True, ...)`` task, server in its own
 process (no latency), 8 workers. A "first night" meets only new pairs (creates and registers
@@ -108,7 +108,7 @@ def _airflow_nights(server: ServerProcess, scratch: Path, postgres_uri: str) -> 
                 counters=str(scratch / f"{_dag_id(store)}.jsonl"),
                 dag_id=_dag_id(store),
                 count=SMALL,
-                prefix="s9-" + store.lower().replace(" ", "-"),
+                prefix="s10-" + store.lower().replace(" ", "-"),
                 workers=WORKERS,
                 reuse=store != "no reuse",
                 conn_id=conn_id,
@@ -121,7 +121,7 @@ def _airflow_nights(server: ServerProcess, scratch: Path, postgres_uri: str) -> 
     )
     env[f"AIRFLOW_CONN_{REGISTRY_CONN.upper()}_POSTGRESQL"] = postgres_uri
     check_child(
-        run_child([AIRFLOW, "db", "migrate"], env=env, timeout=600, name="s9-db-migrate"), "db migrate"
+        run_child([AIRFLOW, "db", "migrate"], env=env, timeout=600, name="s10-db-migrate"), "db migrate"
     )
     measured: dict[str, Any] = {}
     for store in STORES:
@@ -129,7 +129,7 @@ def _airflow_nights(server: ServerProcess, scratch: Path, postgres_uri: str) -> 
         for night in ("first", "second"):
             server.reset()
             run = run_child(
-                [AIRFLOW, "dags", "test", _dag_id(store)], env=env, timeout=1200, name=f"s9-{night}"
+                [AIRFLOW, "dags", "test", _dag_id(store)], env=env, timeout=1200, name=f"s10-{night}"
             )
             check_child(run, f"airflow dags test {_dag_id(store)}")
             task = _span(_task_instances(home / "airflow.db", _dag_id(store), "create_conversations"))
@@ -176,17 +176,17 @@ def _large_nights(
     env[f"AIRFLOW_CONN_{REGISTRY_CONN.upper()}_POSTGRESQL"] = postgres_uri
     measured: dict[str, Any] = {}
     for store in ("SQLite", "PostgreSQL"):
-        base = {"count": LARGE, "workers": WORKERS, "run_id": f"s9-{store}"}
+        base = {"count": LARGE, "workers": WORKERS, "run_id": f"s10-{store}"}
         runs: dict[str, Any] = {}
         for label, prefix, conn_id in (
-            ("no reuse", f"s9-large-none-{store}", None),
-            ("first", f"s9-large-{store}", f"{REGISTRY_CONN}_{store.lower()}"),
-            ("second", f"s9-large-{store}", f"{REGISTRY_CONN}_{store.lower()}"),
+            ("no reuse", f"s10-large-none-{store}", None),
+            ("first", f"s10-large-{store}", f"{REGISTRY_CONN}_{store.lower()}"),
+            ("second", f"s10-large-{store}", f"{REGISTRY_CONN}_{store.lower()}"),
         ):
             deadline.check()
             output = (scratch / f"{store}-{label.replace(' ', '-')}.jsonl").as_uri()
             settings = {**base, "prefix": prefix, "registry_conn_id": conn_id, "output": output}
-            runs[label] = _client(server, settings, env, f"s9-{store}-{label.replace(' ', '-')}")
+            runs[label] = _client(server, settings, env, f"s10-{store}-{label.replace(' ', '-')}")
             r = runs[label]
             say(
                 f"  {store}, {LARGE:,} pairs, {label}: batch {r['seconds']:.1f} s, {r['summary']}, server "
@@ -201,12 +201,12 @@ def run() -> ScenarioResult:
     from tests.postgres_server import PostgresServer
 
     config = {"pairs": [SMALL, LARGE], "workers": WORKERS, "latency_s": 0.0}
-    result = new_result(9, TITLE, config)
-    deadline = Deadline(2700, "scenario 9")
+    result = new_result(10, TITLE, config)
+    deadline = Deadline(2700, "scenario 10")
     with (
         tempfile.TemporaryDirectory(prefix="aidol-bench-nights-") as scratch,
         PostgresServer() as postgres,
-        ServerProcess(name="s9-server", max_seconds=3000) as server,
+        ServerProcess(name="s10-server", max_seconds=3000) as server,
     ):
         small = _airflow_nights(server, Path(scratch), postgres.airflow_uri)
         large = _large_nights(server, Path(scratch), postgres.airflow_uri, deadline)

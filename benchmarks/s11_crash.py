@@ -1,4 +1,4 @@
-"""Scenario 10: conversations created twice after SIGKILL at half of 2,000 items, then the retry.
+"""Scenario 11: conversations created twice after SIGKILL at half of 2,000 items, then the retry.
 
 The batch (benchmarks.registry_client: ``CreateConversationsOperator.execute()``, 8 workers)
 runs in its own process against the server process (20 ms latency). Once the server has
@@ -99,21 +99,21 @@ def run(*, repetitions: int = 3) -> ScenarioResult:
     from tests.postgres_server import PostgresServer
 
     config = {"items": COUNT, "workers": WORKERS, "latency_s": LATENCY, "repetitions": repetitions}
-    result = new_result(10, TITLE, config)
+    result = new_result(11, TITLE, config)
     measured: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     with (
         tempfile.TemporaryDirectory(prefix="aidol-bench-crash-") as scratch,
         PostgresServer() as postgres,
-        ServerProcess(latency=LATENCY, name="s10-server") as server,
+        ServerProcess(latency=LATENCY, name="s11-server") as server,
     ):
         env = airflow_env(Path(scratch) / "home", connection=server.connection)
         env[f"AIRFLOW_CONN_{REGISTRY_CONN.upper()}"] = postgres.airflow_uri
         for repetition in range(repetitions):
             for mode, (output, conn_id, _) in MODES.items():
-                run_name = f"s10-{len(measured[mode])}-{mode.split()[0].lower()}"
+                run_name = f"s11-{len(measured[mode])}-{mode.split()[0].lower()}"
                 settings = {
                     "count": COUNT,
-                    "prefix": f"s10-r{repetition}",
+                    "prefix": f"s11-r{repetition}",
                     "workers": WORKERS,
                     "run_id": run_name,
                     "output": output.format(scratch=scratch, run=run_name) if output else None,

@@ -1,0 +1,75 @@
+"""DAGs of the Airflow-integration tests: asset events, the request budget, the retry policy."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import DAG, Asset, task
+
+from airflow_provider_aidol.operators.aidol import CreateConversationOperator
+from airflow_provider_aidol.operators.batch import CreateConversationsOperator
+from airflow_provider_aidol.retry_policy import AidolRetryPolicy
+
+RECEIVED: dict[str, list[Any]] = {}
+NIGHTLY = Asset("aidol://conversations/nightly")
+
+
+@task
+def record(key: str, value: Any) -> None:
+    """Keep what the upstream operator handed over."""
+    RECEIVED.setdefault(key, []).append(value)
+
+
+with DAG(
+    "aidol_assets_batch",
+    schedule=None,
+    params={"items": [], "output_path": None},
+    render_template_as_native_obj=True,
+) as assets_batch:
+    CreateConversationsOperator(
+        task_id="create_conversations",
+        conversations="{{ params['items'] }}",
+        output_path="{{ params['output_path'] }}",
+        on_error="continue",
+        outlets=[NIGHTLY],
+    )
+
+with DAG("aidol_assets_consumer", schedule=[NIGHTLY]) as assets_consumer:
+
+    @task(inlets=[NIGHTLY])
+    def read_summary(triggering_asset_events: Any = None) -> dict[str, Any]:
+        """Return the batch summary the triggering asset event carries."""
+        [event] = triggering_asset_events[NIGHTLY]
+        return dict(event.extra)
+
+    read_summary()
+
+
+def budget_dag(dag_id: str, on_error: str) -> DAG:
+    """A batch of ``params.items`` with a request budget of 3 and one worker."""
+    with DAG(
+        dag_id, schedule=None, params={"items": [], "output_path": None}, render_template_as_native_obj=True
+    ) as dag:
+        CreateConversationsOperator(
+            task_id="create_conversations",
+            conversations="{{ params['items'] }}",
+            output_path="{{ params['output_path'] }}",
+            on_error=on_error,
+            max_requests=3,
+            max_workers=1,
+            # On 3.3+ AidolRetryPolicy fails a batch stopped by its budget at once; 3.1/3.2 would retry.
+            retries=2 if AidolRetryPolicy is not None else 0,
+            retry_delay=timedelta(0),
+        )
+    return dag
+
+
+budget_continue = budget_dag("aidol_budget_continue", "continue")
+budget_fail = budget_dag("aidol_budget_fail", "fail")
+
+with DAG("aidol_rate_limited_retry", schedule=None) as rate_limited_retry:
+    # Without the retry policy the retry would wait retry_delay (an hour) and the run would hang.
+    CreateConversationOperator(
+        task_id="create", agent_id="agent-1", retries=1, retry_delay=timedelta(hours=1)
+    )

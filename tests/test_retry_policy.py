@@ -1,0 +1,80 @@
+"""AidolRetryPolicy: its decisions, and a real run retried after the server's Retry-After (Airflow 3.3+)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+
+from airflow_provider_aidol.exceptions import (
+    AidolBatchError,
+    AidolQuotaExceededError,
+    AidolRateLimitError,
+    AidolServerError,
+)
+from airflow_provider_aidol.retry_policy import AidolRetryPolicy, rate_limit_delay
+from airflow_provider_aidol.testing import Fault
+from airflow_provider_aidol.usage import USAGE_XCOM_KEY
+from tests.airflow_db import xcom
+from tests.dags import integration_dags
+
+needs_retry_policy = pytest.mark.skipif(AidolRetryPolicy is None, reason="retry_policy is new in Airflow 3.3")
+
+
+def test_without_retry_policies_the_operators_keep_the_tasks_own_retries():
+    task = integration_dags.rate_limited_retry.get_task("create")
+    assert getattr(task, "retry_policy", None) is None or AidolRetryPolicy is not None
+
+
+def test_a_rate_limit_waits_the_servers_retry_after_else_a_doubling_backoff():
+    assert rate_limit_delay(7, try_number=1) == timedelta(seconds=7)
+    assert [rate_limit_delay(None, n).total_seconds() for n in (1, 2, 3, 10)] == [60, 120, 240, 900]
+
+
+@needs_retry_policy
+def test_decisions():
+    from airflow.sdk import RetryAction
+
+    policy = AidolRetryPolicy()
+    assert policy.evaluate(AidolQuotaExceededError("used up"), 1, 3).action is RetryAction.FAIL
+    rate_limited = policy.evaluate(AidolRateLimitError("slow down", retry_after=4), 1, 3)
+    assert (rate_limited.action, rate_limited.retry_delay) == (RetryAction.RETRY, timedelta(seconds=4))
+    assert policy.evaluate(AidolServerError("boom", http_status=502), 1, 3).action is RetryAction.DEFAULT
+    stopped = AidolBatchError(
+        [{"index": 0, "agent_id": "a", "user_id": "u", "error": "not sent: request budget of 3 reached"}], 1
+    )
+    assert policy.evaluate(stopped, 1, 3).action is RetryAction.FAIL
+
+
+@needs_retry_policy
+def test_a_user_given_retry_policy_wins():
+    from airflow.sdk import ExceptionRetryPolicy
+
+    from airflow_provider_aidol.operators.aidol import CreateConversationOperator
+
+    mine = ExceptionRetryPolicy(rules=[])
+    assert CreateConversationOperator(task_id="t", agent_id="a", retry_policy=mine).retry_policy is mine
+    assert isinstance(CreateConversationOperator(task_id="u", agent_id="a").retry_policy, AidolRetryPolicy)
+
+
+@needs_retry_policy
+def test_a_rate_limited_task_is_retried_after_the_servers_delay_not_its_retry_delay(
+    airflow_db, aidol_default_connection, monkeypatch
+):
+    server = aidol_default_connection
+    connection = json.loads(server.connection_json())
+    connection["extra"]["max_retries"] = 0  # the hook gives up at once, so the task itself fails
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(connection))
+    server.inject(Fault.RATE_LIMITED, status=429, retry_after=3)
+
+    started = time.monotonic()
+    run = integration_dags.rate_limited_retry.test()
+    took = time.monotonic() - started
+
+    assert str(run.state) == "success"
+    assert 3 <= took < 60  # the task's retry_delay is an hour
+    assert len(server.conversations) == 1
+    usage = xcom("aidol_rate_limited_retry", run.run_id, "create", USAGE_XCOM_KEY)
+    assert (usage["try_number"], usage["requests"]) == (2, 1)
