@@ -61,7 +61,7 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-## bench: install the bench extras, run the benchmarks, write docs/benchmarks.{md,json,png} (about 20 min)
+## bench: install the bench extras, run the benchmarks, write docs/benchmarks.{md,json,png} (about 35 min)
 bench: $(STAMP) postgres
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks

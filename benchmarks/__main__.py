@@ -34,6 +34,8 @@ SCENARIOS: dict[int, tuple[str, float]] = {
     7: ("s7_deferrable", 1200),
     8: ("s8_registry", 1200),
     9: ("s9_shared_key", 900),
+    10: ("s10_registry_nights", 2700),
+    11: ("s11_crash", 900),
 }
 
 

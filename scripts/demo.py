@@ -2,7 +2,9 @@
 
 Starts the server, migrates a SQLite Airflow database, runs the example DAGs with
 ``airflow dags test``, prints the conversations the server created and the files the DAGs
-wrote, and stops the server. Everything is written under ``.demo/`` (git-ignored), which is
+wrote, then runs the batch DAG a second night: every conversation is reused from the SQL
+registry (a SQLite file, set for the AI-DOL connection by its ``registry_conn_id`` extra) and
+none is created. The server stops at the end. Everything is written under ``.demo/`` (git-ignored), which is
 emptied at the start of each demo and kept afterwards, so the files, the Airflow database and
 the task logs can be looked at; the end of the output says what to try next.
 """
@@ -14,7 +16,9 @@ import csv
 import json
 import shlex
 import shutil
+import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +35,9 @@ DAGS = {"example_aidol_conversation": 1, "example_aidol_mapped": 3, "example_aid
 NIGHTLY = "example_aidol_nightly"
 #: The nightly pipeline's input: the sample next to the DAG, copied into the output folder.
 NIGHTLY_SAMPLE = REPO / "example_dags" / "data" / "nightly_prompts.csv"
+#: Run again after the others: its second night reuses every conversation from the registry.
+SECOND_NIGHT = "example_aidol_batch"
+REGISTRY_CONN_ID = "aidol_registry"
 #: A file that marks a folder as the demo's own, so a later demo may empty it.
 MARKER = ".aidol-demo"
 
@@ -101,27 +108,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     expected_images = nightly_rows if NIGHTLY in dags else 0
     with AidolServer(api_key="demo-api-key", user_id="demo-user") as server:
         print(f"AI-DOL embedded server listening on {server.url}")
-        home.connections = {CONNECTION_ENV_VAR: server.connection_json()}
+        registry = folder / "registry.db"
+        home.connections = {
+            CONNECTION_ENV_VAR: with_registry(server.connection_json()),
+            f"AIRFLOW_CONN_{REGISTRY_CONN_ID.upper()}": json.dumps(
+                {"conn_type": "sqlite", "host": str(registry)}
+            ),
+        }
         print(f"Migrating the demo's Airflow database in {home.path} ...")
         home.migrate()
         for dag_id in dags:
             print(f"Running {dag_id} with `airflow dags test` ...")
-            run = home.dags_test(
-                dag_id,
-                REPO / "example_dags",
-                conf=conf if dag_id == NIGHTLY else None,
-                env={"AIDOL_EXAMPLE_OUTPUT_DIR": str(output)},
-            )
-            if run.state != "success":
-                sys.stderr.write(run.log)
-                raise SystemExit(f"{dag_id} ended {run.state}; its log is above and in {home.path / 'logs'}")
+            run_dag(home, dag_id, output, conf if dag_id == NIGHTLY else None)
         conversations = server.conversations
         images = server.images
+        first_results = set((output / "aidol").rglob("*.jsonl"))
+        if SECOND_NIGHT in dags:
+            print(f"Running {SECOND_NIGHT} again: the second night ...")
+            run_dag(home, SECOND_NIGHT, output, None)
+            created_second_night = len(server.conversations) - len(conversations)
     print(f"\nThe server created {len(conversations)} conversations:")
     for conversation in conversations:
         print(f"  {conversation.conversation_id}  agent={conversation.agent_id}  user={conversation.user_id}")
     print("Server stopped.")
-    for results in sorted((output / "aidol").rglob("*.jsonl")):
+    for results in sorted(first_results):
         print(f"Batch results: {sum(1 for _ in results.open())} JSON lines in {results}")
     manifests = sorted((output / "nightly").rglob("manifest.jsonl"))
     for manifest in manifests:
@@ -132,7 +142,43 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"    {line['image_path']}")
     print(f"The server generated {len(images)} images.")
     check(len(conversations), expected, len(images), expected_images, manifests)
+    if SECOND_NIGHT in dags:
+        [second] = set((output / "aidol").rglob("*.jsonl")) - first_results
+        second_night(second, registry, created_second_night)
     print_next_steps(folder, home, airflow_env)
+
+
+def run_dag(home: AirflowHome, dag_id: str, output: Path, conf: dict[str, str] | None) -> None:
+    """Run one example DAG with ``airflow dags test``; stop the demo if it does not succeed."""
+    run = home.dags_test(
+        dag_id, REPO / "example_dags", conf=conf, env={"AIDOL_EXAMPLE_OUTPUT_DIR": str(output)}
+    )
+    if run.state != "success":
+        sys.stderr.write(run.log)
+        raise SystemExit(f"{dag_id} ended {run.state}; its log is above and in {home.path / 'logs'}")
+
+
+def with_registry(connection_json: str) -> str:
+    """Return the AI-DOL connection with a default SQL registry for every task that reuses conversations."""
+    connection = json.loads(connection_json)
+    connection["extra"]["registry_conn_id"] = REGISTRY_CONN_ID
+    return json.dumps(connection)
+
+
+def second_night(results: Path, registry: Path, created_on_server: int) -> None:
+    """Print what the batch DAG's second run created and reused; fail unless it reused every pair."""
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    reused = sum(line["reused"] for line in lines)
+    with closing(sqlite3.connect(registry)) as database:
+        (rows,) = database.execute("SELECT count(*) FROM aidol_conversations").fetchone()
+    print(
+        f"\nSecond night of {SECOND_NIGHT}: created {len(lines) - reused}, reused {reused} "
+        f"(the server created {created_on_server}); results in {results}. The SQL registry "
+        f"(table aidol_conversations of connection {REGISTRY_CONN_ID!r}, SQLite {registry}) "
+        f"holds {rows} conversations."
+    )
+    if created_on_server or reused != len(lines):
+        raise SystemExit(f"expected the second night to reuse all {len(lines)} conversations")
 
 
 def check(
@@ -154,6 +200,7 @@ def print_next_steps(folder: Path, home: AirflowHome, airflow_env: Path) -> None
         f"""
 Everything the demo wrote is kept in {folder} (the next demo empties it):
   {folder / "output"}   batch results, nightly CSV, manifest and images
+  {folder / "registry.db"}   the SQL conversation registry (SQLite)
   {home.path}   the Airflow home: airflow.db, task logs in logs/
   {airflow_env}   the Airflow settings the demo used
 
