@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 OLDEST       := .venv-airflow-3.1
 OLDEST_STAMP := $(OLDEST)/.installed
 
-.PHONY: install postgres test test-oldest lint demo bench e2e docs clean
+.PHONY: install postgres redis test test-oldest lint demo bench e2e e2e-distributed docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -59,7 +59,18 @@ docs: $(STAMP)
 e2e: $(STAMP)
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 	$(BIN)/pip install --quiet -c constraints.txt -c constraints-e2e.txt -e '.[dev,e2e]'
-	$(BIN)/pytest e2e -q
+	$(BIN)/pytest e2e -q --ignore=e2e/distributed
+
+## redis: install Debian's Redis server when missing (e2e-distributed starts a throwaway one as the Celery broker)
+redis:
+	bash scripts/ensure-redis.sh
+
+## e2e-distributed: the nightly pipeline on Airflow with the CeleryExecutor (Redis, PostgreSQL, two Celery
+##      workers, one SIGKILLed mid-run), then batch vs mapped on that deployment (about 5 min)
+e2e-distributed: $(STAMP) postgres redis
+	$(BIN)/pip install --quiet -c constraints.txt -c constraints-e2e.txt -c constraints-e2e-distributed.txt \
+		-e '.[dev,e2e,e2e-distributed]'
+	$(BIN)/pytest e2e/distributed -q
 
 clean:
 	rm -rf $(VENV) $(OLDEST) .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo
