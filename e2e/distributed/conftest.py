@@ -4,7 +4,8 @@ One deployment for the session, started once and stopped at the end, also when a
 Debian's PostgreSQL (metadata database, Celery result backend and the conversation registry)
 and Redis (Celery broker), ``airflow api-server``, ``scheduler``, ``dag-processor`` and two
 ``airflow celery worker``. The AI-DOL servers run in this pytest process, so the test reads what
-they recorded: ``aidol_default`` is rate-limited (``RATE`` requests/s, burst ``BURST``),
+they recorded: ``aidol_default`` is rate-limited (``RATE`` requests/s, burst ``BURST``,
+``LATENCY`` s per answer),
 ``aidol_bench`` is not.
 """
 
@@ -33,13 +34,21 @@ if TYPE_CHECKING:
 DAGS = Path(__file__).resolve().parent / "dags"
 RATE = 50.0
 BURST = 5
+#: Seconds per answer: a shard has about one request in flight at any time, as against a real
+#: server, so a SIGKILL is likely to catch some mid-request.
+LATENCY = 0.1
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """Run a throwaway PostgreSQL on loopback: Airflow's metadata database and the registry."""
-    with Stopwatch("startup: postgresql"), PostgresServer() as server:
+    server = PostgresServer()
+    try:
+        with Stopwatch("startup: postgresql"):
+            server.start()
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +63,12 @@ def aidol() -> Iterator[AidolServer]:
     """Run the rate-limited AI-DOL server (``aidol_default``)."""
     secret = secrets.token_hex(16)
     with AidolServer(
-        api_key="e2e-key", api_secret=secret, user_id="e2e-user", rate_limit=RATE, burst=BURST
+        api_key="e2e-key",
+        api_secret=secret,
+        user_id="e2e-user",
+        rate_limit=RATE,
+        burst=BURST,
+        latency=LATENCY,
     ) as server:
         yield server
 

@@ -14,7 +14,7 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 from e2e.stack import AIRFLOW, AirflowStack, Service
 

@@ -12,12 +12,13 @@ results file. Asserted from the server's and the registry's records.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psycopg2
+import psycopg2  # type: ignore[import-untyped]
 
 from e2e.distributed.conftest import BURST, RATE
 from e2e.distributed.deployment import HEARTBEAT_TIMEOUT, kill_worker, running_tasks
@@ -119,6 +120,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_creates_little_twice(
         "conversations": len(aidol.conversations),
         "registry_rows": len(rows),
         "downstream_pairs": seen["pairs"],
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
     RESULTS.write_text(json.dumps(measured, indent=2) + "\n")
     TIMINGS["worker killed: run duration (start to end of the DAG run)"] = run_seconds
