@@ -20,15 +20,16 @@ def scaling_example() -> dict[str, Any]:
 
 
 def test_the_scaling_dag_maps_one_retried_batch_per_shard_and_reads_them_all() -> None:
-    dag = scaling_example()["created"].dag
+    defined = scaling_example()
+    create = defined["created"]
+    dag = create.dag
     assert isinstance(dag, DAG)
     assert set(dag.task_ids) == {"shard_pairs", "create_conversations", "read_results"}
-    create = dag.get_task("create_conversations")
     assert create.partial_kwargs["retries"] == 2
     assert create.partial_kwargs["reuse_existing"] is True
     assert create.partial_kwargs["registry_conn_id"] == "aidol_registry"
     assert "{{ ti.map_index }}" in create.partial_kwargs["output_path"]
     assert dag.get_task("read_results").upstream_task_ids == {"create_conversations"}
-    shards = dag.get_task("shard_pairs").python_callable()
+    shards = defined["shard_pairs"].function()
     assert [len(shard) for shard in shards] == [500] * 4
     assert len({pair["user_id"] for shard in shards for pair in shard}) == 2000
