@@ -86,6 +86,10 @@ def test_a_worker_killed_mid_run_loses_nothing_and_creates_little_twice(
     assert all(kept[pair] in {c.conversation_id for c in aidol.conversations} for pair in kept)
     twice = sum(count - 1 for count in created.values())
     assert twice <= IN_FLIGHT * len(retried), f"{twice} conversations created twice"
+    doubted = in_doubt_pairs(tmp_path)
+    assert {pair for pair, count in created.items() if count > 1} <= doubted, (
+        "every pair created twice is named in doubt (with its X-Request-ID) by the retry's results"
+    )
 
     seen = airflow.xcom(DAG_ID, run_id, "read_results")
     assert seen["pairs"] == PAIRS, seen
@@ -119,6 +123,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_creates_little_twice(
         ),
         "created_twice": twice,
         "created_twice_bound": IN_FLIGHT * len(retried),
+        "named_in_doubt": len(doubted),
         "requests": len(requests),
         "rate_limited": limited,
         "rate_limited_share": round(limited / len(requests), 4),
@@ -138,6 +143,13 @@ def registry_rows(postgres: PostgresServer) -> list[tuple[str, str, str]]:
     with psycopg2.connect(postgres.uri) as db, db.cursor() as cursor:
         cursor.execute("SELECT user_id, agent_id, conversation_id FROM aidol_conversations")
         return [(str(user), str(agent), str(conversation)) for user, agent, conversation in cursor.fetchall()]
+
+
+def in_doubt_pairs(output_dir: Path) -> set[tuple[str, str]]:
+    """Return the pairs the shards' results files name as sent by a killed try without an outcome."""
+    files = sorted(output_dir.glob("shard-*.jsonl"))
+    lines = [json.loads(line) for path in files for line in path.read_text().splitlines()]
+    return {(line["user_id"], line["agent_id"]) for line in lines if line.get("in_doubt_request_id")}
 
 
 def seconds(start: str, end: str) -> float:
