@@ -6,8 +6,15 @@ STAMP  := $(VENV)/.installed
 # The oldest supported Airflow minor gets a venv of its own (see test-oldest).
 OLDEST       := .venv-airflow-3.1
 OLDEST_STAMP := $(OLDEST)/.installed
+# Python versions CI also runs the whole suite on, besides $(PYTHON) (3.11), each in a venv of its own
+# (.venv-pyX.Y, pinned by constraints.txt). pyproject's classifiers list exactly 3.11 and these
+# (tests/test_packaging.py). 3.12 is left out to keep CI time down (about 8 min a version);
+# `make test-extra-pythons EXTRA_PYTHONS="3.12 3.13"` runs it locally.
+EXTRA_PYTHONS := 3.13
+PYENV_ROOT    ?= $(HOME)/.pyenv
 
-.PHONY: install postgres redis test test-oldest lint demo bench e2e e2e-distributed docs clean
+.PHONY: install postgres redis test test-oldest test-extra-pythons lint demo bench e2e e2e-distributed docs \
+	docs-serve dist clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +34,23 @@ test: $(STAMP) postgres
 
 $(OLDEST_STAMP): pyproject.toml constraints-airflow-3.1.txt
 	$(PYTHON) -m venv $(OLDEST)
-	$(OLDEST)/bin/pip install --quiet -c constraints-airflow-3.1.txt -e '.[postgres,sqlite]' pytest hypothesis
+	$(OLDEST)/bin/pip install --quiet -c constraints-airflow-3.1.txt -e '.[postgres,sqlite]' pytest hypothesis pytest-examples
 	touch $(OLDEST_STAMP)
 
 ## test-oldest: the whole test suite on the oldest supported Airflow (3.1), pinned by constraints-airflow-3.1.txt
 test-oldest: $(OLDEST_STAMP) postgres
 	$(OLDEST)/bin/pytest -p no:cacheprovider
+
+## test-extra-pythons: the whole suite on each of EXTRA_PYTHONS (newest Airflow, constraints.txt)
+test-extra-pythons: $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed) postgres
+	for v in $(EXTRA_PYTHONS); do .venv-py$$v/bin/pytest -p no:cacheprovider || exit 1; done
+
+# The interpreter: pyenv's (as on the CI machine), else pythonX.Y on PATH.
+.venv-py%/.installed: pyproject.toml constraints.txt
+	py=$(firstword $(wildcard $(PYENV_ROOT)/versions/$*.*/bin/python$*) python$*); \
+	"$$py" -c pass || { echo "No Python $*: install it (e.g. pyenv install $*)"; exit 1; }; \
+	"$$py" -m venv .venv-py$* && .venv-py$*/bin/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
 
 ## lint: ruff (lint + format check) and mypy
 lint: $(STAMP)
@@ -49,10 +67,19 @@ bench: $(STAMP) postgres
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks
 
-## docs: install the docs extras, build the documentation site with mkdocs --strict into site/ (offline)
+DOCS_INSTALL := $(BIN)/pip install --quiet -c constraints.txt -c constraints-docs.txt -e '.[dev,docs]'
+
+## docs: install the docs extras, build the documentation site with mkdocs --strict into site/ (offline),
+##       then check every link names a file, so site/index.html also works opened from disk
 docs: $(STAMP)
-	$(BIN)/pip install --quiet -c constraints.txt -c constraints-docs.txt -e '.[dev,docs]'
+	$(DOCS_INSTALL)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+	$(BIN)/python scripts/check_site.py site
+
+## docs-serve: the documentation site on http://127.0.0.1:8000/airflow-provider-aidol/, rebuilt on every change
+docs-serve: $(STAMP)
+	$(DOCS_INSTALL)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000
 
 ## e2e: the real user path: Airflow 3.3 UI in Debian's headless Chromium (Playwright) against the embedded server,
 ##      and a triggerer SIGKILLed mid-request with a deferrable image task (about 1.5 min)
@@ -72,5 +99,14 @@ e2e-distributed: $(STAMP) postgres redis
 		-e '.[dev,e2e,e2e-distributed]'
 	$(BIN)/pytest e2e/distributed -q
 
+## dist: build the sdist and wheel into dist/ and check them: twine check --strict; the wheel installed alone
+##       into a new venv is listed by `airflow providers list`; the unpacked sdist collects every test
+dist: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -c constraints-release.txt -e '.[dev,release]'
+	rm -rf dist
+	PIP_CONSTRAINT='$(CURDIR)/constraints.txt $(CURDIR)/constraints-release.txt' $(BIN)/python -m build --outdir dist
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/python scripts/check_dist.py dist
+
 clean:
-	rm -rf $(VENV) $(OLDEST) .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo
+	rm -rf $(VENV) $(OLDEST) .venv-py3.* dist site .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo

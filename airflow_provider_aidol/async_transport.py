@@ -1,24 +1,33 @@
 """One signed HTTP exchange with ``httpx`` (shipped with Airflow), for triggers.
 
-It is ``transport.send_once`` for asyncio: the same prepared request and signed headers, and
-the same typed errors, so a deferred task fails exactly as a task on a worker would.
+It is ``transport.send_once`` for asyncio: the same prepared request and signed headers, the
+same deadline and size cap on the answer, and the same typed errors, so a deferred task fails
+exactly as a task on a worker would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from airflow_provider_aidol.envelope import redact
-from airflow_provider_aidol.exceptions import AidolConnectionError, AidolResponseError, AidolTimeoutError
+from airflow_provider_aidol.exceptions import (
+    AidolConnectionError,
+    AidolResponseError,
+    AidolTimeoutError,
+)
+from airflow_provider_aidol.limits import Deadline, read_capped_async
+from airflow_provider_aidol.redaction import clean
 from airflow_provider_aidol.transport import (
     CLIENT_HEADERS,
     authorization_header,
     ca_bundle,
+    check_head,
     environment_proxies,
     read_answer,
+    request_line,
     tls_failure,
 )
 
@@ -55,20 +64,42 @@ async def send_once_async(
 ) -> AidolResponse:
     """Send one attempt and read the answer; every failure becomes a typed ``AidolError``.
 
+    The whole exchange must end within ``timeout`` plus the connection's ``deadline_margin``,
+    and the answer may have at most ``prepared.max_answer_bytes`` bytes.
+
     :param timeout: read timeout in seconds (the connect timeout is the connection's).
     """
     where: dict[str, Any] = {"method": prepared.method, "path": prepared.path}
     secrets = (settings.api_key, settings.api_secret)
+    deadline = Deadline(timeout + settings.deadline_margin)
     try:
-        answer = await client.request(
-            prepared.method,
-            settings.base_url + prepared.path,
-            params=prepared.wire_params,
-            content=prepared.wire_body,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=settings.connect_timeout),
-        )
-    except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+        async with asyncio.timeout(deadline.seconds):
+            request = client.build_request(
+                **request_line(settings, prepared, headers),
+                content=prepared.wire_body,
+                timeout=httpx.Timeout(timeout, connect=settings.connect_timeout),
+            )
+            answer = await client.send(request, stream=True)
+            try:
+                check_head(answer, prepared.max_answer_bytes, secrets=secrets, **where)
+                body = await read_capped_async(
+                    answer.aiter_raw(),
+                    prepared.max_answer_bytes,
+                    deadline,
+                    http_status=answer.status_code,
+                    **where,
+                )
+            finally:
+                await answer.aclose()
+    except TimeoutError:  # asyncio.timeout's: the deadline passed
+        raise deadline.overrun(**where) from None
+    except httpx.ConnectTimeout:
+        raise AidolConnectionError(
+            f"connection failed: not connected (TCP and TLS) within {settings.connect_timeout:g} s",
+            request_sent=False,
+            **where,
+        ) from None
+    except httpx.ConnectError as error:
         tls, reason = _caused_by_tls(error), _reason(error, secrets)
         raise AidolConnectionError(
             tls_failure(settings, reason) if tls else f"connection failed: {reason}",
@@ -83,18 +114,23 @@ async def send_once_async(
     except httpx.HTTPError as error:
         # The server had begun to answer (e.g. a body that cannot be decoded): not retried.
         raise AidolResponseError(f"answer broke off: {_reason(error, secrets)}", **where) from None
-    return read_answer(answer, secrets=secrets, **where)
+    return read_answer(answer, body, secrets=secrets, **where)
 
 
 def _caused_by_tls(error: BaseException) -> bool:
-    """Whether an ``ssl.SSLError`` is anywhere in the chain of causes (httpx wraps httpcore's error)."""
+    """Whether an ``ssl.SSLError`` is anywhere in the chain of causes (httpx wraps httpcore's error).
+
+    The "want read/write" errors of non-blocking TLS are not failures: they mean "wait for data".
+    """
     cause: BaseException | None = error
     while cause is not None:
-        if isinstance(cause, ssl.SSLError):
+        if isinstance(cause, ssl.SSLError) and not isinstance(
+            cause, ssl.SSLWantReadError | ssl.SSLWantWriteError
+        ):
             return True
         cause = cause.__cause__ or cause.__context__
     return False
 
 
 def _reason(error: httpx.HTTPError, secrets: tuple[str, str]) -> str:
-    return redact(f"{type(error).__name__}: {error}", secrets)
+    return clean(f"{type(error).__name__}: {error}", secrets, limit=500)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
@@ -26,14 +26,13 @@ from airflow_provider_aidol.exceptions import (
 from airflow_provider_aidol.ratelimit import AdaptiveRateLimiter, RateLimiter
 from airflow_provider_aidol.retries import is_retryable
 from airflow_provider_aidol.validation import (
+    MAX_SECONDS,
     require_header_value,
-    require_positive_number,
+    require_rate,
     require_whole_number,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from airflow_provider_aidol.envelope import AidolResponse
 
 log = logging.getLogger(__name__)
@@ -143,21 +142,12 @@ class _Progress:
             )
 
 
-class PacedCreate(Protocol):
-    """The hook's single signed create: paced by ``limiter``, retried only as ``retry_if`` allows."""
-
-    def __call__(
-        self,
-        item: BatchItem,
-        limiter: RateLimiter,
-        *,
-        retry_if: Callable[[AidolError], bool],
-        on_send: Callable[[str], None] | None,
-    ) -> AidolResponse:
-        """Create ``item``'s conversation; return the answer carrying ``data.conversationId``.
-
-        ``on_send`` is called with each attempt's ``X-Request-ID`` just before it is sent.
-        """
+PacedCreate = Callable[
+    [BatchItem, RateLimiter, Callable[[AidolError], bool], Callable[[str], None] | None], "AidolResponse"
+]
+"""The hook's single signed create of one item, ``create(item, limiter, retry_if, on_send)``: paced
+by ``limiter``, retried only as ``retry_if`` allows, calling ``on_send`` with each attempt's
+``X-Request-ID`` just before it is sent; it returns the answer carrying ``data.conversationId``."""
 
 
 def is_retryable_in_batch(error: AidolError) -> bool:
@@ -187,7 +177,10 @@ class ConversationBatch:
     :param requests_per_second: a fixed pace; ``None``: ``default_requests_per_second``.
     :param default_requests_per_second: the connection's pace; ``None``: adaptive (it slows to
         the rate the server grants when rate-limited, then probes upward).
-    :param rate_limit_seconds: how long one item keeps waiting out rate limits before it fails.
+    :param rate_limit_seconds: how long one item keeps waiting out rate limits before it fails
+        (the connection's ``retry_max_seconds``): no pause that would end later is waited out.
+    :param rate_limit_wait_max: the longest pause one ``Retry-After`` causes (the connection's
+        ``retry_wait_max``).
     :param sleep: how the limiter waits.
     :param on_send: called (from a worker thread) with the item and the ``X-Request-ID`` just
         before each attempt is sent, e.g. to record what is in flight.
@@ -201,15 +194,18 @@ class ConversationBatch:
         requests_per_second: float | None,
         default_requests_per_second: float | None,
         rate_limit_seconds: float,
+        rate_limit_wait_max: float = MAX_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
         on_send: Callable[[BatchItem, str], None] | None = None,
     ) -> None:
         self.max_workers = require_whole_number("max_workers", max_workers)
         if requests_per_second is not None:
-            require_positive_number("requests_per_second", requests_per_second)
+            require_rate("requests_per_second", requests_per_second)
         rate = requests_per_second or default_requests_per_second
         self.limiter: RateLimiter = (
-            RateLimiter(rate, sleep=sleep) if rate else AdaptiveRateLimiter(sleep=sleep)
+            RateLimiter(rate, max_pause=rate_limit_wait_max, sleep=sleep)
+            if rate
+            else AdaptiveRateLimiter(max_pause=rate_limit_wait_max, sleep=sleep)
         )
         self._create = create
         self._on_send = on_send
@@ -282,16 +278,17 @@ class ConversationBatch:
         return None if on_send is None else lambda request_id: on_send(item, request_id)
 
     def _create_within_rate_limits(self, item: BatchItem) -> AidolResponse:
-        """Create one item; rate limits feed the shared limiter instead of a private backoff."""
+        """Create one item; rate limits feed the shared limiter instead of a private backoff.
+
+        The item gives up once the pause before its next try would end after its time budget.
+        """
         deadline = time.monotonic() + self._rate_limit_seconds
         while True:
             try:
-                response = self._create(
-                    item, self.limiter, retry_if=is_retryable_in_batch, on_send=self._sender(item)
-                )
+                response = self._create(item, self.limiter, is_retryable_in_batch, self._sender(item))
             except AidolRateLimitError as error:
-                self.limiter.on_rate_limited(error.retry_after)
-                if time.monotonic() >= deadline:
+                pause = self.limiter.on_rate_limited(error.retry_after)
+                if time.monotonic() + pause >= deadline:
                     raise
                 continue
             except AidolError as error:

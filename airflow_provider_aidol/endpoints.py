@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.exceptions import AidolResponseError
+from airflow_provider_aidol.limits import DEFAULT_MAX_ANSWER_BYTES
 from airflow_provider_aidol.signing import canonical_body
 from airflow_provider_aidol.validation import require_text
 
@@ -26,11 +27,14 @@ __all__ = [
     "CHAT_IMAGE_PATH",
     "CONVERSATION_PATH",
     "GENDERS",
+    "MAX_ANSWER_BYTES",
+    "MAX_CONVERSATION_ID_LENGTH",
     "OPTIONS_PATH",
     "PNG_SIGNATURE",
     "ChatImage",
     "chat_image_body",
     "conversation_body",
+    "max_answer_bytes",
     "options_body",
     "read_chat_image",
     "read_conversation",
@@ -49,6 +53,8 @@ def _unexpected_data(response: AidolResponse, path: str, problem: str) -> AidolR
 
 CONVERSATION_PATH = "/v1/chat/conversation"
 """Create a conversation with an agent; answer ``data.conversationId``."""
+#: The longest ``conversationId`` accepted (the vendor's are 36-character UUIDs).
+MAX_CONVERSATION_ID_LENGTH = 256
 
 
 def conversation_body(agent_id: str) -> dict[str, Any]:
@@ -57,10 +63,22 @@ def conversation_body(agent_id: str) -> dict[str, Any]:
 
 
 def read_conversation(response: AidolResponse) -> AidolResponse:
-    """Return ``response`` if it carries ``data.conversationId``, else raise ``AidolResponseError``."""
+    """Return ``response`` if it carries ``data.conversationId``, else raise ``AidolResponseError``.
+
+    The id must be printable (it goes into task logs, where a line break would forge lines) and at
+    most ``MAX_CONVERSATION_ID_LENGTH`` characters; a bad one is not repeated in the error.
+    """
     conversation_id = response.data.get("conversationId") if isinstance(response.data, dict) else None
     if not isinstance(conversation_id, str) or not conversation_id.strip():
         raise _unexpected_data(response, CONVERSATION_PATH, "success answer without data.conversationId")
+    if len(conversation_id) > MAX_CONVERSATION_ID_LENGTH or not conversation_id.isprintable():
+        raise _unexpected_data(
+            response,
+            CONVERSATION_PATH,
+            f"success answer whose data.conversationId is not an id: {len(conversation_id)} characters, "
+            f"{'printable' if conversation_id.isprintable() else 'with control characters'} "
+            f"(at most {MAX_CONVERSATION_ID_LENGTH} printable ones expected)",
+        )
     return response
 
 
@@ -165,3 +183,19 @@ def _decode_png_data_url(value: object) -> bytes | None:
     except (binascii.Error, ValueError):
         return None
     return png if png.startswith(PNG_SIGNATURE) else None
+
+
+# --- Answer sizes ---------------------------------------------------------------------------
+
+#: The most bytes an answer may have, by endpoint: generous, but bounded (the answer is read into
+#: memory). An image answer is a base64 PNG data URL, 4/3 of the PNG's size.
+MAX_ANSWER_BYTES = {
+    CONVERSATION_PATH: 2**20,
+    OPTIONS_PATH: 16 * 2**20,
+    CHAT_IMAGE_PATH: 64 * 2**20,
+}
+
+
+def max_answer_bytes(path: str) -> int:
+    """Return the size cap of answers from ``path`` (``DEFAULT_MAX_ANSWER_BYTES`` for other endpoints)."""
+    return MAX_ANSWER_BYTES.get(path, DEFAULT_MAX_ANSWER_BYTES)

@@ -6,6 +6,7 @@ It works on raw status, headers and body so any HTTP client can use it.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -23,9 +24,13 @@ from airflow_provider_aidol.exceptions import (
     AidolServerError,
     AidolValidationError,
 )
+from airflow_provider_aidol.redaction import clean, quoted, redact
+from airflow_provider_aidol.validation import MAX_SECONDS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+
+__all__ = ["AidolResponse", "parse_response", "parse_retry_after", "redact"]
 
 # Business messages the vendor documents without a numeric code (docs/protocol.md).
 RATE_LIMIT_MESSAGE = "Too many requests, please try again later"
@@ -38,6 +43,17 @@ CODE_NOT_FOUND = 10404
 CODE_SERVER_ERROR = 10500
 
 _SNIPPET_LENGTH = 160
+#: Longest server message, traceId and Content-Type kept in an error (the rest is cut off).
+MESSAGE_LENGTH = 500
+TRACE_ID_LENGTH = 128
+_CONTENT_TYPE_LENGTH = 100
+#: Deepest nesting of arrays and objects an answer may have: deeper ones are refused as unreadable,
+#: before anything recursive (JSON decoding, XCom serialisation) can overflow Python's stack.
+MAX_ANSWER_DEPTH = 100
+#: Business codes are small integers; a larger one is not an envelope.
+_MAX_CODE = 2**31
+# An envelope timestamp is epoch milliseconds as a string; longer digit strings are not times.
+_TIMESTAMP = re.compile(r"[0-9]{1,16}")
 
 
 @dataclass(frozen=True)
@@ -79,18 +95,22 @@ def parse_response(
         "retry_after": parse_retry_after(headers.get("Retry-After")),
     }
     if envelope is None:
-        content_type = headers.get("Content-Type", "unknown content type")
-        text = redact(f"unreadable answer ({content_type}): {_snippet(body)!r}", secrets)
+        content_type = clean(
+            headers.get("Content-Type") or "unknown content type", secrets, limit=_CONTENT_TYPE_LENGTH
+        )
+        snippet = quoted(body.decode("utf-8", errors="replace"), secrets, limit=_SNIPPET_LENGTH, fold=True)
+        text = f"unreadable answer ({content_type}): {snippet}"
         raise _error_class(http_status, "", None, readable=False)(text, **where)
-    message = redact(str(envelope.get("message") or ""), secrets)
-    trace_id = envelope.get("traceId") if isinstance(envelope.get("traceId"), str) else None
+    message = clean(str(envelope.get("message") or ""), secrets, limit=MESSAGE_LENGTH)
+    raw_trace_id = envelope.get("traceId")
+    trace_id = clean(raw_trace_id, secrets, limit=TRACE_ID_LENGTH) if isinstance(raw_trace_id, str) else None
     where.update(code=envelope["code"], trace_id=trace_id)
     if envelope["success"] is True and 200 <= http_status < 300:
         return AidolResponse(data=envelope.get("data"), trace_id=trace_id, http_status=http_status)
     text = message or f"request failed with business code {envelope['code']}"
     error_class = _error_class(http_status, message, envelope["code"], readable=True)
     if error_class is AidolAuthError:
-        where["clock_skew"] = _clock_skew(envelope.get("timestamp"), received_at)
+        where["clock_skew"] = _clock_skew(envelope, received_at)
     raise error_class(text, **where)
 
 
@@ -121,56 +141,86 @@ def _normalised(message: str) -> str:
     return message.strip().rstrip(".").casefold()
 
 
-def redact(text: str, secrets: Sequence[str]) -> str:
-    """Return ``text`` with every non-empty string of ``secrets`` replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
 def _load_envelope(body: bytes) -> dict[str, Any] | None:
-    """Return the envelope when ``body`` is a JSON object with a boolean success and an integer code."""
+    """Return the envelope when ``body`` is a JSON object with a boolean success and an integer code.
+
+    Anything else, including JSON nested deeper than ``MAX_ANSWER_DEPTH``, is ``None``: unreadable.
+    """
     try:
         envelope = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    if not isinstance(envelope, dict):
+    if not isinstance(envelope, dict) or not _nesting_within(envelope, MAX_ANSWER_DEPTH):
         return None
     code, success = envelope.get("code"), envelope.get("success")
     if not isinstance(success, bool) or not isinstance(code, int) or isinstance(code, bool):
         return None
+    if not -_MAX_CODE <= code < _MAX_CODE:
+        return None
     return envelope
 
 
-def _snippet(body: bytes) -> str:
-    text = re.sub(r"\s+", " ", body.decode("utf-8", errors="replace")).strip()
-    return text[:_SNIPPET_LENGTH] + ("…" if len(text) > _SNIPPET_LENGTH else "")
+def _nesting_within(value: object, limit: int) -> bool:
+    """Whether arrays and objects in ``value`` nest at most ``limit`` deep (walked without recursion)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return True
 
 
-def _clock_skew(server_timestamp: object, received_at: float | None) -> float | None:
-    """Seconds the server's clock is ahead of ours, from the envelope's millisecond timestamp."""
-    if received_at is None:
+def _clock_skew(envelope: Mapping[str, Any], received_at: float | None) -> float | None:
+    """Seconds the server's clock is ahead of ours, from the envelope's millisecond timestamp.
+
+    Only an otherwise well-formed failure envelope is believed: ``success`` false, a string
+    ``message``, a string ``traceId`` if any, and a ``timestamp`` of at most 16 digits.
+    """
+    stamp = envelope.get("timestamp")
+    if isinstance(stamp, int) and not isinstance(stamp, bool):
+        stamp = str(stamp)
+    well_formed = (
+        envelope.get("success") is False
+        and isinstance(envelope.get("message"), str)
+        and isinstance(envelope.get("traceId", ""), str)
+        and isinstance(stamp, str)
+        and _TIMESTAMP.fullmatch(stamp) is not None
+    )
+    if received_at is None or not well_formed:
         return None
-    try:
-        return int(str(server_timestamp)) / 1000 - received_at
-    except ValueError:
-        return None
+    return int(str(stamp)) / 1000 - received_at
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Return the seconds a ``Retry-After`` header asks for (delta-seconds or HTTP-date), or ``None``."""
+    """Return the seconds a ``Retry-After`` header asks for (delta-seconds or HTTP-date), or ``None``.
+
+    A value that is not a time from now to ``MAX_SECONDS`` (a day) ahead counts as no hint: a
+    negative, infinite or not-a-number delay, or a date further ahead. A date in the past is 0.
+    """
     if not value:
         return None
     value = value.strip()
+    seconds: float | None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
+        seconds = _seconds_until(value, time.time() if now is None else now)
+    if seconds is None or not 0 <= seconds <= MAX_SECONDS:  # also false for NaN
+        return None
+    return seconds
+
+
+def _seconds_until(http_date: str, now: float) -> float | None:
+    """Seconds from ``now`` to an HTTP-date (0 when it has passed), or ``None`` if it is not one."""
     try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        moment = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if moment.tzinfo is None:
         return None
-    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+    seconds = moment.timestamp() - now
+    return max(0.0, seconds) if math.isfinite(seconds) else None

@@ -46,6 +46,8 @@ class AidolError(AirflowException):
 
     retryable: bool = False
     """Whether the hook retries this kind of error (see docs/errors.md)."""
+    outcome: str = "error"
+    """This kind of failure in metric names (``aidol.request.<endpoint>.<outcome>``)."""
     # The keyword arguments to_payload() keeps, so from_payload() can rebuild the error.
     _payload_fields: tuple[str, ...] = ("http_status", "code", "trace_id", "method", "path", "retry_after")
     # Every subclass by name, registered as it is defined, so from_payload() can find it; the
@@ -116,6 +118,8 @@ class AidolAuthError(AidolError, AirflowFailException):
         when the server's answer let the hook measure it; the text shows it from a minute on.
     """
 
+    outcome = "auth_error"
+
     NOTABLE_SKEW = 60.0
     """Smallest skew worth pointing out in the message."""
     _payload_fields = (*AidolError._payload_fields, "clock_skew")
@@ -134,23 +138,33 @@ class AidolAuthError(AidolError, AirflowFailException):
 class AidolRateLimitError(AidolError):
     """The server answered "Too many requests" (or HTTP 429); retried, honouring ``Retry-After``."""
 
+    outcome = "rate_limited"
+
     retryable = True
 
 
 class AidolQuotaExceededError(AidolError, AirflowFailException):
     """The API key's total call quota is used up; fails the task without Airflow task retries."""
 
+    outcome = "quota_exceeded"
+
 
 class AidolValidationError(AidolError):
     """The server rejected the request's content (business code 10400)."""
+
+    outcome = "validation_error"
 
 
 class AidolNotFoundError(AidolError):
     """The agent, conversation or endpoint does not exist (business code 10404)."""
 
+    outcome = "not_found"
+
 
 class AidolServerError(AidolError):
     """The server failed (HTTP 5xx or business code 10500); HTTP 502, 503 and 504 are retried."""
+
+    outcome = "server_error"
 
     def __init__(self, message: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -165,12 +179,16 @@ class AidolResponseError(AidolError):
     the documented ``data``, an answer that broke off, or a redirect (never followed).
     """
 
+    outcome = "bad_response"
+
 
 class AidolImageConfigError(AidolError, AirflowFailException):
     """The agent has no image generation config ("Agent missing image generation config").
 
     It fails the task without Airflow task retries: the agent must be configured first.
     """
+
+    outcome = "image_config_error"
 
 
 class AidolConnectionError(AidolError):
@@ -180,6 +198,8 @@ class AidolConnectionError(AidolError):
     :param request_sent: ``False`` only when the request surely never reached the server (the
         connection was never made), so even a request that must not run twice may be resent.
     """
+
+    outcome = "connection_error"
 
     _payload_fields = (*AidolError._payload_fields, "retryable", "request_sent")
 
@@ -197,6 +217,8 @@ class AidolTimeoutError(AidolError):
     Not retried: the server may have acted (for example created a conversation), so a retry
     could do it twice (see "No idempotency key" on the protocol docs page).
     """
+
+    outcome = "timeout"
 
 
 class AidolInterruptedError(AidolError, AirflowFailException):

@@ -11,6 +11,8 @@ from typing import Any
 _HOOK_CLASS = "airflow_provider_aidol.hooks.aidol.AidolHook"
 DEFAULT_CONN_ID = "aidol_default"
 """The connection id hooks and operators use unless told otherwise."""
+DOCUMENTATION_URL = "https://airflow-provider-aidol.github.io/airflow-provider-aidol/"
+"""The documentation site (also the package's ``Documentation`` project URL, which Airflow prefers)."""
 
 
 def _number_field(
@@ -32,7 +34,12 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Default X-User-ID: the end user requests are made for. A task may override it.",
         "schema": {"type": ["string", "null"]},
     },
-    "timeout": _number_field("Read timeout (s)", "Seconds to wait for an answer.", 30, above_zero=True),
+    "timeout": _number_field(
+        "Read timeout (s)",
+        "Seconds to wait for an answer to start, and between its parts.",
+        30,
+        above_zero=True,
+    ),
     "image_timeout": _number_field(
         "Image read timeout (s)",
         "Seconds to wait for a generated image (the vendor asks for at least 120).",
@@ -68,6 +75,11 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Default table of the SQL conversation registry (empty: aidol_conversations).",
         "schema": {"type": ["string", "null"]},
     },
+    "deadline_margin": _number_field(
+        "Answer deadline margin (s)",
+        "A whole answer (connect, send, headers, body) must arrive within the read timeout plus this.",
+        30,
+    ),
     "requests_per_second": {
         "label": "Requests per second",
         "description": "Client-side pace for this connection; empty means no pacing.",
@@ -98,6 +110,7 @@ def get_provider_info() -> dict[str, Any]:
         "name": "AI-DOL",
         "description": "Create and use AI-DOL agent conversations from Airflow "
         "through the AI-DOL Open API: signed hook, operators and an embedded test server.",
+        "documentation-url": DOCUMENTATION_URL,
         "integrations": [
             {"integration-name": "AI-DOL", "tags": ["software"]},
         ],

@@ -12,38 +12,12 @@ import logging
 from typing import Any
 
 from airflow_provider_aidol.endpoints import CHAT_IMAGE_PATH, CONVERSATION_PATH, OPTIONS_PATH
-from airflow_provider_aidol.exceptions import (
-    AidolAuthError,
-    AidolConnectionError,
-    AidolError,
-    AidolImageConfigError,
-    AidolNotFoundError,
-    AidolQuotaExceededError,
-    AidolRateLimitError,
-    AidolResponseError,
-    AidolServerError,
-    AidolTimeoutError,
-    AidolValidationError,
-)
 
 log = logging.getLogger(__name__)
 
 PREFIX = "aidol"
 ENDPOINTS = {CONVERSATION_PATH: "conversation", CHAT_IMAGE_PATH: "chat_image", OPTIONS_PATH: "options"}
 """Each endpoint's name in metric names; any other path is ``other``."""
-OUTCOMES: tuple[tuple[type[AidolError], str], ...] = (
-    (AidolRateLimitError, "rate_limited"),
-    (AidolQuotaExceededError, "quota_exceeded"),
-    (AidolAuthError, "auth_error"),
-    (AidolImageConfigError, "image_config_error"),
-    (AidolValidationError, "validation_error"),
-    (AidolNotFoundError, "not_found"),
-    (AidolServerError, "server_error"),
-    (AidolResponseError, "bad_response"),
-    (AidolTimeoutError, "timeout"),
-    (AidolConnectionError, "connection_error"),
-)
-"""Each error's outcome name, first match wins; ``ok`` for a success, ``error`` for any other."""
 ITEM_OUTCOMES = ("created", "reused", "failed")
 
 METRIC_NAMES = (
@@ -70,7 +44,8 @@ def outcome_name(error: BaseException | None) -> str:
     """Return the outcome of a request that ended with ``error`` (``None``: it succeeded)."""
     if error is None:
         return "ok"
-    return next((name for kind, name in OUTCOMES if isinstance(error, kind)), "error")
+    outcome: str = getattr(error, "outcome", "error")  # each AidolError class names its own
+    return outcome
 
 
 def incr(name: str, count: int = 1, **tags: str) -> None:

@@ -8,7 +8,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from airflow_provider_aidol.validation import require_positive_number
+from airflow_provider_aidol.validation import MAX_SECONDS, require_rate
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -18,21 +18,32 @@ class RateLimiter:
     """Space requests at least ``1 / rate`` seconds apart, however many threads ask.
 
     Each caller reserves the next free slot under a lock and sleeps outside it, so waiting
-    threads never block each other's bookkeeping. A server's ``Retry-After`` pauses everyone.
+    threads never block each other's bookkeeping. A server's ``Retry-After`` pauses everyone,
+    for at most ``max_pause`` seconds.
 
     :param rate: requests per second; ``None`` means no pacing.
+    :param max_pause: the longest pause a ``Retry-After`` can cause (the connection's
+        ``retry_wait_max``); the server decides it, so it is capped.
     """
 
     def __init__(
         self,
         rate: float | None,
         *,
+        max_pause: float = MAX_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._rate = (
-            None if rate is None else require_positive_number("rate", rate, unit=" of requests per second")
-        )
+        self._rate = None if rate is None else require_rate("rate", rate, unit=" of requests per second")
+        if (
+            isinstance(max_pause, bool)
+            or not isinstance(max_pause, int | float)
+            or not 0 <= max_pause <= MAX_SECONDS
+        ):
+            raise ValueError(
+                f"max_pause must be a number of seconds from 0 to {MAX_SECONDS:g}, got {max_pause!r}."
+            )
+        self._max_pause = max_pause
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -55,11 +66,17 @@ class RateLimiter:
     def on_granted(self) -> None:
         """Note that the server accepted a request (any answer but a rate limit)."""
 
-    def on_rate_limited(self, retry_after: float | None = None) -> None:
-        """Note a rate-limit answer; ``retry_after`` seconds pause every caller."""
-        if retry_after:
-            with self._lock:
-                self._next_slot = max(self._next_slot, self._clock() + retry_after)
+    def on_rate_limited(self, retry_after: float | None = None) -> float:
+        """Note a rate-limit answer; ``retry_after`` seconds (capped) pause every caller.
+
+        Return the pause: seconds from now until the next slot. A ``retry_after`` that is not a
+        finite number of seconds >= 0 is no hint.
+        """
+        with self._lock:
+            now = self._clock()
+            if isinstance(retry_after, int | float) and 0 < retry_after < math.inf:
+                self._next_slot = max(self._next_slot, now + min(retry_after, self._max_pause))
+            return max(0.0, self._next_slot - now)
 
 
 class AdaptiveRateLimiter(RateLimiter):
@@ -101,10 +118,11 @@ class AdaptiveRateLimiter(RateLimiter):
         probe_time: float = 0.25,
         window: float = 1.0,
         min_rate: float = 1.0,
+        max_pause: float = MAX_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(None, clock=clock, sleep=sleep)
+        super().__init__(None, max_pause=max_pause, clock=clock, sleep=sleep)
         self._decrease = decrease
         self._increase = increase
         self._probe_time = probe_time
@@ -162,8 +180,11 @@ class AdaptiveRateLimiter(RateLimiter):
         else:
             self._rate += min(self._increase, self._rate) * seconds
 
-    def on_rate_limited(self, retry_after: float | None = None) -> None:
-        """Slow down: to the granted rate on the first one, by ``decrease`` after that."""
+    def on_rate_limited(self, retry_after: float | None = None) -> float:
+        """Slow down: to the granted rate on the first one, by ``decrease`` after that.
+
+        Return the pause (see ``RateLimiter.on_rate_limited``).
+        """
         with self._lock:
             now = self._clock()
             if self._rate is None:
@@ -178,7 +199,7 @@ class AdaptiveRateLimiter(RateLimiter):
                 self._rate = max(self._rate * self._decrease, self._min_rate)
                 self._probing = False
                 self._slowed_down(now)
-        super().on_rate_limited(retry_after)
+        return super().on_rate_limited(retry_after)
 
     def _slowed_down(self, now: float) -> None:
         """Start a new epoch; the next request waits one interval at the new pace."""

@@ -6,6 +6,8 @@ The hook (``requests``, tenacity's ``Retrying``) and the image trigger (``httpx`
 
 from __future__ import annotations
 
+import math
+import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tenacity import retry_if_exception, stop_after_attempt, stop_before_delay, wait_random_exponential
@@ -27,6 +29,10 @@ if TYPE_CHECKING:
 
 # A 401 whose server clock is further off than this is taken for clock skew (the window is 5 min).
 CLOCK_SKEW_TOLERANCE = 240.0
+#: The largest clock skew the hook corrects for: a day. Time zones put a wrongly set clock at most
+#: 14 h off, and drift is seconds; a server claiming more is broken (or hostile), and adopting its
+#: time would sign every later request of the hook with it.
+MAX_CLOCK_SKEW = 86_400.0
 # The one 5xx that says the request was turned away before any work began.
 _REFUSED_STATUS = 503
 
@@ -88,7 +94,7 @@ class _Backoff:
     def __call__(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
+        if isinstance(retry_after, int | float) and 0 <= retry_after < math.inf:
             return float(min(retry_after, self._cap))
         return float(self._exponential(state))
 
@@ -120,13 +126,16 @@ def log_clock_correction(log: WarningLog, error: AidolAuthError, offset: float) 
 class ServerClock:
     """The server's clock as an offset from this machine's, learned from 401 answers.
 
-    One per hook or trigger, shared by all its attempts (and a batch's threads).
+    One per hook or trigger, shared by all its attempts (and a batch's threads). Only a plausible
+    skew (at most ``MAX_CLOCK_SKEW``) from a well-formed 401 envelope is adopted, and it is dropped
+    again when the resend signed with it is refused too.
     """
 
     def __init__(self, log: WarningLog) -> None:
         self.offset = 0.0
         """Seconds added to this machine's time when signing."""
         self._log = log
+        self._lock = threading.Lock()
 
     def resend_offset(self, error: AidolAuthError, signed_with: float) -> float | None:
         """After a 401, return the offset to resend with, or ``None`` when the clock is not the cause.
@@ -138,10 +147,26 @@ class ServerClock:
         corrected = corrected_clock_offset(error, signed_with)
         if corrected is None:
             return None
-        if abs(corrected - self.offset) > CLOCK_SKEW_TOLERANCE:
-            log_clock_correction(self._log, error, corrected)
-            self.offset = corrected
-        return self.offset
+        with self._lock:
+            if abs(corrected - self.offset) > CLOCK_SKEW_TOLERANCE:
+                log_clock_correction(self._log, error, corrected)
+                self.offset = corrected
+            return self.offset
+
+    def refused(self, offset: float, signed_with: float) -> None:
+        """Go back to ``signed_with``: the resend signed with ``offset`` got a 401 too.
+
+        Unless another attempt has changed the offset meanwhile, the correction is dropped, so one
+        misleading answer does not skew the signatures of every later request.
+        """
+        with self._lock:
+            if self.offset == offset != signed_with:
+                self._log.warning(
+                    "AI-DOL refused the request signed with its own clock too; dropping the clock "
+                    "correction of %+.0f s",
+                    offset,
+                )
+                self.offset = signed_with
 
 
 def corrected_clock_offset(error: AidolAuthError, signed_with: float) -> float | None:
@@ -152,6 +177,8 @@ def corrected_clock_offset(error: AidolAuthError, signed_with: float) -> float |
         are further apart than the server's window allows.
     """
     skew = error.clock_skew
-    if skew is None or abs(skew - signed_with) <= CLOCK_SKEW_TOLERANCE:
+    if skew is None or not math.isfinite(skew) or abs(skew) > MAX_CLOCK_SKEW:
+        return None
+    if abs(skew - signed_with) <= CLOCK_SKEW_TOLERANCE:
         return None
     return skew

@@ -27,6 +27,8 @@ __all__ = [
 ]
 
 _SCALARS = (str, bool, int, float)
+#: The deepest nesting of arrays and objects a value sent as JSON may have.
+MAX_JSON_DEPTH = 64
 
 
 def format_number(value: float) -> str:
@@ -69,8 +71,13 @@ def to_json(value: Any) -> str:
     """Serialise ``value`` as compact JSON, keys in the caller's order, numbers as JavaScript writes them.
 
     This is both the signed form of objects and arrays and the request body sent on the wire,
-    so the server parses exactly what was signed.
+    so the server parses exactly what was signed. Arrays and objects nested deeper than
+    ``MAX_JSON_DEPTH`` (or containing themselves) raise ``ValueError``.
     """
+    return _to_json(value, MAX_JSON_DEPTH)
+
+
+def _to_json(value: Any, depth: int) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -79,14 +86,18 @@ def to_json(value: Any) -> str:
         return format_number(value)
     if isinstance(value, str):
         return json.dumps(_utf8_text(value), ensure_ascii=False)
+    if isinstance(value, Mapping | Sequence) and not isinstance(value, bytes | bytearray) and depth <= 0:
+        raise ValueError(f"arrays and objects nest more than {MAX_JSON_DEPTH} levels deep")
     if isinstance(value, Mapping):
         return (
             "{"
-            + ",".join(f"{to_json(_checked_key(key))}:{to_json(item)}" for key, item in value.items())
+            + ",".join(
+                f"{to_json(_checked_key(key))}:{_to_json(item, depth - 1)}" for key, item in value.items()
+            )
             + "}"
         )
     if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
-        return "[" + ",".join(to_json(item) for item in value) + "]"
+        return "[" + ",".join(_to_json(item, depth - 1) for item in value) + "]"
     raise ValueError(f"{type(value).__name__} values cannot be sent as JSON")
 
 

@@ -3,29 +3,35 @@
 The hook's client (a ``requests`` session) is built and used here; the trigger's (``httpx``)
 sits beside it in ``async_transport``. Both take the prepared request, the signed headers, the
 Authorization header, TLS trust, proxies and the reading of the answer from this module, so
-they send the same bytes and fail with the same typed errors. Retries, pacing and clock
-correction are the caller's: each function here makes a single attempt.
+they send the same bytes and fail with the same typed errors. Both read an answer within one
+deadline and a size cap (``limits``); here the ``watchdog`` enforces the deadline on the socket.
+Retries, pacing and clock correction are the caller's: each function here makes a single attempt.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote
 
 import requests
-from requests.adapters import HTTPAdapter
+import urllib3
 from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError
 
 from airflow_provider_aidol import __version__
-from airflow_provider_aidol.envelope import AidolResponse, parse_response, redact
+from airflow_provider_aidol.envelope import AidolResponse, parse_response
 from airflow_provider_aidol.exceptions import (
     AidolConnectionError,
+    AidolError,
     AidolResponseError,
     AidolTimeoutError,
 )
+from airflow_provider_aidol.limits import DEFAULT_MAX_ANSWER_BYTES, Deadline, check_declared_size, read_capped
+from airflow_provider_aidol.redaction import clean, quoted
 from airflow_provider_aidol.signing import (
     canonical_body,
     canonical_query,
@@ -35,6 +41,7 @@ from airflow_provider_aidol.signing import (
     wire_query,
 )
 from airflow_provider_aidol.validation import require_text
+from airflow_provider_aidol.watchdog import Exchange, WatchedAdapter
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -42,8 +49,23 @@ if TYPE_CHECKING:
     from airflow_provider_aidol.connection import ConnectionSettings
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-CLIENT_HEADERS = {"User-Agent": f"airflow-provider-aidol/{__version__}", "Content-Type": "application/json"}
-"""Headers every request carries, whichever HTTP client sends it."""
+CLIENT_HEADERS = {
+    "User-Agent": f"airflow-provider-aidol/{__version__}",
+    "Content-Type": "application/json",
+    "Accept-Encoding": "identity",
+}
+"""Headers every request carries, whichever HTTP client sends it. Answers are asked for
+uncompressed: an inflated answer could be far larger than the size cap of what arrives."""
+_CHUNK_BYTES = 64 * 1024
+_LOCATION_LENGTH = 200
+_REASON_LENGTH = 500
+# What a requests exchange can raise besides the typed errors of the answer.
+_TRANSPORT_ERRORS = (
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +80,8 @@ class PreparedRequest:
     signed_body: str
     wire_params: dict[str, str] | None
     wire_body: bytes | None
+    #: The most bytes an answer to this request may have.
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
 
 
 def prepare_request(
@@ -68,8 +92,12 @@ def prepare_request(
     params: Mapping[str, Any] | None,
     user_id: str,
     base_path: str = "",
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
 ) -> PreparedRequest:
-    """Check the request and compute its signed and wire forms; raise ``ValueError`` naming a bad part."""
+    """Check the request and compute its signed and wire forms; raise ``ValueError`` naming a bad part.
+
+    :param max_answer_bytes: the most bytes the answer may have (the endpoint's cap).
+    """
     method = require_text("method", method).upper()
     if method not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}.")
@@ -77,6 +105,11 @@ def prepare_request(
         raise ValueError(
             f"path must start with '/' and hold no query, fragment or space, got {path!r}; "
             "pass query parameters in params=."
+        )
+    if any(segment in (".", "..") for segment in path.split("/")):
+        raise ValueError(
+            f"path must not hold '.' or '..' segments, got {path!r}: HTTP clients remove them, so "
+            "the server would check the signature against another path; write the path out."
         )
     if json is not None and not isinstance(json, dict):
         raise ValueError(f"json must be a dict (the JSON object body), got {type(json).__name__}.")
@@ -91,6 +124,7 @@ def prepare_request(
         signed_body=canonical_body(json),
         wire_params=wire_query(params),
         wire_body=None if json is None else to_json(json).encode(),
+        max_answer_bytes=max_answer_bytes,
     )
 
 
@@ -111,6 +145,18 @@ def environment_proxies(url: str) -> dict[str, str]:
     """
     proxies: dict[str, str] = requests.utils.get_environ_proxies(url)
     return proxies
+
+
+def request_line(
+    settings: ConnectionSettings, prepared: PreparedRequest, headers: Mapping[str, str]
+) -> dict[str, Any]:
+    """Return method, URL, query and headers of an attempt, as both HTTP clients take them."""
+    return {
+        "method": prepared.method,
+        "url": settings.base_url + prepared.path,
+        "params": prepared.wire_params,
+        "headers": headers,
+    }
 
 
 def tls_failure(settings: ConnectionSettings, reason: str) -> str:
@@ -158,9 +204,21 @@ def signed_headers(prepared: PreparedRequest, api_secret: str, timestamp: int) -
     }
 
 
+class _Session(requests.Session):
+    """A session that never looks at a redirect's target."""
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        """Return no target, so requests leaves redirects to ``check_head``.
+
+        Even with ``allow_redirects=False`` requests would otherwise read the whole body of a
+        redirect (unbounded) and decode its ``Location`` (a raw error if it is not UTF-8).
+        """
+        return None
+
+
 def new_session(settings: ConnectionSettings, *, pool_size: int) -> requests.Session:
     """Open the ``requests`` session (keep-alive connection pool) a hook sends all its requests on."""
-    session = requests.Session()
+    session = _Session()
     # requests re-reads proxy and CA variables from the environment on every request, a
     # large share of a loopback call's CPU; read them once here instead.
     session.trust_env = False
@@ -175,7 +233,7 @@ def new_session(settings: ConnectionSettings, *, pool_size: int) -> requests.Ses
 def mount_adapters(session: requests.Session, pool_size: int) -> None:
     """Give ``session`` a connection pool of ``pool_size`` connections per host."""
     # Retries are the hook's (tenacity), never urllib3's, so each one is signed afresh.
-    adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=pool_size)
+    adapter = WatchedAdapter(max_retries=0, pool_connections=1, pool_maxsize=pool_size)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
 
@@ -190,44 +248,77 @@ def send_once(
 ) -> AidolResponse:
     """Send one attempt and read the answer; every failure becomes a typed ``AidolError``.
 
+    The whole exchange must end within the read timeout plus the connection's
+    ``deadline_margin``, and the answer may have at most ``prepared.max_answer_bytes`` bytes.
+
     :param timeout: read timeout in seconds; default: the connection's ``timeout``.
     """
     read_timeout = settings.timeout if timeout is None else timeout
     where: dict[str, Any] = {"method": prepared.method, "path": prepared.path}
     secrets = (settings.api_key, settings.api_secret)
-    try:
-        answer = session.request(
-            prepared.method,
-            settings.base_url + prepared.path,
-            params=prepared.wire_params,
-            data=prepared.wire_body,
-            headers=headers,
-            timeout=(settings.connect_timeout, read_timeout),
-            allow_redirects=False,
-        )
-    except requests.exceptions.SSLError as error:
-        raise AidolConnectionError(
-            tls_failure(settings, _reason(error, secrets)), retryable=False, **where
-        ) from None
-    except requests.ConnectionError as error:
+    deadline = Deadline(read_timeout + settings.deadline_margin)
+    with Exchange(deadline) as exchange:
+        try:
+            answer = session.request(
+                **request_line(settings, prepared, headers),
+                data=prepared.wire_body,
+                timeout=(settings.connect_timeout, read_timeout),
+                allow_redirects=False,
+                stream=True,
+            )
+            with answer:
+                check_head(answer, prepared.max_answer_bytes, secrets=secrets, **where)
+                chunks = answer.raw.stream(_CHUNK_BYTES, decode_content=False)
+                body = read_capped(
+                    chunks, prepared.max_answer_bytes, deadline, http_status=answer.status_code, **where
+                )
+        except AidolError:
+            raise
+        except _TRANSPORT_ERRORS as error:
+            raise _failure(error, exchange, settings, read_timeout, where) from None
+    if exchange.expired:  # the shutdown can end a read as if the answer were complete
+        raise deadline.overrun(**where)
+    return read_answer(answer, body, secrets=secrets, **where)
+
+
+def _failure(
+    error: BaseException,
+    exchange: Exchange,
+    settings: ConnectionSettings,
+    read_timeout: float,
+    where: dict[str, Any],
+) -> AidolError:
+    """Return the typed error for what ``requests`` (or urllib3, reading the body) raised."""
+    secrets = (settings.api_key, settings.api_secret)
+    if exchange.expired:
+        return exchange.deadline.overrun(**where)
+    if isinstance(error, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
+        return AidolConnectionError(tls_failure(settings, _reason(error, secrets)), retryable=False, **where)
+    if isinstance(error, requests.ConnectionError):
         if any(isinstance(arg, ReadTimeoutError) for arg in error.args):
             # requests reports a read timeout in the middle of the body as a ConnectionError.
-            raise AidolTimeoutError(f"answer stalled past {read_timeout:g} s", **where) from None
-        raise AidolConnectionError(
-            f"connection failed: {_reason(error, secrets)}", request_sent=not _never_connected(error), **where
-        ) from None
-    except requests.Timeout as error:
-        raise AidolTimeoutError(
-            f"no answer within {read_timeout:g} s: {_reason(error, secrets)}", **where
-        ) from None
-    except requests.RequestException as error:
-        # The server had begun to answer, so it acted: not retried, like a read timeout.
-        raise AidolResponseError(f"answer broke off: {_reason(error, secrets)}", **where) from None
-    return read_answer(answer, secrets=secrets, **where)
+            return AidolTimeoutError(f"answer stalled past {read_timeout:g} s", **where)
+        never_connected = _never_connected(error)
+        return AidolConnectionError(
+            f"connection failed: {_reason(error, secrets)}", request_sent=not never_connected, **where
+        )
+    if isinstance(error, requests.Timeout) and not exchange.sent:
+        # urllib3 reports a TLS handshake that timed out as a read timeout; nothing was sent.
+        return AidolConnectionError(
+            f"connection failed: the TLS handshake did not finish within {settings.connect_timeout:g} s",
+            request_sent=False,
+            **where,
+        )
+    if isinstance(error, requests.Timeout):
+        return AidolTimeoutError(f"no answer within {read_timeout:g} s: {_reason(error, secrets)}", **where)
+    if isinstance(error, ReadTimeoutError):
+        return AidolTimeoutError(f"answer stalled past {read_timeout:g} s", **where)
+    # The server had begun to answer, so it acted: not retried, like a read timeout.
+    return AidolResponseError(f"answer broke off: {_reason(error, secrets)}", **where)
 
 
 class HttpAnswer(Protocol):
-    """What ``read_answer`` needs of a response; ``requests`` and ``httpx`` responses both have it."""
+    """What reading an answer needs of a response; ``requests`` and ``httpx`` responses both have it."""
 
     @property
     def status_code(self) -> int:
@@ -237,30 +328,42 @@ class HttpAnswer(Protocol):
     def headers(self) -> Mapping[str, str]:
         """The headers (case-insensitive)."""
 
-    @property
-    def content(self) -> bytes:
-        """The body."""
 
-    @property
-    def is_redirect(self) -> bool:
-        """Whether it is a 3xx with a ``Location``."""
+def check_head(
+    answer: HttpAnswer, max_bytes: int, *, secrets: tuple[str, str], method: str, path: str
+) -> None:
+    """Check status and headers before the body is read.
 
-
-def read_answer(answer: HttpAnswer, *, secrets: tuple[str, str], method: str, path: str) -> AidolResponse:
-    """Read an answer, whichever HTTP client got it; a redirect is reported, never followed."""
+    A redirect is reported, never followed; an answer announcing more than ``max_bytes`` bytes
+    is refused unread.
+    """
     http_status, headers = answer.status_code, answer.headers
-    if answer.is_redirect:
+    if 300 <= http_status < 400:
+        location = headers.get("Location")
+        target = (
+            # Decoded first: a URL may percent-encode any character of a credential.
+            f"redirected to {quoted(unquote(location, errors='replace'), secrets, limit=_LOCATION_LENGTH)}"
+            if location
+            else f"answered HTTP {http_status}, a redirect without a Location"
+        )
         raise AidolResponseError(
-            f"redirected to {headers.get('Location')!r}; set the connection's Base URL to the address "
-            "the API answers at (redirects are not followed: they would drop or leak the signed headers)",
+            f"{target}; set the connection's Base URL to the address the API answers at (redirects are "
+            "not followed: they would drop or leak the signed headers)",
             http_status=http_status,
             method=method,
             path=path,
         )
+    check_declared_size(headers, max_bytes, http_status=http_status, method=method, path=path)
+
+
+def read_answer(
+    answer: HttpAnswer, body: bytes, *, secrets: tuple[str, str], method: str, path: str
+) -> AidolResponse:
+    """Read a whole answer, whichever HTTP client got it (``check_head`` has passed)."""
     return parse_response(
-        http_status,
-        headers,
-        answer.content,
+        answer.status_code,
+        answer.headers,
+        body,
         received_at=time.time(),
         secrets=secrets,
         method=method,
@@ -276,7 +379,7 @@ def _never_connected(error: requests.ConnectionError) -> bool:
     )
 
 
-def _reason(error: requests.RequestException, secrets: tuple[str, str]) -> str:
+def _reason(error: BaseException, secrets: tuple[str, str]) -> str:
     """Name urllib3's reason, not requests' 'Max retries exceeded' wrapper (the hook retries, not urllib3)."""
     cause = error.args[0] if error.args else error
-    return redact(f"{type(error).__name__}: {getattr(cause, 'reason', cause)}", secrets)
+    return clean(f"{type(error).__name__}: {getattr(cause, 'reason', cause)}", secrets, limit=_REASON_LENGTH)

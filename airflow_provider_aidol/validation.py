@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 import re
 
+#: The longest time any setting may name, in seconds (a day): a longer timeout, wait or pause is a
+#: mistake, and far larger values overflow the clocks and sleeps they reach.
+MAX_SECONDS = 86_400.0
+
 # Header values go out as Latin-1 bytes; control characters would break or smuggle headers.
 _UNSAFE_IN_HEADER = re.compile(r"[\x00-\x1f\x7f]|[^\x00-\xff]")
 
@@ -31,14 +35,42 @@ def require_header_value(name: str, value: object) -> str:
     return text
 
 
-def require_positive_number(name: str, value: object, *, unit: str = "") -> float:
+def require_positive_number(name: str, value: object, *, unit: str = "", maximum: float = math.inf) -> float:
     """Return ``value`` when it is a finite number > 0, else raise ``ValueError`` naming ``name``.
 
     :param unit: how the message words the number, e.g. ``" of seconds"``.
+    :param maximum: the largest value accepted.
     """
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a number{unit} > 0, got {value!r}.")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value < math.inf
+        or value > maximum
+    ):
+        bound = f" and at most {maximum:g}" if maximum < math.inf else ""
+        raise ValueError(f"{name} must be a number{unit} > 0{bound}, got {value!r}.")
     return value
+
+
+def require_seconds(name: str, value: object) -> float:
+    """Return ``value`` when it is a number of seconds > 0 and at most ``MAX_SECONDS`` (a day)."""
+    return require_positive_number(name, value, unit=" of seconds", maximum=MAX_SECONDS)
+
+
+def require_rate(name: str, value: object, *, unit: str = "") -> float:
+    """Return ``value`` when it is a pace in requests per second of at least one a day.
+
+    A slower pace would space two requests further apart than any sleep can wait.
+
+    :param unit: how the message words the number, e.g. ``" of requests per second"``.
+    """
+    rate = require_positive_number(name, value, unit=unit)
+    if rate * MAX_SECONDS < 1:
+        raise ValueError(
+            f"{name} must be at least 1/{MAX_SECONDS:g} (one request a day), got {value!r}; "
+            "leave it empty for no pacing."
+        )
+    return rate
 
 
 def require_whole_number(name: str, value: object, *, minimum: int = 1) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -78,3 +79,50 @@ def test_batch_error_lists_failures_by_index():
 def test_parsed_items_are_handed_on_as_they_are():
     parsed = [BatchItem(7, "agent-1", "u-7"), BatchItem(3, "agent-2", "u-3")]
     assert parse(parsed) == parsed
+
+
+# --- waits the server sets ------------------------------------------------------------------
+
+
+def rate_limited_batch(retry_after: float | None, *, succeed_after: int, seconds: float = 1.0):
+    """A batch whose create is refused with ``retry_after`` until ``succeed_after`` calls were made."""
+    from airflow_provider_aidol.batch import ConversationBatch
+    from airflow_provider_aidol.envelope import AidolResponse
+    from airflow_provider_aidol.exceptions import AidolRateLimitError
+
+    calls: list[float] = []
+
+    def create(item, limiter, retry_if, on_send):
+        limiter.acquire()
+        calls.append(retry_after or 0)
+        if len(calls) <= succeed_after:
+            raise AidolRateLimitError("Too many requests", http_status=429, retry_after=retry_after)
+        return AidolResponse({"conversationId": f"c-{item.index}"}, "t", 200)
+
+    batch = ConversationBatch(
+        create,
+        max_workers=2,
+        requests_per_second=None,
+        default_requests_per_second=None,
+        rate_limit_seconds=seconds,
+        rate_limit_wait_max=0.2,
+    )
+    return batch, calls
+
+
+@pytest.mark.parametrize("retry_after", [1e9, float("inf"), float("nan"), -5.0])
+def test_a_batch_never_waits_longer_than_its_caps_whatever_retry_after_says(retry_after):
+    batch, calls = rate_limited_batch(retry_after, succeed_after=10**6)
+    started = time.monotonic()
+    results = dict(batch.run(parse(["agent-1", "agent-2"])))
+    assert time.monotonic() - started < 3
+    assert 2 <= len(calls) < 50  # each item retried while its second of rate limits lasted
+    assert [result["error"] for result in results.values()] == [
+        "Too many requests (HTTP 429, no business code, traceId -)"
+    ] * 2
+
+
+def test_a_batch_resumes_once_the_rate_limit_lifts_after_an_absurd_retry_after():
+    batch, _ = rate_limited_batch(float("inf"), succeed_after=2, seconds=5)
+    results = dict(batch.run(parse(["agent-1", "agent-2"])))
+    assert {result["conversation_id"] for result in results.values()} == {"c-0", "c-1"}

@@ -138,3 +138,115 @@ def test_repr_never_shows_key_or_secret():
     assert "KEY-123" not in text
     assert "SECRET-456" not in text
     assert "https://api.example.com" in text
+
+
+# --- hostile or mistaken values: a ValueError naming the field, never a raw exception -------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ("[1, 2]", 'the extra must be a JSON object such as {"user_id": "user-123"}, got a JSON list'),
+        ("5", 'the extra must be a JSON object such as {"user_id": "user-123"}, got a JSON int'),
+        ('"user-1"', "got a JSON str"),
+    ],
+)
+def test_an_extra_that_is_not_a_json_object_is_refused(extra, named):
+    with pytest.raises(ValueError, match="my_aidol") as caught:
+        settings(extra=extra)
+    assert named in str(caught.value)
+
+
+def test_an_empty_extra_means_the_defaults():
+    assert settings(extra="null").timeout == CONNECTION_FIELDS["timeout"]["schema"]["default"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["timeout", "image_timeout", "connect_timeout", "retry_max_seconds", "retry_wait_max", "deadline_margin"],
+)
+def test_times_beyond_a_day_are_refused(name):
+    with pytest.raises(
+        ValueError, match=f"extra field '{name}' must be a number .* and at most 86400, got 1e"
+    ):
+        settings(extra=json.dumps({name: 1e308}))
+
+
+def test_max_retries_is_bounded():
+    with pytest.raises(
+        ValueError, match="extra field 'max_retries' must be a whole number >= 0 and at most 100"
+    ):
+        settings(extra=json.dumps({"max_retries": 10**9}))
+
+
+def test_a_pace_slower_than_one_request_a_day_is_refused():
+    with pytest.raises(ValueError, match="'requests_per_second' must be at least 1/86400"):
+        settings(extra=json.dumps({"requests_per_second": 1e-300}))
+
+
+@pytest.mark.parametrize("user_id", [{"id": "u"}, ["u"], True])
+def test_a_user_id_extra_that_is_not_text_is_refused(user_id):
+    with pytest.raises(
+        ValueError, match="extra field 'user_id' must be a string such as \"user-123\", got a "
+    ):
+        settings(extra=json.dumps({"user_id": user_id}))
+
+
+def test_a_numeric_user_id_extra_is_read_as_text():
+    assert settings(extra=json.dumps({"user_id": 12345})).user_id == "12345"
+
+
+def test_the_answer_deadline_margin_defaults_to_30_seconds():
+    assert settings().deadline_margin == 30 == CONNECTION_FIELDS["deadline_margin"]["schema"]["default"]
+    assert settings(extra=json.dumps({"deadline_margin": 0})).deadline_margin == 0
+
+
+@pytest.mark.parametrize(
+    "fields", [{"host": "http://localhost:0"}, {"host": "http://localhost", "port": 0}, {"port": 70000}]
+)
+def test_port_zero_or_out_of_range_is_refused(fields):
+    with pytest.raises(ValueError, match="bad port"):
+        settings(**fields)
+
+
+def test_dot_segments_in_the_base_url_are_refused():
+    with pytest.raises(ValueError, match=r"must not hold '\.' or '\.\.' path segments"):
+        settings(host="https://gw.example.com/aidol/../v2")
+
+
+#: Credentials full of what escaping, quoting and URL parsing treat specially.
+KEY = "k\\e\"y'  %2F/+@\u00e9\u00a3-Key9"
+SECRET = "s3\\\"cr'  e+t/%@\u00f8\u00a7\u00dc-Sec9"
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        f"https://{KEY}:{SECRET}@api.example.com:99999",
+        f"https://{KEY}:{SECRET}@api.example.com:0",
+        f"ftp://{KEY}:{SECRET}@api.example.com",
+        f"https://{KEY}:{SECRET}@api.example.com?a=1",
+        f"{KEY}:{SECRET}@api.example.com",
+        f"https://api.example.com/{SECRET}?q",
+        f"https://api.example.com:{KEY}",
+    ],
+)
+def test_connection_checks_never_repeat_a_credential(host):
+    with pytest.raises(ValueError, match="my_aidol") as caught:
+        settings(host=host, login=KEY, password=SECRET)
+    assert_no_run_of(KEY, SECRET, in_text=str(caught.value))
+
+
+def assert_no_run_of(*credentials: str, in_text: str, run: int = 6) -> None:
+    """Fail if any ``run`` characters in a row of a credential appear in ``in_text``."""
+    for credential in credentials:
+        for start in range(len(credential) - run + 1):
+            assert credential[start : start + run] not in in_text, (credential[start : start + run], in_text)
+
+
+def test_a_credential_pasted_into_the_base_url_is_not_repeated_either():
+    secret = SECRET.replace("@", "")
+    for host in (f"https://api.example.com:99999/{secret}", f"ftp://api.example.com/{secret}"):
+        with pytest.raises(ValueError, match="my_aidol") as caught:
+            settings(host=host, login=KEY, password=secret)
+        assert_no_run_of(secret, in_text=str(caught.value))

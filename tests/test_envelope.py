@@ -133,7 +133,7 @@ def test_retry_after_accepts_seconds_and_http_dates():
     assert (
         parse_retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now=now.timestamp()) == 0
     )
-    assert parse_retry_after("-4") == 0
+    assert parse_retry_after("-4") is None  # negative: no hint
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
 
@@ -175,3 +175,96 @@ def test_a_small_clock_difference_is_not_blamed():
         parse(401, envelope(10401, "Invalid signature", timestamp="1000000500"), received_at=1_000_000.2)
     assert caught.value.clock_skew == pytest.approx(0.3)
     assert "clock skew" not in str(caught.value)
+
+
+# --- hostile answers: always a typed error, never a raw exception or an echoed secret ----------
+
+
+@pytest.mark.parametrize("depth", [101, 1000, 100_000])
+def test_an_answer_nested_too_deep_is_unreadable_not_a_recursion_error(depth):
+    body = b'{"code": 10200, "success": true, "data": ' + b"[" * depth + b"]" * depth + b"}"
+    with pytest.raises(AidolResponseError, match="unreadable answer"):
+        parse(200, body)
+
+
+def test_an_answer_nested_within_the_bound_is_read():
+    depth = 98  # the envelope and its data are two levels more
+    body = b'{"code": 10200, "success": true, "data": ' + b"[" * depth + b"]" * depth + b"}"
+    assert parse(200, body).data is not None
+
+
+@pytest.mark.parametrize("code", [10**40, -(10**40), 2**31])
+def test_a_business_code_too_large_to_be_one_is_unreadable(code):
+    with pytest.raises(AidolResponseError, match="unreadable answer"):
+        parse(200, json.dumps({"code": code, "success": True}).encode())
+
+
+@pytest.mark.parametrize(
+    "timestamp", ["9" * 400, "9" * 17, "1e30", "-5", 1.5e12, True, None, ["1"], "1773298769000.5"]
+)
+def test_a_timestamp_that_is_not_epoch_milliseconds_gives_no_clock_skew(timestamp):
+    with pytest.raises(AidolAuthError) as caught:
+        parse(401, envelope(10401, "Invalid signature", timestamp=timestamp), received_at=1_000_000.0)
+    assert caught.value.clock_skew is None
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"message": 5}, {"traceId": {"id": 1}}, {"success": True}],
+    ids=["message-not-text", "traceId-not-text", "success-true"],
+)
+def test_the_clock_is_measured_only_from_a_well_formed_failure_envelope(changes):
+    fields = json.loads(envelope(10401, "Invalid signature", timestamp="1000600000"))
+    with pytest.raises(AidolAuthError) as caught:
+        parse(401, json.dumps({**fields, **changes}).encode(), received_at=1_000_000.0)
+    assert caught.value.clock_skew is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["inf", "-inf", "nan", "1e400", "-4", "86401", "Fri, 31 Dec 9999 23:59:59 GMT", "Sat, 01 Jan 99999"],
+)
+def test_absurd_retry_after_values_are_no_hint(value):
+    assert parse_retry_after(value) is None
+
+
+def test_a_retry_after_up_to_a_day_is_kept():
+    assert parse_retry_after("86400") == 86_400.0
+
+
+def test_trace_id_and_message_are_cut_and_cannot_forge_log_lines():
+    body = json.dumps(
+        {
+            "code": 10500,
+            "success": False,
+            "message": "boom\r\n[error] forged" + "x" * 1000,
+            "traceId": "t\n" * 100,
+        }
+    ).encode()
+    with pytest.raises(AidolServerError) as caught:
+        parse(500, body)
+    error = caught.value
+    assert "\n" not in str(error)
+    assert error.message.startswith("boom\\r\\n[error] forged")
+    assert error.message.endswith("x…")  # cut at 500 characters (escapes make it a little longer)
+    assert len(error.message) < 520
+    assert error.trace_id is not None
+    assert len(error.trace_id) < 300
+    assert error.trace_id.startswith("t\\nt\\n")
+
+
+def test_credentials_in_any_field_of_the_answer_are_blanked_out():
+    key, secret = 'KEY-\\"12  34', "SEC-'56/78@9"
+    body = json.dumps(
+        {"code": 10500, "success": False, "message": f"saw {secret}", "traceId": f"{key}"}
+    ).encode()
+    with pytest.raises(AidolServerError) as caught:
+        parse(500, body, headers={"Content-Type": f"text/{key}"}, secrets=(key, secret))
+    text = str(caught.value) + repr(caught.value) + json.dumps(caught.value.to_payload())
+    for form in (key, secret, json.dumps(key)[1:-1], repr(secret)[1:-1]):
+        assert form not in text
+    html_page = f"<html>{' ' * 150}{secret} and {json.dumps(key)}</html>".encode()
+    with pytest.raises(AidolServerError) as caught:
+        parse(502, html_page, headers={"Content-Type": f"text/html; {secret}"}, secrets=(key, secret))
+    assert secret[:6] not in str(caught.value)
+    assert "***" in str(caught.value)

@@ -263,3 +263,33 @@ def test_limiters_sharing_a_key_converge_to_equal_shares_and_use_it_fully():
     assert max(steady) / min(steady) < 1.25
     assert sum(steady) / 30.0 > 0.85 * 50.0
     assert refused / (sum(granted) + refused) < 0.10
+
+
+def test_a_retry_after_pause_is_capped_and_returned():
+    clock = FakeClock()
+    limiter = RateLimiter(None, max_pause=2.0, clock=clock, sleep=clock.sleep)
+    assert limiter.on_rate_limited(retry_after=1e9) == 2.0
+    limiter.acquire()
+    assert clock.slept == [2.0]
+
+
+@pytest.mark.parametrize("retry_after", [float("inf"), float("nan"), -3.0, None, 0])
+def test_a_retry_after_that_is_not_a_time_pauses_nobody(retry_after):
+    clock = FakeClock()
+    limiter = RateLimiter(None, clock=clock, sleep=clock.sleep)
+    assert limiter.on_rate_limited(retry_after=retry_after) == 0.0
+    limiter.acquire()
+    assert clock.slept == []
+
+
+def test_the_adaptive_limiter_caps_pauses_too():
+    clock = FakeClock()
+    limiter = adaptive(clock, max_pause=1.5)
+    limiter.acquire()
+    assert limiter.on_rate_limited(retry_after=float("1e300")) == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("rate", [1e-300, 1e-6])
+def test_a_rate_too_slow_for_any_sleep_is_refused(rate):
+    with pytest.raises(ValueError, match="rate must be at least 1/86400"):
+        RateLimiter(rate)

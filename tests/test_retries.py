@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from airflow_provider_aidol.exceptions import (
@@ -14,7 +16,13 @@ from airflow_provider_aidol.exceptions import (
     AidolServerError,
     AidolTimeoutError,
 )
-from airflow_provider_aidol.retries import corrected_clock_offset, is_retryable, is_safe_to_resend
+from airflow_provider_aidol.retries import (
+    ServerClock,
+    corrected_clock_offset,
+    is_retryable,
+    is_safe_to_resend,
+    retry_arguments,
+)
 
 CASES = [
     # error, retried by default, resent when the request must not run twice
@@ -51,3 +59,51 @@ def test_retry_rules(error: AidolError, default: bool, once_only: bool):
 def test_a_401_changes_the_clock_only_when_the_skew_explains_it(clock_skew, signed_with, expected):
     error = AidolAuthError("bad timestamp", http_status=401, clock_skew=clock_skew)
     assert corrected_clock_offset(error, signed_with) == expected
+
+
+@pytest.mark.parametrize("clock_skew", [86_401.0, -10 * 365 * 86_400.0, float("inf"), float("nan")])
+def test_an_implausible_server_clock_is_never_adopted(clock_skew):
+    error = AidolAuthError("bad timestamp", http_status=401, clock_skew=clock_skew)
+    assert corrected_clock_offset(error, 0.0) is None
+    assert ServerClock(logging.getLogger("t")).resend_offset(error, signed_with=0.0) is None
+
+
+def test_a_skew_of_up_to_a_day_is_corrected():
+    error = AidolAuthError("bad timestamp", http_status=401, clock_skew=-86_400.0)
+    assert corrected_clock_offset(error, 0.0) == -86_400.0
+
+
+def test_the_correction_is_dropped_when_the_corrected_resend_is_refused_too(caplog):
+    clock = ServerClock(logging.getLogger("t"))
+    offset = clock.resend_offset(AidolAuthError("x", clock_skew=600.0), signed_with=0.0)
+    assert clock.offset == offset == 600.0
+    clock.refused(600.0, signed_with=0.0)
+    assert clock.offset == 0.0
+    assert "dropping the clock correction of +600 s" in caplog.text
+
+
+def test_a_correction_made_meanwhile_by_another_attempt_is_kept():
+    clock = ServerClock(logging.getLogger("t"))
+    clock.resend_offset(AidolAuthError("x", clock_skew=600.0), signed_with=0.0)
+    clock.resend_offset(AidolAuthError("x", clock_skew=-900.0), signed_with=600.0)
+    clock.refused(600.0, signed_with=0.0)  # an older attempt's resend, refused
+    assert clock.offset == -900.0
+
+
+def test_a_retry_after_that_is_not_a_time_falls_back_to_backoff():
+    from tenacity import Retrying
+
+    from airflow_provider_aidol.connection import ConnectionSettings
+
+    settings = ConnectionSettings(
+        conn_id="c", base_url="http://x", api_key="k", api_secret="s", user_id=None, timeout=1,
+        image_timeout=1, connect_timeout=1, max_retries=1, retry_max_seconds=10, retry_wait_initial=0.01,
+        retry_wait_max=0.5, requests_per_second=None,
+    )  # fmt: skip
+    waits: list[float] = []
+    error = AidolRateLimitError("slow", retry_after=float("inf"))
+    retrying = Retrying(**retry_arguments(settings, retry_if=is_retryable, attempts=2), sleep=waits.append)
+    with pytest.raises(AidolRateLimitError):
+        retrying(lambda: (_ for _ in ()).throw(error))
+    assert len(waits) == 1
+    assert 0 <= waits[0] <= 0.01

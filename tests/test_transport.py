@@ -17,8 +17,10 @@ from airflow.sdk import Connection
 
 from airflow_provider_aidol.async_transport import new_async_client, send_once_async
 from airflow_provider_aidol.connection import ConnectionSettings
+from airflow_provider_aidol.exceptions import AidolResponseError
 from airflow_provider_aidol.transport import (
     ca_bundle,
+    check_head,
     new_session,
     prepare_request,
     send_once,
@@ -126,3 +128,53 @@ def test_the_ca_bundle_comes_from_requests_variables(monkeypatch):
     assert ca_bundle() == "/etc/curl.pem"
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/requests.pem")
     assert ca_bundle() == "/etc/requests.pem"
+
+
+def test_both_clients_ask_for_answers_uncompressed(monkeypatch, proxy):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    send_with_both_clients(settings(proxy.url))
+    assert len(proxy.heads) == 2
+    for head in proxy.heads:
+        assert "accept-encoding: identity" in head.lower()
+
+
+@pytest.mark.parametrize("path", ["/v1/../admin", "/v1/./chat", "/..", "/v1/chat/."])
+def test_dot_segments_are_refused_before_sending(path):
+    with pytest.raises(ValueError, match=r"path must not hold '\.' or '\.\.' segments"):
+        prepare_request("POST", path, json=None, params=None, user_id="u-1")
+
+
+def test_dots_inside_a_segment_are_kept():
+    assert (
+        prepare_request("GET", "/v1/a..b/.well", json=None, params=None, user_id="u").path == "/v1/a..b/.well"
+    )
+
+
+class Head:
+    def __init__(self, status: int, headers: dict[str, str]) -> None:
+        self.status_code = status
+        self.headers = headers
+
+
+def test_a_redirect_without_location_names_the_status():
+    with pytest.raises(
+        AidolResponseError, match="answered HTTP 302, a redirect without a Location"
+    ) as caught:
+        check_head(Head(302, {}), 100, secrets=("k", "s"), method="POST", path="/v1/x")
+    assert caught.value.http_status == 302
+
+
+def test_a_redirect_target_is_redacted_and_quoted():
+    location = "https://evil.example/?k=the-key-123&s=the%2Dsecret%2D456\r\nX-Forged: 1"
+    with pytest.raises(AidolResponseError) as caught:
+        check_head(
+            Head(301, {"Location": location}),
+            100,
+            secrets=("the-key-123", "the-secret-456"),
+            method="GET",
+            path="/x",
+        )
+    text = str(caught.value)
+    assert text.startswith("GET /x: redirected to 'https://evil.example/?k=***&s=***\\r\\nX-Forged: 1'")
+    assert "key-12" not in text
+    assert "secret" not in text

@@ -1,17 +1,10 @@
-"""The AI-DOL hook: signed requests over one HTTP session, with retries and typed errors."""
+"""The AI-DOL hook: one method per endpoint, and batches, over the signed exchange of ``hooks.base``."""
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
-from airflow.sdk import BaseHook
-from tenacity import Retrying
-
-from airflow_provider_aidol._lazy import Lazy
 from airflow_provider_aidol.batch import BatchItem, ConversationBatch, parse_items
-from airflow_provider_aidol.connection import ConnectionSettings, load_settings
 from airflow_provider_aidol.endpoints import (
     CHAT_IMAGE_PATH,
     CONVERSATION_PATH,
@@ -29,48 +22,30 @@ from airflow_provider_aidol.exceptions import (
     AidolError,
     AidolNotFoundError,
 )
-from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID, FIELD_BEHAVIOUR
-from airflow_provider_aidol.ratelimit import RateLimiter
+from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_aidol.hooks.base import DEFAULT_POOL_SIZE, AidolBaseHook, RequestOptions
 from airflow_provider_aidol.retries import (
     CLOCK_SKEW_TOLERANCE,
-    ServerClock,
-    is_retryable,
     is_safe_to_resend,
-    log_retries,
-    retry_arguments,
 )
 from airflow_provider_aidol.transport import (
-    PreparedRequest,
     mount_adapters,
-    new_session,
-    prepare_request,
-    send_once,
-    signed_headers,
 )
-from airflow_provider_aidol.usage import RequestUsage
-from airflow_provider_aidol.validation import require_positive_number
+from airflow_provider_aidol.validation import require_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
 
-    import requests
+    OnSend = Callable[[str], None] | None
 
     from airflow_provider_aidol.endpoints import ChatImage
     from airflow_provider_aidol.envelope import AidolResponse
+    from airflow_provider_aidol.ratelimit import RateLimiter
 
 __all__ = ["CHAT_IMAGE_PATH", "CONVERSATION_PATH", "OPTIONS_PATH", "AidolHook"]
 
 # X-User-ID of the connection test when the connection names no default user.
 _TEST_USER_ID = "airflow-connection-test"
-_DEFAULT_POOL_SIZE = 10
-
-
-class RequestOptions(TypedDict, total=False):
-    """The optional keyword arguments of ``AidolHook.request()`` and ``send()``."""
-
-    json: Mapping[str, Any] | None
-    params: Mapping[str, Any] | None
-    user_id: str | None
 
 
 class ChatImageOptions(TypedDict, total=False):
@@ -82,7 +57,7 @@ class ChatImageOptions(TypedDict, total=False):
     timeout: float | None
 
 
-class AidolHook(BaseHook):
+class AidolHook(AidolBaseHook):
     """Talk to the AI-DOL Open API with signed requests.
 
     The connection (type ``aidol``) holds the Base URL in ``host``, the API key in ``login``,
@@ -96,47 +71,6 @@ class AidolHook(BaseHook):
     default_conn_name = DEFAULT_CONN_ID
     conn_type = "aidol"
     hook_name = "AI-DOL"
-
-    sleep: Callable[[float], None] = staticmethod(time.sleep)
-    """How the hook waits between retries and for pacing (replaceable, e.g. to record waits in tests)."""
-
-    def __init__(self, aidol_conn_id: str = default_conn_name) -> None:
-        super().__init__()
-        self.aidol_conn_id = aidol_conn_id
-        self._clock = ServerClock(self.log)
-        self._lazy_lock = threading.RLock()
-        self.usage = RequestUsage()
-        """This hook's request counts and budget (default: the connection's ``max_requests``)."""
-
-    def _load_settings(self) -> ConnectionSettings:
-        """Read and check the connection; register the key and secret for log masking."""
-        settings = load_settings(self.aidol_conn_id)
-        if self.usage.max_requests is None:
-            self.usage.max_requests = settings.max_requests
-        return settings
-
-    def _new_session(self) -> requests.Session:
-        """Open the one HTTP session (keep-alive connection pool) this hook uses."""
-        return new_session(self.settings, pool_size=_DEFAULT_POOL_SIZE)
-
-    def _new_rate_limiter(self) -> RateLimiter:
-        """Pace this hook's requests by the connection's ``requests_per_second``."""
-        return RateLimiter(self.settings.requests_per_second, sleep=self.sleep)
-
-    settings = Lazy(_load_settings)
-    session = Lazy(_new_session)
-    _rate_limiter = Lazy(_new_rate_limiter)
-
-    def get_conn(self) -> requests.Session:
-        """Return the HTTP session (Airflow's hook protocol)."""
-        return self.session
-
-    def close(self) -> None:
-        """Close the HTTP session's pooled connections."""
-        with self._lazy_lock:
-            session = self.__dict__.pop("session", None)
-        if session is not None:
-            session.close()
 
     def create_conversation(self, agent_id: str, *, user_id: str | None = None) -> str:
         """Create a conversation with ``agent_id`` for ``user_id`` and return its ``conversationId``.
@@ -203,6 +137,7 @@ class AidolHook(BaseHook):
         the quota is used up, the items not yet sent are reported as ``not sent``.
         """
         batch = self.conversation_batch(max_workers=max_workers, requests_per_second=requests_per_second)
+        require_seconds("progress_interval", progress_interval)
         return batch.run(self.parse_items(items), progress_interval=progress_interval)
 
     def conversation_batch(
@@ -226,10 +161,11 @@ class AidolHook(BaseHook):
             requests_per_second=requests_per_second,
             default_requests_per_second=self.settings.requests_per_second,
             rate_limit_seconds=self.settings.retry_max_seconds,
+            rate_limit_wait_max=self.settings.retry_wait_max,
             sleep=self.sleep,
             on_send=on_send,
         )
-        mount_adapters(self.session, max(max_workers, _DEFAULT_POOL_SIZE))
+        mount_adapters(self.session, max(max_workers, DEFAULT_POOL_SIZE))
         return batch
 
     def parse_items(self, items: Iterable[str | Mapping[str, str] | BatchItem]) -> list[BatchItem]:
@@ -237,12 +173,7 @@ class AidolHook(BaseHook):
         return parse_items(items, default_user_id=self.settings.user_id, conn_id=self.aidol_conn_id)
 
     def _create_paced(
-        self,
-        item: BatchItem,
-        limiter: RateLimiter,
-        *,
-        retry_if: Callable[[AidolError], bool],
-        on_send: Callable[[str], None] | None,
+        self, item: BatchItem, limiter: RateLimiter, retry_if: Callable[[AidolError], bool], on_send: OnSend
     ) -> AidolResponse:
         """Create one batch item's conversation, paced by the batch's shared ``limiter``."""
         prepared = self._prepare(
@@ -309,7 +240,7 @@ class AidolHook(BaseHook):
         """Like ``generate_chat_image()``, but return the whole answer: PNG, echoed metadata, traceId."""
         body = chat_image_body(agent_id, conversation_id, text, language=language, metadata=metadata)
         if timeout is not None:
-            require_positive_number("timeout", timeout, unit=" of seconds")
+            require_seconds("timeout", timeout)
         prepared = self._prepare("POST", CHAT_IMAGE_PATH, json=body, user_id=user_id)
         try:
             response = self._send(
@@ -367,89 +298,3 @@ class AidolHook(BaseHook):
             f"Connected to {settings.base_url}: key, signature and clock accepted "
             f"(traceId {response.trace_id}).{clock}"
         )
-
-    def _send(
-        self,
-        prepared: PreparedRequest,
-        limiter: RateLimiter,
-        *,
-        retry_if: Callable[[AidolError], bool] = is_retryable,
-        attempts: int | None = None,
-        timeout: float | None = None,
-        on_send: Callable[[str], None] | None = None,
-    ) -> AidolResponse:
-        """Send with the retries ``retry_if`` allows.
-
-        :param attempts: at most this many attempts (default: the connection's ``max_retries`` + 1).
-        :param timeout: read timeout (default: the connection's ``timeout``).
-        :param on_send: called with each attempt's ``X-Request-ID`` just before it is sent.
-        """
-        retrying = Retrying(
-            **retry_arguments(self.settings, retry_if=retry_if, attempts=attempts),
-            before_sleep=log_retries(self.log, "AI-DOL attempt %d failed"),
-            sleep=self.sleep,
-        )
-        with self.usage.operation():
-            return retrying(self._attempt_correcting_clock, prepared, limiter, timeout, on_send)
-
-    def resolve_user_id(self, user_id: str | None) -> str:
-        """Return ``user_id``, or the connection's default when it is ``None``; check it is usable."""
-        return self.settings.resolve_user_id(user_id)
-
-    def _prepare(self, method: str, path: str, **options: Unpack[RequestOptions]) -> PreparedRequest:
-        """Check the inputs and compute everything that does not change between attempts."""
-        return prepare_request(
-            method,
-            path,
-            json=options.get("json"),
-            params=options.get("params"),
-            user_id=self.resolve_user_id(options.get("user_id")),
-            base_path=self.settings.base_path,
-        )
-
-    def _attempt_correcting_clock(
-        self,
-        prepared: PreparedRequest,
-        limiter: RateLimiter,
-        timeout: float | None,
-        on_send: Callable[[str], None] | None,
-    ) -> AidolResponse:
-        """Send once; on a 401 that shows the clocks disagree, adopt the server's clock and resend once.
-
-        The skew is judged against the offset the failed attempt was signed with, so in a batch
-        every request that raced the first correction is resent too, not only the first.
-        """
-        offset = self._clock.offset
-        try:
-            return self._attempt(prepared, limiter, offset, timeout, on_send)
-        except AidolAuthError as error:
-            resend_offset = self._clock.resend_offset(error, signed_with=offset)
-            if resend_offset is None:
-                raise
-            return self._attempt(prepared, limiter, resend_offset, timeout, on_send)
-
-    def _attempt(
-        self,
-        prepared: PreparedRequest,
-        limiter: RateLimiter,
-        clock_offset: float,
-        timeout: float | None,
-        on_send: Callable[[str], None] | None,
-    ) -> AidolResponse:
-        """Pace, sign and send one attempt: fresh X-Timestamp and X-Request-ID every time."""
-        limiter.acquire()
-        settings = self.settings
-        with self.usage.request(prepared.path, rate=limiter.rate):
-            headers = signed_headers(prepared, settings.api_secret, int(time.time() + clock_offset))
-            if on_send is not None:
-                on_send(headers["X-Request-ID"])
-            return send_once(self.session, settings, prepared, headers, timeout=timeout)
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Return the connection form layout for Airflow 3.1 (3.2+ reads the provider info)."""
-        return {
-            "hidden_fields": FIELD_BEHAVIOUR["hidden-fields"],
-            "relabeling": FIELD_BEHAVIOUR["relabeling"],
-            "placeholders": FIELD_BEHAVIOUR["placeholders"],
-        }

@@ -1,7 +1,8 @@
 """Pytest fixtures for the embedded AI-DOL server, loaded through the ``pytest11`` entry point.
 
 Imported by pytest in every project that installs the provider, so the server itself
-(FastAPI, uvicorn) is only imported when a fixture is used.
+(FastAPI, uvicorn) is only imported when a fixture is used, and Airflow never is: DAG runs
+happen in child processes (see :mod:`airflow_provider_aidol.testing.dag_runner`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from airflow_provider_aidol.testing import CONNECTION_ENV_VAR
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
+    from airflow_provider_aidol.testing.dag_runner import AirflowHome
     from airflow_provider_aidol.testing.server import AidolServer
 
 
@@ -40,3 +43,31 @@ def aidol_default_connection(aidol_server: AidolServer, monkeypatch: pytest.Monk
     """Point Airflow's ``aidol_default`` connection at the ``aidol_server`` fixture's server."""
     monkeypatch.setenv(CONNECTION_ENV_VAR, aidol_server.connection_json())
     return aidol_server
+
+
+@pytest.fixture(scope="session")
+def aidol_migrated_airflow_home(tmp_path_factory: pytest.TempPathFactory) -> AirflowHome:
+    """Return a temporary AIRFLOW_HOME migrated once per session by ``airflow db migrate``."""
+    from airflow_provider_aidol.testing.dag_runner import AirflowHome
+
+    home = AirflowHome(tmp_path_factory.mktemp("aidol-airflow-template"))
+    home.migrate()
+    return home
+
+
+@pytest.fixture
+def aidol_airflow(
+    aidol_migrated_airflow_home: AirflowHome, aidol_default_connection: AidolServer, tmp_path: Path
+) -> AirflowHome:
+    """Return a fresh temporary AIRFLOW_HOME whose ``aidol_default`` connection is ``aidol_server``.
+
+    Its database is a copy of one migrated with the real ``airflow db migrate``, so each test
+    starts empty (no runs, Variables or XComs of earlier tests). Run a DAG with
+    ``aidol_airflow.dags_test(dag_id, dag_file_or_folder)``; the server is ``aidol_server``.
+    ``~/airflow`` and the test process's own Airflow settings are never touched.
+    """
+    from airflow_provider_aidol.testing.dag_runner import AirflowHome
+
+    home = AirflowHome.for_server(tmp_path / "airflow-home", aidol_default_connection)
+    home.copy_database_from(aidol_migrated_airflow_home)
+    return home

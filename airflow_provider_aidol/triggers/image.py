@@ -21,7 +21,7 @@ from tenacity import AsyncRetrying
 
 from airflow_provider_aidol.async_transport import new_async_client, send_once_async
 from airflow_provider_aidol.connection import load_settings
-from airflow_provider_aidol.endpoints import CHAT_IMAGE_PATH
+from airflow_provider_aidol.endpoints import CHAT_IMAGE_PATH, max_answer_bytes
 from airflow_provider_aidol.exceptions import AidolAuthError, AidolError
 from airflow_provider_aidol.retries import ServerClock, is_safe_to_resend, log_retries, retry_arguments
 from airflow_provider_aidol.transport import prepare_request, signed_headers
@@ -126,9 +126,16 @@ class ChatImageTrigger(BaseTrigger):
             )
         try:
             response = await self._generate()
+            await self._set_xcom(IMAGE_DATA_KEY, response.data)
         except AidolError as error:
             return {"status": "error", "error": error.to_payload()}
-        await self._set_xcom(IMAGE_DATA_KEY, response.data)
+        except Exception as error:  # the task waits for an event: it must always get one
+            failure = AidolError(
+                f"the image request failed unexpectedly: {type(error).__name__}: {str(error)[:300]}",
+                method="POST",
+                path=CHAT_IMAGE_PATH,
+            )
+            return {"status": "error", "error": failure.to_payload()}
         return {"status": "success", "trace_id": response.trace_id, "http_status": response.http_status}
 
     async def _generate(self) -> AidolResponse:
@@ -140,6 +147,7 @@ class ChatImageTrigger(BaseTrigger):
             params=None,
             user_id=self.user_id,
             base_path=settings.base_path,
+            max_answer_bytes=max_answer_bytes(CHAT_IMAGE_PATH),
         )
         retrying = AsyncRetrying(
             **retry_arguments(settings, retry_if=is_safe_to_resend),
@@ -164,7 +172,11 @@ class ChatImageTrigger(BaseTrigger):
             resend_offset = self._clock.resend_offset(error, signed_with=offset)
             if resend_offset is None:
                 raise
+        try:
             return await self._attempt(client, settings, prepared, resend_offset)
+        except AidolAuthError:
+            self._clock.refused(resend_offset, signed_with=offset)
+            raise
 
     async def _attempt(
         self,

@@ -130,6 +130,10 @@ def test_bad_input_is_refused_before_any_request(hook, server, agent_id, user_id
     assert server.requests == []
 
 
+LOOP: dict[str, object] = {}
+LOOP["self"] = LOOP  # a value that contains itself nests without end
+
+
 @pytest.mark.parametrize(
     ("kwargs", "named"),
     [
@@ -140,6 +144,11 @@ def test_bad_input_is_refused_before_any_request(hook, server, agent_id, user_id
         ({"method": "POST", "path": "/v1/x", "json": {"at": {1, 2}}}, "json field 'at'"),
         ({"method": "POST", "path": "/v1/x", "json": {"n": float("nan")}}, "json field 'n'"),
         ({"method": "GET", "path": "/v1/x", "params": {"ids": [1, 2]}}, "params field 'ids'"),
+        ({"method": "GET", "path": "/v1/../admin"}, "path must not hold '.' or '..' segments"),
+        (
+            {"method": "POST", "path": "/v1/x", "json": {"loop": LOOP}},
+            "json field 'loop': arrays and objects nest",
+        ),
     ],
 )
 def test_bad_generic_requests_are_refused_before_sending(hook, server, kwargs, named):

@@ -146,3 +146,12 @@ def test_waves_report_each_request_before_it_is_sent_and_every_result_once(hook,
     assert sorted(index for index, _ in sent) == list(range(20))
     assert {rid for _, rid in sent} == {record.request_id for record in server.requests}
     assert isinstance(hook.parse_items(["agent-1"])[0], BatchItem)
+
+
+@pytest.mark.parametrize("interval", [0, 1e308])
+def test_a_progress_interval_beyond_a_day_is_refused(hook, server, interval):
+    with pytest.raises(
+        ValueError, match="progress_interval must be a number of seconds > 0 and at most 86400"
+    ):
+        hook.iter_create_conversations(["agent-1"], progress_interval=interval)
+    assert server.requests == []

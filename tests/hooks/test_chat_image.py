@@ -59,6 +59,13 @@ def test_metadata_defaults_to_an_empty_object(hook, server, conversation):
     assert b'"metadata":{}' in server.requests[-1].body
 
 
+def nested(depth: int) -> dict[str, object]:
+    value: dict[str, object] = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -69,6 +76,11 @@ def test_metadata_defaults_to_an_empty_object(hook, server, conversation):
         ({"language": ""}, "language"),
         ({"timeout": 0}, "timeout must be a number of seconds > 0"),
         ({"metadata": {"when": object()}}, "metadata"),
+        ({"timeout": 1e308}, "timeout must be a number of seconds > 0 and at most 86400"),
+        (
+            {"metadata": nested(300)},
+            "json field 'metadata': arrays and objects nest more than 64 levels deep",
+        ),
     ],
 )
 def test_bad_input_is_refused_before_anything_is_sent(hook, server, conversation, kwargs, message):

@@ -199,3 +199,32 @@ def test_a_503_in_the_trigger_is_resent(server, conversation, deferred_run, monk
     event = start_again(deferred_run, conversation, attempt_id="a-new-try")
     assert event["status"] == "success"
     assert server.count(path=CHAT_IMAGE_PATH, http_status=503) == 1
+
+
+def test_an_unexpected_failure_still_fires_an_error_event(aidol_default_connection):
+    """The deferred task waits for an event, so the trigger sends one whatever goes wrong."""
+    import asyncio
+
+    class BrokenXComTrigger(ChatImageTrigger):
+        async def _sent_marker(self) -> dict[str, Any] | None:
+            return None
+
+        async def _set_xcom(self, key: str, value: Any) -> None:
+            if key != "aidol_image_request":
+                raise RuntimeError("the XCom backend is down")
+
+    hook = AidolHook()
+    conversation_id = hook.create_conversation("agent-1", user_id=USER)
+    hook.close()
+    trigger = BrokenXComTrigger(**trigger_kwargs(conversation_id))
+
+    async def first_event() -> dict[str, Any]:
+        async for event in trigger.run():
+            payload: dict[str, Any] = event.payload
+            return payload
+        raise AssertionError("no event")
+
+    event = asyncio.run(first_event())
+    assert event["status"] == "error"
+    assert event["error"]["error_class"] == "AidolError"
+    assert "RuntimeError: the XCom backend is down" in event["error"]["message"]

@@ -1,0 +1,188 @@
+"""What every AI-DOL hook method stands on: the connection, one pooled session, and the signed exchange.
+
+``AidolBaseHook`` reads the connection once, keeps one HTTP session and one rate limiter, and
+sends a prepared request with tenacity retries, pacing, clock-skew correction and usage counts.
+``AidolHook`` (``hooks/aidol.py``) adds one method per endpoint on top of it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+
+from airflow.sdk import BaseHook
+from tenacity import Retrying
+
+from airflow_provider_aidol._lazy import Lazy
+from airflow_provider_aidol.connection import ConnectionSettings, load_settings
+from airflow_provider_aidol.endpoints import max_answer_bytes
+from airflow_provider_aidol.exceptions import AidolAuthError
+from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID, FIELD_BEHAVIOUR
+from airflow_provider_aidol.ratelimit import RateLimiter
+from airflow_provider_aidol.retries import ServerClock, is_retryable, log_retries, retry_arguments
+from airflow_provider_aidol.transport import (
+    PreparedRequest,
+    new_session,
+    prepare_request,
+    send_once,
+    signed_headers,
+)
+from airflow_provider_aidol.usage import RequestUsage
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    import requests
+
+    from airflow_provider_aidol.envelope import AidolResponse
+    from airflow_provider_aidol.exceptions import AidolError
+
+DEFAULT_POOL_SIZE = 10
+
+
+class RequestOptions(TypedDict, total=False):
+    """The optional keyword arguments of ``AidolHook.request()`` and ``send()``."""
+
+    json: Mapping[str, Any] | None
+    params: Mapping[str, Any] | None
+    user_id: str | None
+
+
+class AidolBaseHook(BaseHook):
+    """The connection, the pooled session, the rate limiter and the signed, retried exchange.
+
+    :param aidol_conn_id: the Airflow connection to use.
+    """
+
+    sleep: Callable[[float], None] = staticmethod(time.sleep)
+    """How the hook waits between retries and for pacing (replaceable, e.g. to record waits in tests)."""
+
+    def __init__(self, aidol_conn_id: str = DEFAULT_CONN_ID) -> None:
+        super().__init__()
+        self.aidol_conn_id = aidol_conn_id
+        self._clock = ServerClock(self.log)
+        self._lazy_lock = threading.RLock()
+        self.usage = RequestUsage()
+        """This hook's request counts and budget (default: the connection's ``max_requests``)."""
+
+    def _load_settings(self) -> ConnectionSettings:
+        """Read and check the connection; register the key and secret for log masking."""
+        settings = load_settings(self.aidol_conn_id)
+        if self.usage.max_requests is None:
+            self.usage.max_requests = settings.max_requests
+        return settings
+
+    def _new_session(self) -> requests.Session:
+        """Open the one HTTP session (keep-alive connection pool) this hook uses."""
+        return new_session(self.settings, pool_size=DEFAULT_POOL_SIZE)
+
+    def _new_rate_limiter(self) -> RateLimiter:
+        """Pace this hook's requests by the connection's ``requests_per_second``."""
+        return RateLimiter(self.settings.requests_per_second, sleep=self.sleep)
+
+    settings = Lazy(_load_settings)
+    session = Lazy(_new_session)
+    _rate_limiter = Lazy(_new_rate_limiter)
+
+    def get_conn(self) -> requests.Session:
+        """Return the HTTP session (Airflow's hook protocol)."""
+        return self.session
+
+    def close(self) -> None:
+        """Close the HTTP session's pooled connections."""
+        with self._lazy_lock:
+            session = self.__dict__.pop("session", None)
+        if session is not None:
+            session.close()
+
+    def resolve_user_id(self, user_id: str | None) -> str:
+        """Return ``user_id``, or the connection's default when it is ``None``; check it is usable."""
+        return self.settings.resolve_user_id(user_id)
+
+    def _prepare(self, method: str, path: str, **options: Unpack[RequestOptions]) -> PreparedRequest:
+        """Check the inputs and compute everything that does not change between attempts."""
+        return prepare_request(
+            method,
+            path,
+            json=options.get("json"),
+            params=options.get("params"),
+            user_id=self.resolve_user_id(options.get("user_id")),
+            base_path=self.settings.base_path,
+            max_answer_bytes=max_answer_bytes(path),
+        )
+
+    def _send(
+        self,
+        prepared: PreparedRequest,
+        limiter: RateLimiter,
+        *,
+        retry_if: Callable[[AidolError], bool] = is_retryable,
+        attempts: int | None = None,
+        timeout: float | None = None,
+        on_send: Callable[[str], None] | None = None,
+    ) -> AidolResponse:
+        """Send with the retries ``retry_if`` allows.
+
+        :param attempts: at most this many attempts (default: the connection's ``max_retries`` + 1).
+        :param timeout: read timeout (default: the connection's ``timeout``).
+        :param on_send: called with each attempt's ``X-Request-ID`` just before it is sent.
+        """
+        retrying = Retrying(
+            **retry_arguments(self.settings, retry_if=retry_if, attempts=attempts),
+            before_sleep=log_retries(self.log, "AI-DOL attempt %d failed"),
+            sleep=self.sleep,
+        )
+        with self.usage.operation():
+            return retrying(self._attempt_correcting_clock, prepared, limiter, timeout, on_send)
+
+    def _attempt_correcting_clock(
+        self,
+        prepared: PreparedRequest,
+        limiter: RateLimiter,
+        timeout: float | None,
+        on_send: Callable[[str], None] | None,
+    ) -> AidolResponse:
+        """Send once; on a 401 that shows the clocks disagree, adopt the server's clock and resend once.
+
+        The skew is judged against the offset the failed attempt was signed with, so in a batch
+        every request that raced the first correction is resent too, not only the first.
+        """
+        offset = self._clock.offset
+        try:
+            return self._attempt(prepared, limiter, offset, timeout, on_send)
+        except AidolAuthError as error:
+            resend_offset = self._clock.resend_offset(error, signed_with=offset)
+            if resend_offset is None:
+                raise
+        try:
+            return self._attempt(prepared, limiter, resend_offset, timeout, on_send)
+        except AidolAuthError:
+            self._clock.refused(resend_offset, signed_with=offset)
+            raise
+
+    def _attempt(
+        self,
+        prepared: PreparedRequest,
+        limiter: RateLimiter,
+        clock_offset: float,
+        timeout: float | None,
+        on_send: Callable[[str], None] | None,
+    ) -> AidolResponse:
+        """Pace, sign and send one attempt: fresh X-Timestamp and X-Request-ID every time."""
+        limiter.acquire()
+        settings = self.settings
+        with self.usage.request(prepared.path, rate=limiter.rate):
+            headers = signed_headers(prepared, settings.api_secret, int(time.time() + clock_offset))
+            if on_send is not None:
+                on_send(headers["X-Request-ID"])
+            return send_once(self.session, settings, prepared, headers, timeout=timeout)
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Return the connection form layout for Airflow 3.1 (3.2+ reads the provider info)."""
+        return {
+            "hidden_fields": FIELD_BEHAVIOUR["hidden-fields"],
+            "relabeling": FIELD_BEHAVIOUR["relabeling"],
+            "placeholders": FIELD_BEHAVIOUR["placeholders"],
+        }

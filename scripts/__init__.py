@@ -1,0 +1,1 @@
+"""Developer scripts: the demo, and the documentation site's build helpers."""

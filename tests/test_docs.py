@@ -1,0 +1,143 @@
+"""Every Python example in the README files and docs/ runs as pasted (pytest-examples finds them).
+
+What a block is, is said by an HTML comment above its fence (invisible on GitHub, PyPI and the site):
+
+- no comment: a script, run in this process against a fresh embedded server that
+  ``aidol_default`` points at, in an empty working folder;
+- ``<!-- docs-test: dag -->``: a DAG file, run as ``airflow dags test`` runs it (the
+  ``aidol_airflow`` fixture); the run and every task must succeed. ``dag=ID`` names the DAG to
+  run when the file defines several; ``file=PATH`` also names it for a ``pytest`` block on the
+  same page;
+- ``<!-- docs-test: pytest -->``: a user's test module, run by pytest in a child process inside a
+  project made of the page's ``file=`` blocks, with a HOME of its own: no ``~/airflow/airflow.db``
+  may appear, and no ``~/airflow`` at all when the module uses ``aidol_airflow``;
+- ``<!-- docs-test: partial -->``: a fragment (e.g. a task to put inside a DAG): compiled only.
+
+Every block but a fragment is also checked by ruff (undefined names, unused imports, import order).
+A DAG block repeated word for word on several pages (the quick start) runs once per session.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import textwrap
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+from pytest_examples import CodeExample, EvalExample, find_examples
+
+from tests.conftest import REPO
+from tests.user_project import run_user_project
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from airflow_provider_aidol.testing.dag_runner import AirflowHome
+
+PAGES = [REPO / "README.md", REPO / "README-pypi.md", REPO / "docs"]
+EXAMPLES = list(find_examples(*PAGES))
+_MARKER = re.compile(r"<!--\s*docs-test:\s*(?P<kind>\w+)(?P<options>[^>]*?)\s*-->")
+_DAG_ID = re.compile(r"""dag_id=["']([\w.-]+)["']""")
+_DAGS_THAT_RAN: set[str] = set()  # sources of DAG blocks that already ran successfully
+
+
+@dataclass(frozen=True)
+class Block:
+    """A code block and what its marker says it is."""
+
+    example: CodeExample
+    kind: str
+    options: dict[str, str]
+
+    @classmethod
+    def of(cls, example: CodeExample) -> Block:
+        lines = example.path.read_text(encoding="utf-8").splitlines()[: example.start_line - 1]
+        above = next((line for line in reversed(lines) if line.strip()), "")
+        marker = _MARKER.fullmatch(above.strip())
+        if marker is None:
+            return cls(example, "script", {})
+        options = dict(option.split("=", 1) for option in marker["options"].split())
+        return cls(example, marker["kind"], options)
+
+
+def page_files(example: CodeExample) -> dict[str, str]:
+    """The blocks of the example's page that name the file they are (``file=PATH``)."""
+    blocks = (Block.of(other) for other in EXAMPLES if other.path == example.path)
+    return {block.options["file"]: block.example.source for block in blocks if "file" in block.options}
+
+
+def test_every_page_has_examples_and_every_marker_is_known():
+    kinds = {Block.of(example).kind for example in EXAMPLES}
+    assert kinds <= {"script", "dag", "pytest", "partial"}
+    assert {example.path.name for example in EXAMPLES} >= {"README.md", "README-pypi.md", "testing.md"}
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=str)
+def test_example_runs_as_pasted(
+    example: CodeExample, eval_example: EvalExample, request: pytest.FixtureRequest, tmp_path: Path
+):
+    block = Block.of(example)
+    compile(example.source, str(example), "exec")
+    if block.kind == "partial":
+        return
+    # set_config's annotation omits py311, which ExamplesConfig accepts.
+    eval_example.set_config(ruff_line_length=110, target_version="py311", ruff_ignore=["D"])  # type: ignore[arg-type]
+    eval_example.lint_ruff(example)
+    if block.kind == "dag":
+        run_dag_block(block, request.getfixturevalue("aidol_airflow"), tmp_path)
+    elif block.kind == "pytest":
+        run_pytest_block(example, tmp_path)
+    else:
+        request.getfixturevalue("aidol_default_connection")
+        run_script_block(example, eval_example, request.getfixturevalue("monkeypatch"), tmp_path)
+
+
+def run_script_block(
+    example: CodeExample, eval_example: EvalExample, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    # pytest-examples runs a block as __main__ and leaves it in sys.modules.
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
+    eval_example.run(example)
+
+
+def run_dag_block(block: Block, airflow: AirflowHome, tmp_path: Path) -> None:
+    example = block.example
+    dag_ids = [block.options["dag"]] if "dag" in block.options else _DAG_ID.findall(example.source)
+    assert len(dag_ids) == 1, f"{example}: name the DAG to run (dag_id=… once, or dag=ID), found {dag_ids}"
+    if example.source in _DAGS_THAT_RAN:
+        return
+    dag_file = tmp_path / "dags" / f"{example.module_name}.py"
+    dag_file.parent.mkdir()
+    dag_file.write_text(example.source)
+
+    run = airflow.dags_test(dag_ids[0], dag_file)
+
+    assert run.state == "success", run.log
+    states = [
+        state
+        for value in run.task_states.values()
+        for state in (value if isinstance(value, list) else [value])
+    ]
+    assert states, f"{example}: the DAG has no tasks"
+    assert set(states) == {"success"}, run.task_states
+    _DAGS_THAT_RAN.add(example.source)
+
+
+def run_pytest_block(example: CodeExample, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    for name, source in {**page_files(example), "tests/test_from_docs.py": example.source}.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(textwrap.dedent(source))
+    home = tmp_path / "home"
+    home.mkdir()
+
+    result = run_user_project(project, home)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"\b[1-9]\d* passed", result.stdout), result.stdout
+    assert not (home / "airflow" / "airflow.db").exists(), "nothing made a database in ~/airflow"
+    if "aidol_airflow" in example.source:
+        assert not (home / "airflow").exists(), "aidol_airflow never touches ~/airflow"

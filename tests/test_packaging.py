@@ -1,0 +1,96 @@
+"""The package as PyPI and Airflow see it: metadata, dependency bounds, the PyPI page, provider info."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from typing import Any
+
+from airflow_provider_aidol.get_provider_info import DOCUMENTATION_URL, get_provider_info
+from tests.conftest import REPO
+
+PROJECT: dict[str, Any] = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+GITHUB = "https://github.com/airflow-provider-aidol/airflow-provider-aidol"
+PYPI_PAGE = REPO / PROJECT["readme"]
+
+
+def test_project_urls_name_the_source_docs_changelog_and_issues():
+    assert PROJECT["urls"] == {
+        "Homepage": GITHUB,
+        "Documentation": DOCUMENTATION_URL,
+        "Source": GITHUB,
+        "Changelog": f"{GITHUB}/blob/main/CHANGELOG.md",
+        "Issues": f"{GITHUB}/issues",
+    }
+
+
+def test_the_provider_info_and_the_docs_site_use_the_same_documentation_url():
+    assert get_provider_info()["documentation-url"] == DOCUMENTATION_URL
+    mkdocs = (REPO / "mkdocs.yml").read_text()
+    assert f"site_url: {DOCUMENTATION_URL}\n" in mkdocs
+    assert f"repo_url: {GITHUB}\n" in mkdocs
+
+
+def test_a_maintainer_can_be_reached():
+    assert all(re.fullmatch(r"[^@\s]+@[^@\s]+\.[a-z]+", person["email"]) for person in PROJECT["maintainers"])
+
+
+def test_every_dependency_has_a_floor_and_semantically_versioned_libraries_a_ceiling():
+    bounds = {
+        re.split(r"[<>=]", dependency, maxsplit=1)[0]: dependency for dependency in PROJECT["dependencies"]
+    }
+    assert bounds == {
+        "apache-airflow": "apache-airflow>=3.1.0",
+        "requests": "requests>=2.32.0,<3",
+        "tenacity": "tenacity>=8.3.0",
+    }
+
+
+def test_the_python_classifiers_are_the_versions_ci_tests():
+    classified = {
+        classifier.rsplit(" :: ", 1)[1]
+        for classifier in PROJECT["classifiers"]
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", classifier)
+    }
+    extra = re.search(r"^EXTRA_PYTHONS\s*:=\s*(.*)$", (REPO / "Makefile").read_text(), flags=re.MULTILINE)
+    assert extra is not None
+    tested = {"3.11", *extra.group(1).split()}
+    assert classified == tested
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "make test-extra-pythons" in ci
+    assert PROJECT["requires-python"] == ">=3.11"
+
+
+def test_the_pypi_page_starts_with_pip_install():
+    text = PYPI_PAGE.read_text()
+    first_block = re.search(r"```\w*\n(.*?)```", text, flags=re.DOTALL)
+    assert first_block is not None
+    assert first_block.group(1).strip() == "pip install airflow-provider-aidol"
+    assert text.index("```") < text.index("\n## "), "before any section"
+
+
+def test_every_link_on_the_pypi_page_is_absolute():
+    links = re.findall(r"\]\(([^)]+)\)", PYPI_PAGE.read_text()) + re.findall(
+        r"<(https?://[^>]+)>", PYPI_PAGE.read_text()
+    )
+    assert links
+    assert [link for link in links if not link.startswith("https://")] == []
+    docs = [link for link in links if link.startswith(DOCUMENTATION_URL)]
+    for link in docs:
+        page = link.removeprefix(DOCUMENTATION_URL).split("#")[0] or "index.html"
+        assert (REPO / "docs" / page.replace(".html", ".md")).is_file(), f"{link} names no page of the site"
+
+
+def test_the_sdist_ships_what_the_test_suite_reads():
+    sdist = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["sdist"]
+    assert {
+        "tests",
+        "docs",
+        "example_dags",
+        "scripts",
+        PROJECT["readme"],
+        "mkdocs.yml",
+        "Makefile",
+        ".ci",
+        ".gitignore",
+    } <= set(sdist["include"])
