@@ -13,7 +13,8 @@ OLDEST_STAMP := $(OLDEST)/.installed
 EXTRA_PYTHONS := 3.13
 PYENV_ROOT    ?= $(HOME)/.pyenv
 
-.PHONY: install postgres test test-oldest test-extra-pythons lint demo bench e2e docs docs-serve dist clean
+.PHONY: install postgres redis test test-oldest test-extra-pythons lint demo bench e2e e2e-distributed docs \
+	docs-serve dist clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -85,7 +86,18 @@ docs-serve: $(STAMP)
 e2e: $(STAMP)
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 	$(BIN)/pip install --quiet -c constraints.txt -c constraints-e2e.txt -e '.[dev,e2e]'
-	$(BIN)/pytest e2e -q
+	$(BIN)/pytest e2e -q --ignore=e2e/distributed
+
+## redis: install Debian's Redis server when missing (e2e-distributed starts a throwaway one as the Celery broker)
+redis:
+	bash scripts/ensure-redis.sh
+
+## e2e-distributed: the nightly pipeline on Airflow with the CeleryExecutor (Redis, PostgreSQL, two Celery
+##      workers, one SIGKILLed mid-run), then batch vs mapped on that deployment (about 5 min)
+e2e-distributed: $(STAMP) postgres redis
+	$(BIN)/pip install --quiet -c constraints.txt -c constraints-e2e.txt -c constraints-e2e-distributed.txt \
+		-e '.[dev,e2e,e2e-distributed]'
+	$(BIN)/pytest e2e/distributed -q
 
 ## dist: build the sdist and wheel into dist/ and check them: twine check --strict; the wheel installed alone
 ##       into a new venv is listed by `airflow providers list`; the unpacked sdist collects every test

@@ -31,6 +31,9 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 ADMIN_USER = "e2e-admin"
 _STOP_GRACE = 5.0
 _STOP_TIMEOUT = 30.0
+#: Task instances per REST page (the api-server's maximum) and at most this many pages.
+_PAGE = 100
+_MAX_PAGES = 50
 LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 #: How soon a new triggerer takes over the triggers of one that died: it heartbeats every
 #: second and treats a triggerer silent for this many seconds as dead (Airflow's default: 30).
@@ -380,10 +383,17 @@ class AirflowStack:
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """Return every task instance of the run (one per map index if mapped), as the REST API shows them."""
-        found: list[dict[str, Any]] = self.api(
-            "GET", f"{self.run_path(dag_id, run_id)}/taskInstances", params={"limit": 1000}
-        )["task_instances"]
-        return found
+        found: list[dict[str, Any]] = []
+        for _page in range(_MAX_PAGES):  # the api-server caps a page at 100 ([api] maximum_page_limit)
+            page = self.api(
+                "GET",
+                f"{self.run_path(dag_id, run_id)}/taskInstances",
+                params={"limit": _PAGE, "offset": len(found), "order_by": "id"},
+            )
+            found += page["task_instances"]
+            if len(found) >= page["total_entries"] or not page["task_instances"]:
+                return found
+        raise AssertionError(f"more than {_MAX_PAGES * _PAGE} task instances in {run_id}")
 
     def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
         """Return one unmapped task instance of the run."""

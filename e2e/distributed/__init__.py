@@ -1,0 +1,1 @@
+"""``make e2e-distributed``: the provider on Airflow with the CeleryExecutor, a worker killed mid-run."""

@@ -1,0 +1,1 @@
+"""The DAGs of the distributed end-to-end test (a DAG folder of their own)."""
