@@ -86,3 +86,10 @@ def test_extra_fields_include_user_id_and_tuning(aidol_form):
     assert extra["user_id"]["schema"]["title"] == "User ID"
     assert extra["max_retries"]["schema"]["type"] == ["integer", "null"]
     assert extra["timeout"]["value"] == 30
+
+
+def test_the_hook_class_itself_defines_the_form_layout():
+    """Airflow 3.1 reads get_ui_field_behaviour only from the hook class's own __dict__."""
+    from airflow_provider_aidol.hooks.aidol import AidolHook
+
+    assert "get_ui_field_behaviour" in AidolHook.__dict__

@@ -22,7 +22,7 @@ from airflow_provider_aidol.exceptions import (
     AidolError,
     AidolNotFoundError,
 )
-from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID, FIELD_BEHAVIOUR
 from airflow_provider_aidol.hooks.base import DEFAULT_POOL_SIZE, AidolBaseHook, RequestOptions
 from airflow_provider_aidol.retries import (
     CLOCK_SKEW_TOLERANCE,
@@ -298,3 +298,16 @@ class AidolHook(AidolBaseHook):
             f"Connected to {settings.base_url}: key, signature and clock accepted "
             f"(traceId {response.trace_id}).{clock}"
         )
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Return the connection form layout for Airflow 3.1 (3.2+ reads the provider info).
+
+        Defined here, not on the base hook: Airflow 3.1 reads it only from the class's own
+        ``__dict__``.
+        """
+        return {
+            "hidden_fields": FIELD_BEHAVIOUR["hidden-fields"],
+            "relabeling": FIELD_BEHAVIOUR["relabeling"],
+            "placeholders": FIELD_BEHAVIOUR["placeholders"],
+        }

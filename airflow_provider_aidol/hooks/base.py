@@ -18,7 +18,7 @@ from airflow_provider_aidol._lazy import Lazy
 from airflow_provider_aidol.connection import ConnectionSettings, load_settings
 from airflow_provider_aidol.endpoints import max_answer_bytes
 from airflow_provider_aidol.exceptions import AidolAuthError
-from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID, FIELD_BEHAVIOUR
+from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_aidol.ratelimit import RateLimiter
 from airflow_provider_aidol.retries import ServerClock, is_retryable, log_retries, retry_arguments
 from airflow_provider_aidol.transport import (
@@ -177,12 +177,3 @@ class AidolBaseHook(BaseHook):
             if on_send is not None:
                 on_send(headers["X-Request-ID"])
             return send_once(self.session, settings, prepared, headers, timeout=timeout)
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Return the connection form layout for Airflow 3.1 (3.2+ reads the provider info)."""
-        return {
-            "hidden_fields": FIELD_BEHAVIOUR["hidden-fields"],
-            "relabeling": FIELD_BEHAVIOUR["relabeling"],
-            "placeholders": FIELD_BEHAVIOUR["placeholders"],
-        }
