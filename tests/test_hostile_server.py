@@ -17,6 +17,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -25,7 +26,7 @@ import pytest
 from tests.conftest import REPO
 from tests.hostile import server as hostile
 from tests.hostile.cases import BASE_EXTRA, CASES, Case
-from tests.hostile.runner import READY, RESULT
+from tests.hostile.runner import READY, RESULT, limit_memory
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -51,6 +52,7 @@ class Runner:
                 stderr=log,
                 text=True,
                 env=os.environ.copy(),
+                preexec_fn=limit_memory,
             )
         self.lines = queue.Queue()
         threading.Thread(target=self._read, args=(self.process, self.lines), daemon=True).start()
@@ -64,9 +66,10 @@ class Runner:
         lines.put(None)
 
     def _next_line(self, prefix: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout  # for all lines: Airflow may log to stdout meanwhile
         while True:
             try:
-                line = self.lines.get(timeout=timeout)
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self.stop()
                 raise AssertionError(
