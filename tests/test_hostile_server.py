@@ -182,7 +182,9 @@ def point_connection(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ECHOES)
-def test_no_run_of_a_credential_reaches_errors_logs_results_or_events(kind, monkeypatch, caplog, capsys):
+def test_no_run_of_a_credential_reaches_errors_logs_results_events_or_xcoms(
+    kind, monkeypatch, caplog, capsys
+):
     from airflow_provider_aidol.exceptions import AidolError
     from airflow_provider_aidol.hooks.aidol import AidolHook
     from tests.hostile.clients import run_trigger
@@ -197,8 +199,9 @@ def test_no_run_of_a_credential_reaches_errors_logs_results_or_events(kind, monk
         outputs.append(json.dumps(hook.test_connection()))
         outputs.append(json.dumps(hook.create_conversations(["agent-1", "agent-2"], max_workers=2)))
         hook.close()
-        event, _ = run_trigger()
-        outputs.append(json.dumps(event))
+        xcoms: dict[str, Any] = {}
+        event, _ = run_trigger(xcoms)
+        outputs += [json.dumps(event), json.dumps(xcoms)]
     assert event["status"] == "error"
     outputs += [caplog.text, *capsys.readouterr()]
     assert [leaked_runs(output) for output in outputs] == [[] for _ in outputs]
