@@ -17,6 +17,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -25,7 +26,7 @@ import pytest
 from tests.conftest import REPO
 from tests.hostile import server as hostile
 from tests.hostile.cases import BASE_EXTRA, CASES, Case
-from tests.hostile.runner import READY, RESULT
+from tests.hostile.runner import READY, RESULT, limit_memory
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -51,6 +52,7 @@ class Runner:
                 stderr=log,
                 text=True,
                 env=os.environ.copy(),
+                preexec_fn=limit_memory,
             )
         self.lines = queue.Queue()
         threading.Thread(target=self._read, args=(self.process, self.lines), daemon=True).start()
@@ -64,9 +66,10 @@ class Runner:
         lines.put(None)
 
     def _next_line(self, prefix: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout  # for all lines: Airflow may log to stdout meanwhile
         while True:
             try:
-                line = self.lines.get(timeout=timeout)
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self.stop()
                 raise AssertionError(
@@ -179,7 +182,9 @@ def point_connection(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ECHOES)
-def test_no_run_of_a_credential_reaches_errors_logs_results_or_events(kind, monkeypatch, caplog, capsys):
+def test_no_run_of_a_credential_reaches_errors_logs_results_events_or_xcoms(
+    kind, monkeypatch, caplog, capsys
+):
     from airflow_provider_aidol.exceptions import AidolError
     from airflow_provider_aidol.hooks.aidol import AidolHook
     from tests.hostile.clients import run_trigger
@@ -194,8 +199,9 @@ def test_no_run_of_a_credential_reaches_errors_logs_results_or_events(kind, monk
         outputs.append(json.dumps(hook.test_connection()))
         outputs.append(json.dumps(hook.create_conversations(["agent-1", "agent-2"], max_workers=2)))
         hook.close()
-        event, _ = run_trigger()
-        outputs.append(json.dumps(event))
+        xcoms: dict[str, Any] = {}
+        event, _ = run_trigger(xcoms)
+        outputs += [json.dumps(event), json.dumps(xcoms)]
     assert event["status"] == "error"
     outputs += [caplog.text, *capsys.readouterr()]
     assert [leaked_runs(output) for output in outputs] == [[] for _ in outputs]

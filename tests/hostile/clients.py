@@ -55,12 +55,15 @@ def connection_test_outcome() -> tuple[str, float]:
     return _with_hook(test)
 
 
-def run_trigger() -> tuple[dict[str, Any], float]:
-    """Run the image trigger once; return its event (or what it raised) and its clock offset."""
+def run_trigger(stored: dict[str, Any] | None = None) -> tuple[dict[str, Any], float]:
+    """Run the image trigger once; return its event (or what it raised) and its clock offset.
+
+    :param stored: where the trigger's XComs go (a new dict if not given).
+    """
     from airflow_provider_aidol.images import chat_image_body
     from airflow_provider_aidol.triggers.image import ChatImageTrigger
 
-    stored: dict[str, Any] = {}
+    xcoms: dict[str, Any] = {} if stored is None else stored
 
     class InMemoryXComTrigger(ChatImageTrigger):
         """The trigger with its XComs in a dict."""
@@ -69,7 +72,7 @@ def run_trigger() -> tuple[dict[str, Any], float]:
             return None
 
         async def _set_xcom(self, key: str, value: Any) -> None:
-            stored[key] = value
+            xcoms[key] = value
 
     trigger = InMemoryXComTrigger(
         aidol_conn_id="aidol_default",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import threading
@@ -24,13 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.hostile.cases import CASES
-from tests.hostile.runner import READY, RESULT
-
-_ADDRESS_SPACE = 4 * 2**30
-
-
-def _limit_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (_ADDRESS_SPACE, _ADDRESS_SPACE))
+from tests.hostile.runner import READY, RESULT, limit_memory
 
 
 def _status_kb(pid: int, field: str) -> int | None:
@@ -51,7 +44,7 @@ def measure(name: str, limit: float) -> dict[str, Any]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        preexec_fn=_limit_memory,
+        preexec_fn=limit_memory,
     )
     lines: list[str] = []
     ready = threading.Event()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import time
 import traceback
@@ -26,6 +27,13 @@ from tests.hostile.clients import CLIENTS
 
 RESULT = "RESULT "
 READY = "READY"
+#: The runner's address space: a case that grows without bound ends in a MemoryError, not a swap storm.
+ADDRESS_SPACE = 4 * 2**30
+
+
+def limit_memory() -> None:
+    """Limit this process's address space to ``ADDRESS_SPACE`` (a ``preexec_fn`` for the runner)."""
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 
 
 def _memory_kb(field: str) -> int:
