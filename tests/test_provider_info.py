@@ -7,6 +7,7 @@ import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,27 +53,36 @@ def test_airflow_providers_list_shows_the_provider():
 
 
 @pytest.fixture(scope="module")
-def aidol_form():
-    """The connection-form metadata exactly as Airflow's API serves it (GET /ui/connections/hook_meta)."""
-    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+def aidol_form() -> dict[str, Any]:
+    """The connection-form metadata exactly as Airflow's API serves it (GET /ui/connections/hook_meta).
 
-    forms = {meta.connection_type: meta for meta in HookMetaService.hook_meta_data()}
-    return forms["aidol"]
+    Read in a fresh interpreter, as an API server would: Airflow's providers manager is a
+    process-wide singleton that other tests of the session may already have filled.
+    """
+    code = (
+        "import json\n"
+        "from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService\n"
+        "forms = {meta.connection_type: meta for meta in HookMetaService.hook_meta_data()}\n"
+        "print('FORM=' + json.dumps(forms['aidol'].model_dump(mode='json')))\n"
+    )
+    output = run_python(code)
+    form: dict[str, Any] = json.loads(output[output.index("FORM=") + len("FORM=") :].splitlines()[0])
+    return form
 
 
 def test_connection_type_and_name(aidol_form):
-    assert aidol_form.hook_name == "AI-DOL"
-    assert aidol_form.hook_class_name == "airflow_provider_aidol.hooks.aidol.AidolHook"
+    assert aidol_form["hook_name"] == "AI-DOL"
+    assert aidol_form["hook_class_name"] == "airflow_provider_aidol.hooks.aidol.AidolHook"
 
 
 def test_standard_fields_are_relabelled_and_schema_port_hidden(aidol_form):
-    fields = aidol_form.standard_fields
-    assert fields.host.title == "Base URL"
-    assert fields.login.title == "API Key"
-    assert fields.password.title == "API Secret"
-    assert fields.url_schema.hidden is True
-    assert fields.port.hidden is True
-    assert "https://" in fields.host.placeholder
+    fields = aidol_form["standard_fields"]
+    assert fields["host"]["title"] == "Base URL"
+    assert fields["login"]["title"] == "API Key"
+    assert fields["password"]["title"] == "API Secret"
+    assert fields["url_schema"]["hidden"] is True
+    assert fields["port"]["hidden"] is True
+    assert "https://" in fields["host"]["placeholder"]
 
 
 @pytest.mark.skipif(
@@ -81,7 +91,7 @@ def test_standard_fields_are_relabelled_and_schema_port_hidden(aidol_form):
     "docs/connection.md says to use the Extra JSON there",
 )
 def test_extra_fields_include_user_id_and_tuning(aidol_form):
-    extra = aidol_form.extra_fields
+    extra = aidol_form["extra_fields"]
     assert {"user_id", "timeout", "connect_timeout", "max_retries", "requests_per_second"} <= set(extra)
     assert extra["user_id"]["schema"]["title"] == "User ID"
     assert extra["max_retries"]["schema"]["type"] == ["integer", "null"]
