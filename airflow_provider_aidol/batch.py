@@ -114,6 +114,20 @@ def _parse_item(index: int, item: object, default_user_id: str | None, conn_id: 
     return BatchItem(index, agent_id, require_header_value(f"items[{index}].user_id", user_id))
 
 
+def _first_finished(futures: Iterable[Future[Any]], count: int, *, timeout: float) -> set[Future[Any]]:
+    """Wait until ``count`` of ``futures`` have finished (or all of them, or ``timeout`` s passed)."""
+    deadline = time.monotonic() + timeout
+    finished: set[Future[Any]] = set()
+    running = set(futures)
+    while running and len(finished) < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        done, running = wait(running, timeout=left, return_when=FIRST_COMPLETED)
+        finished |= done
+    return finished
+
+
 class _Progress:
     """Counts outcomes and logs done / failed / rate at a steady interval, not per item."""
 
@@ -227,23 +241,32 @@ class ConversationBatch:
     ) -> Iterator[list[tuple[int, dict[str, Any]]]]:
         """Like ``run()``, but yield every result that finished since the last wave, as one list.
 
-        No new item is sent while the caller handles a wave, so a caller that records each wave
-        before asking for the next has, at any moment, at most ``2 * max_workers`` items whose
-        outcome is unrecorded: if its process dies, only those can be in doubt.
+        No new item is handed to the pool while the caller handles a wave, so a caller that
+        records each wave before asking for the next has, at any moment, at most
+        ``2 * max_workers`` items whose outcome is unrecorded: if its process dies, only those can
+        be in doubt. While items are left to send, a wave holds at least ``max_workers`` results
+        (or what finished within ``progress_interval``), so recording each wave in one round
+        trip costs at most one round trip per ``max_workers`` items.
         """
         progress = _Progress(len(items), progress_interval)
         pending: dict[Future[dict[str, Any]], int] = {}
         queue = iter(items)
         with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="aidol-batch") as pool:
             try:
+                left = len(items)
                 while True:
                     for item in queue:
                         pending[pool.submit(self._outcome, item)] = item.index
+                        left -= 1
                         if len(pending) >= 2 * self.max_workers:
                             break
                     if not pending:
                         break
-                    finished, _ = wait(pending, timeout=progress_interval, return_when=FIRST_COMPLETED)
+                    # While items are left to send, wait for a wave of max_workers results: the
+                    # other max_workers in flight keep every worker busy meanwhile, and a caller
+                    # recording each wave in one round trip makes fewer of them.
+                    enough = self.max_workers if left else 1
+                    finished = _first_finished(pending, enough, timeout=progress_interval)
                     wave = [(pending.pop(future), future.result()) for future in finished]
                     for _, result in wave:
                         progress.count(result)

@@ -71,7 +71,12 @@ def main() -> int:
         on_error="continue",
     )
     ti = SimpleNamespace(
-        dag_id="aidol_bench", run_id=settings["run_id"], task_id=operator.task_id, map_index=-1
+        dag_id="aidol_bench",
+        run_id=settings["run_id"],
+        task_id=operator.task_id,
+        map_index=-1,
+        try_number=1,
+        xcom_push=lambda key, value: None,  # the usage XCom; measured runs keep no XCom
     )
     start = time.perf_counter()
     xcom: Any = operator.execute({"ti": ti})  # type: ignore[typeddict-item]

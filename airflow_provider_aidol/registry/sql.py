@@ -101,6 +101,9 @@ class SqlRegistry:
                 for statement in dialect.session_sql:
                     cursor.execute(statement)
             connection.commit()
+            if hook.supports_autocommit:
+                # Every statement is a transaction of its own: no BEGIN and COMMIT round trips.
+                hook.set_autocommit(connection, True)
         except Exception as error:
             if connection is not None:
                 connection.close()

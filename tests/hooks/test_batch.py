@@ -148,6 +148,17 @@ def test_waves_report_each_request_before_it_is_sent_and_every_result_once(hook,
     assert isinstance(hook.parse_items(["agent-1"])[0], BatchItem)
 
 
+def test_while_items_are_left_to_send_a_wave_holds_max_workers_results(hook, server):
+    batch = hook.conversation_batch(max_workers=4)
+    waves = list(batch.run_in_waves(hook.parse_items(items(60))))
+
+    assert sorted(index for wave in waves for index, _ in wave) == list(range(60))
+    # 60 items: waves of 4 or more while items are left to send, then the last 8 in flight
+    # at most one wave each.
+    assert len(waves) <= 60 // 4 + 8, [len(wave) for wave in waves]
+    assert all(len(wave) <= 8 for wave in waves), "a wave never holds more than the in-flight bound"
+
+
 @pytest.mark.parametrize("interval", [0, 1e308])
 def test_a_progress_interval_beyond_a_day_is_refused(hook, server, interval):
     with pytest.raises(
