@@ -213,6 +213,18 @@ def rate_limited_run(
     }
 
 
+def rate_limited_summary(runs: Sequence[Mapping[str, Any]], ideal: float) -> dict[str, Any]:
+    """Runs of one mode (``rate_limited_run`` records): median time, its ratio to ``ideal``,
+    median share rate-limited, and whether every run created each item exactly once."""
+    seconds = median(r["seconds"] for r in runs)
+    return {
+        "median_s": seconds,
+        "ratio": seconds / ideal,
+        "limited_share": median(r["limited_share"] for r in runs),
+        "exactly_once": all(r["exactly_once"] and r["failed"] == 0 for r in runs),
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # Environments
 

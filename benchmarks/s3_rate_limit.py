@@ -21,10 +21,10 @@ from benchmarks.common import (
     fmt_ratio,
     fmt_seconds,
     make_items,
-    median,
     new_result,
     rate_limited,
     rate_limited_run,
+    rate_limited_summary,
     say,
 )
 
@@ -81,11 +81,10 @@ def run(
     summary: dict[str, dict[str, Any]] = {}
     for mode, spec in MODES.items():
         data = runs[mode]
-        seconds = median(r["seconds"] for r in data)
-        share = median(r["limited_share"] for r in data)
-        once = all(r["exactly_once"] and r["failed"] == 0 for r in data)
-        ratio = seconds / ideal
-        summary[mode] = {"median_s": seconds, "ratio": ratio, "limited_share": share, "exactly_once": once}
+        summary[mode] = summed = rate_limited_summary(data, ideal)
+        seconds, ratio, share, once = (
+            summed[key] for key in ("median_s", "ratio", "limited_share", "exactly_once")
+        )
         met = at_most(ratio, spec["time_goal"]) and at_most(share, spec["limited_goal"]) and once
         result["goals"].append(
             {

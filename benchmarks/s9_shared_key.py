@@ -29,6 +29,7 @@ from benchmarks.common import (
     new_result,
     rate_limited,
     rate_limited_run,
+    rate_limited_summary,
     say,
 )
 
@@ -135,12 +136,11 @@ def run(
     summary: dict[str, dict[str, Any]] = {}
     for mode, told in modes.items():
         data_runs = runs[mode]
-        seconds = median(r["seconds"] for r in data_runs)
-        share = median(r["limited_share"] for r in data_runs)
         spread = median(max(r["per_task_s"]) / min(r["per_task_s"]) for r in data_runs)
-        once = all(r["exactly_once"] and r["failed"] == 0 for r in data_runs)
-        ratio = seconds / ideal
-        summary[mode] = {"median_s": seconds, "ratio": ratio, "limited_share": share, "spread": spread}
+        summary[mode] = summed = {**rate_limited_summary(data_runs, ideal), "spread": spread}
+        seconds, ratio, share, once = (
+            summed[key] for key in ("median_s", "ratio", "limited_share", "exactly_once")
+        )
         if told is None:
             met = (
                 at_most(ratio, TIME_GOAL)
