@@ -112,15 +112,16 @@ def chart(document: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     scenarios: dict[str, Any] = document.get("scenarios", {})
-    # Scenarios 1-6 three to a row; scenario 7 (a timeline) across two thirds of the third row.
-    figure = plt.figure(figsize=(17, 15))
-    grid = figure.add_gridspec(3, 3)
+    # Scenarios 1-6 three to a row; scenario 7 (a timeline) across two thirds of the third row;
+    # 10, then 11 across two thirds of the fourth.
+    figure = plt.figure(figsize=(17, 20))
+    grid = figure.add_gridspec(4, 3)
     axes = [figure.add_subplot(grid[row, column]) for row in range(2) for column in range(3)]
     axes.append(figure.add_subplot(grid[2, :2]))
-    axes.append(figure.add_subplot(grid[2, 2]))
-    # Scenario 8 (the registry) is a table only.
+    axes += [figure.add_subplot(grid[2, 2]), figure.add_subplot(grid[3, 0]), figure.add_subplot(grid[3, 1:])]
+    # Scenario 8 (registry statements alone) is a table only.
     panels = {1: _sequential, 2: _batch, 3: _rate_limit, 4: _airflow, 5: _large, 6: _imports}
-    panels |= {7: _deferrable, 9: _shared_key}
+    panels |= {7: _deferrable, 9: _shared_key, 10: _registry_nights, 11: _crash}
     for (number, panel), ax in zip(panels.items(), axes, strict=True):
         result = scenarios.get(str(number))
         if result is None or result["status"] != "ok" or not result["data"]:
@@ -248,6 +249,40 @@ def _shared_key(ax: Axes, result: ScenarioResult) -> None:
     ax.set_ylabel("seconds per process (first run)")
     ax.set_ylim(0, ideal * 1.7)
     ax.legend(fontsize=8, loc="lower right")
+
+
+def _registry_nights(ax: Axes, result: ScenarioResult) -> None:
+    """100,000 pairs per SQL store: the batch without reuse, the first night and the second."""
+    large: dict[str, Any] = result["data"]["large"]
+    nights = [("no reuse", "tab:gray"), ("first", "tab:blue"), ("second", "tab:green")]
+    for offset, (night, color) in zip((-0.27, 0.0, 0.27), nights, strict=True):
+        values = [runs[night]["seconds"] / len(runs[night].get("rounds", [1])) for runs in large.values()]
+        bars = ax.bar([i + offset for i in range(len(large))], values, width=0.27, color=color)
+        bars.set_label(f"{night} night" if night != "no reuse" else "same batch without reuse")
+        _label_bars(ax, bars, [f"{v:.1f} s" for v in values])
+    labels = [
+        f"{store}\nfirst night {runs['first']['seconds'] / runs['no reuse']['seconds']:.2f}x\n(goal ≤ 1.10x)"
+        for store, runs in large.items()
+    ]
+    ax.set_xticks(range(len(large)), labels, fontsize=9)
+    ax.set_ylabel("seconds per batch of 100,000 pairs\n(mean of rounds)")
+    ax.legend(fontsize=8, loc="upper right")
+
+
+def _crash(ax: Axes, result: ScenarioResult) -> None:
+    """Conversations created twice by the retry after a SIGKILL, per run, against the goal."""
+    runs: dict[str, list[dict[str, Any]]] = result["data"]["runs"]
+    width = 0.8 / max(len(r) for r in runs.values())
+    for position, store_runs in enumerate(runs.values()):
+        xs = [position - 0.4 + (n + 0.5) * width for n in range(len(store_runs))]
+        bars = ax.bar(xs, [run["created_twice"] for run in store_runs], width=width * 0.9, color="tab:blue")
+        _label_bars(ax, bars, [str(run["created_twice"]) for run in store_runs])
+    goal = result["data"]["goal"]
+    ax.axhline(goal, color="tab:red", linestyle="--", label=f"goal ≤ {goal}")
+    ax.set_xticks(range(len(runs)), list(runs), fontsize=9)
+    ax.set_yscale("symlog", linthresh=20)
+    ax.set_ylabel("created twice (per run)")
+    ax.legend(fontsize=8, loc="upper left")
 
 
 def _airflow(ax: Axes, result: ScenarioResult) -> None:
