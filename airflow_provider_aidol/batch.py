@@ -231,6 +231,8 @@ class ConversationBatch:
     ) -> Iterator[tuple[int, dict[str, Any]]]:
         """Yield ``(item.index, result)`` as items finish; at most ``2 * max_workers`` are in flight.
 
+        Results come in waves (see ``run_in_waves()``).
+
         Memory does not grow with the batch; progress is logged every ``progress_interval`` s.
         """
         for wave in self.run_in_waves(items, progress_interval=progress_interval):
