@@ -120,11 +120,11 @@ def _first_finished(futures: Iterable[Future[Any]], count: int, *, timeout: floa
     finished: set[Future[Any]] = set()
     running = set(futures)
     while running and len(finished) < count:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
+        left = max(deadline - time.monotonic(), 0.0)
         done, running = wait(running, timeout=left, return_when=FIRST_COMPLETED)
         finished |= done
+        if not left:  # past the deadline: what has finished so far, without waiting again
+            break
     return finished
 
 
@@ -253,15 +253,15 @@ class ConversationBatch:
         progress = _Progress(len(items), progress_interval)
         pending: dict[Future[dict[str, Any]], int] = {}
         queue = iter(items)
+        bound = 2 * self.max_workers
         with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="aidol-batch") as pool:
             try:
                 left = len(items)
                 while True:
-                    for item in queue:
+                    while left and len(pending) < bound:
+                        item = next(queue)
                         pending[pool.submit(self._outcome, item)] = item.index
                         left -= 1
-                        if len(pending) >= 2 * self.max_workers:
-                            break
                     if not pending:
                         break
                     # While items are left to send, wait for a wave of max_workers results: the

@@ -25,7 +25,7 @@ DEBIAN_BINARIES = Path("/usr/lib/postgresql")
 SERVER_USER = "postgres"
 DATABASE = "aidol"
 # Durability is worth nothing for a database deleted after the run; these make it fast.
-FAST_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_connections=50")
+FAST_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
 
 
 def find_binaries() -> Path | None:
@@ -47,10 +47,13 @@ class PostgresServer:
     """A running throwaway server; use as a context manager.
 
     :param bin_dir: where ``initdb``, ``pg_ctl`` and ``createdb`` are (default: Debian's newest).
+    :param durable: keep PostgreSQL's default durability (every commit flushed to disk), as a
+        production server does; by default the server skips it, which tests do not need.
     """
 
     bin_dir: Path | None = None
     port: int = 0
+    durable: bool = False
     data_dir: Path = field(default=Path(), init=False)
     _root: Path | None = field(default=None, init=False)
 
@@ -90,12 +93,16 @@ class PostgresServer:
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", SERVER_USER, DATABASE)
         return self
 
+    @property
+    def _speed_settings(self) -> tuple[str, ...]:
+        return () if self.durable else FAST_SETTINGS
+
     def _start_on_a_free_port(self, attempts: int = 5) -> None:
         for attempt in range(attempts):
             self.port = self.port or free_port()
             options = " ".join(
                 [f"-p {self.port}", "-c listen_addresses=127.0.0.1", f"-k {self.data_dir}"]
-                + [f"-c {setting}" for setting in FAST_SETTINGS]
+                + [f"-c {setting}" for setting in ("max_connections=50", *self._speed_settings)]
             )
             assert self._root is not None
             log = self._root / "server.log"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 
 import pytest
@@ -157,6 +159,43 @@ def test_while_items_are_left_to_send_a_wave_holds_max_workers_results(hook, ser
     # at most one wave each.
     assert len(waves) <= 60 // 4 + 8, [len(wave) for wave in waves]
     assert all(len(wave) <= 8 for wave in waves), "a wave never holds more than the in-flight bound"
+
+
+def test_results_waited_for_in_vain_never_let_more_than_the_bound_be_sent(hook, server):
+    # Each answer takes far longer than the progress interval: many waits end with no result.
+    # Then the caller is slow to record the first wave, while the worker goes on sending.
+    server.latency = 0.1
+    sent, handled, unrecorded = [0], [0], []
+
+    def on_send(item, request_id):
+        sent[0] += 1
+        unrecorded.append(sent[0] - handled[0])
+
+    batch = hook.conversation_batch(max_workers=1, on_send=on_send)
+    for wave in batch.run_in_waves(hook.parse_items(items(5)), progress_interval=0.01):
+        if not handled[0]:
+            time.sleep(0.5)
+        handled[0] += len(wave)
+
+    assert handled[0] == 5
+    assert max(unrecorded) <= 2, unrecorded
+
+
+def test_a_tiny_progress_interval_still_collects_every_result(hook, server):
+    server.latency = 0.01
+    results: list[int] = []
+    batch = hook.conversation_batch(max_workers=2)
+    runner = threading.Thread(
+        target=lambda: results.extend(
+            index for index, _ in batch.run(hook.parse_items(items(6)), progress_interval=1e-7)
+        ),
+        daemon=True,
+    )
+    runner.start()
+    runner.join(timeout=60)
+
+    assert not runner.is_alive(), "the batch stopped collecting results"
+    assert sorted(results) == list(range(6))
 
 
 @pytest.mark.parametrize("interval", [0, 1e308])
