@@ -266,7 +266,13 @@ def _registry_nights(ax: Axes, result: ScenarioResult) -> None:
     ]
     ax.set_xticks(range(len(large)), labels, fontsize=9)
     ax.set_ylabel("seconds per batch of 100,000 pairs\n(mean of rounds)")
-    ax.legend(fontsize=8, loc="upper right")
+    tallest = max(
+        runs[night]["seconds"] / len(runs[night].get("rounds", [1]))
+        for runs in large.values()
+        for night, _ in nights
+    )
+    ax.set_ylim(0, tallest * 1.4)  # room for the legend above the bars
+    ax.legend(fontsize=8, loc="upper center", ncols=2)
 
 
 def _crash(ax: Axes, result: ScenarioResult) -> None:
