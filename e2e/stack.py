@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import requests
+
+from tests.loopback import free_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -39,14 +40,6 @@ LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 #: second and treats a triggerer silent for this many seconds as dead (Airflow's default: 30).
 TRIGGERER_HEARTBEAT_SEC = 1
 TRIGGERER_HEALTH_CHECK_THRESHOLD = 5
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(what: str, check: Callable[[], Any], *, timeout: float, interval: float = 0.5) -> Any:

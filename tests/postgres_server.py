@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
-if TYPE_CHECKING:
-    from types import TracebackType
+from tests.loopback import ThrowawayServer, free_port
 
 DEBIAN_BINARIES = Path("/usr/lib/postgresql")
 SERVER_USER = "postgres"
@@ -34,16 +32,8 @@ def find_binaries() -> Path | None:
     return max(candidates, key=lambda path: int(path.parent.name), default=None)
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @dataclass
-class PostgresServer:
+class PostgresServer(ThrowawayServer):
     """A running throwaway server; use as a context manager.
 
     :param bin_dir: where ``initdb``, ``pg_ctl`` and ``createdb`` are (default: Debian's newest).
@@ -123,15 +113,3 @@ class PostgresServer:
             self._run("pg_ctl", "stop", "-m", "immediate", "-w", "-D", str(self.data_dir))
         shutil.rmtree(self._root, ignore_errors=True)
         self._root = None
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -12,15 +12,13 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
-from e2e.stack import free_port, wait_for
-
-if TYPE_CHECKING:
-    from types import TracebackType
+from e2e.stack import wait_for
+from tests.loopback import ThrowawayServer, free_port
 
 
-class RedisServer:
+class RedisServer(ThrowawayServer):
     """A running ``redis-server`` on loopback; use as a context manager."""
 
     def __init__(self) -> None:
@@ -68,15 +66,3 @@ class RedisServer:
                 self.process.wait(10)
             self.process = None
         shutil.rmtree(self._root, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
