@@ -255,8 +255,12 @@ def _registry_nights(ax: Axes, result: ScenarioResult) -> None:
     """100,000 pairs per SQL store: the batch without reuse, the first night and the second."""
     large: dict[str, Any] = result["data"]["large"]
     nights = [("no reuse", "tab:gray"), ("first", "tab:blue"), ("second", "tab:green")]
+    means = {
+        night: [runs[night]["seconds"] / len(runs[night].get("rounds", [1])) for runs in large.values()]
+        for night, _ in nights
+    }
     for offset, (night, color) in zip((-0.27, 0.0, 0.27), nights, strict=True):
-        values = [runs[night]["seconds"] / len(runs[night].get("rounds", [1])) for runs in large.values()]
+        values = means[night]
         bars = ax.bar([i + offset for i in range(len(large))], values, width=0.27, color=color)
         bars.set_label(f"{night} night" if night != "no reuse" else "same batch without reuse")
         _label_bars(ax, bars, [f"{v:.1f} s" for v in values])
@@ -266,11 +270,7 @@ def _registry_nights(ax: Axes, result: ScenarioResult) -> None:
     ]
     ax.set_xticks(range(len(large)), labels, fontsize=9)
     ax.set_ylabel("seconds per batch of 100,000 pairs\n(mean of rounds)")
-    tallest = max(
-        runs[night]["seconds"] / len(runs[night].get("rounds", [1]))
-        for runs in large.values()
-        for night, _ in nights
-    )
+    tallest = max(max(values) for values in means.values())
     ax.set_ylim(0, tallest * 1.4)  # room for the legend above the bars
     ax.legend(fontsize=8, loc="upper center", ncols=2)
 
