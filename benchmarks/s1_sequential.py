@@ -1,7 +1,7 @@
 """Scenario 1: sequential single creates, the hook against three hand-written clients.
 
 All four clients send the same signed ``POST /v1/chat/conversation`` (signature headers built
-with ``airflow_provider_aidol.signing``) and read ``data.conversationId`` from the answer:
+with ``airflow_provider_aidol.client.signing``) and read ``data.conversationId`` from the answer:
 
 - ``AidolHook``: ``hook.create_conversation(agent)`` on one hook (one pooled session), with its
   INFO line per create written by Airflow's logging (to a log file here, as in a task);
@@ -26,7 +26,7 @@ from typing import Any, cast
 
 import requests
 
-from airflow_provider_aidol.signing import canonical_body, sign, signature_base, to_json
+from airflow_provider_aidol.client.signing import canonical_body, sign, signature_base, to_json
 from benchmarks.common import (
     AGENTS,
     API_KEY,

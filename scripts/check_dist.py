@@ -25,7 +25,7 @@ from airflow_provider_aidol.get_provider_info import DOCUMENTATION_URL
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "airflow-provider-aidol"
 #: Quick test modules run from the unpacked sdist (the whole suite runs in make test).
-SDIST_TESTS = ["tests/test_signing.py", "tests/test_docs_site.py", "tests/test_packaging.py"]
+SDIST_TESTS = ["tests/client/test_signing.py", "tests/test_docs_site.py", "tests/test_packaging.py"]
 TIMEOUT = 900
 
 

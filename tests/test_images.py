@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from airflow_provider_aidol.envelope import AidolResponse
+from airflow_provider_aidol.client.envelope import AidolResponse
 from airflow_provider_aidol.exceptions import AidolResponseError
 from airflow_provider_aidol.images import PNG_SIGNATURE, chat_image_body, read_chat_image
 

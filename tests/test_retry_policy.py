@@ -14,9 +14,9 @@ from airflow_provider_aidol.exceptions import (
     AidolRateLimitError,
     AidolServerError,
 )
+from airflow_provider_aidol.integration.usage import USAGE_XCOM_KEY
 from airflow_provider_aidol.retry_policy import AidolRetryPolicy, rate_limit_delay
 from airflow_provider_aidol.testing import Fault
-from airflow_provider_aidol.usage import USAGE_XCOM_KEY
 from tests.airflow_db import xcom
 from tests.dags import integration_dags
 

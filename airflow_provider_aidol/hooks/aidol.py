@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
-from airflow_provider_aidol.batch import BatchItem, ConversationBatch, parse_items
-from airflow_provider_aidol.endpoints import (
+from airflow_provider_aidol.batch.engine import BatchItem, ConversationBatch, parse_items
+from airflow_provider_aidol.client.endpoints import (
     CHAT_IMAGE_PATH,
     CONVERSATION_PATH,
     OPTIONS_PATH,
@@ -16,6 +16,14 @@ from airflow_provider_aidol.endpoints import (
     read_conversation,
     read_options,
 )
+from airflow_provider_aidol.client.retries import (
+    CLOCK_SKEW_TOLERANCE,
+    is_safe_to_resend,
+)
+from airflow_provider_aidol.client.transport import (
+    mount_adapters,
+)
+from airflow_provider_aidol.client.validation import require_seconds
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
     AidolConnectionError,
@@ -24,23 +32,15 @@ from airflow_provider_aidol.exceptions import (
 )
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID, FIELD_BEHAVIOUR
 from airflow_provider_aidol.hooks.base import DEFAULT_POOL_SIZE, AidolBaseHook, RequestOptions
-from airflow_provider_aidol.retries import (
-    CLOCK_SKEW_TOLERANCE,
-    is_safe_to_resend,
-)
-from airflow_provider_aidol.transport import (
-    mount_adapters,
-)
-from airflow_provider_aidol.validation import require_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
 
     OnSend = Callable[[str], None] | None
 
-    from airflow_provider_aidol.endpoints import ChatImage
-    from airflow_provider_aidol.envelope import AidolResponse
-    from airflow_provider_aidol.ratelimit import RateLimiter
+    from airflow_provider_aidol.client.endpoints import ChatImage
+    from airflow_provider_aidol.client.envelope import AidolResponse
+    from airflow_provider_aidol.client.ratelimit import RateLimiter
 
 __all__ = ["CHAT_IMAGE_PATH", "CONVERSATION_PATH", "OPTIONS_PATH", "AidolHook"]
 

@@ -15,27 +15,27 @@ from airflow.sdk import BaseHook
 from tenacity import Retrying
 
 from airflow_provider_aidol._lazy import Lazy
-from airflow_provider_aidol.connection import ConnectionSettings, load_settings
-from airflow_provider_aidol.endpoints import max_answer_bytes
-from airflow_provider_aidol.exceptions import AidolAuthError
-from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
-from airflow_provider_aidol.ratelimit import RateLimiter
-from airflow_provider_aidol.retries import ServerClock, is_retryable, log_retries, retry_arguments
-from airflow_provider_aidol.transport import (
+from airflow_provider_aidol.client.connection import ConnectionSettings, load_settings
+from airflow_provider_aidol.client.endpoints import max_answer_bytes
+from airflow_provider_aidol.client.ratelimit import RateLimiter
+from airflow_provider_aidol.client.retries import ServerClock, is_retryable, log_retries, retry_arguments
+from airflow_provider_aidol.client.transport import (
     PreparedRequest,
     new_session,
     prepare_request,
     send_once,
     signed_headers,
 )
-from airflow_provider_aidol.usage import RequestUsage
+from airflow_provider_aidol.exceptions import AidolAuthError
+from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_aidol.integration.usage import RequestUsage
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     import requests
 
-    from airflow_provider_aidol.envelope import AidolResponse
+    from airflow_provider_aidol.client.envelope import AidolResponse
     from airflow_provider_aidol.exceptions import AidolError
 
 DEFAULT_POOL_SIZE = 10

@@ -92,8 +92,8 @@ class CreateConversationOperator(AidolBaseOperator):
         return conversation_id, response.trace_id
 
     def _reuse_or_create(self, context: Context) -> str:
+        from airflow_provider_aidol.client.validation import require_text
         from airflow_provider_aidol.registry import Origin
-        from airflow_provider_aidol.validation import require_text
 
         agent_id = require_text("agent_id", self.agent_id)
         user_id = self.hook.resolve_user_id(self.user_id)

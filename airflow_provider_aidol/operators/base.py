@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_aidol.client.validation import require_whole_number
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
-from airflow_provider_aidol.validation import require_whole_number
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -27,7 +27,7 @@ class AidolBaseOperator(BaseOperator):
     """Base class of the AI-DOL operators.
 
     Every try pushes the XCom ``aidol_usage``: its try number and the requests it sent,
-    retries, rate-limited answers and failures (``airflow_provider_aidol.usage``). On Airflow
+    retries, rate-limited answers and failures (``airflow_provider_aidol.integration.usage``). On Airflow
     3.3+ the operators use ``AidolRetryPolicy`` unless given a ``retry_policy``.
 
     :param aidol_conn_id: the ``aidol`` connection to use.
@@ -81,7 +81,7 @@ class AidolBaseOperator(BaseOperator):
 
     def end_try(self, context: Context) -> None:
         """Push this try's usage (XCom ``aidol_usage``), log it, and close the hook's connections."""
-        from airflow_provider_aidol.usage import USAGE_XCOM_KEY
+        from airflow_provider_aidol.integration.usage import USAGE_XCOM_KEY
 
         ti = context.get("ti")
         usage = self.hook.usage.as_xcom(ti.try_number if ti else None)
@@ -103,7 +103,7 @@ class AidolBaseOperator(BaseOperator):
         ``extra`` goes into the outlets' asset events, the ``written`` files to the hook lineage
         collector, and both ``written`` and ``counts`` to OpenLineage when its listener asks.
         """
-        from airflow_provider_aidol.assets import report_written, set_outlet_extras
+        from airflow_provider_aidol.integration.assets import report_written, set_outlet_extras
 
         written = list(written)
         self._results = (written, dict(counts))
@@ -118,7 +118,7 @@ class AidolBaseOperator(BaseOperator):
         requests sent. ``None`` without the OpenLineage provider (the ``openlineage`` extra).
         """
         try:
-            from airflow_provider_aidol.lineage import operator_lineage
+            from airflow_provider_aidol.integration.lineage import operator_lineage
         except ImportError:
             return None
         written, counts = self._results or ([], {})

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_aidol.client.validation import require_whole_number
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_aidol.operators.base import AidolBaseOperator, object_storage_path
-from airflow_provider_aidol.validation import require_whole_number
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from airflow.sdk import Context
 
-    from airflow_provider_aidol.batch import BatchItem
+    from airflow_provider_aidol.batch.engine import BatchItem
+    from airflow_provider_aidol.batch.result_log import EarlierTries, ResultLog
     from airflow_provider_aidol.registry import ConversationRegistry, Origin, Registration
-    from airflow_provider_aidol.result_log import EarlierTries, ResultLog
 
 ON_ERROR_CHOICES = ("fail", "continue")
 # Reused items are reported in lists of this many (they need no request).
@@ -92,7 +92,7 @@ class CreateConversationsOperator(AidolBaseOperator):
         """
         from contextlib import ExitStack
 
-        from airflow_provider_aidol.result_log import ResultLog
+        from airflow_provider_aidol.batch.result_log import ResultLog
 
         try:
             items = self.hook.parse_items(self.conversations)
@@ -120,9 +120,9 @@ class CreateConversationsOperator(AidolBaseOperator):
         context: Context,
     ) -> Any:
         """Run the batch, recording each wave of outcomes before the next requests go out."""
-        from airflow_provider_aidol.assets import batch_extra
-        from airflow_provider_aidol.metrics import count_batch_items
-        from airflow_provider_aidol.result_log import EarlierTries
+        from airflow_provider_aidol.batch.result_log import EarlierTries
+        from airflow_provider_aidol.integration.assets import batch_extra
+        from airflow_provider_aidol.integration.metrics import count_batch_items
 
         earlier = result_log.earlier_tries(items) if result_log else EarlierTries()
         if earlier.in_doubt:

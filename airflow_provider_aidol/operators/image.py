@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context, ObjectStoragePath
 
-    from airflow_provider_aidol.endpoints import ChatImage
+    from airflow_provider_aidol.client.endpoints import ChatImage
 
 _LOCAL_PROTOCOLS = ("", "file", "local")
 
@@ -116,7 +116,7 @@ class GenerateChatImageOperator(AidolBaseOperator):
 
     def _defer(self, context: Context) -> None:
         """Check everything on the worker, then hand the request to the triggerer."""
-        from airflow_provider_aidol.endpoints import CHAT_IMAGE_PATH, chat_image_body
+        from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, chat_image_body
         from airflow_provider_aidol.triggers.image import SENT_MARKER_KEY, ChatImageTrigger
 
         body = chat_image_body(
@@ -158,7 +158,7 @@ class GenerateChatImageOperator(AidolBaseOperator):
             self.end_try(context)
 
     def _resume(self, context: Context, event: dict[str, Any]) -> str:
-        from airflow_provider_aidol.endpoints import CHAT_IMAGE_PATH
+        from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH
         from airflow_provider_aidol.exceptions import AidolError, AidolInterruptedError, AidolResponseError
 
         status = event.get("status")
@@ -184,8 +184,8 @@ class GenerateChatImageOperator(AidolBaseOperator):
         """Read the answer the trigger kept in XCom, check it, and delete the (large) XCom."""
         from airflow.sdk.execution_time.xcom import XCom
 
-        from airflow_provider_aidol.endpoints import read_chat_image
-        from airflow_provider_aidol.envelope import AidolResponse
+        from airflow_provider_aidol.client.endpoints import read_chat_image
+        from airflow_provider_aidol.client.envelope import AidolResponse
         from airflow_provider_aidol.triggers.image import IMAGE_DATA_KEY
 
         ti = context["ti"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow_provider_aidol.validation import require_text
+from airflow_provider_aidol.client.validation import require_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

@@ -20,22 +20,22 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 from tenacity import AsyncRetrying
 
-from airflow_provider_aidol.async_transport import new_async_client, send_once_async
-from airflow_provider_aidol.connection import load_settings
-from airflow_provider_aidol.endpoints import CHAT_IMAGE_PATH, max_answer_bytes
+from airflow_provider_aidol.client.async_transport import new_async_client, send_once_async
+from airflow_provider_aidol.client.connection import load_settings
+from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, max_answer_bytes
+from airflow_provider_aidol.client.retries import ServerClock, is_safe_to_resend, log_retries, retry_arguments
+from airflow_provider_aidol.client.transport import prepare_request, signed_headers
 from airflow_provider_aidol.exceptions import AidolAuthError, AidolError
-from airflow_provider_aidol.retries import ServerClock, is_safe_to_resend, log_retries, retry_arguments
-from airflow_provider_aidol.transport import prepare_request, signed_headers
-from airflow_provider_aidol.usage import RequestUsage
+from airflow_provider_aidol.integration.usage import RequestUsage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     import httpx
 
-    from airflow_provider_aidol.connection import ConnectionSettings
-    from airflow_provider_aidol.envelope import AidolResponse
-    from airflow_provider_aidol.transport import PreparedRequest
+    from airflow_provider_aidol.client.connection import ConnectionSettings
+    from airflow_provider_aidol.client.envelope import AidolResponse
+    from airflow_provider_aidol.client.transport import PreparedRequest
 
 SENT_MARKER_KEY = "aidol_image_request"
 """The XCom key of the sent-marker: the operator sets it before deferring (``request_id`` None),

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from airflow_provider_aidol.client.signing import to_json
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
     AidolConnectionError,
@@ -25,7 +26,6 @@ from airflow_provider_aidol.exceptions import (
     AidolValidationError,
 )
 from airflow_provider_aidol.hooks.aidol import AidolHook
-from airflow_provider_aidol.signing import to_json
 from airflow_provider_aidol.testing import Fault
 from tests.hooks.conftest import point_connection
 

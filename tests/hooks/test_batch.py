@@ -106,7 +106,7 @@ def test_quota_exhausted_mid_batch_accounts_for_every_item(hook, server):
 
 
 def test_progress_is_logged_at_an_interval_not_per_item(hook, server, caplog):
-    with caplog.at_level("INFO", logger="airflow_provider_aidol.batch"):
+    with caplog.at_level("INFO", logger="airflow_provider_aidol.batch.engine"):
         list(hook.iter_create_conversations(items(30), max_workers=2, progress_interval=60))
     lines = [record.getMessage() for record in caplog.records if "AI-DOL batch:" in record.getMessage()]
     assert len(lines) == 1
@@ -119,7 +119,7 @@ def test_wide_batches_get_a_connection_pool_as_wide(hook, server):
 
 
 def test_parsed_items_keep_their_own_index(hook, server):
-    from airflow_provider_aidol.batch import BatchItem
+    from airflow_provider_aidol.batch.engine import BatchItem
 
     parsed = [BatchItem(7, "agent-1", "u-7"), BatchItem(3, "agent-2", "u-3")]
     outcomes = dict(hook.iter_create_conversations(parsed, max_workers=2))
@@ -136,7 +136,7 @@ def test_a_boolean_is_not_a_rate(hook, server):
 
 
 def test_waves_report_each_request_before_it_is_sent_and_every_result_once(hook, server):
-    from airflow_provider_aidol.batch import BatchItem
+    from airflow_provider_aidol.batch.engine import BatchItem
 
     sent: list[tuple[int, str]] = []
     batch = hook.conversation_batch(max_workers=3, on_send=lambda item, rid: sent.append((item.index, rid)))

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_aidol.batch.result_log import ResultLog
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
-from airflow_provider_aidol.result_log import ResultLog
 from airflow_provider_aidol.testing import Fault
 from tests.dags import batch_dags
 

@@ -1,0 +1,1 @@
+"""The batch engine and its records: many conversations under one limiter, and the results log."""

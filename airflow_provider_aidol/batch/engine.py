@@ -1,0 +1,324 @@
+"""The batch engine: many conversations created concurrently under one shared rate limiter.
+
+Everything a batch decides lives here: checking the items and the options, choosing the
+limiter, running the items on a bounded thread pool, each item's outcome, how rate limits feed
+the shared limiter, and the stop after the credentials are refused or the quota is used up.
+The hook hands in the one thing it owns: a single signed, paced create (``PacedCreate``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_aidol.client.ratelimit import AdaptiveRateLimiter, RateLimiter
+from airflow_provider_aidol.client.retries import is_retryable
+from airflow_provider_aidol.client.validation import (
+    MAX_SECONDS,
+    require_header_value,
+    require_rate,
+    require_whole_number,
+)
+from airflow_provider_aidol.exceptions import (
+    AidolAuthError,
+    AidolError,
+    AidolQuotaExceededError,
+    AidolRateLimitError,
+    AidolRequestBudgetError,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_aidol.client.envelope import AidolResponse
+
+log = logging.getLogger(__name__)
+
+_MAX_REPORTED = 10
+"""How many bad items one error message lists."""
+_ITEM_KEYS = frozenset({"agent_id", "user_id"})
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One conversation to create: its position in the input, the agent and the end user."""
+
+    index: int
+    agent_id: str
+    user_id: str
+
+    def result(
+        self, conversation_id: str | None = None, trace_id: str | None = None, error: str | None = None
+    ) -> dict[str, Any]:
+        """Return this item's outcome in the shape ``create_conversations`` reports."""
+        return {
+            "agent_id": self.agent_id,
+            "user_id": self.user_id,
+            "conversation_id": conversation_id,
+            "trace_id": trace_id,
+            "error": error,
+        }
+
+
+def parse_items(items: Iterable[object], *, default_user_id: str | None, conn_id: str) -> list[BatchItem]:
+    """Check every item before anything is sent; raise ``ValueError`` listing the bad ones by index.
+
+    An item is an agent-id string or a mapping with ``agent_id`` and optionally ``user_id``
+    (defaulting to the connection's ``user_id``), or an already parsed ``BatchItem``, which is
+    kept as it is (with its own ``index``).
+    """
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+        raise ValueError(
+            f"items must be a list of agent ids or {{'agent_id': ..., 'user_id': ...}} dicts, "
+            f"got {type(items).__name__}."
+        )
+    parsed: list[BatchItem] = []
+    problems: list[str] = []
+    for index, item in enumerate(items):
+        try:
+            parsed.append(_parse_item(index, item, default_user_id, conn_id))
+        except ValueError as problem:
+            problems.append(str(problem))
+    if problems:
+        shown = "; ".join(problems[:_MAX_REPORTED])
+        more = f" (and {len(problems) - _MAX_REPORTED} more)" if len(problems) > _MAX_REPORTED else ""
+        raise ValueError(f"{len(problems)} bad item(s), nothing was sent: {shown}{more}")
+    return parsed
+
+
+def _parse_item(index: int, item: object, default_user_id: str | None, conn_id: str) -> BatchItem:
+    agent_id: object
+    user_id: object
+    if isinstance(item, BatchItem):
+        return item
+    if isinstance(item, str):
+        agent_id, user_id = item, None
+    elif isinstance(item, Mapping):
+        unknown = sorted(str(key) for key in set(item) - _ITEM_KEYS)
+        if unknown:
+            raise ValueError(f"items[{index}] has unknown keys {unknown} (allowed: agent_id, user_id)")
+        agent_id, user_id = item.get("agent_id"), item.get("user_id")
+    else:
+        raise ValueError(f"items[{index}] must be an agent id or a dict, got {type(item).__name__}")
+    if not isinstance(agent_id, str) or not agent_id.strip():
+        raise ValueError(f"items[{index}].agent_id must be a non-empty string, got {agent_id!r}")
+    if user_id is None:
+        user_id = default_user_id
+        if user_id is None:
+            raise ValueError(
+                f"items[{index}] has no user_id and connection {conn_id!r} has no 'user_id' extra"
+            )
+    return BatchItem(index, agent_id, require_header_value(f"items[{index}].user_id", user_id))
+
+
+def _first_finished(futures: Iterable[Future[Any]], count: int, *, timeout: float) -> set[Future[Any]]:
+    """Wait until ``count`` of ``futures`` have finished (or all of them, or ``timeout`` s passed)."""
+    deadline = time.monotonic() + timeout
+    finished: set[Future[Any]] = set()
+    running = set(futures)
+    while running and len(finished) < count:
+        left = max(deadline - time.monotonic(), 0.0)
+        done, running = wait(running, timeout=left, return_when=FIRST_COMPLETED)
+        finished |= done
+        if not left:  # past the deadline: what has finished so far, without waiting again
+            break
+    return finished
+
+
+class _Progress:
+    """Counts outcomes and logs done / failed / rate at a steady interval, not per item."""
+
+    def __init__(self, total: int, interval: float) -> None:
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self._interval = interval
+        self._started = self._last_log = time.monotonic()
+
+    def count(self, result: Mapping[str, Any]) -> None:
+        self.done += 1
+        self.failed += result["error"] is not None
+
+    def maybe_log(self, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if final or now - self._last_log >= self._interval:
+            self._last_log = now
+            rate = self.done / max(now - self._started, 1e-9)
+            log.info(
+                "AI-DOL batch: %d/%d done, %d failed, %.1f conversations/s",
+                self.done,
+                self.total,
+                self.failed,
+                rate,
+            )
+
+
+PacedCreate = Callable[
+    [BatchItem, RateLimiter, Callable[[AidolError], bool], Callable[[str], None] | None], "AidolResponse"
+]
+"""The hook's single signed create of one item, ``create(item, limiter, retry_if, on_send)``: paced
+by ``limiter``, retried only as ``retry_if`` allows, calling ``on_send`` with each attempt's
+``X-Request-ID`` just before it is sent; it returns the answer carrying ``data.conversationId``."""
+
+
+def is_retryable_in_batch(error: AidolError) -> bool:
+    """Retry like the hook, except rate limits: in a batch those slow the shared limiter instead."""
+    return is_retryable(error) and not isinstance(error, AidolRateLimitError)
+
+
+class FatalErrorLatch:
+    """Holds the first error that dooms the rest of a batch (bad credentials, quota used up)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.error: str | None = None
+
+    def record(self, error: str) -> None:
+        """Keep ``error`` if it is the first."""
+        with self._lock:
+            if self.error is None:
+                self.error = error
+
+
+class ConversationBatch:
+    """One batch: its options checked, its limiter chosen; ``run()`` yields every item's outcome.
+
+    :param create: the hook's paced create of one item.
+    :param max_workers: threads sending requests.
+    :param requests_per_second: a fixed pace; ``None``: ``default_requests_per_second``.
+    :param default_requests_per_second: the connection's pace; ``None``: adaptive (it slows to
+        the rate the server grants when rate-limited, then probes upward).
+    :param rate_limit_seconds: how long one item keeps waiting out rate limits before it fails
+        (the connection's ``retry_max_seconds``): no pause that would end later is waited out.
+    :param rate_limit_wait_max: the longest pause one ``Retry-After`` causes (the connection's
+        ``retry_wait_max``).
+    :param sleep: how the limiter waits.
+    :param on_send: called (from a worker thread) with the item and the ``X-Request-ID`` just
+        before each attempt is sent, e.g. to record what is in flight.
+    """
+
+    def __init__(
+        self,
+        create: PacedCreate,
+        *,
+        max_workers: int,
+        requests_per_second: float | None,
+        default_requests_per_second: float | None,
+        rate_limit_seconds: float,
+        rate_limit_wait_max: float = MAX_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+        on_send: Callable[[BatchItem, str], None] | None = None,
+    ) -> None:
+        self.max_workers = require_whole_number("max_workers", max_workers)
+        if requests_per_second is not None:
+            require_rate("requests_per_second", requests_per_second)
+        rate = requests_per_second or default_requests_per_second
+        self.limiter: RateLimiter = (
+            RateLimiter(rate, max_pause=rate_limit_wait_max, sleep=sleep)
+            if rate
+            else AdaptiveRateLimiter(max_pause=rate_limit_wait_max, sleep=sleep)
+        )
+        self._create = create
+        self._on_send = on_send
+        self._rate_limit_seconds = rate_limit_seconds
+        self._fatal = FatalErrorLatch()
+
+    def run(
+        self, items: list[BatchItem], *, progress_interval: float = 10.0
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Yield ``(item.index, result)`` as items finish; at most ``2 * max_workers`` are in flight.
+
+        Results come in waves (see ``run_in_waves()``).
+
+        Memory does not grow with the batch; progress is logged every ``progress_interval`` s.
+        """
+        for wave in self.run_in_waves(items, progress_interval=progress_interval):
+            yield from wave
+
+    def run_in_waves(
+        self, items: list[BatchItem], *, progress_interval: float = 10.0
+    ) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+        """Like ``run()``, but yield every result that finished since the last wave, as one list.
+
+        No new item is handed to the pool while the caller handles a wave, so a caller that
+        records each wave before asking for the next has, at any moment, at most
+        ``2 * max_workers`` items whose outcome is unrecorded: if its process dies, only those can
+        be in doubt. While items are left to send, a wave holds at least ``max_workers`` results
+        (or what finished within ``progress_interval``), so recording each wave in one round
+        trip costs at most one round trip per ``max_workers`` items.
+        """
+        progress = _Progress(len(items), progress_interval)
+        pending: dict[Future[dict[str, Any]], int] = {}
+        queue = iter(items)
+        bound = 2 * self.max_workers
+        with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="aidol-batch") as pool:
+            try:
+                left = len(items)
+                while True:
+                    while left and len(pending) < bound:
+                        item = next(queue)
+                        pending[pool.submit(self._outcome, item)] = item.index
+                        left -= 1
+                    if not pending:
+                        break
+                    # While items are left to send, wait for a wave of max_workers results: the
+                    # other max_workers in flight keep every worker busy meanwhile, and a caller
+                    # recording each wave in one round trip makes fewer of them.
+                    enough = self.max_workers if left else 1
+                    finished = _first_finished(pending, enough, timeout=progress_interval)
+                    wave = [(pending.pop(future), future.result()) for future in finished]
+                    for _, result in wave:
+                        progress.count(result)
+                    if wave:
+                        yield wave
+                    progress.maybe_log()
+            finally:
+                for future in pending:
+                    future.cancel()
+        progress.maybe_log(final=True)
+
+    def _outcome(self, item: BatchItem) -> dict[str, Any]:
+        """Create one item and report its outcome; never raises."""
+        if self._fatal.error is not None:
+            return item.result(error=f"not sent: {self._fatal.error}")
+        try:
+            response = self._create_within_rate_limits(item)
+        except AidolRequestBudgetError as error:
+            self._fatal.record(str(error))
+            return item.result(error=f"not sent: {error}")
+        except (AidolAuthError, AidolQuotaExceededError) as error:
+            self._fatal.record(str(error))
+            return item.result(trace_id=error.trace_id, error=str(error))
+        except AidolError as error:
+            return item.result(trace_id=error.trace_id, error=str(error))
+        except Exception as error:  # a batch reports every item's outcome, whatever went wrong
+            return item.result(error=f"{type(error).__name__}: {error}")
+        return item.result(response.data["conversationId"], response.trace_id)
+
+    def _sender(self, item: BatchItem) -> Callable[[str], None] | None:
+        on_send = self._on_send
+        return None if on_send is None else lambda request_id: on_send(item, request_id)
+
+    def _create_within_rate_limits(self, item: BatchItem) -> AidolResponse:
+        """Create one item; rate limits feed the shared limiter instead of a private backoff.
+
+        The item gives up once the pause before its next try would end after its time budget.
+        """
+        deadline = time.monotonic() + self._rate_limit_seconds
+        while True:
+            try:
+                response = self._create(item, self.limiter, is_retryable_in_batch, self._sender(item))
+            except AidolRateLimitError as error:
+                pause = self.limiter.on_rate_limited(error.retry_after)
+                if time.monotonic() + pause >= deadline:
+                    raise
+                continue
+            except AidolError as error:
+                if error.http_status is not None:
+                    self.limiter.on_granted()
+                raise
+            self.limiter.on_granted()
+            return response

@@ -1,0 +1,6 @@
+"""The signed client: everything between a hook method and the wire.
+
+Signing, the request transport and its async twin, the watchdog, the answer envelope, size
+and time limits, retries, rate limiting, redaction, the endpoints, the connection settings and
+input validation. Nothing here knows about operators or batches.
+"""

@@ -1,0 +1,128 @@
+"""Batch items are checked up front, and failures are reported by index."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from airflow_provider_aidol.batch.engine import BatchItem, parse_items
+from airflow_provider_aidol.exceptions import AidolBatchError
+
+
+def parse(items: Any, default_user_id: str | None = "default-user") -> list[BatchItem]:
+    return parse_items(items, default_user_id=default_user_id, conn_id="aidol_default")
+
+
+def test_strings_and_dicts_with_the_connection_user_as_default():
+    assert parse(["agent-1", {"agent_id": "agent-2", "user_id": "u-2"}, {"agent_id": "agent-3"}]) == [
+        BatchItem(0, "agent-1", "default-user"),
+        BatchItem(1, "agent-2", "u-2"),
+        BatchItem(2, "agent-3", "default-user"),
+    ]
+
+
+def test_a_generator_of_items_is_accepted():
+    assert [item.agent_id for item in parse(f"agent-{n}" for n in range(3))] == [
+        "agent-0",
+        "agent-1",
+        "agent-2",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["agent-1", ""], "items[1].agent_id must be a non-empty string"),
+        ([{"agent_id": None}], "items[0].agent_id must be a non-empty string"),
+        ([{"agent_id": "a", "user_id": "  "}], "items[0].user_id must be a non-empty string"),
+        ([{"agent_id": "a", "userid": "u"}], "items[0] has unknown keys ['userid']"),
+        (["a", 42], "items[1] must be an agent id or a dict, got int"),
+    ],
+)
+def test_bad_items_are_named_by_index(items, message):
+    with pytest.raises(ValueError, match="nothing was sent") as caught:
+        parse(items)
+    assert message in str(caught.value)
+
+
+def test_missing_user_without_a_connection_default_names_the_connection():
+    with pytest.raises(ValueError, match="connection 'aidol_default' has no 'user_id' extra"):
+        parse(["agent-1"], default_user_id=None)
+
+
+def test_every_bad_item_is_counted_and_the_first_ten_listed():
+    with pytest.raises(ValueError, match="25 bad item") as caught:
+        parse([""] * 25)
+    assert "items[9]" in str(caught.value)
+    assert "items[10]" not in str(caught.value)
+    assert "and 15 more" in str(caught.value)
+
+
+@pytest.mark.parametrize("items", ["agent-1", {"agent_id": "a"}, 7, None])
+def test_items_must_be_a_list(items):
+    with pytest.raises(ValueError, match="items must be a list"):
+        parse(items)
+
+
+def test_batch_error_lists_failures_by_index():
+    failures = [
+        {"index": n, "agent_id": "a", "user_id": f"u{n}", "error": "Agent not found"} for n in range(12)
+    ]
+    error = AidolBatchError(failures, total=40)
+    assert str(error).startswith("12 of 40 conversations failed: items[0] agent a user u0: Agent not found")
+    assert "and 2 more" in str(error)
+    assert error.failures is failures
+
+
+def test_parsed_items_are_handed_on_as_they_are():
+    parsed = [BatchItem(7, "agent-1", "u-7"), BatchItem(3, "agent-2", "u-3")]
+    assert parse(parsed) == parsed
+
+
+# --- waits the server sets ------------------------------------------------------------------
+
+
+def rate_limited_batch(retry_after: float | None, *, succeed_after: int, seconds: float = 1.0):
+    """A batch whose create is refused with ``retry_after`` until ``succeed_after`` calls were made."""
+    from airflow_provider_aidol.batch.engine import ConversationBatch
+    from airflow_provider_aidol.client.envelope import AidolResponse
+    from airflow_provider_aidol.exceptions import AidolRateLimitError
+
+    calls: list[float] = []
+
+    def create(item, limiter, retry_if, on_send):
+        limiter.acquire()
+        calls.append(retry_after or 0)
+        if len(calls) <= succeed_after:
+            raise AidolRateLimitError("Too many requests", http_status=429, retry_after=retry_after)
+        return AidolResponse({"conversationId": f"c-{item.index}"}, "t", 200)
+
+    batch = ConversationBatch(
+        create,
+        max_workers=2,
+        requests_per_second=None,
+        default_requests_per_second=None,
+        rate_limit_seconds=seconds,
+        rate_limit_wait_max=0.2,
+    )
+    return batch, calls
+
+
+@pytest.mark.parametrize("retry_after", [1e9, float("inf"), float("nan"), -5.0])
+def test_a_batch_never_waits_longer_than_its_caps_whatever_retry_after_says(retry_after):
+    batch, calls = rate_limited_batch(retry_after, succeed_after=10**6)
+    started = time.monotonic()
+    results = dict(batch.run(parse(["agent-1", "agent-2"])))
+    assert time.monotonic() - started < 3
+    assert 2 <= len(calls) < 50  # each item retried while its second of rate limits lasted
+    assert [result["error"] for result in results.values()] == [
+        "Too many requests (HTTP 429, no business code, traceId -)"
+    ] * 2
+
+
+def test_a_batch_resumes_once_the_rate_limit_lifts_after_an_absurd_retry_after():
+    batch, _ = rate_limited_batch(float("inf"), succeed_after=2, seconds=5)
+    results = dict(batch.run(parse(["agent-1", "agent-2"])))
+    assert {result["conversation_id"] for result in results.values()} == {"c-0", "c-1"}
