@@ -2,7 +2,9 @@
 
 It is ``transport.send_once`` for asyncio: the same prepared request and signed headers, the
 same deadline and size cap on the answer, and the same typed errors, so a deferred task fails
-exactly as a task on a worker would.
+exactly as a task on a worker would. It shares only the client-agnostic parts (``prepared``,
+``network``, ``answer``) with the hook's transport, so the triggerer never loads ``requests``
+or ``urllib3``.
 """
 
 from __future__ import annotations
@@ -13,18 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from airflow_provider_aidol.client.answer import check_head, read_answer
 from airflow_provider_aidol.client.limits import Deadline, read_capped_async
+from airflow_provider_aidol.client.network import ca_bundle, environment_proxies, tls_failure
+from airflow_provider_aidol.client.prepared import CLIENT_HEADERS, authorization_header, request_line
 from airflow_provider_aidol.client.redaction import clean
-from airflow_provider_aidol.client.transport import (
-    CLIENT_HEADERS,
-    authorization_header,
-    ca_bundle,
-    check_head,
-    environment_proxies,
-    read_answer,
-    request_line,
-    tls_failure,
-)
 from airflow_provider_aidol.exceptions import (
     AidolConnectionError,
     AidolResponseError,
@@ -36,7 +31,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_aidol.client.connection import ConnectionSettings
     from airflow_provider_aidol.client.envelope import AidolResponse
-    from airflow_provider_aidol.client.transport import PreparedRequest
+    from airflow_provider_aidol.client.prepared import PreparedRequest
 
 
 def new_async_client(settings: ConnectionSettings) -> httpx.AsyncClient:

@@ -1,45 +1,27 @@
-"""One signed HTTP exchange: checking and preparing a request, signing it, sending it once.
+"""The hook's HTTP client: the ``requests`` session and one signed attempt sent on it.
 
-The hook's client (a ``requests`` session) is built and used here; the trigger's (``httpx``)
-sits beside it in ``async_transport``. Both take the prepared request, the signed headers, the
-Authorization header, TLS trust, proxies and the reading of the answer from this module, so
-they send the same bytes and fail with the same typed errors. Both read an answer within one
-deadline and a size cap (``limits``); here the ``watchdog`` enforces the deadline on the socket.
-Retries, pacing and clock correction are the caller's: each function here makes a single attempt.
+The request is prepared and signed by ``prepared``, TLS trust and proxies come from
+``network`` and the answer is read by ``answer``: the trigger's ``httpx`` client in
+``async_transport`` takes the same parts, so both send the same bytes and fail with the same typed
+errors. Both read an answer within one deadline and a size cap (``limits``); here the
+``watchdog`` enforces the deadline on the socket. Retries, pacing and clock correction are the
+caller's: each function here makes a single attempt.
 """
 
 from __future__ import annotations
 
 import http.client
-import os
-import time
-import uuid
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Any
 
 import requests
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError
 
-from airflow_provider_aidol import __version__
-from airflow_provider_aidol.client.envelope import AidolResponse, parse_response
-from airflow_provider_aidol.client.limits import (
-    DEFAULT_MAX_ANSWER_BYTES,
-    Deadline,
-    check_declared_size,
-    read_capped,
-)
-from airflow_provider_aidol.client.redaction import clean, quoted
-from airflow_provider_aidol.client.signing import (
-    canonical_body,
-    canonical_query,
-    sign,
-    signature_base,
-    to_json,
-    wire_query,
-)
-from airflow_provider_aidol.client.validation import require_text
+from airflow_provider_aidol.client.answer import check_head, read_answer
+from airflow_provider_aidol.client.limits import Deadline, read_capped
+from airflow_provider_aidol.client.network import ca_bundle, environment_proxies, tls_failure
+from airflow_provider_aidol.client.prepared import CLIENT_HEADERS, authorization_header, request_line
+from airflow_provider_aidol.client.redaction import clean
 from airflow_provider_aidol.client.watchdog import Exchange, WatchedAdapter
 from airflow_provider_aidol.exceptions import (
     AidolConnectionError,
@@ -52,17 +34,10 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from airflow_provider_aidol.client.connection import ConnectionSettings
+    from airflow_provider_aidol.client.envelope import AidolResponse
+    from airflow_provider_aidol.client.prepared import PreparedRequest
 
-METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-CLIENT_HEADERS = {
-    "User-Agent": f"airflow-provider-aidol/{__version__}",
-    "Content-Type": "application/json",
-    "Accept-Encoding": "identity",
-}
-"""Headers every request carries, whichever HTTP client sends it. Answers are asked for
-uncompressed: an inflated answer could be far larger than the size cap of what arrives."""
 _CHUNK_BYTES = 64 * 1024
-_LOCATION_LENGTH = 200
 _REASON_LENGTH = 500
 # What a requests exchange can raise besides the typed errors of the answer.
 _TRANSPORT_ERRORS = (
@@ -71,108 +46,6 @@ _TRANSPORT_ERRORS = (
     http.client.HTTPException,
     OSError,
 )
-
-
-@dataclass(frozen=True)
-class PreparedRequest:
-    """The parts of a request that stay the same across retries; ``user_id`` is already checked."""
-
-    method: str
-    path: str
-    signed_path: str
-    user_id: str
-    signed_query: str
-    signed_body: str
-    wire_params: dict[str, str] | None
-    wire_body: bytes | None
-    #: The most bytes an answer to this request may have.
-    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
-
-
-def prepare_request(
-    method: str,
-    path: str,
-    *,
-    json: Mapping[str, Any] | None,
-    params: Mapping[str, Any] | None,
-    user_id: str,
-    base_path: str = "",
-    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
-) -> PreparedRequest:
-    """Check the request and compute its signed and wire forms; raise ``ValueError`` naming a bad part.
-
-    :param max_answer_bytes: the most bytes the answer may have (the endpoint's cap).
-    """
-    method = require_text("method", method).upper()
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}.")
-    if not isinstance(path, str) or not path.startswith("/") or any(c in path for c in "?# "):
-        raise ValueError(
-            f"path must start with '/' and hold no query, fragment or space, got {path!r}; "
-            "pass query parameters in params=."
-        )
-    if any(segment in (".", "..") for segment in path.split("/")):
-        raise ValueError(
-            f"path must not hold '.' or '..' segments, got {path!r}: HTTP clients remove them, so "
-            "the server would check the signature against another path; write the path out."
-        )
-    if json is not None and not isinstance(json, dict):
-        raise ValueError(f"json must be a dict (the JSON object body), got {type(json).__name__}.")
-    if params is not None and not isinstance(params, dict):
-        raise ValueError(f"params must be a dict, got {type(params).__name__}.")
-    return PreparedRequest(
-        method=method,
-        path=path,
-        signed_path=base_path + path,
-        user_id=user_id,
-        signed_query=canonical_query(params),
-        signed_body=canonical_body(json),
-        wire_params=wire_query(params),
-        wire_body=None if json is None else to_json(json).encode(),
-        max_answer_bytes=max_answer_bytes,
-    )
-
-
-def authorization_header(api_key: str) -> dict[str, str]:
-    """Return the ``Authorization`` header that carries the API key (both clients add it this way)."""
-    return {"Authorization": f"Bearer {api_key}"}
-
-
-def ca_bundle() -> str | None:
-    """Return the CA bundle named by ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``, if any (both clients)."""
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
-
-
-def environment_proxies(url: str) -> dict[str, str]:
-    """Return the proxies the environment names for ``url`` (``HTTPS_PROXY``, ``NO_PROXY``, …), by scheme.
-
-    Both clients read them once, when they are built, with ``requests``' rules.
-    """
-    proxies: dict[str, str] = requests.utils.get_environ_proxies(url)
-    return proxies
-
-
-def request_line(
-    settings: ConnectionSettings, prepared: PreparedRequest, headers: Mapping[str, str]
-) -> dict[str, Any]:
-    """Return method, URL, query and headers of an attempt, as both HTTP clients take them."""
-    return {
-        "method": prepared.method,
-        "url": settings.base_url + prepared.path,
-        "params": prepared.wire_params,
-        "headers": headers,
-    }
-
-
-def tls_failure(settings: ConnectionSettings, reason: str) -> str:
-    """Return the message of a failed TLS handshake: the Base URL, and what a missing scheme means."""
-    hint = (
-        " (a Base URL without http:// or https:// means https; a server that speaks plain HTTP "
-        "needs http:// in the Base URL)"
-        if settings.base_url.startswith("https:")
-        else ""
-    )
-    return f"TLS failed talking to {settings.base_url}{hint}: {reason}"
 
 
 class BearerAuth(requests.auth.AuthBase):
@@ -188,25 +61,6 @@ class BearerAuth(requests.auth.AuthBase):
 
     def __repr__(self) -> str:
         return "BearerAuth(***)"
-
-
-def signed_headers(prepared: PreparedRequest, api_secret: str, timestamp: int) -> dict[str, str]:
-    """Return the signature headers of one attempt: its ``X-Timestamp`` and a fresh ``X-Request-ID``."""
-    stamp = str(timestamp)
-    base = signature_base(
-        prepared.method,
-        prepared.signed_path,
-        stamp,
-        prepared.user_id,
-        prepared.signed_query,
-        prepared.signed_body,
-    )
-    return {
-        "X-Timestamp": stamp,
-        "X-Signature": sign(api_secret, base),
-        "X-Request-ID": uuid.uuid4().hex,
-        "X-User-ID": prepared.user_id,
-    }
 
 
 class _Session(requests.Session):
@@ -320,60 +174,6 @@ def _failure(
         return AidolTimeoutError(f"answer stalled past {read_timeout:g} s", **where)
     # The server had begun to answer, so it acted: not retried, like a read timeout.
     return AidolResponseError(f"answer broke off: {_reason(error, secrets)}", **where)
-
-
-class HttpAnswer(Protocol):
-    """What reading an answer needs of a response; ``requests`` and ``httpx`` responses both have it."""
-
-    @property
-    def status_code(self) -> int:
-        """The HTTP status."""
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """The headers (case-insensitive)."""
-
-
-def check_head(
-    answer: HttpAnswer, max_bytes: int, *, secrets: tuple[str, str], method: str, path: str
-) -> None:
-    """Check status and headers before the body is read.
-
-    A redirect is reported, never followed; an answer announcing more than ``max_bytes`` bytes
-    is refused unread.
-    """
-    http_status, headers = answer.status_code, answer.headers
-    if 300 <= http_status < 400:
-        location = headers.get("Location")
-        target = (
-            # Decoded first: a URL may percent-encode any character of a credential.
-            f"redirected to {quoted(unquote(location, errors='replace'), secrets, limit=_LOCATION_LENGTH)}"
-            if location
-            else f"answered HTTP {http_status}, a redirect without a Location"
-        )
-        raise AidolResponseError(
-            f"{target}; set the connection's Base URL to the address the API answers at (redirects are "
-            "not followed: they would drop or leak the signed headers)",
-            http_status=http_status,
-            method=method,
-            path=path,
-        )
-    check_declared_size(headers, max_bytes, http_status=http_status, method=method, path=path)
-
-
-def read_answer(
-    answer: HttpAnswer, body: bytes, *, secrets: tuple[str, str], method: str, path: str
-) -> AidolResponse:
-    """Read a whole answer, whichever HTTP client got it (``check_head`` has passed)."""
-    return parse_response(
-        answer.status_code,
-        answer.headers,
-        body,
-        received_at=time.time(),
-        secrets=secrets,
-        method=method,
-        path=path,
-    )
 
 
 def _never_connected(error: requests.ConnectionError) -> bool:

@@ -17,15 +17,10 @@ from tenacity import Retrying
 from airflow_provider_aidol._lazy import Lazy
 from airflow_provider_aidol.client.connection import ConnectionSettings, load_settings
 from airflow_provider_aidol.client.endpoints import max_answer_bytes
+from airflow_provider_aidol.client.prepared import PreparedRequest, prepare_request, signed_headers
 from airflow_provider_aidol.client.ratelimit import RateLimiter
 from airflow_provider_aidol.client.retries import ServerClock, is_retryable, log_retries, retry_arguments
-from airflow_provider_aidol.client.transport import (
-    PreparedRequest,
-    new_session,
-    prepare_request,
-    send_once,
-    signed_headers,
-)
+from airflow_provider_aidol.client.transport import new_session, send_once
 from airflow_provider_aidol.exceptions import AidolAuthError
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_aidol.integration.usage import RequestUsage

@@ -23,8 +23,8 @@ from tenacity import AsyncRetrying
 from airflow_provider_aidol.client.async_transport import new_async_client, send_once_async
 from airflow_provider_aidol.client.connection import load_settings
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, max_answer_bytes
+from airflow_provider_aidol.client.prepared import prepare_request, signed_headers
 from airflow_provider_aidol.client.retries import ServerClock, is_safe_to_resend, log_retries, retry_arguments
-from airflow_provider_aidol.client.transport import prepare_request, signed_headers
 from airflow_provider_aidol.exceptions import AidolAuthError, AidolError
 from airflow_provider_aidol.integration.usage import RequestUsage
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_aidol.client.connection import ConnectionSettings
     from airflow_provider_aidol.client.envelope import AidolResponse
-    from airflow_provider_aidol.client.transport import PreparedRequest
+    from airflow_provider_aidol.client.prepared import PreparedRequest
 
 SENT_MARKER_KEY = "aidol_image_request"
 """The XCom key of the sent-marker: the operator sets it before deferring (``request_id`` None),

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from airflow_provider_aidol.client import signing
-from airflow_provider_aidol.client.transport import prepare_request, signed_headers
+from airflow_provider_aidol.client.prepared import prepare_request, signed_headers
 from airflow_provider_aidol.testing import verifier
 from tests.strategies import bodies, characters, queries, words
 

@@ -15,16 +15,12 @@ import threading
 import pytest
 from airflow.sdk import Connection
 
+from airflow_provider_aidol.client.answer import check_head
 from airflow_provider_aidol.client.async_transport import new_async_client, send_once_async
 from airflow_provider_aidol.client.connection import ConnectionSettings
-from airflow_provider_aidol.client.transport import (
-    ca_bundle,
-    check_head,
-    new_session,
-    prepare_request,
-    send_once,
-    signed_headers,
-)
+from airflow_provider_aidol.client.network import ca_bundle
+from airflow_provider_aidol.client.prepared import prepare_request, signed_headers
+from airflow_provider_aidol.client.transport import new_session, send_once
 from airflow_provider_aidol.exceptions import AidolResponseError
 
 ANSWER = json.dumps({"success": True, "code": 0, "data": {"ok": 1}, "traceId": "t-1"}).encode()

@@ -323,3 +323,43 @@ def wait_until(condition: Any, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def test_the_triggerer_loads_neither_requests_nor_urllib3_for_an_image_trigger(
+    server, conversation, deferred_run
+):
+    """A triggerer running the image trigger imports only httpx of the HTTP clients.
+
+    The trigger runs to completion in a fresh interpreter (``tests/triggers/lone_trigger.py``),
+    through Airflow's in-process supervisor against this test's metadata database and embedded
+    server, as ``start_again`` runs it here. Airflow's own trigger machinery (the triggerer's
+    ``TriggerRunner``, the supervisor, XCom and connection access) loads neither ``requests`` nor
+    ``urllib3``, so their absence afterwards shows our modules do not load them either.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tests.triggers.lone_trigger import RESULT
+
+    address = {"dag_id": image_dags.deferred.dag_id, "task_id": "generate", "map_index": -1}
+    kwargs = trigger_kwargs(conversation, attempt_id="a-new-try", run_id=deferred_run.run_id, **address)
+    spec = json.dumps({"kwargs": kwargs, "ti_id": str(deferred_run.ti_id)})
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.triggers.lone_trigger", spec],
+        cwd=REPO,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    results = [line for line in run.stdout.splitlines() if line.startswith(RESULT)]
+    assert results, run.stderr[-3000:]
+    report = json.loads(results[-1].removeprefix(RESULT))
+    assert report["event"]["status"] == "success"
+    assert len(server.images) == 2  # the deferred run's, and the lone trigger's
+    assert report["airflow"] == []
+    assert report["after"] == []
