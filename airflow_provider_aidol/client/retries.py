@@ -1,18 +1,20 @@
 """When a failed AI-DOL request is sent again, and how long to wait first.
 
-The hook (``requests``, tenacity's ``Retrying``) and the image trigger (``httpx``,
-``AsyncRetrying``) share these rules, so both clients retry the same failures the same way.
+The hook (``requests``, tenacity's ``Retrying``) and the async hook the image trigger uses
+(``httpx``, ``AsyncRetrying``) share these rules, so both clients retry the same failures the same
+way, and correct a skewed clock the same way (``send_correcting_clock`` and its async twin).
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tenacity import retry_if_exception, stop_after_attempt, stop_before_delay, wait_random_exponential
 
 from airflow_provider_aidol.exceptions import (
+    AidolAuthError,
     AidolConnectionError,
     AidolError,
     AidolRateLimitError,
@@ -20,12 +22,11 @@ from airflow_provider_aidol.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from tenacity import RetryCallState
 
     from airflow_provider_aidol.client.connection import ConnectionSettings
-    from airflow_provider_aidol.exceptions import AidolAuthError
 
 # A 401 whose server clock is further off than this is taken for clock skew (the window is 5 min).
 CLOCK_SKEW_TOLERANCE = 240.0
@@ -35,6 +36,7 @@ CLOCK_SKEW_TOLERANCE = 240.0
 MAX_CLOCK_SKEW = 86_400.0
 # The one 5xx that says the request was turned away before any work began.
 _REFUSED_STATUS = 503
+_T = TypeVar("_T")
 
 
 class WarningLog(Protocol):
@@ -182,3 +184,54 @@ def corrected_clock_offset(error: AidolAuthError, signed_with: float) -> float |
     if abs(skew - signed_with) <= CLOCK_SKEW_TOLERANCE:
         return None
     return skew
+
+
+class _ClockAttempts:
+    """The clock offsets one request is signed with: the clock's own, then at most one resend.
+
+    The skew is judged against the offset the refused attempt was signed with, so in a batch
+    every request that raced the first correction is resent too, not only the first.
+    """
+
+    def __init__(self, clock: ServerClock) -> None:
+        self._clock = clock
+        self._signed_with = clock.offset
+        self._resent = False
+        self.offset = self._signed_with
+        """The offset to sign the next attempt with."""
+
+    def resend_after(self, error: AidolAuthError) -> bool:
+        """Whether to resend after the 401 ``error`` (then signed with ``offset``)."""
+        if self._resent:
+            self._clock.refused(self.offset, signed_with=self._signed_with)
+            return False
+        resend_offset = self._clock.resend_offset(error, signed_with=self._signed_with)
+        if resend_offset is None:
+            return False
+        self.offset, self._resent = resend_offset, True
+        return True
+
+
+def send_correcting_clock(clock: ServerClock, send: Callable[[float], _T]) -> _T:
+    """Send once; on a 401 that shows the clocks disagree, adopt the server's clock and resend once.
+
+    :param send: signs (with this clock offset, in seconds) and sends one attempt.
+    """
+    attempts = _ClockAttempts(clock)
+    while True:
+        try:
+            return send(attempts.offset)
+        except AidolAuthError as error:
+            if not attempts.resend_after(error):
+                raise
+
+
+async def send_correcting_clock_async(clock: ServerClock, send: Callable[[float], Awaitable[_T]]) -> _T:
+    """``send_correcting_clock`` for a coroutine ``send``."""
+    attempts = _ClockAttempts(clock)
+    while True:
+        try:
+            return await send(attempts.offset)
+        except AidolAuthError as error:
+            if not attempts.resend_after(error):
+                raise

@@ -19,9 +19,14 @@ from airflow_provider_aidol.client.connection import ConnectionSettings, load_se
 from airflow_provider_aidol.client.endpoints import max_answer_bytes
 from airflow_provider_aidol.client.prepared import PreparedRequest, prepare_request, signed_headers
 from airflow_provider_aidol.client.ratelimit import RateLimiter
-from airflow_provider_aidol.client.retries import ServerClock, is_retryable, log_retries, retry_arguments
+from airflow_provider_aidol.client.retries import (
+    ServerClock,
+    is_retryable,
+    log_retries,
+    retry_arguments,
+    send_correcting_clock,
+)
 from airflow_provider_aidol.client.transport import new_session, send_once
-from airflow_provider_aidol.exceptions import AidolAuthError
 from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_aidol.integration.usage import RequestUsage
 
@@ -129,32 +134,12 @@ class AidolBaseHook(BaseHook):
             sleep=self.sleep,
         )
         with self.usage.operation():
-            return retrying(self._attempt_correcting_clock, prepared, limiter, timeout, on_send)
-
-    def _attempt_correcting_clock(
-        self,
-        prepared: PreparedRequest,
-        limiter: RateLimiter,
-        timeout: float | None,
-        on_send: Callable[[str], None] | None,
-    ) -> AidolResponse:
-        """Send once; on a 401 that shows the clocks disagree, adopt the server's clock and resend once.
-
-        The skew is judged against the offset the failed attempt was signed with, so in a batch
-        every request that raced the first correction is resent too, not only the first.
-        """
-        offset = self._clock.offset
-        try:
-            return self._attempt(prepared, limiter, offset, timeout, on_send)
-        except AidolAuthError as error:
-            resend_offset = self._clock.resend_offset(error, signed_with=offset)
-            if resend_offset is None:
-                raise
-        try:
-            return self._attempt(prepared, limiter, resend_offset, timeout, on_send)
-        except AidolAuthError:
-            self._clock.refused(resend_offset, signed_with=offset)
-            raise
+            response: AidolResponse = retrying(
+                send_correcting_clock,
+                self._clock,
+                lambda clock_offset: self._attempt(prepared, limiter, clock_offset, timeout, on_send),
+            )
+        return response
 
     def _attempt(
         self,

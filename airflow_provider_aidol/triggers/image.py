@@ -1,41 +1,32 @@
 """The trigger that waits out a 30-90 s chat image generation in the triggerer, not on a worker.
 
-It signs and sends ``POST /v1/chat/image`` with ``httpx``, keeps the answer's ``data`` (the
-base64 PNG) in an XCom, and fires an event that names it (or carries the typed error): the event
-is logged by the triggerer, so the image stays out of it. Images are billed and a request that
-reached the server may have acted, so before sending, the trigger fills in a sent-marker XCom on
-its task instance. A trigger that is started again for the same attempt (its triggerer died or
-handed it over mid-request) finds the marker and, unless told to resend, reports the request as
-interrupted instead of paying twice.
+It signs and sends ``POST /v1/chat/image`` through ``AidolAsyncHook`` (``httpx``), keeps the
+answer's ``data`` (the base64 PNG) in an XCom, and fires an event that names it (or carries the
+typed error): the event is logged by the triggerer, so the image stays out of it. Images are
+billed and a request that reached the server may have acted, so before sending, the trigger fills
+in a sent-marker XCom on its task instance. A trigger that is started again for the same attempt
+(its triggerer died or handed it over mid-request) finds the marker and, unless told to resend,
+reports the request as interrupted instead of paying twice.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
-from tenacity import AsyncRetrying
 
-from airflow_provider_aidol.client.async_transport import new_async_client, send_once_async
-from airflow_provider_aidol.client.connection import load_settings
-from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, max_answer_bytes
-from airflow_provider_aidol.client.prepared import prepare_request, signed_headers
-from airflow_provider_aidol.client.retries import ServerClock, is_safe_to_resend, log_retries, retry_arguments
+from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH
+from airflow_provider_aidol.client.retries import is_safe_to_resend
 from airflow_provider_aidol.exceptions import AidolAuthError, AidolError
-from airflow_provider_aidol.integration.usage import RequestUsage
+from airflow_provider_aidol.hooks.aidol_async import AidolAsyncHook
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    import httpx
-
-    from airflow_provider_aidol.client.connection import ConnectionSettings
     from airflow_provider_aidol.client.envelope import AidolResponse
-    from airflow_provider_aidol.client.prepared import PreparedRequest
 
 SENT_MARKER_KEY = "aidol_image_request"
 """The XCom key of the sent-marker: the operator sets it before deferring (``request_id`` None),
@@ -89,10 +80,8 @@ class ChatImageTrigger(BaseTrigger):
         self.map_index = map_index
         self.resend_after_restart = resend_after_restart
         self.max_requests = max_requests
-        self._clock = ServerClock(self.log)
-        self._usage = RequestUsage(max_requests)
+        self._hook = AidolAsyncHook(aidol_conn_id, max_requests=max_requests)
         self._in_flight: dict[str, Any] | None = None
-        self._client: httpx.AsyncClient | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the keyword arguments that rebuild this trigger."""
@@ -112,7 +101,7 @@ class ChatImageTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Send the request (unless an earlier run of this attempt did) and fire its outcome."""
         outcome = await self._outcome()
-        yield TriggerEvent({**outcome, "usage": self._usage.counts()})  # type: ignore[no-untyped-call]
+        yield TriggerEvent({**outcome, "usage": self._hook.usage.counts()})  # type: ignore[no-untyped-call]
 
     async def _outcome(self) -> dict[str, Any]:
         earlier = await self._sent_marker()
@@ -140,74 +129,36 @@ class ChatImageTrigger(BaseTrigger):
         return {"status": "success", "trace_id": response.trace_id, "http_status": response.http_status}
 
     async def _generate(self) -> AidolResponse:
-        settings = await sync_to_async(load_settings)(self.aidol_conn_id)
-        prepared = prepare_request(
-            "POST",
-            CHAT_IMAGE_PATH,
-            json=self.body,
-            params=None,
-            user_id=self.user_id,
-            base_path=settings.base_path,
-            max_answer_bytes=max_answer_bytes(CHAT_IMAGE_PATH),
-        )
-        retrying = AsyncRetrying(
-            **retry_arguments(settings, retry_if=is_safe_to_resend),
-            before_sleep=log_retries(self.log, "AI-DOL image attempt %d was refused before any work began"),
-        )
-        async with new_async_client(settings) as client:
-            self._client = client
-            with self._usage.operation():
-                response: AidolResponse = await retrying(
-                    self._attempt_correcting_clock, client, settings, prepared
-                )
-        return response
-
-    async def _attempt_correcting_clock(
-        self, client: httpx.AsyncClient, settings: ConnectionSettings, prepared: PreparedRequest
-    ) -> AidolResponse:
-        """Send once; on a 401 that shows the clocks disagree, adopt the server's clock and resend once."""
-        offset = self._clock.offset
-        try:
-            return await self._attempt(client, settings, prepared, offset)
-        except AidolAuthError as error:
-            resend_offset = self._clock.resend_offset(error, signed_with=offset)
-            if resend_offset is None:
-                raise
-        try:
-            return await self._attempt(client, settings, prepared, resend_offset)
-        except AidolAuthError:
-            self._clock.refused(resend_offset, signed_with=offset)
-            raise
-
-    async def _attempt(
-        self,
-        client: httpx.AsyncClient,
-        settings: ConnectionSettings,
-        prepared: PreparedRequest,
-        clock_offset: float,
-    ) -> AidolResponse:
-        headers = signed_headers(prepared, settings.api_secret, int(time.time() + clock_offset))
-        with self._usage.request(prepared.path):
-            await self._mark_sent(headers["X-Request-ID"])
-            self.log.info(
-                "Sending the AI-DOL image request (X-Request-ID %s); it usually takes 30-90 s",
-                headers["X-Request-ID"],
+        async with self._hook as hook:
+            prepared = await hook.prepare("POST", CHAT_IMAGE_PATH, json=self.body, user_id=self.user_id)
+            settings = await hook.get_settings()
+            return await hook.send(
+                prepared,
+                retry_if=is_safe_to_resend,
+                timeout=settings.image_timeout,
+                attempt_failed="AI-DOL image attempt %d was refused before any work began",
+                on_send=self._sending,
+                after_attempt=self._attempt_ended,
             )
-            self._in_flight = {"request_id": headers["X-Request-ID"], "sent_at": time.monotonic()}
-            try:
-                response = await send_once_async(
-                    client, settings, prepared, headers, timeout=settings.image_timeout
-                )
-            except asyncio.CancelledError:
-                raise  # still in flight for on_kill(), which Airflow calls after cancelling run()
-            except AidolError as error:
-                self._in_flight = None
-                if is_safe_to_resend(error) or isinstance(error, AidolAuthError):
-                    # Refused before any work: a restart while waiting to resend must not fail the task.
-                    await self._mark_sent(None)
-                raise
-            self._in_flight = None
-            return response
+
+    async def _sending(self, request_id: str) -> None:
+        """Fill in the sent-marker, then log and remember the request about to go out."""
+        await self._mark_sent(request_id)
+        self.log.info(
+            "Sending the AI-DOL image request (X-Request-ID %s); it usually takes 30-90 s", request_id
+        )
+        self._in_flight = {"request_id": request_id, "sent_at": time.monotonic()}
+
+    async def _attempt_ended(self, error: AidolError | None) -> None:
+        """Forget the request in flight; clear the sent-marker if the server refused it before any work.
+
+        Not called for an attempt cancelled mid-request: that one stays in flight for ``on_kill()``,
+        which Airflow calls after cancelling ``run()``.
+        """
+        self._in_flight = None
+        if error is not None and (is_safe_to_resend(error) or isinstance(error, AidolAuthError)):
+            # Refused before any work: a restart while waiting to resend must not fail the task.
+            await self._mark_sent(None)
 
     async def on_kill(self) -> None:
         """Close the request when a user clears the task or marks it failed (Airflow 3.3+).
@@ -216,9 +167,8 @@ class ChatImageTrigger(BaseTrigger):
         request in flight (if any) is cut off and logged with its X-Request-ID and how long it
         ran: the server may still generate and bill that one image.
         """
-        in_flight, client = self._in_flight, self._client
-        if client is not None:
-            await client.aclose()
+        in_flight = self._in_flight
+        await self._hook.aclose()
         if in_flight is None:
             self.log.info("AI-DOL image task killed by a user action; no request was in flight")
             return
@@ -228,7 +178,7 @@ class ChatImageTrigger(BaseTrigger):
             "still generate and bill this one image. Requests sent by this trigger: %s",
             in_flight["request_id"],
             time.monotonic() - in_flight["sent_at"],
-            self._usage.counts(),
+            self._hook.usage.counts(),
         )
 
     def _ti_address(self) -> dict[str, Any]:

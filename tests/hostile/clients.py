@@ -94,7 +94,7 @@ def run_trigger(stored: dict[str, Any] | None = None) -> tuple[dict[str, Any], f
         event = asyncio.run(asyncio.wait_for(first_event(), TRIGGER_TIMEOUT))
     except Exception as error:
         event = {"status": "raised", "error": f"{type(error).__name__}: {str(error)[:300]}"}
-    return event, trigger._clock.offset
+    return event, trigger._hook._clock.offset
 
 
 def trigger_outcome() -> tuple[str, float]:
