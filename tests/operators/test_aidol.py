@@ -6,20 +6,21 @@ import json
 
 import pytest
 
+from tests.airflow_db import returned
 from tests.dags import operator_dags
 
 
 @pytest.fixture
 def server(airflow_db, aidol_default_connection):
-    operator_dags.RECEIVED.clear()
     return aidol_default_connection
 
 
 def test_downstream_task_receives_the_conversation_id(server, capfd):
-    assert operator_dags.single.test().state == "success"
+    dag_run = operator_dags.single.test()
+    assert dag_run.state == "success"
     [created] = server.conversations
     assert (created.agent_id, created.user_id) == ("agent-2", "bob")
-    assert operator_dags.RECEIVED["single"] == [created.conversation_id]
+    assert returned(dag_run) == created.conversation_id
     [request] = server.requests
     logged = (
         f"Created AI-DOL conversation {created.conversation_id} with agent agent-2 "
@@ -29,12 +30,11 @@ def test_downstream_task_receives_the_conversation_id(server, capfd):
 
 
 def test_mapped_over_agents_creates_one_conversation_each(server):
-    assert operator_dags.mapped.test().state == "success"
+    dag_run = operator_dags.mapped.test()
+    assert dag_run.state == "success"
     by_agent = {c.agent_id: c.conversation_id for c in server.conversations}
     assert sorted(by_agent) == ["agent-1", "agent-2", "agent-3"]
-    assert operator_dags.RECEIVED["mapped"] == [
-        [by_agent["agent-1"], by_agent["agent-2"], by_agent["agent-3"]]
-    ]
+    assert returned(dag_run) == [by_agent["agent-1"], by_agent["agent-2"], by_agent["agent-3"]]
 
 
 def test_auth_errors_fail_the_task_without_airflow_retries(server, monkeypatch):

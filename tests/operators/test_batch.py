@@ -5,19 +5,22 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from airflow_provider_aidol.batch.result_log import ResultLog
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
 from airflow_provider_aidol.testing import Fault
+from tests.airflow_db import returned
 from tests.dags import batch_dags
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
 
 
 @pytest.fixture
 def server(airflow_db, aidol_default_connection):
-    batch_dags.RECEIVED.clear()
     return aidol_default_connection
 
 
@@ -27,8 +30,9 @@ def items(count: int) -> list[dict[str, str]]:
     return [{"agent_id": "agent-1", "user_id": f"{run}-user-{n}"} for n in range(count)]
 
 
-def run(dag, **params) -> str:
-    return str(dag.test(run_conf=params).state)
+def run(dag: DAG, **params: Any) -> Any:
+    """Run ``dag`` with ``dag.test()`` and ``params`` as the run's conf; return the finished run."""
+    return dag.test(run_conf=params)
 
 
 def read_lines(path) -> list[dict[str, Any]]:
@@ -37,8 +41,9 @@ def read_lines(path) -> list[dict[str, Any]]:
 
 def test_without_output_path_the_xcom_is_the_result_list(server):
     batch = items(5)
-    assert run(batch_dags.failing, items=batch) == "success"
-    [results] = batch_dags.RECEIVED["aidol_batch_fail"]
+    dag_run = run(batch_dags.failing, items=batch)
+    assert dag_run.state == "success"
+    results = returned(dag_run)
     assert [r["user_id"] for r in results] == [i["user_id"] for i in batch]
     assert all(r["conversation_id"] and r["error"] is None and r["reused"] is False for r in results)
     assert len(server.conversations) == 5
@@ -46,8 +51,9 @@ def test_without_output_path_the_xcom_is_the_result_list(server):
 
 def test_with_output_path_the_xcom_is_a_summary_and_lines_are_written(server, tmp_path):
     path = tmp_path / "out" / "results.jsonl"
-    assert run(batch_dags.failing, items=items(6), output_path=f"file://{path}") == "success"
-    [summary] = batch_dags.RECEIVED["aidol_batch_fail"]
+    dag_run = run(batch_dags.failing, items=items(6), output_path=f"file://{path}")
+    assert dag_run.state == "success"
+    summary = returned(dag_run)
     assert summary == {
         "output_path": f"file://{path}",
         "total": 6,
@@ -68,7 +74,7 @@ def test_on_error_fail_finishes_every_item_then_fails(server, tmp_path):
     batch = items(6)
     batch[2]["agent_id"] = "missing-agent"
     path = tmp_path / "results.jsonl"
-    assert run(batch_dags.failing, items=batch, output_path=f"file://{path}") == "failed"
+    assert run(batch_dags.failing, items=batch, output_path=f"file://{path}").state == "failed"
     lines = read_lines(path)
     assert len(lines) == 6
     assert [line["index"] for line in lines if line["error"]] == [2]
@@ -78,8 +84,9 @@ def test_on_error_fail_finishes_every_item_then_fails(server, tmp_path):
 def test_on_error_continue_succeeds_and_reports_the_failure(server):
     batch = items(4)
     batch[1]["agent_id"] = "missing-agent"
-    assert run(batch_dags.continuing, items=batch) == "success"
-    [results] = batch_dags.RECEIVED["aidol_batch_continue"]
+    dag_run = run(batch_dags.continuing, items=batch)
+    assert dag_run.state == "success"
+    results = returned(dag_run)
     assert "Agent not found" in results[1]["error"]
     assert [r["conversation_id"] is not None for r in results] == [True, False, True, True]
 
@@ -88,10 +95,11 @@ def test_a_retried_task_resumes_without_creating_recorded_items_again(server, tm
     batch = items(12)
     path = tmp_path / "results.jsonl"
     server.inject(Fault.STATUS, status=500, times=3)  # three items fail in the first try
-    assert run(batch_dags.resuming, items=batch, output_path=f"file://{path}") == "success"
+    dag_run = run(batch_dags.resuming, items=batch, output_path=f"file://{path}")
+    assert dag_run.state == "success"
     per_user = Counter(c.user_id for c in server.conversations)
     assert per_user == Counter({item["user_id"]: 1 for item in batch})
-    [summary] = batch_dags.RECEIVED["aidol_batch_resume"]
+    summary = returned(dag_run)
     assert (summary["already_recorded"], summary["created"], summary["failed"]) == (9, 3, 0)
 
 
@@ -109,7 +117,7 @@ def test_resume_after_a_crash_mid_batch(server, tmp_path, monkeypatch):
             raise RuntimeError("simulated worker crash")
 
     monkeypatch.setattr(ResultLog, "append", crash_after_four)
-    assert run(batch_dags.resuming, items=batch, output_path=f"file://{path}") == "success"
+    assert run(batch_dags.resuming, items=batch, output_path=f"file://{path}").state == "success"
     recorded_first = {line["user_id"] for line in appended[:4]}
     per_user = Counter(c.user_id for c in server.conversations)
     assert all(per_user[user] == 1 for user in recorded_first), "recorded items must not be created again"
@@ -120,9 +128,9 @@ def test_resume_after_a_crash_mid_batch(server, tmp_path, monkeypatch):
 
 def test_reuse_across_two_dag_runs(server):
     batch = items(3)
-    assert run(batch_dags.reusing, items=batch) == "success"
-    assert run(batch_dags.reusing, items=batch) == "success"
-    first, second = batch_dags.RECEIVED["aidol_batch_reuse"]
+    first_run, second_run = run(batch_dags.reusing, items=batch), run(batch_dags.reusing, items=batch)
+    assert (first_run.state, second_run.state) == ("success", "success")
+    first, second = returned(first_run), returned(second_run)
     assert [r["reused"] for r in first] == [False] * 3
     assert [r["reused"] for r in second] == [True] * 3
     assert [r["conversation_id"] for r in second] == [r["conversation_id"] for r in first]
@@ -132,8 +140,9 @@ def test_reuse_across_two_dag_runs(server):
 def test_with_reuse_a_pair_listed_twice_gets_one_conversation(server):
     batch = items(2)
     batch.append(batch[0])
-    assert run(batch_dags.reusing, items=batch) == "success"
-    [results] = batch_dags.RECEIVED["aidol_batch_reuse"]
+    dag_run = run(batch_dags.reusing, items=batch)
+    assert dag_run.state == "success"
+    results = returned(dag_run)
     assert len(server.conversations) == 2
     assert results[2]["conversation_id"] == results[0]["conversation_id"]
     assert [r["reused"] for r in results] == [False, False, True]
@@ -141,15 +150,15 @@ def test_with_reuse_a_pair_listed_twice_gets_one_conversation(server):
 
 def test_single_operator_reuses_its_conversation(server):
     user = f"reuse-{uuid.uuid4().hex[:8]}"
-    assert run(batch_dags.single_reuse, user=user) == "success"
-    assert run(batch_dags.single_reuse, user=user) == "success"
-    first, second = batch_dags.RECEIVED["aidol_single_reuse"]
+    first_run, second_run = run(batch_dags.single_reuse, user=user), run(batch_dags.single_reuse, user=user)
+    assert (first_run.state, second_run.state) == ("success", "success")
+    first, second = returned(first_run), returned(second_run)
     assert first == second
     assert len(server.conversations) == 1
 
 
 def test_bad_items_fail_the_task_before_any_request(server):
-    assert run(batch_dags.failing, items=[{"agent_id": ""}]) == "failed"
+    assert run(batch_dags.failing, items=[{"agent_id": ""}]).state == "failed"
     assert server.requests == []
 
 
@@ -169,7 +178,7 @@ def test_bad_operator_arguments_fail_at_dag_definition(kwargs, message):
     ],
 )
 def test_a_bad_output_path_fails_before_any_request(server, output, message, capfd):
-    assert run(batch_dags.failing, items=items(3), output_path=output) == "failed"
+    assert run(batch_dags.failing, items=items(3), output_path=output).state == "failed"
     out = capfd.readouterr().out
     assert message in out
     assert "Install the Airflow provider of that storage" in out or "absolute local path" in out

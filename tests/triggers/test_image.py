@@ -18,6 +18,7 @@ from airflow_provider_aidol.hooks.aidol import AidolHook
 from airflow_provider_aidol.images import CHAT_IMAGE_PATH, chat_image_body
 from airflow_provider_aidol.testing import Fault
 from airflow_provider_aidol.triggers.image import ChatImageTrigger
+from tests.airflow_db import returned
 from tests.dags import image_dags
 
 USER = "bob"
@@ -25,7 +26,6 @@ USER = "bob"
 
 @pytest.fixture
 def server(airflow_db, aidol_default_connection):
-    image_dags.RECEIVED.clear()
     return aidol_default_connection
 
 
@@ -90,7 +90,7 @@ def deferred_run(server, conversation, tmp_path):
     dag_run = image_dags.deferred.test(run_conf=params)
     assert dag_run.state == "success"
     [ti] = [ti for ti in dag_run.get_task_instances() if ti.task_id == "generate"]
-    marker = image_dags.RECEIVED[image_dags.deferred.dag_id]["marker"]
+    marker = returned(dag_run)["marker"]
     return SimpleNamespace(run_id=dag_run.run_id, ti_id=ti.id, marker=marker)
 
 
