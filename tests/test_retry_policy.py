@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import timedelta
 
@@ -17,6 +16,7 @@ from airflow_provider_aidol.exceptions import (
 from airflow_provider_aidol.integration.usage import USAGE_XCOM_KEY
 from airflow_provider_aidol.retry_policy import AidolRetryPolicy, rate_limit_delay
 from airflow_provider_aidol.testing import Fault
+from tests.aidol_default import point_connection
 from tests.airflow_db import xcom
 from tests.dags import integration_dags
 
@@ -61,12 +61,10 @@ def test_a_user_given_retry_policy_wins():
 
 @needs_retry_policy
 def test_a_rate_limited_task_is_retried_after_the_servers_delay_not_its_retry_delay(
-    airflow_db, aidol_default_connection, monkeypatch
+    airflow_with_aidol_server, monkeypatch
 ):
-    server = aidol_default_connection
-    connection = json.loads(server.connection_json())
-    connection["extra"]["max_retries"] = 0  # the hook gives up at once, so the task itself fails
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(connection))
+    server = airflow_with_aidol_server
+    point_connection(monkeypatch, server, max_retries=0)  # the hook gives up at once, so the task fails
     server.inject(Fault.RATE_LIMITED, status=429, retry_after=3)
 
     started = time.monotonic()
