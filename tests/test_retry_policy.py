@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from importlib.metadata import version
 
 import pytest
 
@@ -20,12 +21,19 @@ from tests.aidol_default import point_connection
 from tests.airflow_db import xcom
 from tests.dags import integration_dags
 
+AIRFLOW_VERSION = tuple(int(part) for part in version("apache-airflow").split(".")[:2])
 needs_retry_policy = pytest.mark.skipif(AidolRetryPolicy is None, reason="retry_policy is new in Airflow 3.3")
 
 
+def test_retry_policies_are_there_from_airflow_3_3_on():
+    assert (AidolRetryPolicy is not None) == (AIRFLOW_VERSION >= (3, 3))
+
+
+@pytest.mark.skipif(AIRFLOW_VERSION >= (3, 3), reason="Airflow 3.3+ has retry policies: the tests below")
 def test_without_retry_policies_the_operators_keep_the_tasks_own_retries():
     task = integration_dags.rate_limited_retry.get_task("create")
-    assert getattr(task, "retry_policy", None) is None or AidolRetryPolicy is not None
+    assert getattr(task, "retry_policy", None) is None
+    assert (task.retries, task.retry_delay) == (1, timedelta(hours=1))
 
 
 def test_a_rate_limit_waits_the_servers_retry_after_else_a_doubling_backoff():
