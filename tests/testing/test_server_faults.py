@@ -10,12 +10,11 @@ import pytest
 import requests
 
 from airflow_provider_aidol.testing import Fault
+from tests.polling import wait_until
 
 from .signed_client import assert_error
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from airflow_provider_aidol.testing import AidolServer
 
     from .signed_client import SignedClient
@@ -109,13 +108,6 @@ def test_delay_then_normal_answer(client: SignedClient) -> None:
     assert time.monotonic() - started >= 0.2
 
 
-def wait_for(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 2
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met within 2 s"
-        time.sleep(0.02)
-
-
 def test_delay_beyond_the_client_timeout_is_a_read_timeout(fresh_client: SignedClient) -> None:
     server = fresh_client.server
     server.inject(Fault.DELAY, delay=0.4)
@@ -124,7 +116,7 @@ def test_delay_beyond_the_client_timeout_is_a_read_timeout(fresh_client: SignedC
     [in_flight] = server.requests
     assert (in_flight.fault, in_flight.http_status, server.conversations) == (Fault.DELAY, None, [])
     # The server still acts once the delay is over: the client's timeout left an orphan.
-    wait_for(lambda: len(server.conversations) == 1)
+    wait_until(lambda: len(server.conversations) == 1, timeout=2, what="the delayed conversation")
     assert server.requests[0].code == 10200
 
 
@@ -134,7 +126,7 @@ def test_reset_forgets_requests_still_in_flight(fresh_client: SignedClient) -> N
     with pytest.raises(requests.ReadTimeout):
         fresh_client.post(CONVERSATION, BODY, timeout=0.1)
     server.reset()
-    wait_for(lambda: len(server.conversations) == 1)
+    wait_until(lambda: len(server.conversations) == 1, timeout=2, what="the delayed conversation")
     assert server.requests == []
 
 

@@ -21,6 +21,7 @@ from airflow_provider_aidol.triggers.image import ChatImageTrigger
 from tests.aidol_default import USER, point_connection
 from tests.airflow_db import returned
 from tests.dags import image_dags
+from tests.polling import wait_until
 
 
 def trigger_kwargs(conversation: str, **changes: Any) -> dict[str, Any]:
@@ -303,13 +304,8 @@ def test_a_user_kill_mid_request_closes_the_request_and_logs_what_it_may_cost(
     assert "'requests': 1" in line
     # What the warning is about: the server carries on and generates (bills) the image no one reads.
     assert airflow_with_aidol_server.images[-1].request_id == in_flight[0].request_id
-    wait_until(lambda: airflow_with_aidol_server.requests[-1].http_status is not None)
-
-
-def wait_until(condition: Any, timeout: float = 10.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+    wait_until(
+        lambda: airflow_with_aidol_server.requests[-1].http_status is not None,
+        timeout=10,
+        what="the server's answer to the killed request",
+    )
