@@ -225,6 +225,27 @@ def rate_limited_summary(runs: Sequence[Mapping[str, Any]], ideal: float) -> dic
     }
 
 
+def rate_limited_cells(summed: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The table cells of one mode's rate-limited runs, by column: its ``rate_limited_summary``
+    (median wall, x ideal, median share, exactly once) and each run's seconds and rate-limited
+    requests."""
+    return {
+        "median wall": fmt_seconds(summed["median_s"]),
+        "x ideal": fmt_ratio(summed["ratio"]),
+        "runs (s)": " / ".join(f"{r['seconds']:.2f}" for r in runs),
+        "rate-limited / requests": "; ".join(f"{r['rate_limited']} of {r['requests']}" for r in runs),
+        "median share": f"{summed['limited_share']:.1%}",
+        "exactly once": "yes" if summed["exactly_once"] else "NO",
+    }
+
+
+def rate_limited_result(cells: Mapping[str, str], *more: str) -> str:
+    """A goal's result from ``rate_limited_cells``: x ideal (median wall); median share; ``more``;
+    exactly once."""
+    ratio = f"{cells['x ideal']} ({cells['median wall']})"
+    return "; ".join([ratio, cells["median share"], *more, cells["exactly once"]])
+
+
 # ---------------------------------------------------------------------------------------------
 # Environments
 

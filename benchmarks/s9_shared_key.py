@@ -21,13 +21,13 @@ from benchmarks.common import (
     ScenarioResult,
     ServerProcess,
     at_most,
-    fmt_ratio,
-    fmt_seconds,
     log_file,
     make_items,
     median,
     new_result,
     rate_limited,
+    rate_limited_cells,
+    rate_limited_result,
     rate_limited_run,
     rate_limited_summary,
     say,
@@ -37,6 +37,17 @@ TITLE = "Four processes, one key (50/s, burst 5)"
 TIME_GOAL = 1.20
 LIMITED_GOAL = 0.10
 SPREAD_GOAL = 1.5
+COLUMNS = [
+    "limiter",
+    "median wall",
+    "x ideal",
+    "runs (s)",
+    "per-task seconds, per run",
+    "slowest / fastest (median)",
+    "rate-limited / requests",
+    "median share",
+    "exactly once",
+]
 
 
 def _run_processes(
@@ -138,53 +149,32 @@ def run(
         data_runs = runs[mode]
         spread = median(max(r["per_task_s"]) / min(r["per_task_s"]) for r in data_runs)
         summary[mode] = summed = {**rate_limited_summary(data_runs, ideal), "spread": spread}
-        seconds, ratio, share, once = (
-            summed[key] for key in ("median_s", "ratio", "limited_share", "exactly_once")
-        )
+        cells = {
+            "limiter": mode,
+            **rate_limited_cells(summed, data_runs),
+            "per-task seconds, per run": " / ".join(
+                ", ".join(f"{s:.1f}" for s in r["per_task_s"]) for r in data_runs
+            ),
+            "slowest / fastest (median)": f"{spread:.2f}x",
+        }
         if told is None:
             met = (
-                at_most(ratio, TIME_GOAL)
-                and at_most(share, LIMITED_GOAL)
+                at_most(summed["ratio"], TIME_GOAL)
+                and at_most(summed["limited_share"], LIMITED_GOAL)
                 and at_most(spread, SPREAD_GOAL)
-                and once
+                and summed["exactly_once"]
             )
             result["goals"].append(
                 {
                     "measure": "adaptive, 4 processes: wall / ideal; share rate-limited; "
                     "slowest / fastest task; created exactly once",
                     "goal": f"≤ {TIME_GOAL:.2f}x; ≤ {LIMITED_GOAL:.0%}; ≤ {SPREAD_GOAL}x; yes",
-                    "result": f"{fmt_ratio(ratio)} ({fmt_seconds(seconds)}); {share:.1%}; {spread:.2f}x; "
-                    f"{'yes' if once else 'NO'}",
+                    "result": rate_limited_result(cells, cells["slowest / fastest (median)"]),
                     "met": met,
                 }
             )
-        rows.append(
-            [
-                mode,
-                fmt_seconds(seconds),
-                fmt_ratio(ratio),
-                " / ".join(f"{r['seconds']:.2f}" for r in data_runs),
-                " / ".join(", ".join(f"{s:.1f}" for s in r["per_task_s"]) for r in data_runs),
-                f"{spread:.2f}x",
-                "; ".join(f"{r['rate_limited']} of {r['requests']}" for r in data_runs),
-                f"{share:.1%}",
-                "yes" if once else "NO",
-            ]
-        )
-    result["table"] = {
-        "columns": [
-            "limiter",
-            "median wall",
-            "x ideal",
-            "runs (s)",
-            "per-task seconds, per run",
-            "slowest / fastest (median)",
-            "rate-limited / requests",
-            "median share",
-            "exactly once",
-        ],
-        "rows": rows,
-    }
+        rows.append([cells[column] for column in COLUMNS])
+    result["table"] = {"columns": COLUMNS, "rows": rows}
     result["notes"].append(
         f"Ideal: (processes x items - burst) / rate = ({processes} x {items} - {burst}) / {rate:g} = "
         f"{ideal:.2f} s. Wall time runs from the first batch's start to the last one's end; a task's "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def xcom(dag_id: str, run_id: str, task_id: str, key: str) -> Any:
+def xcom(dag_id: str, run_id: str, task_id: str, key: str, *, map_index: int = -1) -> Any:
     """Return the value of XCom ``key`` of a task instance, as stored (``None`` when absent)."""
     from airflow.models.xcom import XComModel  # noqa: TID251  (the test reads the metadata DB itself)
     from airflow.utils.session import create_session
@@ -17,7 +17,17 @@ def xcom(dag_id: str, run_id: str, task_id: str, key: str) -> Any:
                 XComModel.dag_id == dag_id,
                 XComModel.run_id == run_id,
                 XComModel.task_id == task_id,
+                XComModel.map_index == map_index,
                 XComModel.key == key,
             )
         ).first()
         return None if row is None else XComModel.deserialize_value(row)
+
+
+def returned(dag_run: Any, task_id: str = "record") -> Any:
+    """What ``task_id`` returned in ``dag_run`` (its ``return_value`` XCom, read from the database).
+
+    The tests' DAGs end in a task ``record`` that returns what it received from upstream, so
+    by default this is what the upstream task handed over in that run.
+    """
+    return xcom(dag_run.dag_id, dag_run.run_id, task_id, "return_value")

@@ -93,3 +93,41 @@ def registry_conn_id(request: pytest.FixtureRequest) -> str:
     """Each registry database in turn: SQLite, then PostgreSQL."""
     conn_id: str = request.getfixturevalue(f"{request.param}_registry")
     return conn_id
+
+
+# The embedded AI-DOL server behind ``aidol_default``, for tests in this process and for DAG runs.
+# Both build on the pytest plugin's ``aidol_default_connection``: a fresh server per test
+# (``@pytest.mark.aidol_server(...)`` configures it) that ``aidol_default`` points at.
+
+from tests.aidol_default import USER, point_connection  # noqa: E402  (the Airflow settings above come first)
+
+if TYPE_CHECKING:
+    from airflow_provider_aidol.testing import AidolServer
+
+
+@pytest.fixture
+def aidol_default_server(
+    aidol_default_connection: AidolServer, monkeypatch: pytest.MonkeyPatch
+) -> AidolServer:
+    """The embedded server behind ``aidol_default``, with fast retry waits: for calling the hook here."""
+    point_connection(monkeypatch, aidol_default_connection)
+    return aidol_default_connection
+
+
+@pytest.fixture
+def airflow_with_aidol_server(airflow_db: Path, aidol_default_connection: AidolServer) -> AidolServer:
+    """A migrated Airflow metadata database for ``dag.test()`` runs, and the embedded server behind
+    ``aidol_default`` (the connection as the plugin sets it) that the runs' tasks talk to."""
+    return aidol_default_connection
+
+
+@pytest.fixture
+def conversation(aidol_default_connection: AidolServer) -> Iterator[str]:
+    """The id of a conversation of ``agent-1`` with ``USER``, made on the server behind ``aidol_default``."""
+    from airflow_provider_aidol.hooks.aidol import AidolHook
+
+    hook = AidolHook()
+    try:
+        yield hook.create_conversation("agent-1", user_id=USER)
+    finally:
+        hook.close()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import timedelta
+from importlib.metadata import version
 
 import pytest
 
@@ -17,15 +17,23 @@ from airflow_provider_aidol.exceptions import (
 from airflow_provider_aidol.integration.usage import USAGE_XCOM_KEY
 from airflow_provider_aidol.retry_policy import AidolRetryPolicy, rate_limit_delay
 from airflow_provider_aidol.testing import Fault
+from tests.aidol_default import point_connection
 from tests.airflow_db import xcom
 from tests.dags import integration_dags
 
+AIRFLOW_VERSION = tuple(int(part) for part in version("apache-airflow").split(".")[:2])
 needs_retry_policy = pytest.mark.skipif(AidolRetryPolicy is None, reason="retry_policy is new in Airflow 3.3")
 
 
+def test_retry_policies_are_there_from_airflow_3_3_on():
+    assert (AidolRetryPolicy is not None) == (AIRFLOW_VERSION >= (3, 3))
+
+
+@pytest.mark.skipif(AIRFLOW_VERSION >= (3, 3), reason="Airflow 3.3+ has retry policies: the tests below")
 def test_without_retry_policies_the_operators_keep_the_tasks_own_retries():
     task = integration_dags.rate_limited_retry.get_task("create")
-    assert getattr(task, "retry_policy", None) is None or AidolRetryPolicy is not None
+    assert getattr(task, "retry_policy", None) is None
+    assert (task.retries, task.retry_delay) == (1, timedelta(hours=1))
 
 
 def test_a_rate_limit_waits_the_servers_retry_after_else_a_doubling_backoff():
@@ -61,12 +69,10 @@ def test_a_user_given_retry_policy_wins():
 
 @needs_retry_policy
 def test_a_rate_limited_task_is_retried_after_the_servers_delay_not_its_retry_delay(
-    airflow_db, aidol_default_connection, monkeypatch
+    airflow_with_aidol_server, monkeypatch
 ):
-    server = aidol_default_connection
-    connection = json.loads(server.connection_json())
-    connection["extra"]["max_retries"] = 0  # the hook gives up at once, so the task itself fails
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(connection))
+    server = airflow_with_aidol_server
+    point_connection(monkeypatch, server, max_retries=0)  # the hook gives up at once, so the task fails
     server.inject(Fault.RATE_LIMITED, status=429, retry_after=3)
 
     started = time.monotonic()

@@ -28,7 +28,8 @@ UPSTREAM_DEBUG_LINE = "MaskSecret("
 
 
 @pytest.fixture(scope="module")
-def server():
+def known_secret_server():
+    """The embedded server with the API key and secret the test looks for in everything Airflow keeps."""
     with AidolServer(api_key=API_KEY, api_secret=API_SECRET, user_id="hygiene-user") as server:
         yield server
 
@@ -63,18 +64,18 @@ def stored_leaks() -> list[str]:
     return [str(path) for path in stored if leaks(path.read_bytes().decode("utf-8", errors="replace"))]
 
 
-def test_secrets_never_leak_from_successful_failing_and_retried_runs(airflow_db, server):
+def test_secrets_never_leak_from_successful_failing_and_retried_runs(airflow_db, known_secret_server):
     runs = {}
-    server.inject(Fault.STATUS, status=502)  # retried by the hook, logged at WARNING
-    runs["success with a retried 502"] = airflow(server, "dags", "test", "aidol_secret_hygiene")
-    runs["401"] = airflow(server, "dags", "test", "aidol_secret_hygiene", secret=WRONG_SECRET)
-    server.quota = 0
-    runs["quota"] = airflow(server, "dags", "test", "aidol_secret_hygiene")
-    server.quota = None
-    server.inject(Fault.STATUS, status=502, times=100)
-    runs["502 until retries run out"] = airflow(server, "dags", "test", "aidol_secret_hygiene")
-    server.reset()
-    runs["tasks test"] = airflow(server, "tasks", "test", "aidol_secret_hygiene", "create")
+    known_secret_server.inject(Fault.STATUS, status=502)  # retried by the hook, logged at WARNING
+    runs["success with a retried 502"] = airflow(known_secret_server, "dags", "test", "aidol_secret_hygiene")
+    runs["401"] = airflow(known_secret_server, "dags", "test", "aidol_secret_hygiene", secret=WRONG_SECRET)
+    known_secret_server.quota = 0
+    runs["quota"] = airflow(known_secret_server, "dags", "test", "aidol_secret_hygiene")
+    known_secret_server.quota = None
+    known_secret_server.inject(Fault.STATUS, status=502, times=100)
+    runs["502 until retries run out"] = airflow(known_secret_server, "dags", "test", "aidol_secret_hygiene")
+    known_secret_server.reset()
+    runs["tasks test"] = airflow(known_secret_server, "tasks", "test", "aidol_secret_hygiene", "create")
 
     assert all("[debug" in output for output in runs.values()), "the runs must log at DEBUG"
     assert "Created AI-DOL conversation" in runs["success with a retried 502"]

@@ -10,17 +10,15 @@ from airflow.sdk import DAG, task
 from airflow_provider_aidol.operators.aidol import CreateConversationOperator
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
 
-RECEIVED: dict[str, list[Any]] = {}
-
 
 @task
-def record(dag_key: str, value: Any) -> None:
-    """Keep the XCom the upstream operator handed over."""
-    RECEIVED.setdefault(dag_key, []).append(value)
+def record(value: Any) -> Any:
+    """Return the XCom the upstream operator handed over (the test reads it from the database)."""
+    return value
 
 
 def batch_dag(dag_id: str, **operator_kwargs: Any) -> DAG:
-    """A DAG: CreateConversationsOperator on ``params.items``, then a task recording its XCom."""
+    """A DAG: CreateConversationsOperator on ``params.items``, then ``record`` returning its XCom."""
     with DAG(
         dag_id,
         schedule=None,
@@ -35,7 +33,7 @@ def batch_dag(dag_id: str, **operator_kwargs: Any) -> DAG:
             retry_delay=timedelta(0),
             **operator_kwargs,
         )
-        record(dag_id, batch.output)
+        record(batch.output)
     return dag
 
 
@@ -48,7 +46,7 @@ with DAG("aidol_single_reuse", schedule=None, params={"user": "nobody"}) as sing
     single = CreateConversationOperator(
         task_id="create", agent_id="agent-1", user_id="{{ params.user }}", reuse_existing=True
     )
-    record("aidol_single_reuse", single.output)
+    record(single.output)
 
 # The SQL registry behind the connection id the tests' registry fixtures define.
 registry_reusing = batch_dag("aidol_batch_registry", reuse_existing=True, registry_conn_id="aidol_registry")
@@ -62,4 +60,4 @@ with DAG("aidol_single_registry", schedule=None, params={"user": "nobody"}) as s
         reuse_existing=True,
         registry_conn_id="aidol_registry",
     )
-    record("aidol_single_registry", single_in_sql.output)
+    record(single_in_sql.output)

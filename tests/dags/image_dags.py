@@ -16,14 +16,13 @@ PARAMS: dict[str, Any] = {
     "output": "",
     "scene": "forest",
 }
-RECEIVED: dict[str, dict[str, Any]] = {}
 
 
 @task
-def record(dag_key: str, path: Any, **context: Any) -> None:
-    """Keep what the image task handed over: its path(s), its traceId XCom and the trigger's marker."""
+def record(path: Any, **context: Any) -> dict[str, Any]:
+    """Return what the image task handed over: its path(s), its traceId XCom and the trigger's marker."""
     ti = context["ti"]
-    RECEIVED[dag_key] = {
+    return {
         "path": path if isinstance(path, str) else list(path),
         "trace_id": ti.xcom_pull(task_ids="generate", key="trace_id"),
         "marker": ti.xcom_pull(task_ids="generate", key="aidol_image_request"),
@@ -44,7 +43,7 @@ def single_image_dag(dag_id: str, **operator_kwargs: Any) -> DAG:
             output_path="{{ params.output }}",
             **operator_kwargs,
         )
-        record(dag_id, image.output)
+        record(image.output)
     return dag
 
 
@@ -68,4 +67,4 @@ with DAG("aidol_test_image_mapped", schedule=None, params={"conversations": [], 
         output_path="file://{{ params.folder }}/{{ ds }}/{{ ti.map_index }}.png",
         deferrable=True,
     ).expand_kwargs(requests())
-    record("aidol_test_image_mapped", images.output)
+    record(images.output)

@@ -12,16 +12,9 @@ from airflow_provider_aidol.operators.batch import CreateConversationsOperator
 from airflow_provider_aidol.operators.image import GenerateChatImageOperator
 from airflow_provider_aidol.retry_policy import AidolRetryPolicy
 
-RECEIVED: dict[str, list[Any]] = {}
 NIGHTLY = Asset("aidol://conversations/nightly")
 CONVERSATION = Asset("aidol://conversations/one")
 IMAGE = Asset("aidol://images/one")
-
-
-@task
-def record(key: str, value: Any) -> None:
-    """Keep what the upstream operator handed over."""
-    RECEIVED.setdefault(key, []).append(value)
 
 
 with DAG(

@@ -2,8 +2,8 @@
 
 Params: ``op`` (``"claim"`` or ``"lookup"``), ``pairs`` (``[[user, agent], ...]``), ``ids`` (the
 conversation ids to claim, one per pair), ``registry_conn_id`` (``None``: Variables) and
-``namespace`` (default ``aidol_default``). What the registry returned is kept in
-``RESULTS[run_id]`` (``dag.test()`` runs tasks in this process).
+``namespace`` (default ``aidol_default``). The task returns what the registry answered, one
+``{user_id, agent_id, conversation_id, dag_id, run_id, task_id, map_index}`` a pair (its XCom).
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from typing import Any
 
 from airflow.sdk import DAG, get_current_context, task
 
-from airflow_provider_aidol.registry import Origin, Registration, open_registry
+from airflow_provider_aidol.registry import Origin, open_registry
 
-RESULTS: dict[str, dict[tuple[str, str], Registration]] = {}
+FIELDS = ("user_id", "agent_id", "conversation_id", "dag_id", "run_id", "task_id", "map_index")
 
 
 @task
-def use_registry() -> None:
-    """Claim or look up the params' pairs in the params' registry."""
+def use_registry() -> list[dict[str, Any]]:
+    """Claim or look up the params' pairs in the params' registry; return the rows it answered."""
     context = get_current_context()
     params: dict[str, Any] = context["params"]
     pairs = [(user, agent) for user, agent in params["pairs"]]
@@ -28,9 +28,10 @@ def use_registry() -> None:
         if params["op"] == "claim":
             ids = params["ids"]
             rows = [origin.registration(*pair, ids[n]) for n, pair in enumerate(pairs)]
-            RESULTS[context["run_id"]] = registry.claim(rows)
+            answered = registry.claim(rows)
         else:
-            RESULTS[context["run_id"]] = registry.lookup(pairs)
+            answered = registry.lookup(pairs)
+    return [{field: getattr(row, field) for field in FIELDS} for row in answered.values()]
 
 
 with DAG(

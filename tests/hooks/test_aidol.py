@@ -27,7 +27,7 @@ from airflow_provider_aidol.exceptions import (
 )
 from airflow_provider_aidol.hooks.aidol import AidolHook
 from airflow_provider_aidol.testing import Fault
-from tests.hooks.conftest import point_connection
+from tests.aidol_default import point_connection
 
 CONVERSATION = "/v1/chat/conversation"
 
@@ -58,10 +58,10 @@ class RedirectServer:
         self._server.server_close()
 
 
-def test_create_conversation_returns_the_uuid_the_server_recorded(hook, server):
+def test_create_conversation_returns_the_uuid_the_server_recorded(hook, aidol_default_server):
     conversation_id = hook.create_conversation("agent-1")
     assert str(uuid.UUID(conversation_id)) == conversation_id
-    [created] = server.conversations
+    [created] = aidol_default_server.conversations
     assert (created.conversation_id, created.agent_id, created.user_id) == (
         conversation_id,
         "agent-1",
@@ -69,24 +69,24 @@ def test_create_conversation_returns_the_uuid_the_server_recorded(hook, server):
     )
 
 
-def test_per_call_user_id_overrides_the_connection(hook, server):
+def test_per_call_user_id_overrides_the_connection(hook, aidol_default_server):
     hook.create_conversation("agent-2", user_id="alice")
-    assert [c.user_id for c in server.conversations] == ["alice"]
+    assert [c.user_id for c in aidol_default_server.conversations] == ["alice"]
 
 
-def test_every_attempt_has_a_fresh_request_id_and_one_session_is_reused(hook, server):
+def test_every_attempt_has_a_fresh_request_id_and_one_session_is_reused(hook, aidol_default_server):
     for _ in range(3):
         hook.create_conversation("agent-1")
-    request_ids = [record.request_id for record in server.requests]
+    request_ids = [record.request_id for record in aidol_default_server.requests]
     assert len(set(request_ids)) == 3
     assert all(len(request_id) == 32 for request_id in request_ids)
     assert hook.get_conn() is hook.session
 
 
-def test_query_parameters_are_signed_and_sent_as_signed(hook, server):
+def test_query_parameters_are_signed_and_sent_as_signed(hook, aidol_default_server):
     params = {"size": 20, "flag": True, "keyword": "", "q": " 你好 ", "none": None}
     hook.request("POST", "/v1/config/options", json={"namespace": "custom_agent"}, params=params)
-    [record] = server.requests
+    [record] = aidol_default_server.requests
     assert record.http_status == 200, record.message
     assert parse_qs(record.query, keep_blank_values=True) == {
         "size": ["20"],
@@ -96,10 +96,10 @@ def test_query_parameters_are_signed_and_sent_as_signed(hook, server):
     }
 
 
-def test_the_body_on_the_wire_is_exactly_the_signed_serialisation(hook, server):
+def test_the_body_on_the_wire_is_exactly_the_signed_serialisation(hook, aidol_default_server):
     body = {"namespace": "custom_image", "language": "en", "extra": {"ratio": 1.0, "tags": ["é"]}}
     hook.request("POST", "/v1/config/options", json=body)
-    [record] = server.requests
+    [record] = aidol_default_server.requests
     assert record.body == to_json(body).encode()
     assert (
         record.body
@@ -124,10 +124,10 @@ def test_generic_request_returns_data(hook):
         ("agent-1", "用户", "user_id must be sent as an HTTP header"),
     ],
 )
-def test_bad_input_is_refused_before_any_request(hook, server, agent_id, user_id, named):
+def test_bad_input_is_refused_before_any_request(hook, aidol_default_server, agent_id, user_id, named):
     with pytest.raises(ValueError, match=named):
         hook.create_conversation(agent_id, user_id=user_id)
-    assert server.requests == []
+    assert aidol_default_server.requests == []
 
 
 LOOP: dict[str, object] = {}
@@ -151,23 +151,23 @@ LOOP["self"] = LOOP  # a value that contains itself nests without end
         ),
     ],
 )
-def test_bad_generic_requests_are_refused_before_sending(hook, server, kwargs, named):
+def test_bad_generic_requests_are_refused_before_sending(hook, aidol_default_server, kwargs, named):
     with pytest.raises(ValueError, match=named):
         hook.request(**kwargs)
-    assert server.requests == []
+    assert aidol_default_server.requests == []
 
 
-def test_missing_user_id_names_the_extra_field_and_connection(monkeypatch, server):
-    point_connection(monkeypatch, server, without=("user_id",))
+def test_missing_user_id_names_the_extra_field_and_connection(monkeypatch, aidol_default_server):
+    point_connection(monkeypatch, aidol_default_server, without=("user_id",))
     with pytest.raises(ValueError, match="extra field 'user_id' on connection 'aidol_default'"):
         AidolHook().create_conversation("agent-1")
-    assert server.requests == []
+    assert aidol_default_server.requests == []
 
 
 # --- typed errors ---------------------------------------------------------------------------
 
 
-def test_unknown_agent_is_not_found_and_not_retried(hook, server):
+def test_unknown_agent_is_not_found_and_not_retried(hook, aidol_default_server):
     with pytest.raises(AidolNotFoundError) as caught:
         hook.create_conversation("no-such-agent")
     assert (caught.value.http_status, caught.value.code, caught.value.message) == (
@@ -177,37 +177,40 @@ def test_unknown_agent_is_not_found_and_not_retried(hook, server):
     )
     assert caught.value.trace_id is not None
     assert len(caught.value.trace_id) == 32
-    assert server.count(path=CONVERSATION) == 1
+    assert aidol_default_server.count(path=CONVERSATION) == 1
 
 
-def test_missing_agent_id_from_the_server_is_a_validation_error(hook, server):
+def test_missing_agent_id_from_the_server_is_a_validation_error(hook, aidol_default_server):
     with pytest.raises(AidolValidationError, match="agentId is required"):
         hook.request("POST", CONVERSATION, json={"agentId": "   "})
-    assert server.count() == 1
+    assert aidol_default_server.count() == 1
 
 
-def test_wrong_secret_is_an_auth_error_that_names_no_secret(monkeypatch, server):
-    point_connection(monkeypatch, server, password="wrong-secret-value")
+def test_wrong_secret_is_an_auth_error_that_names_no_secret(monkeypatch, aidol_default_server):
+    point_connection(monkeypatch, aidol_default_server, password="wrong-secret-value")
     hook = AidolHook()
     with pytest.raises(AidolAuthError) as caught:
         hook.create_conversation("agent-1")
     error = caught.value
     assert (error.http_status, error.message) == (401, "Invalid signature")
-    assert server.count() == 1
+    assert aidol_default_server.count() == 1
     for text in (str(error), repr(error), repr(hook), repr(hook.settings)):
         assert "wrong-secret-value" not in text
-        assert server.api_key not in text
+        assert aidol_default_server.api_key not in text
 
 
-def test_key_and_secret_are_registered_with_the_secret_masker(hook, server):
+def test_key_and_secret_are_registered_with_the_secret_masker(hook, aidol_default_server):
     from airflow.sdk._shared.secrets_masker import redact  # what Airflow applies to task logs
 
     hook.settings  # noqa: B018 - reading the connection registers the masks
-    assert redact(f"key {server.api_key} secret {server.api_secret}") == "key *** secret ***"
+    assert (
+        redact(f"key {aidol_default_server.api_key} secret {aidol_default_server.api_secret}")
+        == "key *** secret ***"
+    )
 
 
-def test_wrong_key_is_an_auth_error(monkeypatch, server):
-    point_connection(monkeypatch, server, login="not-a-key")
+def test_wrong_key_is_an_auth_error(monkeypatch, aidol_default_server):
+    point_connection(monkeypatch, aidol_default_server, login="not-a-key")
     with pytest.raises(AidolAuthError, match="Invalid API key"):
         AidolHook().create_conversation("agent-1")
 
@@ -228,16 +231,20 @@ def recording_hook(monkeypatch, server, **extra) -> tuple[AidolHook, list[float]
     [(429, 2, 30, 2.0), (503, 2, 30, 2.0), (429, 3600, 5, 5.0)],
     ids=["rate-limit", "gateway-error", "capped-by-longest-retry-wait"],
 )
-def test_retry_after_is_honoured(monkeypatch, server, status, retry_after, longest_wait, waited):
-    hook, waits = recording_hook(monkeypatch, server, retry_wait_max=longest_wait)
-    server.inject(Fault.STATUS, status=status, retry_after=retry_after)
+def test_retry_after_is_honoured(
+    monkeypatch, aidol_default_server, status, retry_after, longest_wait, waited
+):
+    hook, waits = recording_hook(monkeypatch, aidol_default_server, retry_wait_max=longest_wait)
+    aidol_default_server.inject(Fault.STATUS, status=status, retry_after=retry_after)
     hook.create_conversation("agent-1")
     assert waits == [waited]
 
 
-def test_backoff_grows_exponentially_with_full_jitter(monkeypatch, server):
-    hook, waits = recording_hook(monkeypatch, server, retry_wait_initial=1, retry_wait_max=100, max_retries=8)
-    server.inject(Fault.STATUS, status=503, times=8)
+def test_backoff_grows_exponentially_with_full_jitter(monkeypatch, aidol_default_server):
+    hook, waits = recording_hook(
+        monkeypatch, aidol_default_server, retry_wait_initial=1, retry_wait_max=100, max_retries=8
+    )
+    aidol_default_server.inject(Fault.STATUS, status=503, times=8)
     random.seed(2026)  # the jitter is random.uniform(0, cap); seeded so the test is exact
     hook.create_conversation("agent-1")
     caps = [min(2**attempt, 100) for attempt in range(8)]  # 1, 2, 4, ... seconds
@@ -246,91 +253,95 @@ def test_backoff_grows_exponentially_with_full_jitter(monkeypatch, server):
     assert max(waits[4:]) > caps[3], "later waits must be able to exceed earlier caps"
 
 
-def test_retry_after_as_an_http_date(monkeypatch, server):
-    hook, waits = recording_hook(monkeypatch, server, retry_wait_max=30)
-    server.inject(Fault.STATUS, status=429, retry_after=formatdate(time.time() + 3, usegmt=True))
+def test_retry_after_as_an_http_date(monkeypatch, aidol_default_server):
+    hook, waits = recording_hook(monkeypatch, aidol_default_server, retry_wait_max=30)
+    aidol_default_server.inject(
+        Fault.STATUS, status=429, retry_after=formatdate(time.time() + 3, usegmt=True)
+    )
     hook.create_conversation("agent-1")
     [wait] = waits
     assert 1 < wait <= 3
 
 
-def test_no_retry_starts_beyond_the_time_budget(monkeypatch, server):
-    hook, waits = recording_hook(monkeypatch, server, retry_wait_max=30, retry_max_seconds=3)
-    server.inject(Fault.STATUS, status=503, retry_after=5, times=3)
+def test_no_retry_starts_beyond_the_time_budget(monkeypatch, aidol_default_server):
+    hook, waits = recording_hook(monkeypatch, aidol_default_server, retry_wait_max=30, retry_max_seconds=3)
+    aidol_default_server.inject(Fault.STATUS, status=503, retry_after=5, times=3)
     with pytest.raises(AidolServerError):
         hook.create_conversation("agent-1")
     assert waits == []
-    assert server.count() == 1
+    assert aidol_default_server.count() == 1
 
 
-def test_retried_warning_names_attempt_reason_and_trace_id(hook, server, capsys):
-    server.inject(Fault.RATE_LIMITED)
+def test_retried_warning_names_attempt_reason_and_trace_id(hook, aidol_default_server, capsys):
+    aidol_default_server.inject(Fault.RATE_LIMITED)
     hook.create_conversation("agent-1")
     # Airflow 3 logs through structlog to the console.
     [warning] = [line for line in capsys.readouterr().out.splitlines() if "attempt" in line]
     assert "warning" in warning
     assert "attempt 1 failed" in warning
     assert "Too many requests" in warning
-    assert server.requests[0].trace_id in warning
+    assert aidol_default_server.requests[0].trace_id in warning
 
 
-def test_connection_refused_is_a_connection_error(monkeypatch, server):
-    point_connection(monkeypatch, server, host="http://127.0.0.1:9", max_retries=1, retry_wait_initial=0.01)
+def test_connection_refused_is_a_connection_error(monkeypatch, aidol_default_server):
+    point_connection(
+        monkeypatch, aidol_default_server, host="http://127.0.0.1:9", max_retries=1, retry_wait_initial=0.01
+    )
     with pytest.raises(AidolConnectionError) as caught:
         AidolHook().create_conversation("agent-1")
     assert caught.value.http_status is None
     assert "Max retries exceeded" not in str(caught.value)
 
 
-def test_a_connection_dropped_after_the_server_acted_leaves_an_orphan(hook, server):
-    server.inject(Fault.DROP_AFTER_CREATE)
+def test_a_connection_dropped_after_the_server_acted_leaves_an_orphan(hook, aidol_default_server):
+    aidol_default_server.inject(Fault.DROP_AFTER_CREATE)
     conversation_id = hook.create_conversation("agent-1")
-    assert len(server.conversations) == 2, "documented: the retry creates a second conversation"
-    assert conversation_id == server.conversations[1].conversation_id
+    assert len(aidol_default_server.conversations) == 2, "documented: the retry creates a second conversation"
+    assert conversation_id == aidol_default_server.conversations[1].conversation_id
 
 
-def test_redirects_are_refused_not_followed(monkeypatch, server):
-    redirect = RedirectServer(server.url)
-    point_connection(monkeypatch, server, host=redirect.url)
+def test_redirects_are_refused_not_followed(monkeypatch, aidol_default_server):
+    redirect = RedirectServer(aidol_default_server.url)
+    point_connection(monkeypatch, aidol_default_server, host=redirect.url)
     with redirect, pytest.raises(AidolResponseError, match="redirected to") as caught:
         AidolHook().create_conversation("agent-1")
     assert caught.value.http_status == 308
-    assert server.requests == []
+    assert aidol_default_server.requests == []
 
 
-def test_a_netrc_entry_does_not_replace_the_bearer_key(monkeypatch, server, tmp_path):
+def test_a_netrc_entry_does_not_replace_the_bearer_key(monkeypatch, aidol_default_server, tmp_path):
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login someone password netrc-password\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
     AidolHook().create_conversation("agent-1")
-    assert len(server.conversations) == 1
+    assert len(aidol_default_server.conversations) == 1
 
 
 # --- clock skew -----------------------------------------------------------------------------
 
 
-def test_clock_skew_is_corrected_once_and_remembered(hook, server):
-    server.clock_offset = 600
+def test_clock_skew_is_corrected_once_and_remembered(hook, aidol_default_server):
+    aidol_default_server.clock_offset = 600
     hook.create_conversation("agent-1")
-    assert [r.http_status for r in server.requests] == [401, 200]
+    assert [r.http_status for r in aidol_default_server.requests] == [401, 200]
     hook.create_conversation("agent-2")
-    assert [r.http_status for r in server.requests] == [401, 200, 200]
+    assert [r.http_status for r in aidol_default_server.requests] == [401, 200, 200]
 
 
-def test_small_skew_is_not_taken_for_clock_trouble(hook, server):
-    server.clock_offset = 30
-    server.inject(Fault.UNAUTHORIZED)
+def test_small_skew_is_not_taken_for_clock_trouble(hook, aidol_default_server):
+    aidol_default_server.clock_offset = 30
+    aidol_default_server.inject(Fault.UNAUTHORIZED)
     with pytest.raises(AidolAuthError):
         hook.create_conversation("agent-1")
-    assert server.count() == 1
+    assert aidol_default_server.count() == 1
 
 
 # --- pacing -----------------------------------------------------------------------------------
 
 
-def test_requests_per_second_paces_calls(monkeypatch, server):
-    hook, waits = recording_hook(monkeypatch, server, requests_per_second=5)
+def test_requests_per_second_paces_calls(monkeypatch, aidol_default_server):
+    hook, waits = recording_hook(monkeypatch, aidol_default_server, requests_per_second=5)
     for _ in range(3):
         hook.create_conversation("agent-1")
     # Slots are 0.2 s apart; the recorded waits are not slept, so the third waits for its slot 0.4 s on.
@@ -339,28 +350,33 @@ def test_requests_per_second_paces_calls(monkeypatch, server):
     assert 0.3 < second <= 0.4
 
 
-def test_retries_and_failures_never_log_the_credentials(monkeypatch, server, capsys):
-    hook, _ = recording_hook(monkeypatch, server)
-    server.inject(Fault.STATUS, status=503, times=2)
-    server.inject(Fault.RATE_LIMITED)
+def test_retries_and_failures_never_log_the_credentials(monkeypatch, aidol_default_server, capsys):
+    hook, _ = recording_hook(monkeypatch, aidol_default_server)
+    aidol_default_server.inject(Fault.STATUS, status=503, times=2)
+    aidol_default_server.inject(Fault.RATE_LIMITED)
     hook.create_conversation("agent-1")
-    server.inject(Fault.HTML, status=500)
+    aidol_default_server.inject(Fault.HTML, status=500)
     with pytest.raises(AidolServerError):
         hook.create_conversation("agent-1")
     output = capsys.readouterr()
     assert "attempt 3 failed" in output.out
-    for secret in (server.api_key, server.api_secret):
+    for secret in (aidol_default_server.api_key, aidol_default_server.api_secret):
         assert secret not in output.out + output.err
 
 
-def test_a_base_url_without_scheme_means_https_and_a_tls_failure_says_so(monkeypatch, server):
-    point_connection(monkeypatch, server, host=server.url.removeprefix("http://"), max_retries=2)
+def test_a_base_url_without_scheme_means_https_and_a_tls_failure_says_so(monkeypatch, aidol_default_server):
+    point_connection(
+        monkeypatch,
+        aidol_default_server,
+        host=aidol_default_server.url.removeprefix("http://"),
+        max_retries=2,
+    )
     with pytest.raises(AidolConnectionError) as caught:
         AidolHook().create_conversation("agent-1")
-    https_url = server.url.replace("http://", "https://")
+    https_url = aidol_default_server.url.replace("http://", "https://")
     assert str(caught.value).startswith(
         f"POST /v1/chat/conversation: TLS failed talking to {https_url} (a Base URL without http:// or "
         "https:// means https; a server that speaks plain HTTP needs http:// in the Base URL)"
     )
     assert caught.value.retryable is False
-    assert server.count() == 0
+    assert aidol_default_server.count() == 0

@@ -28,7 +28,7 @@ from airflow_provider_aidol.exceptions import (
 )
 from airflow_provider_aidol.hooks.aidol import AidolHook
 from airflow_provider_aidol.testing import AidolServer, Fault
-from tests.hooks.conftest import point_connection
+from tests.aidol_default import items, point_connection
 
 Arrange = Callable[[AidolServer, pytest.MonkeyPatch], None]
 
@@ -124,20 +124,20 @@ MATRIX = {
 
 
 @pytest.mark.parametrize("row", MATRIX.values(), ids=MATRIX.keys())
-def test_one_request(server, monkeypatch, row: Row):
-    row.arrange(server, monkeypatch)
+def test_one_request(aidol_default_server, monkeypatch, row: Row):
+    row.arrange(aidol_default_server, monkeypatch)
     hook = AidolHook()
     if row.error is None:
         conversation_id = hook.create_conversation("agent-1")
-        assert conversation_id == server.conversations[-1].conversation_id
+        assert conversation_id == aidol_default_server.conversations[-1].conversation_id
     else:
         with pytest.raises(row.error) as caught:
             hook.create_conversation("agent-1")
         assert type(caught.value) is row.error
-        assert_reported(caught.value, row, server)
+        assert_reported(caught.value, row, aidol_default_server)
     time.sleep(row.settle)
-    assert server.count() == row.requests
-    assert len(server.conversations) == row.created
+    assert aidol_default_server.count() == row.requests
+    assert len(aidol_default_server.conversations) == row.created
 
 
 def assert_reported(error: AidolError, row: Row, server: AidolServer) -> None:
@@ -152,10 +152,14 @@ def assert_reported(error: AidolError, row: Row, server: AidolServer) -> None:
         assert secret not in repr(error)
 
 
-def test_connect_timeout_is_retried_then_reported(monkeypatch, server):
+def test_connect_timeout_is_retried_then_reported(monkeypatch, aidol_default_server):
     with UnansweredPort() as port:
         point_connection(
-            monkeypatch, server, host=f"http://127.0.0.1:{port}", connect_timeout=0.2, max_retries=2
+            monkeypatch,
+            aidol_default_server,
+            host=f"http://127.0.0.1:{port}",
+            connect_timeout=0.2,
+            max_retries=2,
         )
         hook, waits = AidolHook(), list[float]()
         hook.sleep = waits.append
@@ -230,18 +234,14 @@ BATCH_MATRIX = {
 }
 
 
-@pytest.fixture
-def batch_items() -> list[dict[str, str]]:
-    return [{"agent_id": "agent-1", "user_id": f"user-{n:02d}"} for n in range(ITEMS)]
-
-
 @pytest.mark.parametrize("row", BATCH_MATRIX.values(), ids=BATCH_MATRIX.keys())
-def test_batch(server, monkeypatch, batch_items, row: BatchRow):
-    row.arrange(server, monkeypatch)
+def test_batch(aidol_default_server, monkeypatch, row: BatchRow):
+    batch_items = items(ITEMS)
+    row.arrange(aidol_default_server, monkeypatch)
     results = AidolHook().create_conversations(batch_items, max_workers=3)
     time.sleep(row.settle)
-    created = {c.user_id: c.conversation_id for c in server.conversations}
-    per_user = Counter(c.user_id for c in server.conversations)
+    created = {c.user_id: c.conversation_id for c in aidol_default_server.conversations}
+    per_user = Counter(c.user_id for c in aidol_default_server.conversations)
 
     assert [r["user_id"] for r in results] == [i["user_id"] for i in batch_items], "every item, in order"
     assert all((r["conversation_id"] is None) != (r["error"] is None) for r in results), "one outcome each"
@@ -251,5 +251,5 @@ def test_batch(server, monkeypatch, batch_items, row: BatchRow):
     assert len(results) - len(succeeded) == row.failed
     assert len(created) == len(succeeded) + row.orphans
     for result in results:
-        for secret in (server.api_key, server.api_secret):
+        for secret in (aidol_default_server.api_key, aidol_default_server.api_secret):
             assert secret not in (result["error"] or "")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_aidol.hooks.aidol import AidolHook
-from tests.hooks.conftest import point_connection
+from tests.aidol_default import point_connection
 
 
-def test_options_map_categories_to_items(hook, server):
+def test_options_map_categories_to_items(hook, aidol_default_server):
     options = hook.get_options("custom_image", gender="female", language="en")
     assert {"Pose", "Background", "Outfit"} <= set(options)
     assert all({"code", "label", "previewUrl"} <= set(item) for items in options.values() for item in items)
@@ -18,22 +18,22 @@ def test_options_map_categories_to_items(hook, server):
     ("kwargs", "named"),
     [({"namespace": ""}, "namespace"), ({"namespace": "custom_image", "gender": "other"}, "gender")],
 )
-def test_bad_option_queries_are_refused_before_sending(hook, server, kwargs, named):
+def test_bad_option_queries_are_refused_before_sending(hook, aidol_default_server, kwargs, named):
     with pytest.raises(ValueError, match=named):
         hook.get_options(**kwargs)
-    assert server.requests == []
+    assert aidol_default_server.requests == []
 
 
-def test_connection_test_passes_without_creating_anything(hook, server):
+def test_connection_test_passes_without_creating_anything(hook, aidol_default_server):
     ok, message = hook.test_connection()
     assert ok, message
-    assert message.startswith(f"Connected to {server.url}: key, signature and clock accepted")
-    assert [record.path for record in server.requests] == ["/v1/config/options"]
-    assert server.conversations == []
+    assert message.startswith(f"Connected to {aidol_default_server.url}: key, signature and clock accepted")
+    assert [record.path for record in aidol_default_server.requests] == ["/v1/config/options"]
+    assert aidol_default_server.conversations == []
 
 
-def test_connection_test_reports_a_wrong_secret_without_showing_it(monkeypatch, server):
-    point_connection(monkeypatch, server, password="wrong-secret-value")
+def test_connection_test_reports_a_wrong_secret_without_showing_it(monkeypatch, aidol_default_server):
+    point_connection(monkeypatch, aidol_default_server, password="wrong-secret-value")
     ok, message = AidolHook().test_connection()
     assert not ok
     assert message.startswith("Authentication failed")
@@ -41,15 +41,15 @@ def test_connection_test_reports_a_wrong_secret_without_showing_it(monkeypatch, 
     assert "wrong-secret-value" not in message
 
 
-def test_connection_test_corrects_and_reports_a_skewed_clock(hook, server):
-    server.clock_offset = 600
+def test_connection_test_corrects_and_reports_a_skewed_clock(hook, aidol_default_server):
+    aidol_default_server.clock_offset = 600
     ok, message = hook.test_connection()
     assert ok, message
     assert "clock is +600 s off the server's" in message
 
 
-def test_connection_test_reports_an_unreachable_host_at_once(monkeypatch, server):
-    point_connection(monkeypatch, server, host="http://127.0.0.1:9")
+def test_connection_test_reports_an_unreachable_host_at_once(monkeypatch, aidol_default_server):
+    point_connection(monkeypatch, aidol_default_server, host="http://127.0.0.1:9")
     hook, waits = AidolHook(), list[float]()
     hook.sleep = waits.append
     ok, message = hook.test_connection()
@@ -58,17 +58,19 @@ def test_connection_test_reports_an_unreachable_host_at_once(monkeypatch, server
     assert waits == [], "the connection test does not retry"
 
 
-def test_connection_test_names_a_missing_field(monkeypatch, server):
-    point_connection(monkeypatch, server, login="")
+def test_connection_test_names_a_missing_field(monkeypatch, aidol_default_server):
+    point_connection(monkeypatch, aidol_default_server, login="")
     ok, message = AidolHook().test_connection()
     assert not ok
     assert "has no API Key (login)" in message
 
 
-def test_connection_test_fails_with_the_fix_for_a_connection_without_user_id(monkeypatch, server):
-    point_connection(monkeypatch, server, without=("user_id",))
+def test_connection_test_fails_with_the_fix_for_a_connection_without_user_id(
+    monkeypatch, aidol_default_server
+):
+    point_connection(monkeypatch, aidol_default_server, without=("user_id",))
     ok, message = AidolHook().test_connection()
     assert not ok
     assert "Key, signature and clock are accepted" in message
     assert "no User ID (extra 'user_id')" in message
-    assert [record.user_id for record in server.requests] == ["airflow-connection-test"]
+    assert [record.user_id for record in aidol_default_server.requests] == ["airflow-connection-test"]

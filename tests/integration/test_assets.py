@@ -15,12 +15,8 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, CONVERSATION_PATH
+from tests.aidol_default import unique_items
 from tests.dags import integration_dags
-
-
-@pytest.fixture
-def server(airflow_db, aidol_default_connection):
-    return aidol_default_connection
 
 
 @pytest.fixture
@@ -58,12 +54,10 @@ def queued_for(dag_id: str) -> int:
 
 
 def test_the_batch_asset_event_holds_the_summary_and_queues_the_downstream_dag(
-    server, consumer_known_to_airflow, tmp_path
+    airflow_with_aidol_server, consumer_known_to_airflow, tmp_path
 ):
     path = tmp_path / "out.jsonl"
-    run = uuid.uuid4().hex[:8]
-    items = [{"agent_id": "agent-1", "user_id": f"{run}-{n}"} for n in range(3)]
-    items.append({"agent_id": "missing-agent", "user_id": f"{run}-x"})
+    items = [*unique_items(3), {"agent_id": "missing-agent", "user_id": "nobody"}]
     before = stored_events(integration_dags.NIGHTLY.uri)
 
     dag_run = integration_dags.assets_batch.test(run_conf={"items": items, "output_path": f"file://{path}"})
@@ -79,12 +73,14 @@ def test_the_batch_asset_event_holds_the_summary_and_queues_the_downstream_dag(
         "in_doubt": 0,
         "output_path": f"file://{path}",
     }
-    assert server.api_key not in repr(events)
-    assert server.api_secret not in repr(events)
+    assert airflow_with_aidol_server.api_key not in repr(events)
+    assert airflow_with_aidol_server.api_secret not in repr(events)
     assert queued_for("aidol_assets_consumer") == 1
 
 
-def test_the_conversation_and_image_events_hold_their_ids_path_and_trace_ids(server, tmp_path):
+def test_the_conversation_and_image_events_hold_their_ids_path_and_trace_ids(
+    airflow_with_aidol_server, tmp_path
+):
     user = f"u-{uuid.uuid4().hex[:8]}"
     first, second = tmp_path / "first.png", tmp_path / "second.png"
 
@@ -95,7 +91,9 @@ def test_the_conversation_and_image_events_hold_their_ids_path_and_trace_ids(ser
 
     assert [str(run.state) for run in runs] == ["success", "success"]
     [created, reused] = stored_events(integration_dags.CONVERSATION.uri)[-2:]
-    [conversation_call] = [r for r in server.requests if r.path == CONVERSATION_PATH and r.user_id == user]
+    [conversation_call] = [
+        r for r in airflow_with_aidol_server.requests if r.path == CONVERSATION_PATH and r.user_id == user
+    ]
     conversation_id = created["conversation_id"]
     assert created == {
         "conversation_id": conversation_id,
@@ -103,7 +101,11 @@ def test_the_conversation_and_image_events_hold_their_ids_path_and_trace_ids(ser
         "reused": False,
     }
     assert reused == {"conversation_id": conversation_id, "trace_id": None, "reused": True}
-    image_calls = [r.trace_id for r in server.requests if r.path == CHAT_IMAGE_PATH and r.user_id == user]
+    image_calls = [
+        r.trace_id
+        for r in airflow_with_aidol_server.requests
+        if r.path == CHAT_IMAGE_PATH and r.user_id == user
+    ]
     assert stored_events(integration_dags.IMAGE.uri)[-2:] == [
         {"path": f"file://{path}", "conversation_id": conversation_id, "trace_id": trace_id}
         for path, trace_id in zip((first, second), image_calls, strict=True)
@@ -112,5 +114,5 @@ def test_the_conversation_and_image_events_hold_their_ids_path_and_trace_ids(ser
     everything = repr(
         stored_events(integration_dags.CONVERSATION.uri) + stored_events(integration_dags.IMAGE.uri)
     )
-    assert server.api_key not in everything
-    assert server.api_secret not in everything
+    assert airflow_with_aidol_server.api_key not in everything
+    assert airflow_with_aidol_server.api_secret not in everything

@@ -52,11 +52,6 @@ def test_the_job_facet_holds_only_the_host_of_the_base_url(base_url, host):
     assert endpoint_host(base_url) == host
 
 
-@pytest.fixture
-def server(airflow_db, aidol_default_connection):
-    return aidol_default_connection
-
-
 def run_with_lineage(dag_id: str, conf: dict[str, Any], events: Path) -> dict[str, dict[str, Any]]:
     """Run ``dag_id`` with the file transport writing to ``events``; return each task's COMPLETE event."""
     env = {
@@ -91,13 +86,15 @@ ONE_REQUEST = {"requests": 1, "retries": 0, "rate_limited": 0, "failed": 0}
 
 
 @needs_openlineage
-def test_the_conversation_and_image_events_name_the_file_the_host_and_the_counts(server, tmp_path):
+def test_the_conversation_and_image_events_name_the_file_the_host_and_the_counts(
+    airflow_with_aidol_server, tmp_path
+):
     image = tmp_path / "fox.png"
     conf = {"user": f"u-{uuid.uuid4().hex[:8]}", "output_path": f"file://{image}"}
 
     events = run_with_lineage("aidol_assets_one", conf, tmp_path / "events.jsonl")
 
-    host = server.url.removeprefix("http://")
+    host = airflow_with_aidol_server.url.removeprefix("http://")
     assert events["create"]["outputs"] == []
     assert aidol_facets(events["create"]) == (
         {"host": host},
@@ -110,12 +107,12 @@ def test_the_conversation_and_image_events_name_the_file_the_host_and_the_counts
         {"counts": {"images": 1, "bytes": image.stat().st_size}, "usage": ONE_REQUEST},
     )
     emitted = (tmp_path / "events.jsonl").read_text()
-    assert server.api_key not in emitted
-    assert server.api_secret not in emitted
+    assert airflow_with_aidol_server.api_key not in emitted
+    assert airflow_with_aidol_server.api_secret not in emitted
 
 
 @needs_openlineage
-def test_the_batch_event_names_its_output_file_and_carries_the_summary(server, tmp_path):
+def test_the_batch_event_names_its_output_file_and_carries_the_summary(airflow_with_aidol_server, tmp_path):
     path = tmp_path / "out.jsonl"
     run = uuid.uuid4().hex[:8]
     items = [{"agent_id": "agent-1", "user_id": f"{run}-{n}"} for n in range(3)]
@@ -129,7 +126,7 @@ def test_the_batch_event_names_its_output_file_and_carries_the_summary(server, t
     [output] = event["outputs"]
     assert (output["namespace"], output["name"]) == ("file", str(path))
     job, run_facet = aidol_facets(event)
-    assert job == {"host": server.url.removeprefix("http://")}
+    assert job == {"host": airflow_with_aidol_server.url.removeprefix("http://")}
     assert run_facet["counts"] == {
         "total": 4,
         "created": 3,

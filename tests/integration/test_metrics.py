@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import socket
-import uuid
 
 import pytest
 
 pytest.importorskip("statsd", reason="the StatsD client (the dev extra) is not installed")
 
 from airflow_provider_aidol.testing import Fault
+from tests.aidol_default import unique_items
 from tests.dags import integration_dags
 
 
@@ -54,14 +54,9 @@ def received(listener: socket.socket) -> set[str]:
         names |= {line.split(":", 1)[0] for line in packet.splitlines() if line}
 
 
-def test_a_batch_run_sends_the_documented_metric_names(
-    airflow_db, aidol_default_connection, statsd, tmp_path
-):
-    server = aidol_default_connection
-    server.inject(Fault.RATE_LIMITED, retry_after=0)
-    run = uuid.uuid4().hex[:8]
-    items = [{"agent_id": "agent-1", "user_id": f"{run}-{n}"} for n in range(3)]
-    items.append({"agent_id": "missing-agent", "user_id": f"{run}-x"})
+def test_a_batch_run_sends_the_documented_metric_names(airflow_with_aidol_server, statsd, tmp_path):
+    airflow_with_aidol_server.inject(Fault.RATE_LIMITED, retry_after=0)
+    items = [*unique_items(3), {"agent_id": "missing-agent", "user_id": "nobody"}]
 
     dag_run = integration_dags.assets_batch.test(
         run_conf={"items": items, "output_path": f"file://{tmp_path}/out.jsonl"}

@@ -5,49 +5,45 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from airflow_provider_aidol.batch.result_log import ResultLog
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
 from airflow_provider_aidol.testing import Fault
+from tests.aidol_default import unique_items
+from tests.airflow_db import returned
 from tests.dags import batch_dags
 
-
-@pytest.fixture
-def server(airflow_db, aidol_default_connection):
-    batch_dags.RECEIVED.clear()
-    return aidol_default_connection
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
 
 
-def items(count: int) -> list[dict[str, str]]:
-    """Items with users unique to this test, so Variables of earlier tests never match."""
-    run = uuid.uuid4().hex[:8]
-    return [{"agent_id": "agent-1", "user_id": f"{run}-user-{n}"} for n in range(count)]
-
-
-def run(dag, **params) -> str:
-    return str(dag.test(run_conf=params).state)
+def run(dag: DAG, **params: Any) -> Any:
+    """Run ``dag`` with ``dag.test()`` and ``params`` as the run's conf; return the finished run."""
+    return dag.test(run_conf=params)
 
 
 def read_lines(path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_without_output_path_the_xcom_is_the_result_list(server):
-    batch = items(5)
-    assert run(batch_dags.failing, items=batch) == "success"
-    [results] = batch_dags.RECEIVED["aidol_batch_fail"]
+def test_without_output_path_the_xcom_is_the_result_list(airflow_with_aidol_server):
+    batch = unique_items(5)
+    dag_run = run(batch_dags.failing, items=batch)
+    assert dag_run.state == "success"
+    results = returned(dag_run)
     assert [r["user_id"] for r in results] == [i["user_id"] for i in batch]
     assert all(r["conversation_id"] and r["error"] is None and r["reused"] is False for r in results)
-    assert len(server.conversations) == 5
+    assert len(airflow_with_aidol_server.conversations) == 5
 
 
-def test_with_output_path_the_xcom_is_a_summary_and_lines_are_written(server, tmp_path):
+def test_with_output_path_the_xcom_is_a_summary_and_lines_are_written(airflow_with_aidol_server, tmp_path):
     path = tmp_path / "out" / "results.jsonl"
-    assert run(batch_dags.failing, items=items(6), output_path=f"file://{path}") == "success"
-    [summary] = batch_dags.RECEIVED["aidol_batch_fail"]
+    dag_run = run(batch_dags.failing, items=unique_items(6), output_path=f"file://{path}")
+    assert dag_run.state == "success"
+    summary = returned(dag_run)
     assert summary == {
         "output_path": f"file://{path}",
         "total": 6,
@@ -61,42 +57,46 @@ def test_with_output_path_the_xcom_is_a_summary_and_lines_are_written(server, tm
     assert not path.with_name("results.jsonl.sending").exists(), "the journal goes when every item is done"
     lines = read_lines(path)
     assert sorted(line["index"] for line in lines) == list(range(6))
-    assert {line["conversation_id"] for line in lines} == {c.conversation_id for c in server.conversations}
+    assert {line["conversation_id"] for line in lines} == {
+        c.conversation_id for c in airflow_with_aidol_server.conversations
+    }
 
 
-def test_on_error_fail_finishes_every_item_then_fails(server, tmp_path):
-    batch = items(6)
+def test_on_error_fail_finishes_every_item_then_fails(airflow_with_aidol_server, tmp_path):
+    batch = unique_items(6)
     batch[2]["agent_id"] = "missing-agent"
     path = tmp_path / "results.jsonl"
-    assert run(batch_dags.failing, items=batch, output_path=f"file://{path}") == "failed"
+    assert run(batch_dags.failing, items=batch, output_path=f"file://{path}").state == "failed"
     lines = read_lines(path)
     assert len(lines) == 6
     assert [line["index"] for line in lines if line["error"]] == [2]
-    assert len(server.conversations) == 5
+    assert len(airflow_with_aidol_server.conversations) == 5
 
 
-def test_on_error_continue_succeeds_and_reports_the_failure(server):
-    batch = items(4)
+def test_on_error_continue_succeeds_and_reports_the_failure(airflow_with_aidol_server):
+    batch = unique_items(4)
     batch[1]["agent_id"] = "missing-agent"
-    assert run(batch_dags.continuing, items=batch) == "success"
-    [results] = batch_dags.RECEIVED["aidol_batch_continue"]
+    dag_run = run(batch_dags.continuing, items=batch)
+    assert dag_run.state == "success"
+    results = returned(dag_run)
     assert "Agent not found" in results[1]["error"]
     assert [r["conversation_id"] is not None for r in results] == [True, False, True, True]
 
 
-def test_a_retried_task_resumes_without_creating_recorded_items_again(server, tmp_path):
-    batch = items(12)
+def test_a_retried_task_resumes_without_creating_recorded_items_again(airflow_with_aidol_server, tmp_path):
+    batch = unique_items(12)
     path = tmp_path / "results.jsonl"
-    server.inject(Fault.STATUS, status=500, times=3)  # three items fail in the first try
-    assert run(batch_dags.resuming, items=batch, output_path=f"file://{path}") == "success"
-    per_user = Counter(c.user_id for c in server.conversations)
+    airflow_with_aidol_server.inject(Fault.STATUS, status=500, times=3)  # three items fail in the first try
+    dag_run = run(batch_dags.resuming, items=batch, output_path=f"file://{path}")
+    assert dag_run.state == "success"
+    per_user = Counter(c.user_id for c in airflow_with_aidol_server.conversations)
     assert per_user == Counter({item["user_id"]: 1 for item in batch})
-    [summary] = batch_dags.RECEIVED["aidol_batch_resume"]
+    summary = returned(dag_run)
     assert (summary["already_recorded"], summary["created"], summary["failed"]) == (9, 3, 0)
 
 
-def test_resume_after_a_crash_mid_batch(server, tmp_path, monkeypatch):
-    batch = items(10)
+def test_resume_after_a_crash_mid_batch(airflow_with_aidol_server, tmp_path, monkeypatch):
+    batch = unique_items(10)
     path = tmp_path / "results.jsonl"
     appended: list[dict[str, Any]] = []
     original_append = ResultLog.append
@@ -109,48 +109,49 @@ def test_resume_after_a_crash_mid_batch(server, tmp_path, monkeypatch):
             raise RuntimeError("simulated worker crash")
 
     monkeypatch.setattr(ResultLog, "append", crash_after_four)
-    assert run(batch_dags.resuming, items=batch, output_path=f"file://{path}") == "success"
+    assert run(batch_dags.resuming, items=batch, output_path=f"file://{path}").state == "success"
     recorded_first = {line["user_id"] for line in appended[:4]}
-    per_user = Counter(c.user_id for c in server.conversations)
+    per_user = Counter(c.user_id for c in airflow_with_aidol_server.conversations)
     assert all(per_user[user] == 1 for user in recorded_first), "recorded items must not be created again"
     assert set(per_user) == {item["user_id"] for item in batch}, "nothing lost"
     successes = {line["index"] for line in read_lines(path) if line["conversation_id"]}
     assert successes == set(range(10))
 
 
-def test_reuse_across_two_dag_runs(server):
-    batch = items(3)
-    assert run(batch_dags.reusing, items=batch) == "success"
-    assert run(batch_dags.reusing, items=batch) == "success"
-    first, second = batch_dags.RECEIVED["aidol_batch_reuse"]
+def test_reuse_across_two_dag_runs(airflow_with_aidol_server):
+    batch = unique_items(3)
+    first_run, second_run = run(batch_dags.reusing, items=batch), run(batch_dags.reusing, items=batch)
+    assert (first_run.state, second_run.state) == ("success", "success")
+    first, second = returned(first_run), returned(second_run)
     assert [r["reused"] for r in first] == [False] * 3
     assert [r["reused"] for r in second] == [True] * 3
     assert [r["conversation_id"] for r in second] == [r["conversation_id"] for r in first]
-    assert len(server.conversations) == 3
+    assert len(airflow_with_aidol_server.conversations) == 3
 
 
-def test_with_reuse_a_pair_listed_twice_gets_one_conversation(server):
-    batch = items(2)
+def test_with_reuse_a_pair_listed_twice_gets_one_conversation(airflow_with_aidol_server):
+    batch = unique_items(2)
     batch.append(batch[0])
-    assert run(batch_dags.reusing, items=batch) == "success"
-    [results] = batch_dags.RECEIVED["aidol_batch_reuse"]
-    assert len(server.conversations) == 2
+    dag_run = run(batch_dags.reusing, items=batch)
+    assert dag_run.state == "success"
+    results = returned(dag_run)
+    assert len(airflow_with_aidol_server.conversations) == 2
     assert results[2]["conversation_id"] == results[0]["conversation_id"]
     assert [r["reused"] for r in results] == [False, False, True]
 
 
-def test_single_operator_reuses_its_conversation(server):
+def test_single_operator_reuses_its_conversation(airflow_with_aidol_server):
     user = f"reuse-{uuid.uuid4().hex[:8]}"
-    assert run(batch_dags.single_reuse, user=user) == "success"
-    assert run(batch_dags.single_reuse, user=user) == "success"
-    first, second = batch_dags.RECEIVED["aidol_single_reuse"]
+    first_run, second_run = run(batch_dags.single_reuse, user=user), run(batch_dags.single_reuse, user=user)
+    assert (first_run.state, second_run.state) == ("success", "success")
+    first, second = returned(first_run), returned(second_run)
     assert first == second
-    assert len(server.conversations) == 1
+    assert len(airflow_with_aidol_server.conversations) == 1
 
 
-def test_bad_items_fail_the_task_before_any_request(server):
-    assert run(batch_dags.failing, items=[{"agent_id": ""}]) == "failed"
-    assert server.requests == []
+def test_bad_items_fail_the_task_before_any_request(airflow_with_aidol_server):
+    assert run(batch_dags.failing, items=[{"agent_id": ""}]).state == "failed"
+    assert airflow_with_aidol_server.requests == []
 
 
 @pytest.mark.parametrize(
@@ -168,9 +169,9 @@ def test_bad_operator_arguments_fail_at_dag_definition(kwargs, message):
         ("s3://aws_default@bucket/results.jsonl", "cannot be written here"),  # no storage provider
     ],
 )
-def test_a_bad_output_path_fails_before_any_request(server, output, message, capfd):
-    assert run(batch_dags.failing, items=items(3), output_path=output) == "failed"
+def test_a_bad_output_path_fails_before_any_request(airflow_with_aidol_server, output, message, capfd):
+    assert run(batch_dags.failing, items=unique_items(3), output_path=output).state == "failed"
     out = capfd.readouterr().out
     assert message in out
     assert "Install the Airflow provider of that storage" in out or "absolute local path" in out
-    assert server.count() == 0
+    assert airflow_with_aidol_server.count() == 0

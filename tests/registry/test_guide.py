@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.airflow_db import returned
 from tests.dags import registry_guide_dags
 
 
 def run(created: list[dict[str, str]], user: str = "ana", agent: str = "agent-1") -> Any:
+    """Run the guide's DAG; return what its two tasks returned: (orphaned, conversation)."""
     conf = {"created": created, "user": user, "agent": agent}
-    assert str(registry_guide_dags.guide.test(run_conf=conf).state) == "success"
-    return registry_guide_dags.RECEIVED["guide"].pop()
+    dag_run = registry_guide_dags.guide.test(run_conf=conf)
+    assert str(dag_run.state) == "success"
+    orphaned, conversation = returned(dag_run)
+    return orphaned, conversation
 
 
 def created(label: str) -> list[dict[str, str]]:

@@ -142,11 +142,16 @@ def test_two_processes_claiming_the_same_2000_pairs_keep_one_row_each_and_agree(
         for label in "AB"
     }
     try:
-        for process in sides.values():
+        for label, process in sides.items():
             assert process.stdout is not None
             while (line := process.stdout.readline()) and line.strip() != "ready":
                 pass
-            assert line.strip() == "ready", process.stderr.read() if process.stderr else ""
+            if line.strip() != "ready":  # it ended before it was ready: say how
+                _, stderr = process.communicate(timeout=30)
+                returncode = process.returncode
+                pytest.fail(
+                    f"side {label} ended before it was ready, with return code {returncode}:\n{stderr}"
+                )
         for process in sides.values():
             assert process.stdin is not None
             process.stdin.write("go\n")
@@ -155,9 +160,11 @@ def test_two_processes_claiming_the_same_2000_pairs_keep_one_row_each_and_agree(
     finally:
         for process in sides.values():
             process.kill()
+            process.wait(timeout=30)
     kept = {}
     for label, (stdout, stderr) in outputs.items():
-        assert sides[label].returncode == 0, stderr
+        returncode = sides[label].returncode
+        assert returncode == 0, f"side {label} ended with return code {returncode}:\n{stderr}"
         kept[label] = json.loads(stdout.strip().splitlines()[-1])
     pairs = {f"{user}\t{agent}" for user, agent in claimer.pairs(2000)}
     assert set(kept["A"]) == set(kept["B"]) == pairs

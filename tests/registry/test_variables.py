@@ -9,6 +9,7 @@ import pytest
 
 from airflow_provider_aidol import reuse
 from airflow_provider_aidol.registry import variables
+from tests.airflow_db import returned
 from tests.dags import registry_dags
 
 
@@ -16,7 +17,8 @@ def run(**params: Any) -> dict[tuple[str, str], str]:
     """Run the registry DAG with ``dag.test()``; return what the registry answered in the task."""
     dagrun = registry_dags.registry_task.test(run_conf={"registry_conn_id": None, **params})
     assert str(dagrun.state) == "success"
-    return {pair: row.conversation_id for pair, row in registry_dags.RESULTS.pop(dagrun.run_id).items()}
+    answered = returned(dagrun, "use_registry")
+    return {(row["user_id"], row["agent_id"]): row["conversation_id"] for row in answered}
 
 
 @pytest.fixture
@@ -80,8 +82,9 @@ def test_a_claimed_row_names_the_task_that_created_it(airflow_db, sqlite_registr
             "registry_conn_id": sqlite_registry,
         }
     )
-    [row] = registry_dags.RESULTS.pop(dagrun.run_id).values()
-    assert (row.dag_id, row.run_id, row.task_id, row.map_index) == (
+    assert str(dagrun.state) == "success"
+    [row] = returned(dagrun, "use_registry")
+    assert (row["dag_id"], row["run_id"], row["task_id"], row["map_index"]) == (
         "aidol_registry_task",
         dagrun.run_id,
         "use_registry",

@@ -21,7 +21,7 @@ def shared_server() -> Iterator[AidolServer]:
 
 
 @pytest.fixture
-def server(shared_server: AidolServer) -> AidolServer:
+def clean_shared_server(shared_server: AidolServer) -> AidolServer:
     """The module's server, forgetting everything earlier tests did (tests must not change settings)."""
     shared_server.reset()
     return shared_server
@@ -34,8 +34,8 @@ def session() -> Iterator[requests.Session]:
 
 
 @pytest.fixture
-def client(server: AidolServer, session: requests.Session) -> SignedClient:
-    return SignedClient(server, session)
+def client(clean_shared_server: AidolServer, session: requests.Session) -> SignedClient:
+    return SignedClient(clean_shared_server, session)
 
 
 @pytest.fixture

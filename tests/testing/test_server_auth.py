@@ -27,10 +27,12 @@ def test_signed_request_gets_a_success_envelope(client: SignedClient) -> None:
 
 
 @pytest.mark.parametrize("name", ["Authorization", "X-Timestamp", "X-Signature", "X-Request-ID", "X-User-ID"])
-def test_missing_header_is_a_401_naming_it(client: SignedClient, server: AidolServer, name: str) -> None:
+def test_missing_header_is_a_401_naming_it(
+    client: SignedClient, clean_shared_server: AidolServer, name: str
+) -> None:
     response = client.post(CONVERSATION, BODY, override={name: None})
     assert_error(response, 401, 10401, f"Missing required header: {name}")
-    assert server.conversations == []
+    assert clean_shared_server.conversations == []
 
 
 def test_empty_header_counts_as_missing(client: SignedClient) -> None:
@@ -77,10 +79,12 @@ def test_uppercase_signature_is_rejected(client: SignedClient) -> None:
     assert_error(client.post(CONVERSATION, BODY, override=headers), 401, 10401, "Invalid signature")
 
 
-def test_body_changed_after_signing_is_rejected(client: SignedClient, server: AidolServer) -> None:
+def test_body_changed_after_signing_is_rejected(
+    client: SignedClient, clean_shared_server: AidolServer
+) -> None:
     response = client.post(CONVERSATION, BODY, data=wire_json({"agentId": "agent-2"}))
     assert_error(response, 401, 10401, "Invalid signature")
-    assert server.conversations == []
+    assert clean_shared_server.conversations == []
 
 
 def test_query_string_is_signed(client: SignedClient) -> None:
@@ -92,9 +96,11 @@ def test_query_string_is_signed(client: SignedClient) -> None:
     assert_error(response, 401, 10401, "Invalid signature")
 
 
-def test_strings_are_signed_trimmed_but_sent_as_given(client: SignedClient, server: AidolServer) -> None:
+def test_strings_are_signed_trimmed_but_sent_as_given(
+    client: SignedClient, clean_shared_server: AidolServer
+) -> None:
     assert client.post(CONVERSATION, {"agentId": "  agent-2  ", "note": " "}).json()["success"] is True
-    assert [conversation.agent_id for conversation in server.conversations] == ["agent-2"]
+    assert [conversation.agent_id for conversation in clean_shared_server.conversations] == ["agent-2"]
 
 
 def test_non_ascii_values_are_signed_as_utf8_text(client: SignedClient) -> None:
@@ -103,11 +109,11 @@ def test_non_ascii_values_are_signed_as_utf8_text(client: SignedClient) -> None:
     assert client.post("/v1/chat/image", body).json()["success"] is True
 
 
-def test_request_id_cannot_be_reused(client: SignedClient, server: AidolServer) -> None:
+def test_request_id_cannot_be_reused(client: SignedClient, clean_shared_server: AidolServer) -> None:
     headers = client.signed_headers(CONVERSATION, BODY)
     assert client.post(CONVERSATION, BODY, override=headers).json()["success"] is True
     assert_error(client.post(CONVERSATION, BODY, override=headers), 401, 10401, "Duplicate request id")
-    assert len(server.conversations) == 1
+    assert len(clean_shared_server.conversations) == 1
 
 
 def test_header_checks_come_before_the_body_checks(client: SignedClient) -> None:
@@ -145,8 +151,8 @@ def test_empty_body_is_an_empty_object(client: SignedClient) -> None:
     assert_error(client.post(CONVERSATION, None), 200, 10400, "agentId is required")
 
 
-def test_rejections_are_recorded(client: SignedClient, server: AidolServer) -> None:
+def test_rejections_are_recorded(client: SignedClient, clean_shared_server: AidolServer) -> None:
     client.post(CONVERSATION, BODY, override={"Authorization": "Bearer nope"})
-    [record] = server.requests
+    [record] = clean_shared_server.requests
     assert (record.method, record.path, record.http_status) == ("POST", CONVERSATION, 401)
     assert (record.code, record.message, record.user_id) == (10401, "Invalid API key", "test-user")

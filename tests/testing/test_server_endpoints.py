@@ -63,38 +63,44 @@ def test_envelope_timestamp_follows_the_clock_offset(fresh_client: SignedClient)
     assert timestamp / 1000 == pytest.approx(time.time() + 120, abs=2)
 
 
-def test_unknown_path_is_a_404_envelope(server: AidolServer) -> None:
-    response = requests.post(f"{server.url}/v1/agent/list", json={}, timeout=5)
+def test_unknown_path_is_a_404_envelope(clean_shared_server: AidolServer) -> None:
+    response = requests.post(f"{clean_shared_server.url}/v1/agent/list", json={}, timeout=5)
     assert_error(response, 404, 10404, "Not found")
 
 
-def test_wrong_method_is_rejected_with_an_envelope(server: AidolServer) -> None:
-    assert_error(requests.get(f"{server.url}{CONVERSATION}", timeout=5), 405, 10405, "Method Not Allowed")
+def test_wrong_method_is_rejected_with_an_envelope(clean_shared_server: AidolServer) -> None:
+    assert_error(
+        requests.get(f"{clean_shared_server.url}{CONVERSATION}", timeout=5), 405, 10405, "Method Not Allowed"
+    )
 
 
 # -- /v1/chat/conversation -------------------------------------------------------------------
 
 
-def test_create_conversation_returns_and_records_a_uuid(client: SignedClient, server: AidolServer) -> None:
+def test_create_conversation_returns_and_records_a_uuid(
+    client: SignedClient, clean_shared_server: AidolServer
+) -> None:
     before = time.time()
     conversation_id = client.create_conversation("agent-2")
     assert str(uuid.UUID(conversation_id)) == conversation_id
-    [conversation] = server.conversations
+    [conversation] = clean_shared_server.conversations
     assert (conversation.conversation_id, conversation.agent_id) == (conversation_id, "agent-2")
     assert conversation.user_id == "test-user"
     assert before - 1 <= conversation.created_at.timestamp() <= time.time() + 1
 
 
-def test_conversation_belongs_to_the_calling_user(client: SignedClient, server: AidolServer) -> None:
+def test_conversation_belongs_to_the_calling_user(
+    client: SignedClient, clean_shared_server: AidolServer
+) -> None:
     client.user_id = "alice"
     client.create_conversation()
-    assert [conversation.user_id for conversation in server.conversations] == ["alice"]
+    assert [conversation.user_id for conversation in clean_shared_server.conversations] == ["alice"]
 
 
-def test_each_create_makes_a_new_conversation(client: SignedClient, server: AidolServer) -> None:
+def test_each_create_makes_a_new_conversation(client: SignedClient, clean_shared_server: AidolServer) -> None:
     ids = {client.create_conversation() for _ in range(3)}
     assert len(ids) == 3
-    assert {conversation.conversation_id for conversation in server.conversations} == ids
+    assert {conversation.conversation_id for conversation in clean_shared_server.conversations} == ids
 
 
 @pytest.mark.parametrize(
@@ -112,9 +118,11 @@ def test_create_conversation_needs_an_agent_id(
     assert_error(client.post(CONVERSATION, body), 200, 10400, message)
 
 
-def test_create_conversation_with_unknown_agent(client: SignedClient, server: AidolServer) -> None:
+def test_create_conversation_with_unknown_agent(
+    client: SignedClient, clean_shared_server: AidolServer
+) -> None:
     assert_error(client.post(CONVERSATION, {"agentId": "agent-9"}), 200, 10404, "Agent not found")
-    assert server.conversations == []
+    assert clean_shared_server.conversations == []
 
 
 def test_added_agents_are_known(fresh_client: SignedClient) -> None:

@@ -10,12 +10,11 @@ import pytest
 import requests
 
 from airflow_provider_aidol.testing import Fault
+from tests.polling import wait_until
 
 from .signed_client import assert_error
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from airflow_provider_aidol.testing import AidolServer
 
     from .signed_client import SignedClient
@@ -79,22 +78,26 @@ def test_no_conversation_id_fault_succeeds_without_creating(client: SignedClient
     assert client.server.conversations == []
 
 
-def test_drop_closes_the_connection_before_acting(client: SignedClient, server: AidolServer) -> None:
-    server.inject(Fault.DROP)
+def test_drop_closes_the_connection_before_acting(
+    client: SignedClient, clean_shared_server: AidolServer
+) -> None:
+    clean_shared_server.inject(Fault.DROP)
     with pytest.raises(requests.ConnectionError):
         client.post(CONVERSATION, BODY)
-    assert server.conversations == []
-    [record] = server.requests
+    assert clean_shared_server.conversations == []
+    [record] = clean_shared_server.requests
     assert (record.fault, record.http_status, record.code) == (Fault.DROP, None, None)
 
 
-def test_drop_after_create_leaves_an_orphan_conversation(client: SignedClient, server: AidolServer) -> None:
-    server.inject(Fault.DROP_AFTER_CREATE)
+def test_drop_after_create_leaves_an_orphan_conversation(
+    client: SignedClient, clean_shared_server: AidolServer
+) -> None:
+    clean_shared_server.inject(Fault.DROP_AFTER_CREATE)
     with pytest.raises(requests.ConnectionError):
         client.post(CONVERSATION, BODY)
-    [orphan] = server.conversations
+    [orphan] = clean_shared_server.conversations
     assert orphan.agent_id == "agent-1"
-    [record] = server.requests
+    [record] = clean_shared_server.requests
     assert (record.fault, record.http_status, record.code) == (Fault.DROP_AFTER_CREATE, None, 10200)
 
 
@@ -105,13 +108,6 @@ def test_delay_then_normal_answer(client: SignedClient) -> None:
     assert time.monotonic() - started >= 0.2
 
 
-def wait_for(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 2
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met within 2 s"
-        time.sleep(0.02)
-
-
 def test_delay_beyond_the_client_timeout_is_a_read_timeout(fresh_client: SignedClient) -> None:
     server = fresh_client.server
     server.inject(Fault.DELAY, delay=0.4)
@@ -120,7 +116,7 @@ def test_delay_beyond_the_client_timeout_is_a_read_timeout(fresh_client: SignedC
     [in_flight] = server.requests
     assert (in_flight.fault, in_flight.http_status, server.conversations) == (Fault.DELAY, None, [])
     # The server still acts once the delay is over: the client's timeout left an orphan.
-    wait_for(lambda: len(server.conversations) == 1)
+    wait_until(lambda: len(server.conversations) == 1, timeout=2, what="the delayed conversation")
     assert server.requests[0].code == 10200
 
 
@@ -130,7 +126,7 @@ def test_reset_forgets_requests_still_in_flight(fresh_client: SignedClient) -> N
     with pytest.raises(requests.ReadTimeout):
         fresh_client.post(CONVERSATION, BODY, timeout=0.1)
     server.reset()
-    wait_for(lambda: len(server.conversations) == 1)
+    wait_until(lambda: len(server.conversations) == 1, timeout=2, what="the delayed conversation")
     assert server.requests == []
 
 
@@ -168,24 +164,35 @@ def test_unauthorized_fault(client: SignedClient) -> None:
     assert_error(client.post(CONVERSATION, BODY), 401, 10401, "Invalid signature")
 
 
-def test_faults_are_used_once_each_in_order(client: SignedClient, server: AidolServer) -> None:
-    server.inject(Fault.STATUS, status=500, times=2)
-    server.inject(Fault.QUOTA)
+def test_faults_are_used_once_each_in_order(client: SignedClient, clean_shared_server: AidolServer) -> None:
+    clean_shared_server.inject(Fault.STATUS, status=500, times=2)
+    clean_shared_server.inject(Fault.QUOTA)
     codes = [client.post(CONVERSATION, BODY).json()["code"] for _ in range(4)]
     assert codes == [10500, 10500, 10403, 10200]
-    assert [record.fault for record in server.requests] == [Fault.STATUS, Fault.STATUS, Fault.QUOTA, None]
+    assert [record.fault for record in clean_shared_server.requests] == [
+        Fault.STATUS,
+        Fault.STATUS,
+        Fault.QUOTA,
+        None,
+    ]
 
 
-def test_fault_with_a_path_waits_for_that_path(client: SignedClient, server: AidolServer) -> None:
-    server.inject(Fault.STATUS, path="/v1/config/options")
+def test_fault_with_a_path_waits_for_that_path(
+    client: SignedClient, clean_shared_server: AidolServer
+) -> None:
+    clean_shared_server.inject(Fault.STATUS, path="/v1/config/options")
     assert client.post(CONVERSATION, BODY).json()["success"] is True
     assert client.post("/v1/config/options", {"namespace": "custom_image"}).status_code == 503
-    assert server.count(fault=Fault.STATUS) == server.count(path="/v1/config/options") == 1
+    assert (
+        clean_shared_server.count(fault=Fault.STATUS)
+        == clean_shared_server.count(path="/v1/config/options")
+        == 1
+    )
 
 
-def test_reset_discards_queued_faults(client: SignedClient, server: AidolServer) -> None:
-    server.inject(Fault.DROP, times=3)
-    server.reset()
+def test_reset_discards_queued_faults(client: SignedClient, clean_shared_server: AidolServer) -> None:
+    clean_shared_server.inject(Fault.DROP, times=3)
+    clean_shared_server.reset()
     assert client.post(CONVERSATION, BODY).json()["success"] is True
 
 
@@ -199,7 +206,7 @@ def test_reset_discards_queued_faults(client: SignedClient, server: AidolServer)
     ],
 )
 def test_inject_rejects_incomplete_faults(
-    server: AidolServer, kind: Fault, options: dict[str, Any], message: str
+    clean_shared_server: AidolServer, kind: Fault, options: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        server.inject(kind, **options)
+        clean_shared_server.inject(kind, **options)

@@ -99,18 +99,18 @@ def test_settings_are_readable_and_writable() -> None:
     assert server.latency == 0.0
 
 
-def test_connection_json_describes_the_server(server: AidolServer) -> None:
-    described = json.loads(server.connection_json())
+def test_connection_json_describes_the_server(clean_shared_server: AidolServer) -> None:
+    described = json.loads(clean_shared_server.connection_json())
     assert described == {
         "conn_type": "aidol",
-        "host": server.url,
+        "host": clean_shared_server.url,
         "login": "test-api-key",
         "password": "test-api-secret",
         "extra": {"user_id": "test-user"},
     }
-    connection = Connection.from_json(server.connection_json(), conn_id="aidol_default")
+    connection = Connection.from_json(clean_shared_server.connection_json(), conn_id="aidol_default")
     assert (connection.host, connection.login, connection.password) == (
-        server.url,
+        clean_shared_server.url,
         "test-api-key",
         "test-api-secret",
     )
@@ -132,46 +132,52 @@ def test_connection_uri_round_trips_through_airflow() -> None:
     assert connection.extra_dejson == {"user_id": user}
 
 
-def test_request_records_describe_each_request(client: SignedClient, server: AidolServer) -> None:
+def test_request_records_describe_each_request(
+    client: SignedClient, clean_shared_server: AidolServer
+) -> None:
     headers = client.signed_headers(CONVERSATION, {"agentId": "agent-1"})
     envelope = client.post(CONVERSATION, {"agentId": "agent-1"}, override=headers).json()
-    [record] = server.requests
+    [record] = clean_shared_server.requests
     assert (record.method, record.path, record.http_status, record.code) == ("POST", CONVERSATION, 200, 10200)
     assert (record.message, record.request_id, record.user_id) == ("OK", headers["X-Request-ID"], "test-user")
     assert (record.trace_id, record.fault) == (envelope["traceId"], None)
 
 
-def test_count_filters_records(client: SignedClient, server: AidolServer) -> None:
+def test_count_filters_records(client: SignedClient, clean_shared_server: AidolServer) -> None:
     client.create_conversation()
     client.post(CONVERSATION, {"agentId": "nobody"})
-    server.inject(Fault.STATUS, status=502)
+    clean_shared_server.inject(Fault.STATUS, status=502)
     client.post("/v1/config/options", {"namespace": "custom_image"})
-    assert server.count() == 3
-    assert server.count(path=CONVERSATION) == 2
-    assert server.count(path=CONVERSATION, code=10404) == 1
-    assert server.count(http_status=200) == 2
-    assert server.count(http_status=502, fault=Fault.STATUS) == server.count(fault="status") == 1
+    assert clean_shared_server.count() == 3
+    assert clean_shared_server.count(path=CONVERSATION) == 2
+    assert clean_shared_server.count(path=CONVERSATION, code=10404) == 1
+    assert clean_shared_server.count(http_status=200) == 2
+    assert (
+        clean_shared_server.count(http_status=502, fault=Fault.STATUS)
+        == clean_shared_server.count(fault="status")
+        == 1
+    )
 
 
 def test_reset_forgets_records_conversations_and_request_ids(
-    client: SignedClient, server: AidolServer
+    client: SignedClient, clean_shared_server: AidolServer
 ) -> None:
     headers = client.signed_headers(CONVERSATION, {"agentId": "agent-1"})
     client.post(CONVERSATION, {"agentId": "agent-1"}, override=headers)
-    server.reset()
-    assert (server.requests, server.conversations) == ([], [])
+    clean_shared_server.reset()
+    assert (clean_shared_server.requests, clean_shared_server.conversations) == ([], [])
     assert client.post(CONVERSATION, {"agentId": "agent-1"}, override=headers).json()["success"] is True
 
 
-def test_concurrent_creates_are_all_recorded(server: AidolServer) -> None:
+def test_concurrent_creates_are_all_recorded(clean_shared_server: AidolServer) -> None:
     def create_25(session: requests.Session) -> list[str]:
-        client = SignedClient(server, session)
+        client = SignedClient(clean_shared_server, session)
         return [client.create_conversation() for _ in range(25)]
 
     ids = in_threads(8, create_25)
     assert len(set(ids)) == 200
-    assert {conversation.conversation_id for conversation in server.conversations} == set(ids)
-    assert server.count(path=CONVERSATION, code=10200) == 200
+    assert {conversation.conversation_id for conversation in clean_shared_server.conversations} == set(ids)
+    assert clean_shared_server.count(path=CONVERSATION, code=10200) == 200
 
 
 @pytest.mark.aidol_server(latency=0.3)

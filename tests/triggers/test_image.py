@@ -18,22 +18,10 @@ from airflow_provider_aidol.hooks.aidol import AidolHook
 from airflow_provider_aidol.images import CHAT_IMAGE_PATH, chat_image_body
 from airflow_provider_aidol.testing import Fault
 from airflow_provider_aidol.triggers.image import ChatImageTrigger
+from tests.aidol_default import USER, point_connection
+from tests.airflow_db import returned
 from tests.dags import image_dags
-
-USER = "bob"
-
-
-@pytest.fixture
-def server(airflow_db, aidol_default_connection):
-    image_dags.RECEIVED.clear()
-    return aidol_default_connection
-
-
-@pytest.fixture
-def conversation(server):
-    hook = AidolHook()
-    yield hook.create_conversation("agent-1", user_id=USER)
-    hook.close()
+from tests.polling import wait_until
 
 
 def trigger_kwargs(conversation: str, **changes: Any) -> dict[str, Any]:
@@ -52,13 +40,13 @@ def trigger_kwargs(conversation: str, **changes: Any) -> dict[str, Any]:
     return {**kwargs, **changes}
 
 
-def test_serialize_rebuilds_the_same_trigger_and_holds_no_credential(server, conversation):
+def test_serialize_rebuilds_the_same_trigger_and_holds_no_credential(airflow_with_aidol_server, conversation):
     classpath, kwargs = ChatImageTrigger(**trigger_kwargs(conversation)).serialize()
     assert classpath == "airflow_provider_aidol.triggers.image.ChatImageTrigger"
     assert kwargs == trigger_kwargs(conversation)
     assert ChatImageTrigger(**kwargs).serialize() == (classpath, kwargs)
-    assert server.api_key not in repr(kwargs)
-    assert server.api_secret not in repr(kwargs)
+    assert airflow_with_aidol_server.api_key not in repr(kwargs)
+    assert airflow_with_aidol_server.api_secret not in repr(kwargs)
 
 
 def start_again(deferred_run: SimpleNamespace, conversation: str, **changes: Any) -> dict[str, Any]:
@@ -84,20 +72,20 @@ def retry_warnings(capsys: pytest.CaptureFixture[str]) -> list[str]:
 
 
 @pytest.fixture
-def deferred_run(server, conversation, tmp_path):
+def deferred_run(airflow_with_aidol_server, conversation, tmp_path):
     """A finished deferred run: its run id, task instance id and the marker its trigger left."""
     params = {**image_dags.PARAMS, "conversation": conversation, "output": f"file://{tmp_path}/x.png"}
     dag_run = image_dags.deferred.test(run_conf=params)
     assert dag_run.state == "success"
     [ti] = [ti for ti in dag_run.get_task_instances() if ti.task_id == "generate"]
-    marker = image_dags.RECEIVED[image_dags.deferred.dag_id]["marker"]
+    marker = returned(dag_run)["marker"]
     return SimpleNamespace(run_id=dag_run.run_id, ti_id=ti.id, marker=marker)
 
 
 def test_started_again_for_the_same_attempt_it_reports_an_interruption_and_sends_nothing(
-    server, conversation, deferred_run
+    airflow_with_aidol_server, conversation, deferred_run
 ):
-    [image] = server.images
+    [image] = airflow_with_aidol_server.images
     event = start_again(deferred_run, conversation)
     sent_at = deferred_run.marker["sent_at"]
     nothing_sent = {"requests": 0, "retries": 0, "rate_limited": 0, "failed": 0}
@@ -107,46 +95,46 @@ def test_started_again_for_the_same_attempt_it_reports_an_interruption_and_sends
         "sent_at": sent_at,
         "usage": nothing_sent,
     }
-    assert server.count(path=CHAT_IMAGE_PATH) == 1
+    assert airflow_with_aidol_server.count(path=CHAT_IMAGE_PATH) == 1
 
 
-def test_started_again_with_resend_allowed_it_sends_once_more(server, conversation, deferred_run):
+def test_started_again_with_resend_allowed_it_sends_once_more(
+    airflow_with_aidol_server, conversation, deferred_run
+):
     event = start_again(deferred_run, conversation, resend_after_restart=True)
     one_request = {"requests": 1, "retries": 0, "rate_limited": 0, "failed": 0}
     assert event == {
         "status": "success",
-        "trace_id": server.requests[-1].trace_id,
+        "trace_id": airflow_with_aidol_server.requests[-1].trace_id,
         "http_status": 200,
         "usage": one_request,
     }
-    assert len(server.images) == 2
+    assert len(airflow_with_aidol_server.images) == 2
 
 
-def test_a_new_attempt_of_the_same_task_instance_sends(server, conversation, deferred_run):
+def test_a_new_attempt_of_the_same_task_instance_sends(airflow_with_aidol_server, conversation, deferred_run):
     event = start_again(deferred_run, conversation, attempt_id="a-new-try")
     assert event["status"] == "success"
-    assert len(server.images) == 2
+    assert len(airflow_with_aidol_server.images) == 2
 
 
 @pytest.mark.aidol_server(image_latency=1.0)
 def test_a_read_timeout_in_the_trigger_is_reported_not_resent(
-    server, conversation, deferred_run, monkeypatch
+    airflow_with_aidol_server, conversation, deferred_run, monkeypatch
 ):
-    from tests.hooks.conftest import point_connection
-
-    point_connection(monkeypatch, server, image_timeout=0.2)
+    point_connection(monkeypatch, airflow_with_aidol_server, image_timeout=0.2)
     event = start_again(deferred_run, conversation, attempt_id="a-new-try")
     assert event["status"] == "error"
     assert event["error"]["error_class"] == "AidolTimeoutError"
-    assert server.count(path=CHAT_IMAGE_PATH) == 2  # the deferred run's, and this one, not resent
+    assert (
+        airflow_with_aidol_server.count(path=CHAT_IMAGE_PATH) == 2
+    )  # the deferred run's, and this one, not resent
 
 
 def test_a_refused_connection_in_the_trigger_is_retried_then_reported(
-    server, conversation, deferred_run, monkeypatch, capsys
+    airflow_with_aidol_server, conversation, deferred_run, monkeypatch, capsys
 ):
-    from tests.hooks.conftest import point_connection
-
-    point_connection(monkeypatch, server, host="http://127.0.0.1:9", max_retries=2)
+    point_connection(monkeypatch, airflow_with_aidol_server, host="http://127.0.0.1:9", max_retries=2)
     capsys.readouterr()
     event = start_again(deferred_run, conversation, attempt_id="a-new-try")
     assert event["status"] == "error"
@@ -156,50 +144,51 @@ def test_a_refused_connection_in_the_trigger_is_retried_then_reported(
 
 
 def test_tls_failures_in_the_trigger_are_named_and_not_retried(
-    server, conversation, deferred_run, monkeypatch, capsys
+    airflow_with_aidol_server, conversation, deferred_run, monkeypatch, capsys
 ):
-    from tests.hooks.conftest import point_connection
-
-    point_connection(monkeypatch, server, host=server.url.removeprefix("http://"), max_retries=2)
+    point_connection(
+        monkeypatch,
+        airflow_with_aidol_server,
+        host=airflow_with_aidol_server.url.removeprefix("http://"),
+        max_retries=2,
+    )
     capsys.readouterr()
     event = start_again(deferred_run, conversation, attempt_id="a-new-try")
     assert (event["error"]["error_class"], event["error"]["retryable"]) == ("AidolConnectionError", False)
-    https_url = server.url.replace("http://", "https://")
+    https_url = airflow_with_aidol_server.url.replace("http://", "https://")
     assert event["error"]["message"].startswith(f"TLS failed talking to {https_url} (a Base URL without")
     assert retry_warnings(capsys) == []
 
 
 def test_a_refused_request_does_not_count_as_sent_for_a_restart(
-    server, conversation, deferred_run, monkeypatch
+    airflow_with_aidol_server, conversation, deferred_run, monkeypatch
 ):
-    from tests.hooks.conftest import point_connection
-
-    point_connection(monkeypatch, server, max_retries=0)
-    server.inject(Fault.RATE_LIMITED, path=CHAT_IMAGE_PATH)
+    point_connection(monkeypatch, airflow_with_aidol_server, max_retries=0)
+    airflow_with_aidol_server.inject(Fault.RATE_LIMITED, path=CHAT_IMAGE_PATH)
     refused = start_again(deferred_run, conversation, attempt_id="a-new-try")
     assert refused["error"]["error_class"] == "AidolRateLimitError"
     # Started again for the same attempt (say, the triggerer died while waiting to resend):
     assert start_again(deferred_run, conversation, attempt_id="a-new-try")["status"] == "success"
-    assert len(server.images) == 2  # the deferred run's, and this one
+    assert len(airflow_with_aidol_server.images) == 2  # the deferred run's, and this one
 
 
 @pytest.mark.aidol_server(clock_offset=-900)
-def test_the_trigger_corrects_a_skewed_clock_and_resends_once(server, conversation, deferred_run):
+def test_the_trigger_corrects_a_skewed_clock_and_resends_once(
+    airflow_with_aidol_server, conversation, deferred_run
+):
     event = start_again(deferred_run, conversation, attempt_id="a-new-try")
     assert event["status"] == "success"
-    image_calls = [r.http_status for r in server.requests if r.path == CHAT_IMAGE_PATH]
+    image_calls = [r.http_status for r in airflow_with_aidol_server.requests if r.path == CHAT_IMAGE_PATH]
     assert image_calls[-2:] == [401, 200]
-    assert len(server.images) == 2
+    assert len(airflow_with_aidol_server.images) == 2
 
 
-def test_a_503_in_the_trigger_is_resent(server, conversation, deferred_run, monkeypatch):
-    from tests.hooks.conftest import point_connection
-
-    point_connection(monkeypatch, server)
-    server.inject(Fault.STATUS, status=503, path=CHAT_IMAGE_PATH)
+def test_a_503_in_the_trigger_is_resent(airflow_with_aidol_server, conversation, deferred_run, monkeypatch):
+    point_connection(monkeypatch, airflow_with_aidol_server)
+    airflow_with_aidol_server.inject(Fault.STATUS, status=503, path=CHAT_IMAGE_PATH)
     event = start_again(deferred_run, conversation, attempt_id="a-new-try")
     assert event["status"] == "success"
-    assert server.count(path=CHAT_IMAGE_PATH, http_status=503) == 1
+    assert airflow_with_aidol_server.count(path=CHAT_IMAGE_PATH, http_status=503) == 1
 
 
 def test_an_unexpected_failure_still_fires_an_error_event(aidol_default_connection):
@@ -284,11 +273,11 @@ class KilledMidRequest:
     reason="Airflow before 3.3 never calls a trigger's on_kill (it only cancels the trigger)",
 )
 def test_a_user_kill_mid_request_closes_the_request_and_logs_what_it_may_cost(
-    server, conversation, deferred_run, capsys
+    airflow_with_aidol_server, conversation, deferred_run, capsys
 ):
     from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
 
-    server.image_latency = 3.0
+    airflow_with_aidol_server.image_latency = 3.0
     kwargs = trigger_kwargs(
         conversation,
         attempt_id="a-new-try",
@@ -298,35 +287,32 @@ def test_a_user_kill_mid_request_closes_the_request_and_logs_what_it_may_cost(
         map_index=-1,
     )
     capsys.readouterr()
-    driver = KilledMidRequest(ChatImageTrigger(**kwargs), server)
+    driver = KilledMidRequest(ChatImageTrigger(**kwargs), airflow_with_aidol_server)
 
     ti = SimpleNamespace(id=deferred_run.ti_id)
     seen = InProcessTestSupervisor.run_trigger_in_process(trigger=driver, ti=ti)  # type: ignore[no-untyped-call]
 
     assert seen.still_open is False
     assert seen.fired == []
-    in_flight = [r for r in server.requests if r.path == CHAT_IMAGE_PATH and r.http_status is None]
+    in_flight = [
+        r for r in airflow_with_aidol_server.requests if r.path == CHAT_IMAGE_PATH and r.http_status is None
+    ]
     assert len(in_flight) == 1
     [line] = [line for line in capsys.readouterr().out.splitlines() if "killed by a user action" in line]
     assert f"while its request was in flight (X-Request-ID {in_flight[0].request_id}, " in line
     assert "the server may still generate and bill this one image" in line
     assert "'requests': 1" in line
     # What the warning is about: the server carries on and generates (bills) the image no one reads.
-    assert server.images[-1].request_id == in_flight[0].request_id
-    wait_until(lambda: server.requests[-1].http_status is not None)
-
-
-def wait_until(condition: Any, timeout: float = 10.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+    assert airflow_with_aidol_server.images[-1].request_id == in_flight[0].request_id
+    wait_until(
+        lambda: airflow_with_aidol_server.requests[-1].http_status is not None,
+        timeout=10,
+        what="the server's answer to the killed request",
+    )
 
 
 def test_the_triggerer_loads_neither_requests_nor_urllib3_for_an_image_trigger(
-    server, conversation, deferred_run
+    airflow_with_aidol_server, conversation, deferred_run
 ):
     """A triggerer running the image trigger imports only httpx of the HTTP clients.
 
@@ -360,6 +346,6 @@ def test_the_triggerer_loads_neither_requests_nor_urllib3_for_an_image_trigger(
     assert results, run.stderr[-3000:]
     report = json.loads(results[-1].removeprefix(RESULT))
     assert report["event"]["status"] == "success"
-    assert len(server.images) == 2  # the deferred run's, and the lone trigger's
+    assert len(airflow_with_aidol_server.images) == 2  # the deferred run's, and the lone trigger's
     assert report["airflow"] == []
     assert report["after"] == []

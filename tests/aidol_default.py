@@ -1,0 +1,47 @@
+"""The ``aidol_default`` connection in the tests: pointed at an embedded server, and what is sent through it.
+
+The fixtures built on these (``aidol_default_server``, ``airflow_with_aidol_server``,
+``conversation``) are at the end of ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pytest
+
+FAST_RETRIES = {"retry_wait_initial": 0.01, "retry_wait_max": 0.05}
+"""Retry waits short enough for tests that make the hook retry."""
+
+USER = "bob"
+"""The end user of the ``conversation`` fixture's conversation (and of ``tests/dags/image_dags.py``)."""
+
+
+def point_connection(
+    monkeypatch: pytest.MonkeyPatch, server: Any, *, without: tuple[str, ...] = (), **changes: Any
+) -> None:
+    """Point ``aidol_default`` at ``server`` with fast retry waits and ``changes`` to host/login/password
+    or extra fields; ``without`` names extra fields to leave out."""
+    conn = json.loads(server.connection_json())
+    for field in ("host", "login", "password"):
+        if field in changes:
+            conn[field] = changes.pop(field)
+    conn["extra"].update(FAST_RETRIES, **changes)
+    for field in without:
+        del conn["extra"][field]
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_DEFAULT", json.dumps(conn))
+
+
+def items(count: int, *, agents: int = 1, users: str = "user") -> list[dict[str, str]]:
+    """Batch items with one distinct user each (``<users>-0000``, ...), round-robin over ``agents``
+    agents (``agent-1``, ...), so the server's records tell every item apart."""
+    return [{"agent_id": f"agent-{1 + n % agents}", "user_id": f"{users}-{n:04d}"} for n in range(count)]
+
+
+def unique_items(count: int, *, agents: int = 1) -> list[dict[str, str]]:
+    """``items`` with users unique to this call: DAG runs share one metadata database, so the
+    registry's Variables of earlier tests never match them."""
+    return items(count, agents=agents, users=f"{uuid.uuid4().hex[:8]}-user")
