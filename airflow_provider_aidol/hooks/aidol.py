@@ -42,8 +42,6 @@ if TYPE_CHECKING:
     from airflow_provider_aidol.client.envelope import AidolResponse
     from airflow_provider_aidol.client.ratelimit import RateLimiter
 
-__all__ = ["CHAT_IMAGE_PATH", "CONVERSATION_PATH", "OPTIONS_PATH", "AidolHook"]
-
 # X-User-ID of the connection test when the connection names no default user.
 _TEST_USER_ID = "airflow-connection-test"
 
