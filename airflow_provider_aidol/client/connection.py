@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_aidol.client.redaction import redact
 from airflow_provider_aidol.client.validation import MAX_SECONDS, require_header_value
-from airflow_provider_aidol.get_provider_info import CONNECTION_FIELDS
+from airflow_provider_aidol.constants import CONNECTION_FIELDS
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection

@@ -24,13 +24,13 @@ from airflow_provider_aidol.client.transport import (
     mount_adapters,
 )
 from airflow_provider_aidol.client.validation import require_seconds
+from airflow_provider_aidol.constants import DEFAULT_CONN_ID, FIELD_BEHAVIOUR
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
     AidolConnectionError,
     AidolError,
     AidolNotFoundError,
 )
-from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID, FIELD_BEHAVIOUR
 from airflow_provider_aidol.hooks.base import DEFAULT_POOL_SIZE, AidolBaseHook, RequestOptions
 
 if TYPE_CHECKING:

@@ -26,8 +26,8 @@ from airflow_provider_aidol.client.transport import (
     send_once,
     signed_headers,
 )
+from airflow_provider_aidol.constants import DEFAULT_CONN_ID
 from airflow_provider_aidol.exceptions import AidolAuthError
-from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_aidol.integration.usage import RequestUsage
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_aidol.client.validation import require_whole_number
-from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_aidol.constants import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

@@ -10,7 +10,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_aidol._compat import default_deferrable
-from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_aidol.constants import DEFAULT_CONN_ID
 from airflow_provider_aidol.operators.base import AidolBaseOperator, object_storage_path
 
 if TYPE_CHECKING:
