@@ -120,13 +120,11 @@ class AidolBaseHook(BaseHook):
         retry_if: Callable[[AidolError], bool] = is_retryable,
         attempts: int | None = None,
         timeout: float | None = None,
-        on_send: Callable[[str], None] | None = None,
     ) -> AidolResponse:
         """Send with the retries ``retry_if`` allows.
 
         :param attempts: at most this many attempts (default: the connection's ``max_retries`` + 1).
         :param timeout: read timeout (default: the connection's ``timeout``).
-        :param on_send: called with each attempt's ``X-Request-ID`` just before it is sent.
         """
         retrying = Retrying(
             **retry_arguments(self.settings, retry_if=retry_if, attempts=attempts),
@@ -134,14 +132,10 @@ class AidolBaseHook(BaseHook):
             sleep=self.sleep,
         )
         with self.usage.operation():
-            return retrying(self._attempt_correcting_clock, prepared, limiter, timeout, on_send)
+            return retrying(self._attempt_correcting_clock, prepared, limiter, timeout)
 
     def _attempt_correcting_clock(
-        self,
-        prepared: PreparedRequest,
-        limiter: RateLimiter,
-        timeout: float | None,
-        on_send: Callable[[str], None] | None,
+        self, prepared: PreparedRequest, limiter: RateLimiter, timeout: float | None
     ) -> AidolResponse:
         """Send once; on a 401 that shows the clocks disagree, adopt the server's clock and resend once.
 
@@ -150,30 +144,24 @@ class AidolBaseHook(BaseHook):
         """
         offset = self._clock.offset
         try:
-            return self._attempt(prepared, limiter, offset, timeout, on_send)
+            return self._attempt(prepared, limiter, offset, timeout)
         except AidolAuthError as error:
             resend_offset = self._clock.resend_offset(error, signed_with=offset)
             if resend_offset is None:
                 raise
         try:
-            return self._attempt(prepared, limiter, resend_offset, timeout, on_send)
+            return self._attempt(prepared, limiter, resend_offset, timeout)
         except AidolAuthError:
             self._clock.refused(resend_offset, signed_with=offset)
             raise
 
     def _attempt(
-        self,
-        prepared: PreparedRequest,
-        limiter: RateLimiter,
-        clock_offset: float,
-        timeout: float | None,
-        on_send: Callable[[str], None] | None,
+        self, prepared: PreparedRequest, limiter: RateLimiter, clock_offset: float, timeout: float | None
     ) -> AidolResponse:
         """Pace, sign and send one attempt: fresh X-Timestamp and X-Request-ID every time."""
         limiter.acquire()
         settings = self.settings
         with self.usage.request(prepared.path, rate=limiter.rate):
             headers = signed_headers(prepared, settings.api_secret, int(time.time() + clock_offset))
-            if on_send is not None:
-                on_send(headers["X-Request-ID"])
+            self.usage.sending(headers["X-Request-ID"])
             return send_once(self.session, settings, prepared, headers, timeout=timeout)

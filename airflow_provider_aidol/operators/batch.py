@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_aidol.client.validation import require_whole_number
+from airflow_provider_aidol.batch.options import DEFAULT_MAX_WORKERS, BatchOptions
 from airflow_provider_aidol.constants import DEFAULT_CONN_ID
 from airflow_provider_aidol.operators.base import AidolBaseOperator, object_storage_path
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
     from airflow.sdk import Context
 
@@ -62,7 +62,7 @@ class CreateConversationsOperator(AidolBaseOperator):
         self,
         *,
         conversations: Any,
-        max_workers: int = 4,
+        max_workers: int = DEFAULT_MAX_WORKERS,
         requests_per_second: float | None = None,
         on_error: str = "fail",
         output_path: Any = None,
@@ -76,8 +76,7 @@ class CreateConversationsOperator(AidolBaseOperator):
         if on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}.")
         self.conversations = conversations
-        self.max_workers = require_whole_number("max_workers", max_workers)
-        self.requests_per_second = requests_per_second
+        self.batch_options = BatchOptions(max_workers, requests_per_second)
         self.on_error = on_error
         self.output_path = output_path
         self.reuse_existing = reuse_existing
@@ -140,8 +139,9 @@ class CreateConversationsOperator(AidolBaseOperator):
             len(items), already_recorded=len(earlier.successes), in_doubt=len(earlier.in_doubt)
         )
         results: list[dict[str, Any]] = [{} for _ in items] if result_log is None else []
-        on_send = result_log.sending if result_log else None
-        for wave in self._outcome_waves(items, registry, earlier, context, on_send):
+        if result_log is not None:
+            self.hook.observe_batch_sends(result_log.sending)
+        for wave in self._outcome_waves(items, registry, earlier, context):
             records = [{"index": index, **result} for index, result in wave]
             if result_log is not None:
                 result_log.write(records)
@@ -168,7 +168,6 @@ class CreateConversationsOperator(AidolBaseOperator):
         registry: ConversationRegistry | None,
         earlier: EarlierTries,
         context: Context,
-        on_send: Callable[[BatchItem, str], None] | None,
     ) -> Iterator[list[tuple[int, dict[str, Any]]]]:
         """Yield lists of ``(index, result)`` for every item not already recorded: reused ones first.
 
@@ -199,9 +198,7 @@ class CreateConversationsOperator(AidolBaseOperator):
             return
         origin = Origin.from_context(context)
         by_index = {item.index: item for item in to_create}
-        batch = self.hook.conversation_batch(
-            max_workers=self.max_workers, requests_per_second=self.requests_per_second, on_send=on_send
-        )
+        batch = self.hook.conversation_batch(self.batch_options)
         for wave in batch.run_in_waves(to_create):
             claims = _register(registry, origin, [(by_index[index], result) for index, result in wave])
             outcomes: list[tuple[int, dict[str, Any]]] = []
