@@ -63,6 +63,8 @@ class AidolHook(AidolBaseHook):
     fields (timeouts, retries, pacing) are optional extras. One hook may be shared by threads.
 
     :param aidol_conn_id: the Airflow connection to use.
+    :param max_requests: the most requests this hook may send, retries included (a whole number
+        >= 1); default: the connection's extra ``max_requests``, else no budget.
     """
 
     conn_name_attr = "aidol_conn_id"
@@ -83,11 +85,11 @@ class AidolHook(AidolBaseHook):
 
     def create_conversation_response(self, agent_id: str, *, user_id: str | None = None) -> AidolResponse:
         """Create a conversation and return the whole answer (``data.conversationId`` and ``trace_id``)."""
-        body, user_id = conversation_body(agent_id), self.resolve_user_id(user_id)
+        prepared = self._prepare("POST", CONVERSATION_PATH, json=conversation_body(agent_id), user_id=user_id)
         try:
-            response = self.send("POST", CONVERSATION_PATH, json=body, user_id=user_id)
+            response = self._send(prepared, self._rate_limiter)
         except AidolNotFoundError as error:
-            raise error.with_context(f"agent_id {agent_id!r}, user_id {user_id!r}") from None
+            raise error.with_context(f"agent_id {agent_id!r}, user_id {prepared.user_id!r}") from None
         return read_conversation(response)
 
     def create_conversations(

@@ -53,24 +53,25 @@ class AidolBaseHook(BaseHook):
     """The connection, the pooled session, the rate limiter and the signed, retried exchange.
 
     :param aidol_conn_id: the Airflow connection to use.
+    :param max_requests: the most requests this hook may send, retries included (a whole number
+        >= 1); default: the connection's extra ``max_requests``, else no budget.
     """
 
     sleep: Callable[[float], None] = staticmethod(time.sleep)
     """How the hook waits between retries and for pacing (replaceable, e.g. to record waits in tests)."""
 
-    def __init__(self, aidol_conn_id: str = DEFAULT_CONN_ID) -> None:
+    def __init__(self, aidol_conn_id: str = DEFAULT_CONN_ID, *, max_requests: int | None = None) -> None:
         super().__init__()
         self.aidol_conn_id = aidol_conn_id
         self._clock = ServerClock(self.log)
         self._lazy_lock = threading.RLock()
-        self.usage = RequestUsage()
-        """This hook's request counts and budget (default: the connection's ``max_requests``)."""
+        self.usage = RequestUsage(max_requests)
+        """This hook's request counts and budget (``max_requests``, completed when the connection is read)."""
 
     def _load_settings(self) -> ConnectionSettings:
         """Read and check the connection; register the key and secret for log masking."""
         settings = load_settings(self.aidol_conn_id)
-        if self.usage.max_requests is None:
-            self.usage.max_requests = settings.max_requests
+        self.usage.max_requests = settings.resolve_max_requests(self.usage.max_requests)
         return settings
 
     def _new_session(self) -> requests.Session:

@@ -53,14 +53,12 @@ class AidolBaseOperator(BaseOperator):
     def open_registry(self, registry_conn_id: str | None, registry_table: str | None) -> ConversationRegistry:
         """Open and check the conversation registry for ``reuse_existing`` (before any request).
 
-        Without ``registry_conn_id`` the connection's extra ``registry_conn_id`` is used, and
-        without either, Airflow Variables.
+        Without ``registry_conn_id`` the connection's extras ``registry_conn_id`` and
+        ``registry_table`` are used, and without either, Airflow Variables.
         """
         from airflow_provider_aidol.registry import open_registry
 
-        settings = self.hook.settings
-        conn_id = registry_conn_id or settings.registry_conn_id
-        table = registry_table or (settings.registry_table if conn_id else None)
+        conn_id, table = self.hook.settings.resolve_registry(registry_conn_id, registry_table)
         registry = open_registry(self.aidol_conn_id, registry_conn_id=conn_id, registry_table=table)
         try:
             registry.check()
@@ -74,10 +72,7 @@ class AidolBaseOperator(BaseOperator):
         """The hook for ``aidol_conn_id``, created when the task runs."""
         from airflow_provider_aidol.hooks.aidol import AidolHook
 
-        hook = AidolHook(aidol_conn_id=self.aidol_conn_id)
-        if self.max_requests is not None:
-            hook.usage.max_requests = self.max_requests
-        return hook
+        return AidolHook(aidol_conn_id=self.aidol_conn_id, max_requests=self.max_requests)
 
     def end_try(self, context: Context) -> None:
         """Push this try's usage (XCom ``aidol_usage``), log it, and close the hook's connections."""
