@@ -10,15 +10,17 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_aidol.batch.options import DEFAULT_MAX_WORKERS, BatchOptions
 from airflow_provider_aidol.constants import DEFAULT_CONN_ID
 from airflow_provider_aidol.operators.base import AidolBaseOperator, object_storage_path
+from airflow_provider_aidol.registry.reuse import ReuseOutcome, Settled
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Iterator, Sequence
 
     from airflow.sdk import Context
 
     from airflow_provider_aidol.batch.engine import BatchItem
     from airflow_provider_aidol.batch.result_log import EarlierTries, ResultLog
-    from airflow_provider_aidol.registry import ConversationRegistry, Origin, Registration
+    from airflow_provider_aidol.registry import ConversationRegistry, Origin
+    from airflow_provider_aidol.registry.reuse import ConversationReuse
 
 ON_ERROR_CHOICES = ("fail", "continue")
 # Reused items are reported in lists of this many (they need no request).
@@ -177,9 +179,11 @@ class CreateConversationsOperator(AidolBaseOperator):
         replaced by that task's, and reported as ``orphaned_conversation_id``.
         """
         from airflow_provider_aidol.registry import Origin
+        from airflow_provider_aidol.registry.reuse import ConversationReuse
 
+        reuse, origin = ConversationReuse(registry), Origin.from_context(context)
         pending = [item for item in items if item.index not in earlier.successes]
-        kept = registry.lookup({(item.user_id, item.agent_id) for item in pending}) if registry else {}
+        kept = reuse.lookup({(item.user_id, item.agent_id) for item in pending})
         reused: list[tuple[int, dict[str, Any]]] = []
         to_create: list[BatchItem] = []
         repeats: dict[tuple[str, str], list[BatchItem]] = {}
@@ -196,15 +200,14 @@ class CreateConversationsOperator(AidolBaseOperator):
             yield reused[start : start + _REUSED_WAVE]
         if not to_create:
             return
-        origin = Origin.from_context(context)
         by_index = {item.index: item for item in to_create}
         batch = self.hook.conversation_batch(self.batch_options)
         for wave in batch.run_in_waves(to_create):
-            claims = _register(registry, origin, [(by_index[index], result) for index, result in wave])
+            settled = _register(reuse, origin, [(by_index[index], result) for index, result in wave])
             outcomes: list[tuple[int, dict[str, Any]]] = []
             for index, created in wave:
                 item = by_index[index]
-                result = _settled(item, created, claims, earlier.in_doubt.get(index))
+                result = _settled(created, settled.get(index), earlier.in_doubt.get(index))
                 outcomes.append((index, result))
                 for repeat in repeats[item.user_id, item.agent_id]:
                     shared = repeat.result(result["conversation_id"], result["trace_id"], result["error"])
@@ -226,36 +229,30 @@ class CreateConversationsOperator(AidolBaseOperator):
 
 
 def _register(
-    registry: ConversationRegistry | None,
-    origin: Origin,
-    created: list[tuple[BatchItem, dict[str, Any]]],
-) -> Mapping[tuple[str, str], Registration]:
-    """Register a wave's new conversations in one claim; return the entry kept per pair."""
-    if registry is None:
-        return {}
-    registrations = [
-        origin.registration(item.user_id, item.agent_id, result["conversation_id"], result["trace_id"])
+    reuse: ConversationReuse, origin: Origin, created: list[tuple[BatchItem, dict[str, Any]]]
+) -> dict[int, Settled]:
+    """Register a wave's new conversations in one claim; return each one's settlement by item index."""
+    new = {
+        item.index: origin.registration(
+            item.user_id, item.agent_id, result["conversation_id"], result["trace_id"]
+        )
         for item, result in created
         if result["conversation_id"]
-    ]
-    return registry.claim(registrations) if registrations else {}
+    }
+    return dict(zip(new, reuse.register(list(new.values())), strict=True))
 
 
 def _settled(
-    item: BatchItem,
-    created: dict[str, Any],
-    claims: Mapping[tuple[str, str], Registration],
-    in_doubt_request_id: str | None,
+    created: dict[str, Any], settled: Settled | None, in_doubt_request_id: str | None
 ) -> dict[str, Any]:
     """Return an item's result once registered: another task's conversation wins a race."""
     result = {**created, "reused": False}
     if in_doubt_request_id is not None:
         result["in_doubt_request_id"] = in_doubt_request_id
-    kept = claims.get((item.user_id, item.agent_id))
-    if kept is not None and created["conversation_id"] and kept.conversation_id != created["conversation_id"]:
+    if settled is not None and settled.outcome is ReuseOutcome.ORPHANED:
         result.update(
-            conversation_id=kept.conversation_id,
-            orphaned_conversation_id=created["conversation_id"],
+            conversation_id=settled.conversation_id,
+            orphaned_conversation_id=settled.orphaned_conversation_id,
             reused=True,
         )
     return result
