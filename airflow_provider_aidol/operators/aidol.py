@@ -1,16 +1,18 @@
 """Operators that create AI-DOL conversations.
 
-DAG files import this module, so it imports only ``airflow.sdk`` at the top; the hook (and with
-it ``requests`` and ``tenacity``) is imported when a task runs.
+DAG files import this module, so it imports nothing heavy at the top: the hook (and with it
+``requests`` and ``tenacity``) is imported when a task runs.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_aidol.client.validation import require_text
 from airflow_provider_aidol.constants import DEFAULT_CONN_ID
 from airflow_provider_aidol.operators.base import AidolBaseOperator
-from airflow_provider_aidol.registry.reuse import ReuseOutcome, Settled
+from airflow_provider_aidol.registry import Origin
+from airflow_provider_aidol.registry.reuse import ConversationReuse, ReuseOutcome, Settled
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -92,10 +94,6 @@ class CreateConversationOperator(AidolBaseOperator):
         return conversation_id, response.trace_id
 
     def _reuse_or_create(self, context: Context) -> Settled:
-        from airflow_provider_aidol.client.validation import require_text
-        from airflow_provider_aidol.registry import Origin
-        from airflow_provider_aidol.registry.reuse import ConversationReuse
-
         agent_id = require_text("agent_id", self.agent_id)
         user_id = self.hook.resolve_user_id(self.user_id)
         origin = Origin.from_context(context)

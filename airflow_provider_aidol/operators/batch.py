@@ -1,16 +1,23 @@
 """The batch operator: thousands of conversations in one task, within the rate limit, losing nothing.
 
-DAG files import this module, so it imports only ``airflow.sdk`` at the top.
+DAG files import this module, so it imports nothing heavy at the top: the hook (and with it
+``requests`` and ``tenacity``) is imported when a task runs.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.batch.options import DEFAULT_MAX_WORKERS, BatchOptions
+from airflow_provider_aidol.batch.result_log import EarlierTries, ResultLog
 from airflow_provider_aidol.constants import DEFAULT_CONN_ID
+from airflow_provider_aidol.exceptions import AidolBatchError
+from airflow_provider_aidol.integration.assets import batch_extra
+from airflow_provider_aidol.integration.metrics import count_batch_items
 from airflow_provider_aidol.operators.base import AidolBaseOperator, object_storage_path
-from airflow_provider_aidol.registry.reuse import ReuseOutcome, Settled
+from airflow_provider_aidol.registry import ConversationRegistry, Origin
+from airflow_provider_aidol.registry.reuse import ConversationReuse, ReuseOutcome, Settled
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -18,9 +25,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_aidol.batch.engine import BatchItem
-    from airflow_provider_aidol.batch.result_log import EarlierTries, ResultLog
-    from airflow_provider_aidol.registry import ConversationRegistry, Origin
-    from airflow_provider_aidol.registry.reuse import ConversationReuse
 
 ON_ERROR_CHOICES = ("fail", "continue")
 # Reused items are reported in lists of this many (they need no request).
@@ -91,10 +95,6 @@ class CreateConversationsOperator(AidolBaseOperator):
         Each asset in ``outlets`` gets an event whose extra holds the counts (``total``,
         ``created``, ``reused``, ``failed``, ``in_doubt``) and ``output_path``.
         """
-        from contextlib import ExitStack
-
-        from airflow_provider_aidol.batch.result_log import ResultLog
-
         try:
             items = self.hook.parse_items(self.conversations)
             with ExitStack() as stack:
@@ -121,10 +121,6 @@ class CreateConversationsOperator(AidolBaseOperator):
         context: Context,
     ) -> Any:
         """Run the batch, recording each wave of outcomes before the next requests go out."""
-        from airflow_provider_aidol.batch.result_log import EarlierTries
-        from airflow_provider_aidol.integration.assets import batch_extra
-        from airflow_provider_aidol.integration.metrics import count_batch_items
-
         earlier = result_log.earlier_tries(items) if result_log else EarlierTries()
         if earlier.in_doubt:
             shown = ", ".join(
@@ -178,9 +174,6 @@ class CreateConversationsOperator(AidolBaseOperator):
         conversations is registered before it is yielded; one another task registered first is
         replaced by that task's, and reported as ``orphaned_conversation_id``.
         """
-        from airflow_provider_aidol.registry import Origin
-        from airflow_provider_aidol.registry.reuse import ConversationReuse
-
         reuse, origin = ConversationReuse(registry), Origin.from_context(context)
         pending = [item for item in items if item.index not in earlier.successes]
         kept = reuse.lookup({(item.user_id, item.agent_id) for item in pending})
@@ -220,8 +213,6 @@ class CreateConversationsOperator(AidolBaseOperator):
         """Fail listing the failures (``on_error="fail"``), or log them and carry on."""
         if not failures:
             return
-        from airflow_provider_aidol.exceptions import AidolBatchError
-
         error = AidolBatchError(failures, total)
         if self.on_error == "fail":
             raise error
