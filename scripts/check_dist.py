@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from airflow_provider_aidol.get_provider_info import DOCUMENTATION_URL
+from airflow_provider_aidol.constants import DOCUMENTATION_URL
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "airflow-provider-aidol"

@@ -6,9 +6,9 @@ import base64
 
 import pytest
 
+from airflow_provider_aidol.client.endpoints import PNG_SIGNATURE, chat_image_body, read_chat_image
 from airflow_provider_aidol.client.envelope import AidolResponse
 from airflow_provider_aidol.exceptions import AidolResponseError
-from airflow_provider_aidol.images import PNG_SIGNATURE, chat_image_body, read_chat_image
 
 PNG = PNG_SIGNATURE + b"rest of the image"
 

@@ -6,7 +6,8 @@ import re
 import tomllib
 from typing import Any
 
-from airflow_provider_aidol.get_provider_info import DOCUMENTATION_URL, get_provider_info
+from airflow_provider_aidol.constants import DOCUMENTATION_URL
+from airflow_provider_aidol.get_provider_info import get_provider_info
 from tests.conftest import REPO
 
 PROJECT: dict[str, Any] = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]

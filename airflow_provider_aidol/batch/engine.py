@@ -1,9 +1,10 @@
 """The batch engine: many conversations created concurrently under one shared rate limiter.
 
-Everything a batch decides lives here: checking the items and the options, choosing the
+Everything a batch decides lives here: checking the items, choosing the
 limiter, running the items on a bounded thread pool, each item's outcome, how rate limits feed
 the shared limiter, and the stop after the credentials are refused or the quota is used up.
-The hook hands in the one thing it owns: a single signed, paced create (``PacedCreate``).
+The hook hands in the one thing it owns, as a ``ConversationSender``: a single signed, paced
+create, and the connection's pace to start from.
 """
 
 from __future__ import annotations
@@ -11,19 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.client.ratelimit import AdaptiveRateLimiter, RateLimiter
 from airflow_provider_aidol.client.retries import is_retryable
-from airflow_provider_aidol.client.validation import (
-    MAX_SECONDS,
-    require_header_value,
-    require_rate,
-    require_whole_number,
-)
+from airflow_provider_aidol.client.validation import require_header_value
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
     AidolError,
@@ -33,6 +29,8 @@ from airflow_provider_aidol.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from airflow_provider_aidol.batch.options import BatchOptions
+    from airflow_provider_aidol.batch.sender import ConversationSender
     from airflow_provider_aidol.client.envelope import AidolResponse
 
 log = logging.getLogger(__name__)
@@ -156,14 +154,6 @@ class _Progress:
             )
 
 
-PacedCreate = Callable[
-    [BatchItem, RateLimiter, Callable[[AidolError], bool], Callable[[str], None] | None], "AidolResponse"
-]
-"""The hook's single signed create of one item, ``create(item, limiter, retry_if, on_send)``: paced
-by ``limiter``, retried only as ``retry_if`` allows, calling ``on_send`` with each attempt's
-``X-Request-ID`` just before it is sent; it returns the answer carrying ``data.conversationId``."""
-
-
 def is_retryable_in_batch(error: AidolError) -> bool:
     """Retry like the hook, except rate limits: in a batch those slow the shared limiter instead."""
     return is_retryable(error) and not isinstance(error, AidolRateLimitError)
@@ -184,46 +174,25 @@ class FatalErrorLatch:
 
 
 class ConversationBatch:
-    """One batch: its options checked, its limiter chosen; ``run()`` yields every item's outcome.
+    """One batch: its limiter chosen; ``run()`` yields every item's outcome.
 
-    :param create: the hook's paced create of one item.
-    :param max_workers: threads sending requests.
-    :param requests_per_second: a fixed pace; ``None``: ``default_requests_per_second``.
-    :param default_requests_per_second: the connection's pace; ``None``: adaptive (it slows to
-        the rate the server grants when rate-limited, then probes upward).
-    :param rate_limit_seconds: how long one item keeps waiting out rate limits before it fails
-        (the connection's ``retry_max_seconds``): no pause that would end later is waited out.
-    :param rate_limit_wait_max: the longest pause one ``Retry-After`` causes (the connection's
-        ``retry_wait_max``).
-    :param sleep: how the limiter waits.
-    :param on_send: called (from a worker thread) with the item and the ``X-Request-ID`` just
-        before each attempt is sent, e.g. to record what is in flight.
+    :param sender: sends each item's request (the hook), and gives the pace to start from.
+    :param options: the batch's threads and fixed pace (checked when they were built); a pace of
+        ``None`` is the sender's.
     """
 
-    def __init__(
-        self,
-        create: PacedCreate,
-        *,
-        max_workers: int,
-        requests_per_second: float | None,
-        default_requests_per_second: float | None,
-        rate_limit_seconds: float,
-        rate_limit_wait_max: float = MAX_SECONDS,
-        sleep: Callable[[float], None] = time.sleep,
-        on_send: Callable[[BatchItem, str], None] | None = None,
-    ) -> None:
-        self.max_workers = require_whole_number("max_workers", max_workers)
-        if requests_per_second is not None:
-            require_rate("requests_per_second", requests_per_second)
-        rate = requests_per_second or default_requests_per_second
+    def __init__(self, sender: ConversationSender, options: BatchOptions) -> None:
+        pacing = sender.batch_pacing
+        rate = options.requests_per_second or pacing.requests_per_second
+        wait_max, sleep = pacing.rate_limit_wait_max, pacing.sleep
+        self.max_workers = options.max_workers
         self.limiter: RateLimiter = (
-            RateLimiter(rate, max_pause=rate_limit_wait_max, sleep=sleep)
+            RateLimiter(rate, max_pause=wait_max, sleep=sleep)
             if rate
-            else AdaptiveRateLimiter(max_pause=rate_limit_wait_max, sleep=sleep)
+            else AdaptiveRateLimiter(max_pause=wait_max, sleep=sleep)
         )
-        self._create = create
-        self._on_send = on_send
-        self._rate_limit_seconds = rate_limit_seconds
+        self._sender = sender
+        self._rate_limit_seconds = pacing.rate_limit_seconds
         self._fatal = FatalErrorLatch()
 
     def run(
@@ -298,10 +267,6 @@ class ConversationBatch:
             return item.result(error=f"{type(error).__name__}: {error}")
         return item.result(response.data["conversationId"], response.trace_id)
 
-    def _sender(self, item: BatchItem) -> Callable[[str], None] | None:
-        on_send = self._on_send
-        return None if on_send is None else lambda request_id: on_send(item, request_id)
-
     def _create_within_rate_limits(self, item: BatchItem) -> AidolResponse:
         """Create one item; rate limits feed the shared limiter instead of a private backoff.
 
@@ -310,7 +275,7 @@ class ConversationBatch:
         deadline = time.monotonic() + self._rate_limit_seconds
         while True:
             try:
-                response = self._create(item, self.limiter, is_retryable_in_batch, self._sender(item))
+                response = self._sender.create_batch_item(item, self.limiter, is_retryable_in_batch)
             except AidolRateLimitError as error:
                 pause = self.limiter.on_rate_limited(error.retry_after)
                 if time.monotonic() + pause >= deadline:

@@ -1,4 +1,8 @@
-"""The settings an ``aidol`` Airflow Connection holds, read and checked in one place."""
+"""The settings an ``aidol`` Airflow Connection holds, read and checked in one place.
+
+Where a task may give a setting too, one rule picks the value (``resolve_*`` below): the task's
+argument (an operator's, or a hook call's), else the connection's extra, else the default.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_aidol.client.redaction import redact
 from airflow_provider_aidol.client.validation import MAX_SECONDS, require_header_value
-from airflow_provider_aidol.get_provider_info import CONNECTION_FIELDS
+from airflow_provider_aidol.constants import CONNECTION_FIELDS
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -45,6 +49,11 @@ class ConnectionSettings:
     deadline_margin: float = CONNECTION_FIELDS["deadline_margin"]["schema"]["default"]
 
     @property
+    def secrets(self) -> tuple[str, str]:
+        """``(api_key, api_secret)``: what no error message or log line may repeat."""
+        return self.api_key, self.api_secret
+
+    @property
     def base_path(self) -> str:
         """The path part of the base URL ('' when the API sits at the root)."""
         return urlsplit(self.base_url).path
@@ -59,6 +68,25 @@ class ConnectionSettings:
                     f"connection {self.conn_id!r}."
                 )
         return require_header_value("user_id", user_id)
+
+    def resolve_max_requests(self, max_requests: int | None) -> int | None:
+        """Return ``max_requests``, or the connection's when it is ``None`` (``None``: no budget)."""
+        return self.max_requests if max_requests is None else max_requests
+
+    def resolve_registry(
+        self, registry_conn_id: str | None, registry_table: str | None
+    ) -> tuple[str | None, str | None]:
+        """Return the registry's ``(connection id, table)``: the task's, else the connection's extras.
+
+        The extra ``registry_table`` belongs to the extra ``registry_conn_id``: a task that names
+        its own registry connection gets its own ``registry_table`` or the default, never the
+        extra's. An empty name counts as not given; ``(None, None)`` means Airflow Variables.
+        """
+        if registry_conn_id:
+            return registry_conn_id, registry_table
+        if self.registry_conn_id:
+            return self.registry_conn_id, registry_table or self.registry_table
+        return None, registry_table
 
     @classmethod
     def from_connection(cls, conn: Connection) -> ConnectionSettings:

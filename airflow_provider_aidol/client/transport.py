@@ -114,7 +114,7 @@ def send_once(
     """
     read_timeout = settings.timeout if timeout is None else timeout
     where: dict[str, Any] = {"method": prepared.method, "path": prepared.path}
-    secrets = (settings.api_key, settings.api_secret)
+    secrets = settings.secrets
     deadline = Deadline(read_timeout + settings.deadline_margin)
     with Exchange(deadline) as exchange:
         try:
@@ -148,7 +148,7 @@ def _failure(
     where: dict[str, Any],
 ) -> AidolError:
     """Return the typed error for what ``requests`` (or urllib3, reading the body) raised."""
-    secrets = (settings.api_key, settings.api_secret)
+    secrets = settings.secrets
     if exchange.expired:
         return exchange.deadline.overrun(**where)
     if isinstance(error, requests.exceptions.SSLError | urllib3.exceptions.SSLError):

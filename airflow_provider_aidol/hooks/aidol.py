@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from airflow_provider_aidol.batch.engine import BatchItem, ConversationBatch, parse_items
+from airflow_provider_aidol.batch.options import DEFAULT_MAX_WORKERS, BatchOptions
+from airflow_provider_aidol.batch.sender import SenderPacing
 from airflow_provider_aidol.client.endpoints import (
     CHAT_IMAGE_PATH,
     CONVERSATION_PATH,
@@ -24,25 +26,21 @@ from airflow_provider_aidol.client.transport import (
     mount_adapters,
 )
 from airflow_provider_aidol.client.validation import require_seconds
+from airflow_provider_aidol.constants import DEFAULT_CONN_ID, FIELD_BEHAVIOUR
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
     AidolConnectionError,
     AidolError,
     AidolNotFoundError,
 )
-from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID, FIELD_BEHAVIOUR
 from airflow_provider_aidol.hooks.base import DEFAULT_POOL_SIZE, AidolBaseHook, RequestOptions
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
-
-    OnSend = Callable[[str], None] | None
+    from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 
     from airflow_provider_aidol.client.endpoints import ChatImage
     from airflow_provider_aidol.client.envelope import AidolResponse
     from airflow_provider_aidol.client.ratelimit import RateLimiter
-
-__all__ = ["CHAT_IMAGE_PATH", "CONVERSATION_PATH", "OPTIONS_PATH", "AidolHook"]
 
 # X-User-ID of the connection test when the connection names no default user.
 _TEST_USER_ID = "airflow-connection-test"
@@ -65,6 +63,8 @@ class AidolHook(AidolBaseHook):
     fields (timeouts, retries, pacing) are optional extras. One hook may be shared by threads.
 
     :param aidol_conn_id: the Airflow connection to use.
+    :param max_requests: the most requests this hook may send, retries included (a whole number
+        >= 1); default: the connection's extra ``max_requests``, else no budget.
     """
 
     conn_name_attr = "aidol_conn_id"
@@ -85,18 +85,18 @@ class AidolHook(AidolBaseHook):
 
     def create_conversation_response(self, agent_id: str, *, user_id: str | None = None) -> AidolResponse:
         """Create a conversation and return the whole answer (``data.conversationId`` and ``trace_id``)."""
-        body, user_id = conversation_body(agent_id), self.resolve_user_id(user_id)
+        prepared = self._prepare("POST", CONVERSATION_PATH, json=conversation_body(agent_id), user_id=user_id)
         try:
-            response = self.send("POST", CONVERSATION_PATH, json=body, user_id=user_id)
+            response = self._send(prepared, self._rate_limiter)
         except AidolNotFoundError as error:
-            raise error.with_context(f"agent_id {agent_id!r}, user_id {user_id!r}") from None
+            raise error.with_context(f"agent_id {agent_id!r}, user_id {prepared.user_id!r}") from None
         return read_conversation(response)
 
     def create_conversations(
         self,
         items: Iterable[str | Mapping[str, str] | BatchItem],
         *,
-        max_workers: int = 4,
+        max_workers: int = DEFAULT_MAX_WORKERS,
         requests_per_second: float | None = None,
     ) -> list[dict[str, Any]]:
         """Create many conversations concurrently; return one result per item, in input order.
@@ -125,7 +125,7 @@ class AidolHook(AidolBaseHook):
         self,
         items: Iterable[str | Mapping[str, str] | BatchItem],
         *,
-        max_workers: int = 4,
+        max_workers: int = DEFAULT_MAX_WORKERS,
         requests_per_second: float | None = None,
         progress_interval: float = 10.0,
     ) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -136,51 +136,64 @@ class AidolHook(AidolBaseHook):
         raise ``ValueError`` here, before anything is sent. Once the credentials are refused or
         the quota is used up, the items not yet sent are reported as ``not sent``.
         """
-        batch = self.conversation_batch(max_workers=max_workers, requests_per_second=requests_per_second)
+        batch = self.conversation_batch(BatchOptions(max_workers, requests_per_second))
         require_seconds("progress_interval", progress_interval)
         return batch.run(self.parse_items(items), progress_interval=progress_interval)
 
-    def conversation_batch(
-        self,
-        *,
-        max_workers: int = 4,
-        requests_per_second: float | None = None,
-        on_send: Callable[[BatchItem, str], None] | None = None,
-    ) -> ConversationBatch:
+    def conversation_batch(self, options: BatchOptions | None = None) -> ConversationBatch:
         """Return a batch creating conversations over this hook: run it with ``run()`` or ``run_in_waves()``.
 
         What ``iter_create_conversations()`` uses; the batch operator uses it to record each wave of
-        results (and, with ``on_send``, each request about to be sent) before the next goes out.
+        results before the next goes out (and ``observe_batch_sends()`` for each request about to
+        be sent).
 
-        :param on_send: called from a worker thread with the item and the ``X-Request-ID`` just
-            before each attempt is sent.
+        :param options: the batch's threads and pace; default ``BatchOptions()``.
         """
-        batch = ConversationBatch(
-            self._create_paced,
-            max_workers=max_workers,
-            requests_per_second=requests_per_second,
-            default_requests_per_second=self.settings.requests_per_second,
-            rate_limit_seconds=self.settings.retry_max_seconds,
-            rate_limit_wait_max=self.settings.retry_wait_max,
-            sleep=self.sleep,
-            on_send=on_send,
-        )
-        mount_adapters(self.session, max(max_workers, DEFAULT_POOL_SIZE))
+        options = options or BatchOptions()
+        batch = ConversationBatch(self, options)
+        mount_adapters(self.session, max(options.max_workers, DEFAULT_POOL_SIZE))
         return batch
+
+    def observe_batch_sends(self, observer: Callable[[BatchItem, str], None]) -> None:
+        """Call ``observer(item, request_id)`` just before each attempt of a batch item is sent.
+
+        It is called from the batch's worker thread, with the attempt's ``X-Request-ID``; the
+        batch operator journals what is in flight with it. Register it once, before the batch runs.
+        """
+
+        def on_send(key: Hashable, request_id: str) -> None:
+            if isinstance(key, BatchItem):
+                observer(key, request_id)
+
+        self.usage.observe_sends(on_send)
+
+    @property
+    def batch_pacing(self) -> SenderPacing:
+        """The connection's pace and rate-limit waits, which a batch over this hook starts from."""
+        settings = self.settings
+        return SenderPacing(
+            requests_per_second=settings.requests_per_second,
+            rate_limit_seconds=settings.retry_max_seconds,
+            rate_limit_wait_max=settings.retry_wait_max,
+            sleep=self.sleep,
+        )
 
     def parse_items(self, items: Iterable[str | Mapping[str, str] | BatchItem]) -> list[BatchItem]:
         """Check batch items (``ValueError`` naming the bad ones) with this connection's default user."""
         return parse_items(items, default_user_id=self.settings.user_id, conn_id=self.aidol_conn_id)
 
-    def _create_paced(
-        self, item: BatchItem, limiter: RateLimiter, retry_if: Callable[[AidolError], bool], on_send: OnSend
+    def create_batch_item(
+        self, item: BatchItem, limiter: RateLimiter, retry_if: Callable[[AidolError], bool]
     ) -> AidolResponse:
-        """Create one batch item's conversation, paced by the batch's shared ``limiter``."""
+        """Create one batch item's conversation, paced by the batch's shared ``limiter``.
+
+        Retried only as ``retry_if`` allows; the answer carries ``data.conversationId``.
+        """
         prepared = self._prepare(
             "POST", CONVERSATION_PATH, json=conversation_body(item.agent_id), user_id=item.user_id
         )
-        with self.usage.operation(key=("batch item", item.index)):
-            return read_conversation(self._send(prepared, limiter, retry_if=retry_if, on_send=on_send))
+        with self.usage.operation(key=item):
+            return read_conversation(self._send(prepared, limiter, retry_if=retry_if))
 
     def request(self, method: str, path: str, **options: Unpack[RequestOptions]) -> Any:
         """Make a signed request to any endpoint and return the envelope's ``data``.

@@ -26,8 +26,8 @@ from airflow_provider_aidol.client.retries import (
     retry_arguments,
     send_correcting_clock_async,
 )
+from airflow_provider_aidol.constants import DEFAULT_CONN_ID
 from airflow_provider_aidol.exceptions import AidolError
-from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_aidol.integration.usage import RequestUsage
 
 if TYPE_CHECKING:

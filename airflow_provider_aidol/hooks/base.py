@@ -27,7 +27,7 @@ from airflow_provider_aidol.client.retries import (
     send_correcting_clock,
 )
 from airflow_provider_aidol.client.transport import new_session, send_once
-from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_aidol.constants import DEFAULT_CONN_ID
 from airflow_provider_aidol.integration.usage import RequestUsage
 
 if TYPE_CHECKING:
@@ -53,24 +53,25 @@ class AidolBaseHook(BaseHook):
     """The connection, the pooled session, the rate limiter and the signed, retried exchange.
 
     :param aidol_conn_id: the Airflow connection to use.
+    :param max_requests: the most requests this hook may send, retries included (a whole number
+        >= 1); default: the connection's extra ``max_requests``, else no budget.
     """
 
     sleep: Callable[[float], None] = staticmethod(time.sleep)
     """How the hook waits between retries and for pacing (replaceable, e.g. to record waits in tests)."""
 
-    def __init__(self, aidol_conn_id: str = DEFAULT_CONN_ID) -> None:
+    def __init__(self, aidol_conn_id: str = DEFAULT_CONN_ID, *, max_requests: int | None = None) -> None:
         super().__init__()
         self.aidol_conn_id = aidol_conn_id
         self._clock = ServerClock(self.log)
         self._lazy_lock = threading.RLock()
-        self.usage = RequestUsage()
-        """This hook's request counts and budget (default: the connection's ``max_requests``)."""
+        self.usage = RequestUsage(max_requests)
+        """This hook's request counts and budget (``max_requests``, completed when the connection is read)."""
 
     def _load_settings(self) -> ConnectionSettings:
         """Read and check the connection; register the key and secret for log masking."""
         settings = load_settings(self.aidol_conn_id)
-        if self.usage.max_requests is None:
-            self.usage.max_requests = settings.max_requests
+        self.usage.max_requests = settings.resolve_max_requests(self.usage.max_requests)
         return settings
 
     def _new_session(self) -> requests.Session:
@@ -120,13 +121,11 @@ class AidolBaseHook(BaseHook):
         retry_if: Callable[[AidolError], bool] = is_retryable,
         attempts: int | None = None,
         timeout: float | None = None,
-        on_send: Callable[[str], None] | None = None,
     ) -> AidolResponse:
         """Send with the retries ``retry_if`` allows.
 
         :param attempts: at most this many attempts (default: the connection's ``max_retries`` + 1).
         :param timeout: read timeout (default: the connection's ``timeout``).
-        :param on_send: called with each attempt's ``X-Request-ID`` just before it is sent.
         """
         retrying = Retrying(
             **retry_arguments(self.settings, retry_if=retry_if, attempts=attempts),
@@ -137,23 +136,17 @@ class AidolBaseHook(BaseHook):
             response: AidolResponse = retrying(
                 send_correcting_clock,
                 self._clock,
-                lambda clock_offset: self._attempt(prepared, limiter, clock_offset, timeout, on_send),
+                lambda clock_offset: self._attempt(prepared, limiter, clock_offset, timeout),
             )
         return response
 
     def _attempt(
-        self,
-        prepared: PreparedRequest,
-        limiter: RateLimiter,
-        clock_offset: float,
-        timeout: float | None,
-        on_send: Callable[[str], None] | None,
+        self, prepared: PreparedRequest, limiter: RateLimiter, clock_offset: float, timeout: float | None
     ) -> AidolResponse:
         """Pace, sign and send one attempt: fresh X-Timestamp and X-Request-ID every time."""
         limiter.acquire()
         settings = self.settings
         with self.usage.request(prepared.path, rate=limiter.rate):
             headers = signed_headers(prepared, settings.api_secret, int(time.time() + clock_offset))
-            if on_send is not None:
-                on_send(headers["X-Request-ID"])
+            self.usage.sending(headers["X-Request-ID"])
             return send_once(self.session, settings, prepared, headers, timeout=timeout)

@@ -8,6 +8,9 @@ XCom ``aidol_usage`` at the end of every try, stamped with the try number, and s
 
 A retry is a request sent again after the same operation failed: the hook's own retries, the
 resend after a clock correction, and a batch item sent again after a rate limit.
+
+Whoever must know what is in flight (the batch operator's journal) registers once with
+``observe_sends()``; the hook reports each attempt's ``X-Request-ID`` to it with ``sending()``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from airflow_provider_aidol.exceptions import AidolRateLimitError, AidolRequestB
 from airflow_provider_aidol.integration import metrics
 
 if TYPE_CHECKING:
-    from collections.abc import Hashable, Iterator
+    from collections.abc import Callable, Hashable, Iterator
+
+    SendObserver = Callable[[Hashable, str], None]
 
 USAGE_XCOM_KEY = "aidol_usage"
 """The XCom key of a try's usage (see ``RequestUsage.as_xcom``)."""
@@ -53,6 +58,7 @@ class RequestUsage:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._failed_keys: set[Hashable] = set()
+        self._send_observers: list[SendObserver] = []
 
     @property
     def budget_reached(self) -> bool:
@@ -92,6 +98,22 @@ class RequestUsage:
                     self._failed_keys.discard(key)
         finally:
             self._local.operation = None
+
+    def observe_sends(self, observer: SendObserver) -> None:
+        """Call ``observer(key, request_id)`` just before each attempt of a keyed operation is sent.
+
+        ``key`` is the one given to ``operation()`` (a batch's ``BatchItem``); it is called from
+        the sending thread, with the attempt's ``X-Request-ID``.
+        """
+        self._send_observers.append(observer)
+
+    def sending(self, request_id: str) -> None:
+        """Tell the observers that the current operation's attempt ``request_id`` is about to be sent."""
+        operation: _Operation | None = getattr(self._local, "operation", None)
+        if operation is None or operation.key is None:
+            return
+        for observer in self._send_observers:
+            observer(operation.key, request_id)
 
     @contextmanager
     def request(self, path: str, *, rate: float | None = None) -> Iterator[None]:

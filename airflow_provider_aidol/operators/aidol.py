@@ -1,15 +1,18 @@
 """Operators that create AI-DOL conversations.
 
-DAG files import this module, so it imports only ``airflow.sdk`` at the top; the hook (and with
-it ``requests`` and ``tenacity``) is imported when a task runs.
+DAG files import this module, so it imports nothing heavy at the top: the hook (and with it
+``requests`` and ``tenacity``) is imported when a task runs.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_aidol.client.validation import require_text
+from airflow_provider_aidol.constants import DEFAULT_CONN_ID
 from airflow_provider_aidol.operators.base import AidolBaseOperator
+from airflow_provider_aidol.registry import Origin
+from airflow_provider_aidol.registry.reuse import ConversationReuse, ReuseOutcome, Settled
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -62,27 +65,26 @@ class CreateConversationOperator(AidolBaseOperator):
         Each asset in ``outlets`` gets an event whose extra holds ``conversation_id``,
         ``trace_id`` (``None`` when reused) and ``reused``.
         """
-        self._trace_id: str | None = None
         try:
             if not self.reuse_existing:
-                conversation_id = self._create(self.agent_id, self.user_id)[0]
+                settled = Settled(ReuseOutcome.CREATED, *self._create(self.agent_id, self.user_id))
             else:
-                conversation_id = self._reuse_or_create(context)
+                settled = self._reuse_or_create(context)
         finally:
             self.end_try(context)
         extra = {
-            "conversation_id": conversation_id,
-            "trace_id": self._trace_id,
-            "reused": self._trace_id is None,
+            "conversation_id": settled.conversation_id,
+            "trace_id": settled.trace_id,
+            "reused": settled.reused,
         }
-        reused = int(self._trace_id is None)
+        reused = int(settled.reused)
         self.report_results(context, extra, counts={"created": 1 - reused, "reused": reused})
-        return conversation_id
+        return settled.conversation_id
 
     def _create(self, agent_id: str, user_id: str | None) -> tuple[str, str | None]:
+        """Create the conversation; return its id and the answer's traceId."""
         response = self.hook.create_conversation_response(agent_id, user_id=user_id)
         conversation_id: str = response.data["conversationId"]
-        self._trace_id = response.trace_id
         self.log.info(
             "Created AI-DOL conversation %s with agent %s (traceId %s)",
             conversation_id,
@@ -91,36 +93,30 @@ class CreateConversationOperator(AidolBaseOperator):
         )
         return conversation_id, response.trace_id
 
-    def _reuse_or_create(self, context: Context) -> str:
-        from airflow_provider_aidol.client.validation import require_text
-        from airflow_provider_aidol.registry import Origin
-
+    def _reuse_or_create(self, context: Context) -> Settled:
         agent_id = require_text("agent_id", self.agent_id)
         user_id = self.hook.resolve_user_id(self.user_id)
-        pair = (user_id, agent_id)
+        origin = Origin.from_context(context)
         with self.open_registry(self.registry_conn_id, self.registry_table) as registry:
-            kept = registry.lookup([pair]).get(pair)
-            if kept is not None:
-                self.log.info(
-                    "Reusing AI-DOL conversation %s of user %s with agent %s (%s)",
-                    kept.conversation_id,
-                    user_id,
-                    agent_id,
-                    registry.description,
-                )
-                return kept.conversation_id
-            created, trace_id = self._create(agent_id, user_id)
-            registration = Origin.from_context(context).registration(user_id, agent_id, created, trace_id)
-            kept = registry.claim([registration])[pair]
-        if kept.conversation_id != created:
-            self.log.warning(
-                "Another task registered conversation %s for user %s with agent %s first; using it. "
-                "The conversation this task created, %s, is orphaned (unused).",
-                kept.conversation_id,
+            settled = ConversationReuse(registry).reuse_or_create(
                 user_id,
                 agent_id,
-                created,
+                lambda: origin.registration(user_id, agent_id, *self._create(agent_id, user_id)),
             )
-            context["ti"].xcom_push(key="orphaned_conversation_id", value=created)
-            self._trace_id = None  # the conversation returned is another task's: reused
-        return kept.conversation_id
+            where = registry.description
+        self._report_reuse(settled, f"user {user_id} with agent {agent_id}", where, context)
+        return settled
+
+    def _report_reuse(self, settled: Settled, pair: str, where: str, context: Context) -> None:
+        """Log a reused conversation; warn of an orphaned one, pushed as XCom ``orphaned_conversation_id``."""
+        if settled.outcome is ReuseOutcome.REUSED:
+            self.log.info("Reusing AI-DOL conversation %s of %s (%s)", settled.conversation_id, pair, where)
+        elif settled.outcome is ReuseOutcome.ORPHANED:
+            self.log.warning(
+                "Another task registered conversation %s for %s first; using it. "
+                "The conversation this task created, %s, is orphaned (unused).",
+                settled.conversation_id,
+                pair,
+                settled.orphaned_conversation_id,
+            )
+            context["ti"].xcom_push(key="orphaned_conversation_id", value=settled.orphaned_conversation_id)

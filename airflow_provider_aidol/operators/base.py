@@ -1,7 +1,7 @@
 """What every AI-DOL operator shares: the connection, the hook, the request budget, output_path checks.
 
-DAG files import the operator modules, so this imports only ``airflow.sdk`` at the top; the hook
-(and with it ``requests`` and ``tenacity``) is imported when a task runs.
+DAG files import the operator modules, so this imports nothing heavy at the top: the hook (and
+with it ``requests`` and ``tenacity``) is imported when a task runs.
 """
 
 from __future__ import annotations
@@ -9,18 +9,21 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_provider_aidol.client.validation import require_whole_number
-from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_aidol.constants import DEFAULT_CONN_ID
+from airflow_provider_aidol.integration.assets import report_written, set_outlet_extras
+from airflow_provider_aidol.integration.usage import USAGE_XCOM_KEY
+from airflow_provider_aidol.registry import ConversationRegistry, open_registry
+from airflow_provider_aidol.retry_policy import default_retry_policy
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from airflow.sdk import Context, ObjectStoragePath
+    from airflow.sdk import Context
 
     from airflow_provider_aidol.hooks.aidol import AidolHook
-    from airflow_provider_aidol.registry import ConversationRegistry
 
 
 class AidolBaseOperator(BaseOperator):
@@ -41,8 +44,6 @@ class AidolBaseOperator(BaseOperator):
     def __init__(
         self, *, aidol_conn_id: str = DEFAULT_CONN_ID, max_requests: int | None = None, **kwargs: Any
     ) -> None:
-        from airflow_provider_aidol.retry_policy import default_retry_policy
-
         default_retry_policy(kwargs)
         super().__init__(**kwargs)
         self.aidol_conn_id = aidol_conn_id
@@ -53,14 +54,10 @@ class AidolBaseOperator(BaseOperator):
     def open_registry(self, registry_conn_id: str | None, registry_table: str | None) -> ConversationRegistry:
         """Open and check the conversation registry for ``reuse_existing`` (before any request).
 
-        Without ``registry_conn_id`` the connection's extra ``registry_conn_id`` is used, and
-        without either, Airflow Variables.
+        Without ``registry_conn_id`` the connection's extras ``registry_conn_id`` and
+        ``registry_table`` are used, and without either, Airflow Variables.
         """
-        from airflow_provider_aidol.registry import open_registry
-
-        settings = self.hook.settings
-        conn_id = registry_conn_id or settings.registry_conn_id
-        table = registry_table or (settings.registry_table if conn_id else None)
+        conn_id, table = self.hook.settings.resolve_registry(registry_conn_id, registry_table)
         registry = open_registry(self.aidol_conn_id, registry_conn_id=conn_id, registry_table=table)
         try:
             registry.check()
@@ -74,15 +71,10 @@ class AidolBaseOperator(BaseOperator):
         """The hook for ``aidol_conn_id``, created when the task runs."""
         from airflow_provider_aidol.hooks.aidol import AidolHook
 
-        hook = AidolHook(aidol_conn_id=self.aidol_conn_id)
-        if self.max_requests is not None:
-            hook.usage.max_requests = self.max_requests
-        return hook
+        return AidolHook(aidol_conn_id=self.aidol_conn_id, max_requests=self.max_requests)
 
     def end_try(self, context: Context) -> None:
         """Push this try's usage (XCom ``aidol_usage``), log it, and close the hook's connections."""
-        from airflow_provider_aidol.integration.usage import USAGE_XCOM_KEY
-
         ti = context.get("ti")
         usage = self.hook.usage.as_xcom(ti.try_number if ti else None)
         if ti is not None:  # None only when execute() is called outside a task run
@@ -103,8 +95,6 @@ class AidolBaseOperator(BaseOperator):
         ``extra`` goes into the outlets' asset events, the ``written`` files to the hook lineage
         collector, and both ``written`` and ``counts`` to OpenLineage when its listener asks.
         """
-        from airflow_provider_aidol.integration.assets import report_written, set_outlet_extras
-
         written = list(written)
         self._results = (written, dict(counts))
         report_written(self.hook, written)
@@ -138,8 +128,6 @@ def object_storage_path(name: str, value: Any, *, example: str) -> ObjectStorage
 
     :param example: a URI to show in the message, e.g. ``"file:///data/out.jsonl"``.
     """
-    from airflow.sdk import ObjectStoragePath
-
     path = value
     if not isinstance(path, ObjectStoragePath):
         text = path.strip() if isinstance(path, str) else ""

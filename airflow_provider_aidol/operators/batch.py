@@ -1,24 +1,30 @@
 """The batch operator: thousands of conversations in one task, within the rate limit, losing nothing.
 
-DAG files import this module, so it imports only ``airflow.sdk`` at the top.
+DAG files import this module, so it imports nothing heavy at the top: the hook (and with it
+``requests`` and ``tenacity``) is imported when a task runs.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_aidol.client.validation import require_whole_number
-from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_aidol.batch.options import DEFAULT_MAX_WORKERS, BatchOptions
+from airflow_provider_aidol.batch.result_log import EarlierTries, ResultLog
+from airflow_provider_aidol.constants import DEFAULT_CONN_ID
+from airflow_provider_aidol.exceptions import AidolBatchError
+from airflow_provider_aidol.integration.assets import batch_extra
+from airflow_provider_aidol.integration.metrics import count_batch_items
 from airflow_provider_aidol.operators.base import AidolBaseOperator, object_storage_path
+from airflow_provider_aidol.registry import ConversationRegistry, Origin
+from airflow_provider_aidol.registry.reuse import ConversationReuse, ReuseOutcome, Settled
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from collections.abc import Iterator, Sequence
 
     from airflow.sdk import Context
 
     from airflow_provider_aidol.batch.engine import BatchItem
-    from airflow_provider_aidol.batch.result_log import EarlierTries, ResultLog
-    from airflow_provider_aidol.registry import ConversationRegistry, Origin, Registration
 
 ON_ERROR_CHOICES = ("fail", "continue")
 # Reused items are reported in lists of this many (they need no request).
@@ -62,7 +68,7 @@ class CreateConversationsOperator(AidolBaseOperator):
         self,
         *,
         conversations: Any,
-        max_workers: int = 4,
+        max_workers: int = DEFAULT_MAX_WORKERS,
         requests_per_second: float | None = None,
         on_error: str = "fail",
         output_path: Any = None,
@@ -76,8 +82,7 @@ class CreateConversationsOperator(AidolBaseOperator):
         if on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}.")
         self.conversations = conversations
-        self.max_workers = require_whole_number("max_workers", max_workers)
-        self.requests_per_second = requests_per_second
+        self.batch_options = BatchOptions(max_workers, requests_per_second)
         self.on_error = on_error
         self.output_path = output_path
         self.reuse_existing = reuse_existing
@@ -90,10 +95,6 @@ class CreateConversationsOperator(AidolBaseOperator):
         Each asset in ``outlets`` gets an event whose extra holds the counts (``total``,
         ``created``, ``reused``, ``failed``, ``in_doubt``) and ``output_path``.
         """
-        from contextlib import ExitStack
-
-        from airflow_provider_aidol.batch.result_log import ResultLog
-
         try:
             items = self.hook.parse_items(self.conversations)
             with ExitStack() as stack:
@@ -120,10 +121,6 @@ class CreateConversationsOperator(AidolBaseOperator):
         context: Context,
     ) -> Any:
         """Run the batch, recording each wave of outcomes before the next requests go out."""
-        from airflow_provider_aidol.batch.result_log import EarlierTries
-        from airflow_provider_aidol.integration.assets import batch_extra
-        from airflow_provider_aidol.integration.metrics import count_batch_items
-
         earlier = result_log.earlier_tries(items) if result_log else EarlierTries()
         if earlier.in_doubt:
             shown = ", ".join(
@@ -140,8 +137,9 @@ class CreateConversationsOperator(AidolBaseOperator):
             len(items), already_recorded=len(earlier.successes), in_doubt=len(earlier.in_doubt)
         )
         results: list[dict[str, Any]] = [{} for _ in items] if result_log is None else []
-        on_send = result_log.sending if result_log else None
-        for wave in self._outcome_waves(items, registry, earlier, context, on_send):
+        if result_log is not None:
+            self.hook.observe_batch_sends(result_log.sending)
+        for wave in self._outcome_waves(items, registry, earlier, context):
             records = [{"index": index, **result} for index, result in wave]
             if result_log is not None:
                 result_log.write(records)
@@ -168,7 +166,6 @@ class CreateConversationsOperator(AidolBaseOperator):
         registry: ConversationRegistry | None,
         earlier: EarlierTries,
         context: Context,
-        on_send: Callable[[BatchItem, str], None] | None,
     ) -> Iterator[list[tuple[int, dict[str, Any]]]]:
         """Yield lists of ``(index, result)`` for every item not already recorded: reused ones first.
 
@@ -177,10 +174,9 @@ class CreateConversationsOperator(AidolBaseOperator):
         conversations is registered before it is yielded; one another task registered first is
         replaced by that task's, and reported as ``orphaned_conversation_id``.
         """
-        from airflow_provider_aidol.registry import Origin
-
+        reuse, origin = ConversationReuse(registry), Origin.from_context(context)
         pending = [item for item in items if item.index not in earlier.successes]
-        kept = registry.lookup({(item.user_id, item.agent_id) for item in pending}) if registry else {}
+        kept = reuse.lookup({(item.user_id, item.agent_id) for item in pending})
         reused: list[tuple[int, dict[str, Any]]] = []
         to_create: list[BatchItem] = []
         repeats: dict[tuple[str, str], list[BatchItem]] = {}
@@ -197,17 +193,14 @@ class CreateConversationsOperator(AidolBaseOperator):
             yield reused[start : start + _REUSED_WAVE]
         if not to_create:
             return
-        origin = Origin.from_context(context)
         by_index = {item.index: item for item in to_create}
-        batch = self.hook.conversation_batch(
-            max_workers=self.max_workers, requests_per_second=self.requests_per_second, on_send=on_send
-        )
+        batch = self.hook.conversation_batch(self.batch_options)
         for wave in batch.run_in_waves(to_create):
-            claims = _register(registry, origin, [(by_index[index], result) for index, result in wave])
+            settled = _register(reuse, origin, [(by_index[index], result) for index, result in wave])
             outcomes: list[tuple[int, dict[str, Any]]] = []
             for index, created in wave:
                 item = by_index[index]
-                result = _settled(item, created, claims, earlier.in_doubt.get(index))
+                result = _settled(created, settled.get(index), earlier.in_doubt.get(index))
                 outcomes.append((index, result))
                 for repeat in repeats[item.user_id, item.agent_id]:
                     shared = repeat.result(result["conversation_id"], result["trace_id"], result["error"])
@@ -220,8 +213,6 @@ class CreateConversationsOperator(AidolBaseOperator):
         """Fail listing the failures (``on_error="fail"``), or log them and carry on."""
         if not failures:
             return
-        from airflow_provider_aidol.exceptions import AidolBatchError
-
         error = AidolBatchError(failures, total)
         if self.on_error == "fail":
             raise error
@@ -229,36 +220,30 @@ class CreateConversationsOperator(AidolBaseOperator):
 
 
 def _register(
-    registry: ConversationRegistry | None,
-    origin: Origin,
-    created: list[tuple[BatchItem, dict[str, Any]]],
-) -> Mapping[tuple[str, str], Registration]:
-    """Register a wave's new conversations in one claim; return the entry kept per pair."""
-    if registry is None:
-        return {}
-    registrations = [
-        origin.registration(item.user_id, item.agent_id, result["conversation_id"], result["trace_id"])
+    reuse: ConversationReuse, origin: Origin, created: list[tuple[BatchItem, dict[str, Any]]]
+) -> dict[int, Settled]:
+    """Register a wave's new conversations in one claim; return each one's settlement by item index."""
+    new = {
+        item.index: origin.registration(
+            item.user_id, item.agent_id, result["conversation_id"], result["trace_id"]
+        )
         for item, result in created
         if result["conversation_id"]
-    ]
-    return registry.claim(registrations) if registrations else {}
+    }
+    return dict(zip(new, reuse.register(list(new.values())), strict=True))
 
 
 def _settled(
-    item: BatchItem,
-    created: dict[str, Any],
-    claims: Mapping[tuple[str, str], Registration],
-    in_doubt_request_id: str | None,
+    created: dict[str, Any], settled: Settled | None, in_doubt_request_id: str | None
 ) -> dict[str, Any]:
     """Return an item's result once registered: another task's conversation wins a race."""
     result = {**created, "reused": False}
     if in_doubt_request_id is not None:
         result["in_doubt_request_id"] = in_doubt_request_id
-    kept = claims.get((item.user_id, item.agent_id))
-    if kept is not None and created["conversation_id"] and kept.conversation_id != created["conversation_id"]:
+    if settled is not None and settled.outcome is ReuseOutcome.ORPHANED:
         result.update(
-            conversation_id=kept.conversation_id,
-            orphaned_conversation_id=created["conversation_id"],
+            conversation_id=settled.conversation_id,
+            orphaned_conversation_id=settled.orphaned_conversation_id,
             reused=True,
         )
     return result

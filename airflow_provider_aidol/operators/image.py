@@ -1,7 +1,7 @@
 """The operator that generates a chat image in a conversation and writes the PNG to object storage.
 
-DAG files import this module, so it imports only ``airflow.sdk`` at the top; the hook, the
-trigger and their HTTP clients are imported when a task runs.
+DAG files import this module, so it imports nothing heavy at the top: the hook, the trigger and
+their HTTP clients are imported when a task runs.
 """
 
 from __future__ import annotations
@@ -9,16 +9,29 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow.sdk.execution_time.xcom import XCom
+
 from airflow_provider_aidol._compat import default_deferrable
-from airflow_provider_aidol.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_aidol.client.endpoints import (
+    CHAT_IMAGE_PATH,
+    ChatImage,
+    chat_image_body,
+    read_chat_image,
+)
+from airflow_provider_aidol.client.envelope import AidolResponse
+from airflow_provider_aidol.constants import DEFAULT_CONN_ID
+from airflow_provider_aidol.exceptions import (
+    AidolError,
+    AidolInterruptedError,
+    AidolRequestBudgetError,
+    AidolResponseError,
+)
 from airflow_provider_aidol.operators.base import AidolBaseOperator, object_storage_path
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context, ObjectStoragePath
-
-    from airflow_provider_aidol.client.endpoints import ChatImage
 
 _LOCAL_PROTOCOLS = ("", "file", "local")
 
@@ -116,7 +129,6 @@ class GenerateChatImageOperator(AidolBaseOperator):
 
     def _defer(self, context: Context) -> None:
         """Check everything on the worker, then hand the request to the triggerer."""
-        from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, chat_image_body
         from airflow_provider_aidol.triggers.image import SENT_MARKER_KEY, ChatImageTrigger
 
         body = chat_image_body(
@@ -125,8 +137,6 @@ class GenerateChatImageOperator(AidolBaseOperator):
         user_id = self.hook.resolve_user_id(self.user_id)
         remaining = self.hook.usage.remaining
         if remaining == 0:
-            from airflow_provider_aidol.exceptions import AidolRequestBudgetError
-
             raise AidolRequestBudgetError(
                 max_requests=self.hook.usage.max_requests or 0, path=CHAT_IMAGE_PATH
             )
@@ -158,9 +168,6 @@ class GenerateChatImageOperator(AidolBaseOperator):
             self.end_try(context)
 
     def _resume(self, context: Context, event: dict[str, Any]) -> str:
-        from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH
-        from airflow_provider_aidol.exceptions import AidolError, AidolInterruptedError, AidolResponseError
-
         status = event.get("status")
         if status == "interrupted":
             raise AidolInterruptedError(
@@ -182,10 +189,6 @@ class GenerateChatImageOperator(AidolBaseOperator):
 
     def _take_image(self, context: Context, event: dict[str, Any]) -> ChatImage:
         """Read the answer the trigger kept in XCom, check it, and delete the (large) XCom."""
-        from airflow.sdk.execution_time.xcom import XCom
-
-        from airflow_provider_aidol.client.endpoints import read_chat_image
-        from airflow_provider_aidol.client.envelope import AidolResponse
         from airflow_provider_aidol.triggers.image import IMAGE_DATA_KEY
 
         ti = context["ti"]

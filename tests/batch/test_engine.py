@@ -87,26 +87,26 @@ def test_parsed_items_are_handed_on_as_they_are():
 def rate_limited_batch(retry_after: float | None, *, succeed_after: int, seconds: float = 1.0):
     """A batch whose create is refused with ``retry_after`` until ``succeed_after`` calls were made."""
     from airflow_provider_aidol.batch.engine import ConversationBatch
+    from airflow_provider_aidol.batch.options import BatchOptions
+    from airflow_provider_aidol.batch.sender import SenderPacing
     from airflow_provider_aidol.client.envelope import AidolResponse
     from airflow_provider_aidol.exceptions import AidolRateLimitError
 
     calls: list[float] = []
 
-    def create(item, limiter, retry_if, on_send):
-        limiter.acquire()
-        calls.append(retry_after or 0)
-        if len(calls) <= succeed_after:
-            raise AidolRateLimitError("Too many requests", http_status=429, retry_after=retry_after)
-        return AidolResponse({"conversationId": f"c-{item.index}"}, "t", 200)
+    class Sender:
+        batch_pacing = SenderPacing(
+            requests_per_second=None, rate_limit_seconds=seconds, rate_limit_wait_max=0.2
+        )
 
-    batch = ConversationBatch(
-        create,
-        max_workers=2,
-        requests_per_second=None,
-        default_requests_per_second=None,
-        rate_limit_seconds=seconds,
-        rate_limit_wait_max=0.2,
-    )
+        def create_batch_item(self, item, limiter, retry_if):
+            limiter.acquire()
+            calls.append(retry_after or 0)
+            if len(calls) <= succeed_after:
+                raise AidolRateLimitError("Too many requests", http_status=429, retry_after=retry_after)
+            return AidolResponse({"conversationId": f"c-{item.index}"}, "t", 200)
+
+    batch = ConversationBatch(Sender(), BatchOptions(max_workers=2, requests_per_second=None))
     return batch, calls
 
 

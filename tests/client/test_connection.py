@@ -9,7 +9,7 @@ import pytest
 from airflow.sdk import Connection
 
 from airflow_provider_aidol.client.connection import ConnectionSettings
-from airflow_provider_aidol.get_provider_info import CONNECTION_FIELDS
+from airflow_provider_aidol.constants import CONNECTION_FIELDS
 
 
 def settings(**fields: Any) -> ConnectionSettings:

@@ -1,4 +1,4 @@
-"""AidolAsyncHook: the hook's signed exchange for asyncio code, against the embedded server.
+"""AidolAsyncHook: the hook's signed exchange for asyncio code, against the embedded aidol_default_server.
 
 The image trigger sends through it (``tests/triggers/test_image.py``); these call it directly.
 """
@@ -37,17 +37,17 @@ async def create_conversation(hook: AidolAsyncHook, **send_options: Any) -> Any:
     return await hook.send(prepared, **send_options)
 
 
-def test_sends_a_signed_request_for_the_connections_user_and_counts_it(server):
+def test_sends_a_signed_request_for_the_connections_user_and_counts_it(aidol_default_server):
     response, hook = run(create_conversation)
-    [conversation] = server.conversations
+    [conversation] = aidol_default_server.conversations
     assert response.data == {"conversationId": conversation.conversation_id}
-    [record] = server.requests
-    assert (record.http_status, record.user_id) == (200, server.user_id)
+    [record] = aidol_default_server.requests
+    assert (record.http_status, record.user_id) == (200, aidol_default_server.user_id)
     assert hook.usage.counts() == ONE_REQUEST
 
 
-def test_a_refused_request_is_retried_and_each_attempt_reported(server):
-    server.inject(Fault.STATUS, status=503, path=CONVERSATION_PATH)
+def test_a_refused_request_is_retried_and_each_attempt_reported(aidol_default_server):
+    aidol_default_server.inject(Fault.STATUS, status=503, path=CONVERSATION_PATH)
     sent: list[str] = []
     ended: list[str | None] = []
 
@@ -58,37 +58,37 @@ def test_a_refused_request_is_retried_and_each_attempt_reported(server):
         ended.append(type(error).__name__ if error else None)
 
     _, hook = run(lambda hook: create_conversation(hook, on_send=on_send, after_attempt=after_attempt))
-    assert [record.request_id for record in server.requests] == sent
+    assert [record.request_id for record in aidol_default_server.requests] == sent
     assert len(set(sent)) == 2, "every attempt is signed afresh"
     assert ended == [AidolServerError.__name__, None]
     assert hook.usage.counts() == {"requests": 2, "retries": 1, "rate_limited": 0, "failed": 1}
 
 
-def test_an_error_not_to_retry_is_raised_at_once(server):
+def test_an_error_not_to_retry_is_raised_at_once(aidol_default_server):
     async def unknown_agent(hook: AidolAsyncHook) -> Any:
         prepared = await hook.prepare("POST", CONVERSATION_PATH, json=conversation_body("no-such-agent"))
         return await hook.send(prepared)
 
     with pytest.raises(AidolNotFoundError):
         run(unknown_agent)
-    assert server.count(path=CONVERSATION_PATH) == 1
+    assert aidol_default_server.count(path=CONVERSATION_PATH) == 1
 
 
 @pytest.mark.aidol_server(clock_offset=-900)
-def test_a_skewed_clock_is_corrected_once_and_kept(server):
+def test_a_skewed_clock_is_corrected_once_and_kept(aidol_default_server):
     async def twice(hook: AidolAsyncHook) -> None:
         await create_conversation(hook)
         await create_conversation(hook)
 
     run(twice)
-    assert [record.http_status for record in server.requests] == [401, 200, 200]
+    assert [record.http_status for record in aidol_default_server.requests] == [401, 200, 200]
 
 
-def test_the_budget_refuses_the_request_beyond_it(server):
+def test_the_budget_refuses_the_request_beyond_it(aidol_default_server):
     async def twice(hook: AidolAsyncHook) -> None:
         await create_conversation(hook)
         await create_conversation(hook)
 
     with pytest.raises(AidolRequestBudgetError):
         run(twice, max_requests=1)
-    assert server.count(path=CONVERSATION_PATH) == 1
+    assert aidol_default_server.count(path=CONVERSATION_PATH) == 1

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from airflow_provider_aidol.batch.options import BatchOptions
 from airflow_provider_aidol.testing import Fault
 from tests.aidol_default import items
 
@@ -135,7 +136,8 @@ def test_waves_report_each_request_before_it_is_sent_and_every_result_once(hook,
     from airflow_provider_aidol.batch.engine import BatchItem
 
     sent: list[tuple[int, str]] = []
-    batch = hook.conversation_batch(max_workers=3, on_send=lambda item, rid: sent.append((item.index, rid)))
+    hook.observe_batch_sends(lambda item, rid: sent.append((item.index, rid)))
+    batch = hook.conversation_batch(BatchOptions(max_workers=3))
     waves = list(batch.run_in_waves(hook.parse_items(items(20))))
 
     outcomes = [outcome for wave in waves for outcome in wave]
@@ -147,7 +149,7 @@ def test_waves_report_each_request_before_it_is_sent_and_every_result_once(hook,
 
 
 def test_while_items_are_left_to_send_a_wave_holds_max_workers_results(hook, aidol_default_server):
-    batch = hook.conversation_batch(max_workers=4)
+    batch = hook.conversation_batch(BatchOptions(max_workers=4))
     waves = list(batch.run_in_waves(hook.parse_items(items(60))))
 
     assert sorted(index for wave in waves for index, _ in wave) == list(range(60))
@@ -167,7 +169,8 @@ def test_results_waited_for_in_vain_never_let_more_than_the_bound_be_sent(hook, 
         sent[0] += 1
         unrecorded.append(sent[0] - handled[0])
 
-    batch = hook.conversation_batch(max_workers=1, on_send=on_send)
+    hook.observe_batch_sends(on_send)
+    batch = hook.conversation_batch(BatchOptions(max_workers=1))
     for wave in batch.run_in_waves(hook.parse_items(items(5)), progress_interval=0.01):
         if not handled[0]:
             time.sleep(0.5)
@@ -180,7 +183,7 @@ def test_results_waited_for_in_vain_never_let_more_than_the_bound_be_sent(hook, 
 def test_a_tiny_progress_interval_still_collects_every_result(hook, aidol_default_server):
     aidol_default_server.latency = 0.01
     results: list[int] = []
-    batch = hook.conversation_batch(max_workers=2)
+    batch = hook.conversation_batch(BatchOptions(max_workers=2))
     runner = threading.Thread(
         target=lambda: results.extend(
             index for index, _ in batch.run(hook.parse_items(items(6)), progress_interval=1e-7)

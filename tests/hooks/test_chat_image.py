@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, PNG_SIGNATURE
 from airflow_provider_aidol.exceptions import (
     AidolConnectionError,
     AidolImageConfigError,
@@ -14,8 +15,7 @@ from airflow_provider_aidol.exceptions import (
     AidolServerError,
     AidolTimeoutError,
 )
-from airflow_provider_aidol.hooks.aidol import CHAT_IMAGE_PATH, AidolHook
-from airflow_provider_aidol.images import PNG_SIGNATURE
+from airflow_provider_aidol.hooks.aidol import AidolHook
 from airflow_provider_aidol.testing import Fault
 from tests.aidol_default import USER, point_connection
 

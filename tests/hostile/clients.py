@@ -60,7 +60,7 @@ def run_trigger(stored: dict[str, Any] | None = None) -> tuple[dict[str, Any], f
 
     :param stored: where the trigger's XComs go (a new dict if not given).
     """
-    from airflow_provider_aidol.images import chat_image_body
+    from airflow_provider_aidol.client.endpoints import chat_image_body
     from airflow_provider_aidol.triggers.image import ChatImageTrigger
 
     xcoms: dict[str, Any] = {} if stored is None else stored

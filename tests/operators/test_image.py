@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, PNG_SIGNATURE
 from airflow_provider_aidol.hooks.aidol import AidolHook
-from airflow_provider_aidol.images import CHAT_IMAGE_PATH, PNG_SIGNATURE
 from airflow_provider_aidol.operators.image import GenerateChatImageOperator
 from airflow_provider_aidol.testing import Fault
 from tests.aidol_default import USER

@@ -77,3 +77,20 @@ def test_the_connection_extra_sets_the_default_registry(
     assert run(batch_dags.reusing, items=batch).state == "success"
     kept = rows(sqlite_registry, [item["user_id"] for item in batch])
     assert len(kept) == 3, "the rows are in the SQL registry the extra names"
+
+
+def test_a_registry_the_operator_names_keeps_the_default_table_not_the_connections(
+    airflow_with_aidol_server, monkeypatch, sqlite_registry
+):
+    # The connection's registry_table belongs to the connection's registry_conn_id; the operator
+    # names another registry, so its rows go to that registry's default table.
+    point_connection(
+        monkeypatch,
+        airflow_with_aidol_server,
+        registry_conn_id="connection_registry",
+        registry_table="connection_table",
+    )
+    batch = unique_items(3)
+    assert run(batch_dags.registry_reusing, items=batch).state == "success"
+    kept = rows(sqlite_registry, [item["user_id"] for item in batch])
+    assert len(kept) == 3, "the rows are in aidol_conversations of the registry the operator names"

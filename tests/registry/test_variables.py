@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_aidol import reuse
 from airflow_provider_aidol.registry import variables
 from tests.airflow_db import returned
 from tests.dags import registry_dags
@@ -28,13 +27,12 @@ def users():
     return [f"{run_id}-ana", f"{run_id}-ben", f"{run_id}-cy"]
 
 
-def test_the_key_format_is_unchanged_and_still_importable_from_reuse():
-    assert reuse.variable_key is variables.variable_key
-    assert reuse.variable_key("aidol_default", "user-123", "agent-uuid") == (
+def test_the_key_format_is_unchanged():
+    assert variables.variable_key("aidol_default", "user-123", "agent-uuid") == (
         "aidol_conversation:aidol_default:user-123:agent-uuid"
     )
-    assert reuse.variable_key("c", "a:b", "x/y") == "aidol_conversation:c:a%3Ab:x%2Fy"
-    long_key = reuse.variable_key("c", "u" * 300, "agent")
+    assert variables.variable_key("c", "a:b", "x/y") == "aidol_conversation:c:a%3Ab:x%2Fy"
+    long_key = variables.variable_key("c", "u" * 300, "agent")
     assert long_key.startswith("aidol_conversation:c:sha256:")
     assert len(long_key) == len("aidol_conversation:c:sha256:") + 64
 

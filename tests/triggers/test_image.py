@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from airflow.triggers.base import BaseTrigger
 
+from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, chat_image_body
 from airflow_provider_aidol.hooks.aidol import AidolHook
-from airflow_provider_aidol.images import CHAT_IMAGE_PATH, chat_image_body
 from airflow_provider_aidol.testing import Fault
 from airflow_provider_aidol.triggers.image import ChatImageTrigger
 from tests.aidol_default import USER, point_connection
