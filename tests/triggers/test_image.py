@@ -303,7 +303,12 @@ def test_a_user_kill_mid_request_closes_the_request_and_logs_what_it_may_cost(
     assert "the server may still generate and bill this one image" in line
     assert "'requests': 1" in line
     # What the warning is about: the server carries on and generates (bills) the image no one reads.
-    assert airflow_with_aidol_server.images[-1].request_id == in_flight[0].request_id
+    # The server records the image when it starts generating it, a moment after the request.
+    wait_until(
+        lambda: airflow_with_aidol_server.images[-1].request_id == in_flight[0].request_id,
+        timeout=10,
+        what="the server to start generating the killed request's image",
+    )
     wait_until(
         lambda: airflow_with_aidol_server.requests[-1].http_status is not None,
         timeout=10,
