@@ -65,7 +65,7 @@ async def send_once_async(
     :param timeout: read timeout in seconds (the connect timeout is the connection's).
     """
     where: dict[str, Any] = {"method": prepared.method, "path": prepared.path}
-    secrets = (settings.api_key, settings.api_secret)
+    secrets = settings.secrets
     deadline = Deadline(timeout + settings.deadline_margin)
     try:
         async with asyncio.timeout(deadline.seconds):
