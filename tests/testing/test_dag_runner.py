@@ -130,6 +130,7 @@ def test_my_dag(aidol_airflow, aidol_server):
 """
 
 
+@pytest.mark.airflow
 def test_a_users_suite_runs_a_dag_with_airflow_already_imported_and_never_touches_home_airflow(
     tmp_path: Path, dag_file: Path
 ):
