@@ -19,7 +19,7 @@ PYENV_ROOT    ?= $(HOME)/.pyenv
 JOBS   ?= auto
 XDIST  := -n $(JOBS) --dist worksteal
 
-.PHONY: install postgres redis test test-fast test-oldest test-extra-pythons lint demo bench e2e e2e-distributed docs \
+.PHONY: install postgres redis test test-fast test-slow test-oldest test-extra-pythons lint demo bench e2e e2e-distributed docs \
 	docs-serve dist clean
 
 $(STAMP): pyproject.toml constraints.txt
@@ -34,9 +34,14 @@ install: $(STAMP)
 postgres:
 	bash scripts/ensure-postgres.sh
 
-## test: run the whole test suite (in parallel, JOBS workers)
+## test: the test suite but its slow tier (in parallel, JOBS workers); CI also runs test-slow
 test: $(STAMP) postgres
-	$(BIN)/pytest $(XDIST)
+	$(BIN)/pytest $(XDIST) -m "not slow"
+
+## test-slow: the slow tier (marker slow): long end-to-end tests (the demo, a user's pytest session,
+##            secret hygiene over five Airflow runs, crash and race batches)
+test-slow: $(STAMP) postgres
+	$(BIN)/pytest $(XDIST) -m slow
 
 ## test-fast: the tests that run no Airflow (no DAG run, no `airflow` command, no migrated database),
 ##            for the edit-test loop (about 1 min); `make test` runs them too

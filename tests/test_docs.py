@@ -76,9 +76,16 @@ def test_every_page_has_examples_and_every_marker_is_known():
 
 
 def _param(example: CodeExample) -> object:
-    """A DAG or pytest block runs Airflow: marked ``airflow`` (``make test-fast`` leaves it out)."""
-    runs_airflow = Block.of(example).kind in {"dag", "pytest"}
-    return pytest.param(example, id=str(example), marks=[pytest.mark.airflow] if runs_airflow else [])
+    """Mark a DAG block ``airflow`` (``make test-fast`` leaves it out), a pytest block also ``slow``.
+
+    A pytest block is a user's whole pytest session, migrating its own database (``make test``
+    leaves it to ``make test-slow``).
+    """
+    marks = {
+        "dag": [pytest.mark.airflow],
+        "pytest": [pytest.mark.airflow, pytest.mark.slow],
+    }.get(Block.of(example).kind, [])
+    return pytest.param(example, id=str(example), marks=marks)
 
 
 @pytest.mark.parametrize("example", [_param(example) for example in EXAMPLES])

@@ -26,6 +26,8 @@ API_SECRET = "hygiene-secret-51d0e2aa"
 WRONG_SECRET = "hygiene-wrong-secret-3b9e"
 UPSTREAM_DEBUG_LINE = "MaskSecret("
 
+pytestmark = pytest.mark.slow  # five Airflow runs at DEBUG
+
 
 @pytest.fixture(scope="module")
 def server():
