@@ -19,7 +19,7 @@ PYENV_ROOT    ?= $(HOME)/.pyenv
 JOBS   ?= auto
 XDIST  := -n $(JOBS) --dist worksteal
 
-.PHONY: install postgres redis test test-fast test-slow test-oldest test-extra-pythons lint demo bench e2e e2e-distributed docs \
+.PHONY: install venvs postgres redis test test-fast test-slow test-oldest test-extra-pythons lint demo bench e2e e2e-distributed docs \
 	docs-serve dist clean
 
 $(STAMP): pyproject.toml constraints.txt
@@ -57,6 +57,10 @@ $(OLDEST_STAMP): pyproject.toml constraints-airflow-3.1.txt
 ## test-oldest: the whole test suite on the oldest supported Airflow (3.1), pinned by constraints-airflow-3.1.txt
 test-oldest: $(OLDEST_STAMP) postgres
 	$(OLDEST)/bin/pytest -p no:cacheprovider $(XDIST)
+
+## venvs: every venv the test targets use (.venv, the oldest Airflow's, EXTRA_PYTHONS'); `make -j3 venvs`
+##        builds them at once (CI does: pip waits on the disk half of the time)
+venvs: $(STAMP) $(OLDEST_STAMP) $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed)
 
 ## test-extra-pythons: the whole suite on each of EXTRA_PYTHONS (newest Airflow, constraints.txt)
 test-extra-pythons: $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed) postgres
