@@ -7,7 +7,6 @@ happen in child processes (see :mod:`airflow_provider_aidol.testing.dag_runner`)
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 import pytest
@@ -47,7 +46,9 @@ def aidol_default_connection(aidol_server: AidolServer, monkeypatch: pytest.Monk
 
 
 @pytest.fixture(scope="session")
-def aidol_migrated_airflow_home(tmp_path_factory: pytest.TempPathFactory) -> AirflowHome:
+def aidol_migrated_airflow_home(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AirflowHome:
     """Return a temporary AIRFLOW_HOME migrated once per session by ``airflow db migrate``.
 
     Under pytest-xdist, once for the whole run: the workers share one home in the run's
@@ -56,7 +57,9 @@ def aidol_migrated_airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Air
     from airflow_provider_aidol.testing.dag_runner import AirflowHome
 
     base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    # An xdist worker's config has ``workerinput`` (a pytest started by a test inside a worker
+    # inherits PYTEST_XDIST_WORKER from the environment, but is a session of its own).
+    if hasattr(request.config, "workerinput"):
         base = base.parent  # the run's folder, above each worker's own
     home = AirflowHome(base / "aidol-airflow-template")
     home.migrate_once()
