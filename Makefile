@@ -12,8 +12,14 @@ OLDEST_STAMP := $(OLDEST)/.installed
 # `make test-extra-pythons EXTRA_PYTHONS="3.12 3.13"` runs it locally.
 EXTRA_PYTHONS := 3.13
 PYENV_ROOT    ?= $(HOME)/.pyenv
+# The suites run in parallel with pytest-xdist: JOBS workers (auto: one per CPU), each with its own
+# AIRFLOW_HOME, PostgreSQL server and temporary folders; the Airflow database is migrated once per run.
+# worksteal: each worker starts on its own half (module fixtures stay with their tests) and takes
+# over half of what the other has left when it runs dry. `make test JOBS=0` runs in one process.
+JOBS   ?= auto
+XDIST  := -n $(JOBS) --dist worksteal
 
-.PHONY: install postgres redis test test-oldest test-extra-pythons lint demo bench e2e e2e-distributed docs \
+.PHONY: install venvs postgres redis test test-fast test-slow test-oldest test-extra-pythons lint demo bench e2e e2e-distributed docs \
 	docs-serve dist clean
 
 $(STAMP): pyproject.toml constraints.txt
@@ -28,22 +34,37 @@ install: $(STAMP)
 postgres:
 	bash scripts/ensure-postgres.sh
 
-## test: run the whole test suite
+## test: the test suite but its slow tier (in parallel, JOBS workers); CI also runs test-slow
 test: $(STAMP) postgres
-	$(BIN)/pytest
+	$(BIN)/pytest $(XDIST) -m "not slow"
+
+## test-slow: the slow tier (marker slow): long end-to-end tests (the demo, a user's pytest session,
+##            secret hygiene over five Airflow runs, crash and race batches)
+test-slow: $(STAMP) postgres
+	$(BIN)/pytest $(XDIST) -m slow
+
+## test-fast: the tests that run no Airflow (no DAG run, no `airflow` command, no migrated database),
+##            for the edit-test loop (about 1 min); `make test` runs them too
+test-fast: $(STAMP) postgres
+	$(BIN)/pytest $(XDIST) -m "not airflow"
 
 $(OLDEST_STAMP): pyproject.toml constraints-airflow-3.1.txt
 	$(PYTHON) -m venv $(OLDEST)
-	$(OLDEST)/bin/pip install --quiet -c constraints-airflow-3.1.txt -e '.[postgres,sqlite]' pytest hypothesis pytest-examples
+	$(OLDEST)/bin/pip install --quiet -c constraints-airflow-3.1.txt -e '.[postgres,sqlite]' pytest hypothesis pytest-examples \
+		pytest-xdist
 	touch $(OLDEST_STAMP)
 
 ## test-oldest: the whole test suite on the oldest supported Airflow (3.1), pinned by constraints-airflow-3.1.txt
 test-oldest: $(OLDEST_STAMP) postgres
-	$(OLDEST)/bin/pytest -p no:cacheprovider
+	$(OLDEST)/bin/pytest -p no:cacheprovider $(XDIST)
+
+## venvs: every venv the test targets use (.venv, the oldest Airflow's, EXTRA_PYTHONS'); `make -j3 venvs`
+##        builds them at once (CI does: pip waits on the disk half of the time)
+venvs: $(STAMP) $(OLDEST_STAMP) $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed)
 
 ## test-extra-pythons: the whole suite on each of EXTRA_PYTHONS (newest Airflow, constraints.txt)
 test-extra-pythons: $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed) postgres
-	for v in $(EXTRA_PYTHONS); do .venv-py$$v/bin/pytest -p no:cacheprovider || exit 1; done
+	for v in $(EXTRA_PYTHONS); do .venv-py$$v/bin/pytest -p no:cacheprovider $(XDIST) || exit 1; done
 
 # The interpreter: pyenv's (as on the CI machine), else pythonX.Y on PATH.
 .venv-py%/.installed: pyproject.toml constraints.txt

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +18,8 @@ from tests.postgres_server import PostgresServer, find_binaries
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from airflow_provider_aidol.testing.dag_runner import AirflowHome
 
 REPO = Path(__file__).resolve().parent.parent
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="aidol-tests-airflow-home-"))
@@ -49,12 +50,30 @@ os.environ.update(
 )
 
 
+# A test using one of these runs Airflow against a migrated metadata database.
+AIRFLOW_FIXTURES = frozenset({"airflow_db", "aidol_airflow", "aidol_migrated_airflow_home"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``airflow`` every test that uses a migrated Airflow database (pyproject lists the markers).
+
+    Tests that run Airflow in other ways (an ``airflow`` command, a user's pytest) say so themselves.
+    """
+    for item in items:
+        if AIRFLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.airflow)
+
+
 @pytest.fixture(scope="session")
-def airflow_db() -> Path:
-    """A migrated Airflow metadata database, made by the real ``airflow db migrate``."""
-    airflow = Path(sys.executable).with_name("airflow")
-    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
-    return AIRFLOW_HOME / "airflow.db"
+def airflow_db(aidol_migrated_airflow_home: AirflowHome) -> Path:
+    """A migrated Airflow metadata database, made by the real ``airflow db migrate``.
+
+    The run migrates one database (the pytest plugin's ``aidol_migrated_airflow_home``, once for
+    all pytest-xdist workers); each worker's AIRFLOW_HOME gets a copy of it.
+    """
+    database = AIRFLOW_HOME / "airflow.db"
+    shutil.copyfile(aidol_migrated_airflow_home.database, database)
+    return database
 
 
 @pytest.fixture(scope="session")

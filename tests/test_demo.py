@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -22,6 +24,8 @@ def demo(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.airflow
+@pytest.mark.slow  # the whole demo: a migration and two DAG runs
 def test_the_demo_keeps_its_files_prints_full_paths_and_ends_with_next_steps(tmp_path: Path):
     folder = tmp_path / "demo"
     folder.mkdir()

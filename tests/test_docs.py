@@ -5,7 +5,8 @@ What a block is, is said by an HTML comment above its fence (invisible on GitHub
 - no comment: a script, run in this process against a fresh embedded server that
   ``aidol_default`` points at, in an empty working folder;
 - ``<!-- docs-test: dag -->``: a DAG file, run as ``airflow dags test`` runs it (the
-  ``aidol_airflow`` fixture); the run and every task must succeed. ``dag=ID`` names the DAG to
+  ``aidol_airflow`` fixture), with its files written under the test's own folder instead of
+  ``/tmp/aidol``; the run and every task must succeed. ``dag=ID`` names the DAG to
   run when the file defines several; ``file=PATH`` also names it for a ``pytest`` block on the
   same page;
 - ``<!-- docs-test: pytest -->``: a user's test module, run by pytest in a child process inside a
@@ -74,7 +75,20 @@ def test_every_page_has_examples_and_every_marker_is_known():
     assert {example.path.name for example in EXAMPLES} >= {"README.md", "README-pypi.md", "testing.md"}
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=str)
+def _param(example: CodeExample) -> object:
+    """Mark a DAG block ``airflow`` (``make test-fast`` leaves it out), a pytest block also ``slow``.
+
+    A pytest block is a user's whole pytest session, migrating its own database (``make test``
+    leaves it to ``make test-slow``).
+    """
+    marks = {
+        "dag": [pytest.mark.airflow],
+        "pytest": [pytest.mark.airflow, pytest.mark.slow],
+    }.get(Block.of(example).kind, [])
+    return pytest.param(example, id=str(example), marks=marks)
+
+
+@pytest.mark.parametrize("example", [_param(example) for example in EXAMPLES])
 def test_example_runs_as_pasted(
     example: CodeExample, eval_example: EvalExample, request: pytest.FixtureRequest, tmp_path: Path
 ):
@@ -111,7 +125,8 @@ def run_dag_block(block: Block, airflow: AirflowHome, tmp_path: Path) -> None:
         return
     dag_file = tmp_path / "dags" / f"{example.module_name}.py"
     dag_file.parent.mkdir()
-    dag_file.write_text(example.source)
+    # The pages write under /tmp/aidol; here each run writes in its own folder (parallel runs).
+    dag_file.write_text(example.source.replace("file:///tmp/aidol/", f"file://{tmp_path}/aidol/"))
 
     run = airflow.dags_test(dag_ids[0], dag_file)
 

@@ -44,6 +44,7 @@ def test_provider_info_validates_against_airflows_schema():
     jsonschema.validate(get_provider_info(), schema)
 
 
+@pytest.mark.airflow
 def test_airflow_providers_list_shows_the_provider():
     listing = subprocess.run(
         [AIRFLOW, "providers", "list", "--output", "json"], check=True, capture_output=True, text=True

@@ -26,6 +26,8 @@ API_SECRET = "hygiene-secret-51d0e2aa"
 WRONG_SECRET = "hygiene-wrong-secret-3b9e"
 UPSTREAM_DEBUG_LINE = "MaskSecret("
 
+pytestmark = pytest.mark.slow  # five Airflow runs at DEBUG
+
 
 @pytest.fixture(scope="module")
 def known_secret_server():
@@ -38,6 +40,9 @@ def airflow(server: AidolServer, *args: str, secret: str = API_SECRET) -> str:
     """Run an ``airflow`` command at DEBUG against ``server``; return its whole output."""
     conn = json.loads(server.connection_json())
     conn["password"] = secret
+    # What the hook's retries log is under test, not their backoff: 5 retries of a 502 wait about 8 s
+    # at the default 0.5 s first wait (twice per run: the task retries), about 0.2 s at 0.01 s.
+    conn["extra"]["retry_wait_initial"] = 0.01
     env = {
         **os.environ,
         "AIRFLOW_CONN_AIDOL_DEFAULT": json.dumps(conn),

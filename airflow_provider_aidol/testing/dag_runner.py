@@ -9,6 +9,7 @@ The outcome (run state, task states, XComs) is read from that SQLite file afterw
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -33,6 +34,8 @@ __all__ = ["AirflowHome", "DagTestError", "DagTestRun"]
 #: Seconds an ``airflow`` command may take before it is stopped.
 DEFAULT_TIMEOUT = 300.0
 _DATABASE = "airflow.db"
+# Written next to the database once ``migrate_once`` has migrated it.
+_MIGRATED_MARKER = ".aidol-migrated"
 _LOG_TAIL_LINES = 60
 # Environment that must not leak from the developer's shell into the throw-away Airflow.
 _DROPPED = ("AIRFLOW_HOME", "AIRFLOW_CONFIG")
@@ -99,6 +102,19 @@ class AirflowHome:
     def migrate(self) -> None:
         """Create (or upgrade) the metadata database with the real ``airflow db migrate``."""
         self.airflow("db", "migrate")
+
+    def migrate_once(self) -> None:
+        """Migrate like :meth:`migrate`, unless an earlier call, in this or any process, already did.
+
+        Processes sharing this home (e.g. pytest-xdist workers) take a file lock in turn: the
+        first one migrates, the others wait for it and then find the database migrated.
+        """
+        with (self.path / f"{_MIGRATED_MARKER}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+            marker = self.path / _MIGRATED_MARKER
+            if not marker.exists():
+                self.migrate()
+                marker.touch()
 
     def copy_database_from(self, other: AirflowHome) -> None:
         """Start from a copy of ``other``'s migrated database: much faster than migrating again."""

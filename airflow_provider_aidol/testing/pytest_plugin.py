@@ -46,12 +46,23 @@ def aidol_default_connection(aidol_server: AidolServer, monkeypatch: pytest.Monk
 
 
 @pytest.fixture(scope="session")
-def aidol_migrated_airflow_home(tmp_path_factory: pytest.TempPathFactory) -> AirflowHome:
-    """Return a temporary AIRFLOW_HOME migrated once per session by ``airflow db migrate``."""
+def aidol_migrated_airflow_home(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AirflowHome:
+    """Return a temporary AIRFLOW_HOME migrated once per session by ``airflow db migrate``.
+
+    Under pytest-xdist, once for the whole run: the workers share one home in the run's
+    temporary folder, and the first worker to need it migrates it (under a file lock).
+    """
     from airflow_provider_aidol.testing.dag_runner import AirflowHome
 
-    home = AirflowHome(tmp_path_factory.mktemp("aidol-airflow-template"))
-    home.migrate()
+    base = tmp_path_factory.getbasetemp()
+    # An xdist worker's config has ``workerinput`` (a pytest started by a test inside a worker
+    # inherits PYTEST_XDIST_WORKER from the environment, but is a session of its own).
+    if hasattr(request.config, "workerinput"):
+        base = base.parent  # the run's folder, above each worker's own
+    home = AirflowHome(base / "aidol-airflow-template")
+    home.migrate_once()
     return home
 
 

@@ -26,6 +26,8 @@ COUNT = 2000
 WORKERS = 8
 IN_FLIGHT = 2 * WORKERS
 
+pytestmark = pytest.mark.slow  # batches of 2000 items in child processes, twice per test
+
 
 def start(server, label: str, output: str = "-", registry: str = "-") -> subprocess.Popen[str]:
     env = {**os.environ, "AIRFLOW_CONN_AIDOL_DEFAULT": server.connection_json()}

@@ -130,6 +130,8 @@ def test_my_dag(aidol_airflow, aidol_server):
 """
 
 
+@pytest.mark.airflow
+@pytest.mark.slow  # a user's whole pytest session: its own migration and a DAG run
 def test_a_users_suite_runs_a_dag_with_airflow_already_imported_and_never_touches_home_airflow(
     tmp_path: Path, dag_file: Path
 ):

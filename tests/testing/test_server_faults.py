@@ -40,7 +40,9 @@ def test_status_fault_defaults_to_503(client: SignedClient) -> None:
     assert_error(client.post(CONVERSATION, BODY), 503, 10500, "Service Unavailable")
 
 
-@pytest.mark.parametrize("retry_after", [7, email.utils.formatdate(time.time() + 60, usegmt=True)])
+@pytest.mark.parametrize(
+    "retry_after", [7, email.utils.formatdate(time.time() + 60, usegmt=True)], ids=["seconds", "http-date"]
+)
 def test_status_fault_can_send_retry_after(client: SignedClient, retry_after: int | str) -> None:
     client.server.inject(Fault.STATUS, status=503, retry_after=retry_after)
     assert client.post(CONVERSATION, BODY).headers["Retry-After"] == str(retry_after)
