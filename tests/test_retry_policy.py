@@ -51,9 +51,30 @@ def test_decisions():
     assert (rate_limited.action, rate_limited.retry_delay) == (RetryAction.RETRY, timedelta(seconds=4))
     assert policy.evaluate(AidolServerError("boom", http_status=502), 1, 3).action is RetryAction.DEFAULT
     stopped = AidolBatchError(
-        [{"index": 0, "agent_id": "a", "user_id": "u", "error": "not sent: request budget of 3 reached"}], 1
+        failures=[
+            {"index": 0, "agent_id": "a", "user_id": "u", "error": "not sent: request budget of 3 reached"}
+        ],
+        total=1,
     )
     assert policy.evaluate(stopped, 1, 3).action is RetryAction.FAIL
+
+
+@needs_retry_policy
+def test_a_user_error_deriving_from_airflow_fail_exception_is_not_retried():
+    from airflow.sdk import RetryAction
+
+    from airflow_provider_aidol._compat import AirflowFailException
+    from airflow_provider_aidol.exceptions import AidolError
+
+    class AidolMyFatalError(AidolError, AirflowFailException):
+        pass
+
+    class AidolMyPassingError(AidolError):
+        pass
+
+    policy = AidolRetryPolicy()
+    assert policy.evaluate(AidolMyFatalError("mine"), 1, 3).action is RetryAction.FAIL
+    assert policy.evaluate(AidolMyPassingError("mine"), 1, 3).action is RetryAction.DEFAULT
 
 
 @needs_retry_policy

@@ -22,10 +22,10 @@ from airflow_provider_aidol.client.retries import is_retryable
 from airflow_provider_aidol.client.validation import require_header_value
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
-    AidolError,
     AidolQuotaExceededError,
     AidolRateLimitError,
     AidolRequestBudgetError,
+    AidolRequestError,
 )
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ class _Progress:
             )
 
 
-def is_retryable_in_batch(error: AidolError) -> bool:
+def is_retryable_in_batch(error: AidolRequestError) -> bool:
     """Retry like the hook, except rate limits: in a batch those slow the shared limiter instead."""
     return is_retryable(error) and not isinstance(error, AidolRateLimitError)
 
@@ -261,7 +261,7 @@ class ConversationBatch:
         except (AidolAuthError, AidolQuotaExceededError) as error:
             self._fatal.record(str(error))
             return item.result(trace_id=error.trace_id, error=str(error))
-        except AidolError as error:
+        except AidolRequestError as error:
             return item.result(trace_id=error.trace_id, error=str(error))
         except Exception as error:  # a batch reports every item's outcome, whatever went wrong
             return item.result(error=f"{type(error).__name__}: {error}")
@@ -281,7 +281,7 @@ class ConversationBatch:
                 if time.monotonic() + pause >= deadline:
                     raise
                 continue
-            except AidolError as error:
+            except AidolRequestError as error:
                 if error.http_status is not None:
                     self.limiter.on_granted()
                 raise

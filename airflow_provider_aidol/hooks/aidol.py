@@ -32,6 +32,7 @@ from airflow_provider_aidol.exceptions import (
     AidolConnectionError,
     AidolError,
     AidolNotFoundError,
+    AidolRequestError,
 )
 from airflow_provider_aidol.hooks.base import DEFAULT_POOL_SIZE, AidolBaseHook, RequestOptions
 
@@ -183,7 +184,7 @@ class AidolHook(AidolBaseHook):
         return parse_items(items, default_user_id=self.settings.user_id, conn_id=self.aidol_conn_id)
 
     def create_batch_item(
-        self, item: BatchItem, limiter: RateLimiter, retry_if: Callable[[AidolError], bool]
+        self, item: BatchItem, limiter: RateLimiter, retry_if: Callable[[AidolRequestError], bool]
     ) -> AidolResponse:
         """Create one batch item's conversation, paced by the batch's shared ``limiter``.
 

@@ -213,7 +213,7 @@ class CreateConversationsOperator(AidolBaseOperator):
         """Fail listing the failures (``on_error="fail"``), or log them and carry on."""
         if not failures:
             return
-        error = AidolBatchError(failures, total)
+        error = AidolBatchError(failures=failures, total=total)
         if self.on_error == "fail":
             raise error
         self.log.warning("%s (on_error='continue')", error)

@@ -70,7 +70,7 @@ def test_batch_error_lists_failures_by_index():
     failures = [
         {"index": n, "agent_id": "a", "user_id": f"u{n}", "error": "Agent not found"} for n in range(12)
     ]
-    error = AidolBatchError(failures, total=40)
+    error = AidolBatchError(failures=failures, total=40)
     assert str(error).startswith("12 of 40 conversations failed: items[0] agent a user u0: Agent not found")
     assert "and 2 more" in str(error)
     assert error.failures is failures
