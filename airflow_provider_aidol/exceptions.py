@@ -9,9 +9,15 @@ credential. An error is ``fatal`` (no task retries) exactly when it derives from
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_aidol._compat import AirflowException, AirflowFailException
+from airflow_provider_aidol.outcomes import ItemOutcome
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow_provider_aidol.outcomes import NotSentReason
 
 __all__ = [
     "AidolAuthError",
@@ -303,7 +309,8 @@ class AidolBatchError(AidolError):
     """Items of a batch failed (``on_error="fail"``); every item was attempted first.
 
     :param message: the text; default: how many failed, the first ``SHOWN`` of them listed.
-    :param failures: the failed items' results (``index``, ``agent_id``, ``user_id``, ``error``, …).
+    :param failures: the outcomes of the items that have no conversation (failed, not sent, in
+        doubt), each with its ``status``, ``error`` and ``not_sent_reason``.
     :param total: how many items the batch had.
     """
 
@@ -311,19 +318,31 @@ class AidolBatchError(AidolError):
     """How many failures the message lists."""
     _payload_fields = ("failures", "total")
 
-    def __init__(self, message: str | None = None, *, failures: list[dict[str, Any]], total: int) -> None:
+    def __init__(self, message: str | None = None, *, failures: Sequence[ItemOutcome], total: int) -> None:
         self.failures = failures
         self.total = total
         super().__init__(message or self._listing())
 
+    def stopped_for(self, reason: NotSentReason) -> bool:
+        """Return whether items were not sent for ``reason`` (e.g. the spent request budget)."""
+        return any(failure.not_sent_reason is reason for failure in self.failures)
+
     def _listing(self) -> str:
-        failures = self.failures
         listed = "; ".join(
-            f"items[{f['index']}] agent {f['agent_id']} user {f['user_id']}: {f['error']}"
-            for f in failures[: self.SHOWN]
+            f"items[{f.index}] agent {f.agent_id} user {f.user_id}: {f.error}"
+            for f in self.failures[: self.SHOWN]
         )
-        more = f"; and {len(failures) - self.SHOWN} more" if len(failures) > self.SHOWN else ""
-        return f"{len(failures)} of {self.total} conversations failed: {listed}{more}"
+        extra = len(self.failures) - self.SHOWN
+        more = f"; and {extra} more" if extra > 0 else ""
+        return f"{len(self.failures)} of {self.total} conversations failed: {listed}{more}"
+
+    def _payload_values(self) -> dict[str, Any]:
+        return {"failures": [failure.as_record() for failure in self.failures], "total": self.total}
+
+    @classmethod
+    def _rebuild(cls, message: str, payload: dict[str, Any]) -> AidolError:
+        failures = [ItemOutcome.from_record(record) for record in payload.get("failures", [])]
+        return cls(message, failures=failures, total=payload.get("total", len(failures)))
 
 
 class AidolRegistryError(AidolError):

@@ -24,8 +24,6 @@ FIRST_RATE_LIMIT_DELAY = 60.0
 """Seconds before the first retry after a rate limit whose answer named no ``Retry-After``."""
 LONGEST_RATE_LIMIT_DELAY = 900.0
 """Cap on that wait, which doubles with every try."""
-BUDGET_SPENT = "not sent: request budget of"
-"""How a batch item refused by the request budget begins its error."""
 
 
 def rate_limit_delay(retry_after: float | None, try_number: int) -> timedelta:
@@ -56,12 +54,11 @@ if RetryPolicy is not None:
         ) -> RetryDecision:
             """Return the decision for ``exception``; see the class docstring."""
             from airflow_provider_aidol.exceptions import AidolBatchError, AidolError, AidolRateLimitError
+            from airflow_provider_aidol.outcomes import NotSentReason
 
             if isinstance(exception, AidolError) and exception.fatal:
                 return RetryDecision.fail(f"{type(exception).__name__}: retrying cannot help")
-            if isinstance(exception, AidolBatchError) and any(
-                str(failure.get("error", "")).startswith(BUDGET_SPENT) for failure in exception.failures
-            ):
+            if isinstance(exception, AidolBatchError) and exception.stopped_for(NotSentReason.REQUEST_BUDGET):
                 return RetryDecision.fail("the batch reached its request budget (max_requests)")
             if isinstance(exception, AidolRateLimitError):
                 delay = rate_limit_delay(exception.retry_after, try_number)

@@ -10,6 +10,7 @@ import pytest
 from airflow_provider_aidol import exceptions
 from airflow_provider_aidol._compat import AirflowFailException
 from airflow_provider_aidol.exceptions import AidolError
+from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus
 
 # A value for every keyword argument any error's payload keeps.
 SAMPLE_FIELDS: dict[str, Any] = {
@@ -24,7 +25,7 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "request_sent": False,
     "registry": "table aidol_conversations of connection 'aidol_registry'",
     "max_requests": 5,
-    "failures": [{"index": 0, "agent_id": "a", "user_id": "u", "error": "Agent not found"}],
+    "failures": [ItemOutcome(0, "a", "u", ItemStatus.FAILED, error="Agent not found", error_class="E")],
     "total": 3,
 }
 
