@@ -204,18 +204,17 @@ class _Stop:
 
 
 class FatalErrorLatch:
-    """Holds the first error that dooms the rest of a batch (bad credentials, quota used up)."""
+    """Holds the first stop of a batch (bad credentials, quota used up, request budget spent)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.stop: _Stop | None = None
 
-    def record(self, reason: NotSentReason, error: AidolRequestError) -> _Stop:
-        """Keep the stop if it is the first; return the stop kept."""
+    def record(self, reason: NotSentReason, error: AidolRequestError) -> None:
+        """Keep the stop if it is the first."""
         with self._lock:
             if self.stop is None:
                 self.stop = _Stop(reason, error)
-            return self.stop
 
 
 class ConversationBatch:
