@@ -1,14 +1,23 @@
-"""Typed errors raised by the AI-DOL hook and operators.
+"""Typed errors raised by the AI-DOL hook and operators: one tree under ``AidolError``.
 
-Every error carries what a person needs to find the request on the vendor's side: HTTP status,
-business code, message, traceId, method and path. None of them ever holds a credential.
+``AidolRequestError`` and its subclasses carry what a person needs to find a request on the
+vendor's side (HTTP status, business code, message, traceId, method and path);
+``AidolRegistryError`` and ``AidolBatchError`` carry their own fields. None ever holds a
+credential. An error is ``fatal`` (no task retries) exactly when it derives from
+``AirflowFailException``.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_aidol._compat import AirflowException, AirflowFailException
+from airflow_provider_aidol.outcomes import ItemOutcome
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow_provider_aidol.outcomes import NotSentReason
 
 __all__ = [
     "AidolAuthError",
@@ -23,6 +32,7 @@ __all__ = [
     "AidolRegistryConfigError",
     "AidolRegistryError",
     "AidolRequestBudgetError",
+    "AidolRequestError",
     "AidolResponseError",
     "AidolServerError",
     "AidolTimeoutError",
@@ -33,7 +43,75 @@ _RETRYABLE_HTTP_STATUSES = frozenset({502, 503, 504})
 
 
 class AidolError(AirflowException):
-    """An AI-DOL request failed.
+    """Every error of the provider; the base of the request, registry and batch errors.
+
+    :param message: what went wrong.
+    """
+
+    fatal: ClassVar[bool] = False
+    """Whether retrying the task cannot help. Set from the class itself: ``True`` exactly when it
+    derives from Airflow's ``AirflowFailException`` (which fails the task without retries);
+    ``AidolRetryPolicy`` reads it too."""
+    # The keyword arguments to_payload() keeps, so from_payload() can rebuild the error.
+    _payload_fields: ClassVar[tuple[str, ...]] = ()
+    # Every subclass by name, registered as it is defined, so from_payload() can find it; the
+    # first class of a name keeps it (the provider's own are defined before any user's).
+    _classes: ClassVar[dict[str, type[AidolError]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        AidolError._classes.setdefault(cls.__name__, cls)
+        cls.fatal = _fails_fast(cls)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def to_payload(self) -> dict[str, Any]:
+        """Return the error as JSON-ready data (a trigger hands it to the worker in its event)."""
+        return {"error_class": type(self).__name__, "message": self.message, **self._payload_values()}
+
+    def _payload_values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._payload_fields}
+
+    @classmethod
+    def _rebuild(cls, message: str, payload: dict[str, Any]) -> AidolError:
+        return cls(message, **{name: payload[name] for name in cls._payload_fields if name in payload})
+
+    def with_context(self, context: str) -> AidolError:
+        """Return a copy of this error whose message ends with ``context`` (e.g. which agent)."""
+        return AidolError.from_payload({**self.to_payload(), "message": f"{self.message} ({context})"})
+
+    @staticmethod
+    def from_payload(payload: dict[str, Any]) -> AidolError:
+        """Rebuild the error ``to_payload()`` described."""
+        error_class = AidolError._classes.get(payload["error_class"], AidolError)
+        return error_class._rebuild(payload["message"], payload)
+
+
+def _fails_fast(cls: type[AidolError]) -> bool:
+    """Return whether ``cls`` is fatal: the ``AirflowFailException`` base says it, and only it."""
+    fails_fast = issubclass(cls, AirflowFailException)
+    declared = cls.__dict__.get("fatal", fails_fast)
+    if declared != fails_fast:
+        raise TypeError(
+            f"{cls.__name__} sets fatal = {declared!r}: an error is fatal exactly when it derives "
+            "from AirflowFailException; derive from it (or drop it) instead."
+        )
+    return fails_fast
+
+
+class AidolRequestError(AidolError):
+    """An AI-DOL request failed, or was not sent.
+
+    Carries what a person needs to find the request on the vendor's side. None of it ever holds
+    a credential.
 
     :param message: the server's ``message``, or what went wrong when there was no usable answer.
     :param http_status: HTTP status of the answer, ``None`` when there was no answer.
@@ -48,15 +126,14 @@ class AidolError(AirflowException):
     """Whether the hook retries this kind of error (see docs/errors.md)."""
     outcome: str = "error"
     """This kind of failure in metric names (``aidol.request.<endpoint>.<outcome>``)."""
-    # The keyword arguments to_payload() keeps, so from_payload() can rebuild the error.
-    _payload_fields: tuple[str, ...] = ("http_status", "code", "trace_id", "method", "path", "retry_after")
-    # Every subclass by name, registered as it is defined, so from_payload() can find it; the
-    # first class of a name keeps it (the provider's own are defined before any user's).
-    _classes: ClassVar[dict[str, type[AidolError]]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        AidolError._classes.setdefault(cls.__name__, cls)
+    _payload_fields: ClassVar[tuple[str, ...]] = (
+        "http_status",
+        "code",
+        "trace_id",
+        "method",
+        "path",
+        "retry_after",
+    )
 
     def __init__(
         self,
@@ -69,14 +146,13 @@ class AidolError(AirflowException):
         path: str | None = None,
         retry_after: float | None = None,
     ) -> None:
-        self.message = message
         self.http_status = http_status
         self.code = code
         self.trace_id = trace_id
         self.method = method
         self.path = path
         self.retry_after = retry_after
-        super().__init__(str(self))
+        super().__init__(message)
 
     def _details(self) -> list[str]:
         return [
@@ -89,27 +165,8 @@ class AidolError(AirflowException):
         request = f"{self.method} {self.path}: " if self.method and self.path else ""
         return f"{request}{self.message} ({', '.join(self._details())})"
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self)!r})"
 
-    def to_payload(self) -> dict[str, Any]:
-        """Return the error as JSON-ready data (a trigger hands it to the worker in its event)."""
-        fields = {name: getattr(self, name) for name in self._payload_fields}
-        return {"error_class": type(self).__name__, "message": self.message, **fields}
-
-    def with_context(self, context: str) -> AidolError:
-        """Return a copy of this error whose message ends with ``context`` (e.g. which agent)."""
-        return AidolError.from_payload({**self.to_payload(), "message": f"{self.message} ({context})"})
-
-    @staticmethod
-    def from_payload(payload: dict[str, Any]) -> AidolError:
-        """Rebuild the error ``to_payload()`` described."""
-        error_class = AidolError._classes.get(payload["error_class"], AidolError)
-        fields = {name: payload[name] for name in error_class._payload_fields if name in payload}
-        return error_class(payload["message"], **fields)
-
-
-class AidolAuthError(AidolError, AirflowFailException):
+class AidolAuthError(AidolRequestError, AirflowFailException):
     """HTTP 401 (or "Invalid API key"): wrong key or secret, bad signature, or a skewed clock.
 
     It fails the task without Airflow task retries: retrying cannot fix credentials.
@@ -122,7 +179,7 @@ class AidolAuthError(AidolError, AirflowFailException):
 
     NOTABLE_SKEW = 60.0
     """Smallest skew worth pointing out in the message."""
-    _payload_fields = (*AidolError._payload_fields, "clock_skew")
+    _payload_fields = (*AidolRequestError._payload_fields, "clock_skew")
 
     def __init__(self, message: str, *, clock_skew: float | None = None, **kwargs: Any) -> None:
         self.clock_skew = clock_skew
@@ -135,7 +192,7 @@ class AidolAuthError(AidolError, AirflowFailException):
         return details
 
 
-class AidolRateLimitError(AidolError):
+class AidolRateLimitError(AidolRequestError):
     """The server answered "Too many requests" (or HTTP 429); retried, honouring ``Retry-After``."""
 
     outcome = "rate_limited"
@@ -143,25 +200,25 @@ class AidolRateLimitError(AidolError):
     retryable = True
 
 
-class AidolQuotaExceededError(AidolError, AirflowFailException):
+class AidolQuotaExceededError(AidolRequestError, AirflowFailException):
     """The API key's total call quota is used up; fails the task without Airflow task retries."""
 
     outcome = "quota_exceeded"
 
 
-class AidolValidationError(AidolError):
+class AidolValidationError(AidolRequestError):
     """The server rejected the request's content (business code 10400)."""
 
     outcome = "validation_error"
 
 
-class AidolNotFoundError(AidolError):
+class AidolNotFoundError(AidolRequestError):
     """The agent, conversation or endpoint does not exist (business code 10404)."""
 
     outcome = "not_found"
 
 
-class AidolServerError(AidolError):
+class AidolServerError(AidolRequestError):
     """The server failed (HTTP 5xx or business code 10500); HTTP 502, 503 and 504 are retried."""
 
     outcome = "server_error"
@@ -172,7 +229,7 @@ class AidolServerError(AidolError):
         self.retryable = self.http_status in _RETRYABLE_HTTP_STATUSES
 
 
-class AidolResponseError(AidolError):
+class AidolResponseError(AidolRequestError):
     """The answer could not be used; the hook does not retry it.
 
     Not JSON, an HTML page (below HTTP 500), an envelope missing fields, a success without
@@ -182,7 +239,7 @@ class AidolResponseError(AidolError):
     outcome = "bad_response"
 
 
-class AidolImageConfigError(AidolError, AirflowFailException):
+class AidolImageConfigError(AidolRequestError, AirflowFailException):
     """The agent has no image generation config ("Agent missing image generation config").
 
     It fails the task without Airflow task retries: the agent must be configured first.
@@ -191,7 +248,7 @@ class AidolImageConfigError(AidolError, AirflowFailException):
     outcome = "image_config_error"
 
 
-class AidolConnectionError(AidolError):
+class AidolConnectionError(AidolRequestError):
     """No answer: the connection could not be made or was dropped; retried, except TLS failures.
 
     :param retryable: ``False`` for failures that retrying cannot heal (a bad certificate).
@@ -201,7 +258,7 @@ class AidolConnectionError(AidolError):
 
     outcome = "connection_error"
 
-    _payload_fields = (*AidolError._payload_fields, "retryable", "request_sent")
+    _payload_fields = (*AidolRequestError._payload_fields, "retryable", "request_sent")
 
     def __init__(
         self, message: str, *, retryable: bool = True, request_sent: bool = True, **kwargs: Any
@@ -211,7 +268,7 @@ class AidolConnectionError(AidolError):
         self.retryable = retryable
 
 
-class AidolTimeoutError(AidolError):
+class AidolTimeoutError(AidolRequestError):
     """The server did not answer within the read timeout.
 
     Not retried: the server may have acted (for example created a conversation), so a retry
@@ -221,7 +278,7 @@ class AidolTimeoutError(AidolError):
     outcome = "timeout"
 
 
-class AidolInterruptedError(AidolError, AirflowFailException):
+class AidolInterruptedError(AidolRequestError, AirflowFailException):
     """A request that must not run twice was cut off (a triggerer restart) and was not resent.
 
     The server may have acted on it (and billed it). It fails the task without Airflow task
@@ -229,7 +286,7 @@ class AidolInterruptedError(AidolError, AirflowFailException):
     """
 
 
-class AidolRequestBudgetError(AidolError, AirflowFailException):
+class AidolRequestBudgetError(AidolRequestError, AirflowFailException):
     """The task's request budget (``max_requests``) is spent: this request was not sent.
 
     It fails the task without Airflow task retries: a retry would spend another budget on the
@@ -238,7 +295,7 @@ class AidolRequestBudgetError(AidolError, AirflowFailException):
     :param max_requests: the budget that was reached.
     """
 
-    _payload_fields = (*AidolError._payload_fields, "max_requests")
+    _payload_fields = (*AidolRequestError._payload_fields, "max_requests")
 
     def __init__(self, message: str | None = None, *, max_requests: int, **kwargs: Any) -> None:
         self.max_requests = max_requests
@@ -248,25 +305,44 @@ class AidolRequestBudgetError(AidolError, AirflowFailException):
         return self.message
 
 
-class AidolBatchError(AirflowException):
+class AidolBatchError(AidolError):
     """Items of a batch failed (``on_error="fail"``); every item was attempted first.
 
-    :param failures: the failed items' results (``index``, ``agent_id``, ``user_id``, ``error``, …).
+    :param message: the text; default: how many failed, the first ``SHOWN`` of them listed.
+    :param failures: the outcomes of the items that have no conversation (failed, not sent, in
+        doubt), each with its ``status``, ``error`` and ``not_sent_reason``.
     :param total: how many items the batch had.
     """
 
     SHOWN = 10
     """How many failures the message lists."""
+    _payload_fields = ("failures", "total")
 
-    def __init__(self, failures: list[dict[str, object]], total: int) -> None:
+    def __init__(self, message: str | None = None, *, failures: Sequence[ItemOutcome], total: int) -> None:
         self.failures = failures
         self.total = total
+        super().__init__(message or self._listing())
+
+    def stopped_for(self, reason: NotSentReason) -> bool:
+        """Return whether items were not sent for ``reason`` (e.g. the spent request budget)."""
+        return any(failure.not_sent_reason is reason for failure in self.failures)
+
+    def _listing(self) -> str:
         listed = "; ".join(
-            f"items[{f['index']}] agent {f['agent_id']} user {f['user_id']}: {f['error']}"
-            for f in failures[: self.SHOWN]
+            f"items[{f.index}] agent {f.agent_id} user {f.user_id}: {f.error}"
+            for f in self.failures[: self.SHOWN]
         )
-        more = f"; and {len(failures) - self.SHOWN} more" if len(failures) > self.SHOWN else ""
-        super().__init__(f"{len(failures)} of {total} conversations failed: {listed}{more}")
+        extra = len(self.failures) - self.SHOWN
+        more = f"; and {extra} more" if extra > 0 else ""
+        return f"{len(self.failures)} of {self.total} conversations failed: {listed}{more}"
+
+    def _payload_values(self) -> dict[str, Any]:
+        return {"failures": [failure.as_record() for failure in self.failures], "total": self.total}
+
+    @classmethod
+    def _rebuild(cls, message: str, payload: dict[str, Any]) -> AidolError:
+        failures = [ItemOutcome.from_record(record) for record in payload.get("failures", [])]
+        return cls(message, failures=failures, total=payload.get("total", len(failures)))
 
 
 class AidolRegistryError(AidolError):
@@ -281,9 +357,6 @@ class AidolRegistryError(AidolError):
     def __init__(self, message: str, *, registry: str | None = None) -> None:
         self.registry = registry
         super().__init__(message)
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class AidolRegistryConfigError(AidolRegistryError, ValueError, AirflowFailException):

@@ -24,8 +24,6 @@ FIRST_RATE_LIMIT_DELAY = 60.0
 """Seconds before the first retry after a rate limit whose answer named no ``Retry-After``."""
 LONGEST_RATE_LIMIT_DELAY = 900.0
 """Cap on that wait, which doubles with every try."""
-BUDGET_SPENT = "not sent: request budget of"
-"""How a batch item refused by the request budget begins its error."""
 
 
 def rate_limit_delay(retry_after: float | None, try_number: int) -> timedelta:
@@ -42,9 +40,10 @@ if RetryPolicy is not None:
     class AidolRetryPolicy(RetryPolicy):
         """Retry AI-DOL tasks the way the errors call for (Airflow 3.3+).
 
-        - Fail at once (no task retries) on refused credentials, a used-up quota, an agent
-          without image config, an interrupted image request, a spent request budget, and a
-          batch that stopped at its request budget.
+        - Fail at once (no task retries) on every ``fatal`` error (refused credentials, a
+          used-up quota, an agent without image config, an interrupted image request, a spent
+          request budget, an unusable registry, and any subclass deriving from
+          ``AirflowFailException``), and on a batch that stopped at its request budget.
         - After a rate limit, retry after the server's ``Retry-After`` (else 60 s, doubling per
           try, at most 15 min) instead of the task's ``retry_delay``.
         - Anything else: the task's own ``retries`` and ``retry_delay``.
@@ -54,28 +53,12 @@ if RetryPolicy is not None:
             self, exception: BaseException, try_number: int, max_tries: int, context: Context | None = None
         ) -> RetryDecision:
             """Return the decision for ``exception``; see the class docstring."""
-            from airflow_provider_aidol.exceptions import (
-                AidolAuthError,
-                AidolBatchError,
-                AidolImageConfigError,
-                AidolInterruptedError,
-                AidolQuotaExceededError,
-                AidolRateLimitError,
-                AidolRequestBudgetError,
-            )
+            from airflow_provider_aidol.exceptions import AidolBatchError, AidolError, AidolRateLimitError
+            from airflow_provider_aidol.outcomes import NotSentReason
 
-            final = (
-                AidolAuthError,
-                AidolQuotaExceededError,
-                AidolImageConfigError,
-                AidolInterruptedError,
-                AidolRequestBudgetError,
-            )
-            if isinstance(exception, final):
+            if isinstance(exception, AidolError) and exception.fatal:
                 return RetryDecision.fail(f"{type(exception).__name__}: retrying cannot help")
-            if isinstance(exception, AidolBatchError) and any(
-                str(failure.get("error", "")).startswith(BUDGET_SPENT) for failure in exception.failures
-            ):
+            if isinstance(exception, AidolBatchError) and exception.stopped_for(NotSentReason.REQUEST_BUDGET):
                 return RetryDecision.fail("the batch reached its request budget (max_requests)")
             if isinstance(exception, AidolRateLimitError):
                 delay = rate_limit_delay(exception.retry_after, try_number)

@@ -15,7 +15,7 @@ PACKAGE = REPO / PACKAGE_NAME
 # Data flows one way: operator → hook → client → answer. The batch engine, the registry and the
 # Airflow glue sit on the client, beside each other; the embedded test server shares nothing
 # with the client it tests (its verifier is written separately).
-BASE = frozenset({"__init__", "_compat", "_lazy", "constants", "exceptions"})
+BASE = frozenset({"__init__", "_compat", "_lazy", "constants", "exceptions", "outcomes"})
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "client": BASE,
     "batch": BASE | {"client"},

@@ -10,6 +10,7 @@ import pytest
 from airflow_provider_aidol import exceptions
 from airflow_provider_aidol._compat import AirflowFailException
 from airflow_provider_aidol.exceptions import AidolError
+from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus
 
 # A value for every keyword argument any error's payload keeps.
 SAMPLE_FIELDS: dict[str, Any] = {
@@ -24,6 +25,8 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "request_sent": False,
     "registry": "table aidol_conversations of connection 'aidol_registry'",
     "max_requests": 5,
+    "failures": [ItemOutcome(0, "a", "u", ItemStatus.FAILED, error="Agent not found", error_class="E")],
+    "total": 3,
 }
 
 
@@ -67,3 +70,34 @@ def test_a_class_defined_later_is_registered_too():
 def test_an_unknown_class_name_comes_back_as_a_plain_aidol_error():
     payload = {**AidolError("gone").to_payload(), "error_class": "AidolRemovedError"}
     assert type(AidolError.from_payload(payload)) is AidolError
+
+
+# --- one tree --------------------------------------------------------------------------------
+
+
+def test_every_provider_error_is_an_aidol_error():
+    exported = [getattr(exceptions, name) for name in exceptions.__all__]
+    assert all(issubclass(cls, AidolError) for cls in exported)
+    assert issubclass(exceptions.AidolBatchError, AidolError)
+
+
+def test_only_request_errors_carry_http_fields():
+    registry_error = exceptions.AidolRegistryError("table gone", registry="table t")
+    batch_error = exceptions.AidolBatchError(failures=[], total=0)
+    for error in (registry_error, batch_error):
+        assert not isinstance(error, exceptions.AidolRequestError)
+        assert not hasattr(error, "http_status")
+        assert not hasattr(error, "trace_id")
+    assert issubclass(exceptions.AidolAuthError, exceptions.AidolRequestError)
+
+
+@pytest.mark.parametrize("error_class", ERROR_CLASSES, ids=lambda cls: cls.__name__)
+def test_fatal_is_what_the_airflow_fail_exception_base_says(error_class: type[AidolError]):
+    assert error_class.fatal is issubclass(error_class, AirflowFailException)
+
+
+def test_a_class_cannot_say_fatal_without_the_fail_exception_base():
+    with pytest.raises(TypeError, match="derives from AirflowFailException"):
+
+        class AidolSaysFatalError(AidolError):
+            fatal = True

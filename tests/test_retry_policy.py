@@ -15,6 +15,7 @@ from airflow_provider_aidol.exceptions import (
     AidolServerError,
 )
 from airflow_provider_aidol.integration.usage import USAGE_XCOM_KEY
+from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus, NotSentReason
 from airflow_provider_aidol.retry_policy import AidolRetryPolicy, rate_limit_delay
 from airflow_provider_aidol.testing import Fault
 from tests.aidol_default import point_connection
@@ -51,9 +52,56 @@ def test_decisions():
     assert (rate_limited.action, rate_limited.retry_delay) == (RetryAction.RETRY, timedelta(seconds=4))
     assert policy.evaluate(AidolServerError("boom", http_status=502), 1, 3).action is RetryAction.DEFAULT
     stopped = AidolBatchError(
-        [{"index": 0, "agent_id": "a", "user_id": "u", "error": "not sent: request budget of 3 reached"}], 1
+        failures=[
+            ItemOutcome(
+                0,
+                "a",
+                "u",
+                ItemStatus.NOT_SENT,
+                error="not sent: request budget of 3 reached",
+                not_sent_reason=NotSentReason.REQUEST_BUDGET,
+            )
+        ],
+        total=1,
     )
     assert policy.evaluate(stopped, 1, 3).action is RetryAction.FAIL
+
+
+@needs_retry_policy
+def test_a_batch_stopped_by_its_budget_is_failed_by_the_reason_not_the_text():
+    from airflow.sdk import RetryAction
+
+    policy = AidolRetryPolicy()
+
+    def batch_error(error: str, reason: NotSentReason | None) -> AidolBatchError:
+        status = ItemStatus.FAILED if reason is None else ItemStatus.NOT_SENT
+        failure = ItemOutcome(0, "a", "u", status, error=error, not_sent_reason=reason)
+        return AidolBatchError(failures=[failure], total=2)
+
+    budget_in_other_words = batch_error("skipped: the task may send no more", NotSentReason.REQUEST_BUDGET)
+    assert policy.evaluate(budget_in_other_words, 1, 3).action is RetryAction.FAIL
+    only_the_old_text = batch_error("not sent: request budget of 3 reached", None)
+    assert policy.evaluate(only_the_old_text, 1, 3).action is RetryAction.DEFAULT
+    refused_credentials = batch_error("not sent: Invalid API key", NotSentReason.CREDENTIALS_REFUSED)
+    assert policy.evaluate(refused_credentials, 1, 3).action is RetryAction.DEFAULT
+
+
+@needs_retry_policy
+def test_a_user_error_deriving_from_airflow_fail_exception_is_not_retried():
+    from airflow.sdk import RetryAction
+
+    from airflow_provider_aidol._compat import AirflowFailException
+    from airflow_provider_aidol.exceptions import AidolError
+
+    class AidolMyFatalError(AidolError, AirflowFailException):
+        pass
+
+    class AidolMyPassingError(AidolError):
+        pass
+
+    policy = AidolRetryPolicy()
+    assert policy.evaluate(AidolMyFatalError("mine"), 1, 3).action is RetryAction.FAIL
+    assert policy.evaluate(AidolMyPassingError("mine"), 1, 3).action is RetryAction.DEFAULT
 
 
 @needs_retry_policy

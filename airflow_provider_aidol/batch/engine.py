@@ -22,11 +22,15 @@ from airflow_provider_aidol.client.retries import is_retryable
 from airflow_provider_aidol.client.validation import require_header_value
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
+    AidolConnectionError,
     AidolError,
     AidolQuotaExceededError,
     AidolRateLimitError,
     AidolRequestBudgetError,
+    AidolRequestError,
+    AidolTimeoutError,
 )
+from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus, NotSentReason
 
 if TYPE_CHECKING:
     from airflow_provider_aidol.batch.options import BatchOptions
@@ -48,17 +52,20 @@ class BatchItem:
     agent_id: str
     user_id: str
 
-    def result(
-        self, conversation_id: str | None = None, trace_id: str | None = None, error: str | None = None
-    ) -> dict[str, Any]:
-        """Return this item's outcome in the shape ``create_conversations`` reports."""
-        return {
-            "agent_id": self.agent_id,
-            "user_id": self.user_id,
-            "conversation_id": conversation_id,
-            "trace_id": trace_id,
-            "error": error,
-        }
+    def outcome(self, status: ItemStatus, **details: Any) -> ItemOutcome:
+        """Return this item's outcome: ``status`` and the ``ItemOutcome`` fields in ``details``."""
+        return ItemOutcome(self.index, self.agent_id, self.user_id, status, **details)
+
+    def created(self, conversation_id: str, trace_id: str | None) -> ItemOutcome:
+        """Return the outcome of this item's conversation, created by its request."""
+        return self.outcome(ItemStatus.CREATED, conversation_id=conversation_id, trace_id=trace_id)
+
+    def failed(self, error: BaseException, status: ItemStatus = ItemStatus.FAILED) -> ItemOutcome:
+        """Return the outcome of this item's request failing with ``error``."""
+        # An unexpected error's text alone may not say what it is.
+        text = str(error) if isinstance(error, AidolError) else f"{type(error).__name__}: {error}"
+        trace_id = error.trace_id if isinstance(error, AidolRequestError) else None
+        return self.outcome(status, trace_id=trace_id, error=text, error_class=type(error).__name__)
 
 
 def parse_items(items: Iterable[object], *, default_user_id: str | None, conn_id: str) -> list[BatchItem]:
@@ -136,9 +143,9 @@ class _Progress:
         self._interval = interval
         self._started = self._last_log = time.monotonic()
 
-    def count(self, result: Mapping[str, Any]) -> None:
+    def count(self, outcome: ItemOutcome) -> None:
         self.done += 1
-        self.failed += result["error"] is not None
+        self.failed += not outcome.status.succeeded
 
     def maybe_log(self, *, final: bool = False) -> None:
         now = time.monotonic()
@@ -154,23 +161,60 @@ class _Progress:
             )
 
 
-def is_retryable_in_batch(error: AidolError) -> bool:
+def is_retryable_in_batch(error: AidolRequestError) -> bool:
     """Retry like the hook, except rate limits: in a batch those slow the shared limiter instead."""
     return is_retryable(error) and not isinstance(error, AidolRateLimitError)
 
 
+# The errors that doom every later request of a batch, and how the items left unsent say why.
+_STOPPING: tuple[tuple[type[AidolRequestError], NotSentReason], ...] = (
+    (AidolRequestBudgetError, NotSentReason.REQUEST_BUDGET),
+    (AidolAuthError, NotSentReason.CREDENTIALS_REFUSED),
+    (AidolQuotaExceededError, NotSentReason.QUOTA_USED_UP),
+)
+
+
+def stop_reason(error: AidolRequestError) -> NotSentReason | None:
+    """Return why ``error`` stops the batch, or ``None`` if the other items go on."""
+    return next((reason for kind, reason in _STOPPING if isinstance(error, kind)), None)
+
+
+def is_in_doubt(error: AidolRequestError) -> bool:
+    """Return whether the server may have acted on the request although no answer said so."""
+    if isinstance(error, AidolConnectionError):
+        return error.request_sent
+    return isinstance(error, AidolTimeoutError)
+
+
+@dataclass(frozen=True)
+class _Stop:
+    """Why a batch stopped sending: the reason, and the error that said so."""
+
+    reason: NotSentReason
+    error: AidolRequestError
+
+    def not_sent(self, item: BatchItem) -> ItemOutcome:
+        """Return the outcome of ``item``, not sent because of this stop."""
+        return item.outcome(
+            ItemStatus.NOT_SENT,
+            error=f"not sent: {self.error}",
+            error_class=type(self.error).__name__,
+            not_sent_reason=self.reason,
+        )
+
+
 class FatalErrorLatch:
-    """Holds the first error that dooms the rest of a batch (bad credentials, quota used up)."""
+    """Holds the first stop of a batch (bad credentials, quota used up, request budget spent)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.error: str | None = None
+        self.stop: _Stop | None = None
 
-    def record(self, error: str) -> None:
-        """Keep ``error`` if it is the first."""
+    def record(self, reason: NotSentReason, error: AidolRequestError) -> None:
+        """Keep the stop if it is the first."""
         with self._lock:
-            if self.error is None:
-                self.error = error
+            if self.stop is None:
+                self.stop = _Stop(reason, error)
 
 
 class ConversationBatch:
@@ -197,8 +241,8 @@ class ConversationBatch:
 
     def run(
         self, items: list[BatchItem], *, progress_interval: float = 10.0
-    ) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Yield ``(item.index, result)`` as items finish; at most ``2 * max_workers`` are in flight.
+    ) -> Iterator[tuple[int, ItemOutcome]]:
+        """Yield ``(item.index, outcome)`` as items finish; at most ``2 * max_workers`` are in flight.
 
         Results come in waves (see ``run_in_waves()``).
 
@@ -209,8 +253,8 @@ class ConversationBatch:
 
     def run_in_waves(
         self, items: list[BatchItem], *, progress_interval: float = 10.0
-    ) -> Iterator[list[tuple[int, dict[str, Any]]]]:
-        """Like ``run()``, but yield every result that finished since the last wave, as one list.
+    ) -> Iterator[list[tuple[int, ItemOutcome]]]:
+        """Like ``run()``, but yield every outcome that finished since the last wave, as one list.
 
         No new item is handed to the pool while the caller handles a wave, so a caller that
         records each wave before asking for the next has, at any moment, at most
@@ -220,7 +264,7 @@ class ConversationBatch:
         trip costs at most one round trip per ``max_workers`` items.
         """
         progress = _Progress(len(items), progress_interval)
-        pending: dict[Future[dict[str, Any]], int] = {}
+        pending: dict[Future[ItemOutcome], int] = {}
         queue = iter(items)
         bound = 2 * self.max_workers
         with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="aidol-batch") as pool:
@@ -239,8 +283,8 @@ class ConversationBatch:
                     enough = self.max_workers if left else 1
                     finished = _first_finished(pending, enough, timeout=progress_interval)
                     wave = [(pending.pop(future), future.result()) for future in finished]
-                    for _, result in wave:
-                        progress.count(result)
+                    for _, outcome in wave:
+                        progress.count(outcome)
                     if wave:
                         yield wave
                     progress.maybe_log()
@@ -249,23 +293,26 @@ class ConversationBatch:
                     future.cancel()
         progress.maybe_log(final=True)
 
-    def _outcome(self, item: BatchItem) -> dict[str, Any]:
+    def _outcome(self, item: BatchItem) -> ItemOutcome:
         """Create one item and report its outcome; never raises."""
-        if self._fatal.error is not None:
-            return item.result(error=f"not sent: {self._fatal.error}")
+        if self._fatal.stop is not None:
+            return self._fatal.stop.not_sent(item)
         try:
             response = self._create_within_rate_limits(item)
-        except AidolRequestBudgetError as error:
-            self._fatal.record(str(error))
-            return item.result(error=f"not sent: {error}")
-        except (AidolAuthError, AidolQuotaExceededError) as error:
-            self._fatal.record(str(error))
-            return item.result(trace_id=error.trace_id, error=str(error))
-        except AidolError as error:
-            return item.result(trace_id=error.trace_id, error=str(error))
+        except AidolRequestError as error:
+            return self._failed(item, error)
         except Exception as error:  # a batch reports every item's outcome, whatever went wrong
-            return item.result(error=f"{type(error).__name__}: {error}")
-        return item.result(response.data["conversationId"], response.trace_id)
+            return item.failed(error)
+        return item.created(response.data["conversationId"], response.trace_id)
+
+    def _failed(self, item: BatchItem, error: AidolRequestError) -> ItemOutcome:
+        """Return the outcome of ``item``'s request failing; stop the batch if the error dooms it."""
+        reason = stop_reason(error)
+        if reason is not None:
+            self._fatal.record(reason, error)
+        if reason is NotSentReason.REQUEST_BUDGET:  # refused before it left: this one too
+            return _Stop(reason, error).not_sent(item)
+        return item.failed(error, ItemStatus.IN_DOUBT if is_in_doubt(error) else ItemStatus.FAILED)
 
     def _create_within_rate_limits(self, item: BatchItem) -> AidolResponse:
         """Create one item; rate limits feed the shared limiter instead of a private backoff.
@@ -281,7 +328,7 @@ class ConversationBatch:
                 if time.monotonic() + pause >= deadline:
                     raise
                 continue
-            except AidolError as error:
+            except AidolRequestError as error:
                 if error.http_status is not None:
                     self.limiter.on_granted()
                 raise

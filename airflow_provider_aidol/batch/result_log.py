@@ -1,5 +1,8 @@
 """Batch results as JSON lines in object storage, appended while the batch runs; the basis of resume.
 
+Each line is an ``ItemOutcome``'s record; lines written before records had a ``status`` are
+read too (their status follows from their fields).
+
 Next to a local results file sits a journal of the requests in flight (``<name>.sending``): each
 line is written just before a request leaves, so after a crash the items sent without a
 recorded outcome are known, with their ``X-Request-ID``, and reported as *in doubt*.
@@ -13,6 +16,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
+
+from airflow_provider_aidol.outcomes import ItemOutcome
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -31,12 +36,12 @@ JOURNAL_SUFFIX = ".sending"
 class EarlierTries:
     """What earlier tries of the task left in the results file and the journal.
 
-    :param successes: the successful records, by item index.
+    :param successes: the outcomes recorded with a conversation, by item index.
     :param in_doubt: items sent (``X-Request-ID`` by index) whose outcome was never recorded:
         the server may have created their conversation.
     """
 
-    successes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    successes: dict[int, ItemOutcome] = field(default_factory=dict)
     in_doubt: dict[int, str] = field(default_factory=dict)
 
 
@@ -79,16 +84,17 @@ class ResultLog:
         earlier = EarlierTries()
         outcomes: set[int] = set()
         for record in self._records(self.path, items, repair=True):
-            outcomes.add(record["index"])
-            if record.get("conversation_id"):
-                earlier.successes[record["index"]] = record
+            outcome = ItemOutcome.from_record(record)  # a record without ``status`` is an older one
+            outcomes.add(outcome.index)
+            if outcome.status.succeeded:
+                earlier.successes[outcome.index] = outcome
         if self.local:
             for record in self._records(self.journal_path, items, repair=False):
                 if record["index"] not in outcomes:
                     earlier.in_doubt[record["index"]] = str(record.get("request_id"))
         return earlier
 
-    def recorded_successes(self, items: list[BatchItem]) -> dict[int, dict[str, Any]]:
+    def recorded_successes(self, items: list[BatchItem]) -> dict[int, ItemOutcome]:
         """Return the successful records of earlier tries, by item index (see ``earlier_tries``)."""
         return self.earlier_tries(items).successes
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from airflow_provider_aidol.batch.engine import BatchItem
     from airflow_provider_aidol.client.envelope import AidolResponse
     from airflow_provider_aidol.client.ratelimit import RateLimiter
-    from airflow_provider_aidol.exceptions import AidolError
+    from airflow_provider_aidol.exceptions import AidolRequestError
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,10 @@ class ConversationSender(Protocol):
         ...
 
     def create_batch_item(
-        self, item: BatchItem, limiter: RateLimiter, retry_if: Callable[[AidolError], bool]
+        self, item: BatchItem, limiter: RateLimiter, retry_if: Callable[[AidolRequestError], bool]
     ) -> AidolResponse:
         """Create ``item``'s conversation: paced by ``limiter``, retried only as ``retry_if`` allows.
 
-        Return the answer carrying ``data.conversationId``; raise the ``AidolError`` of a failure.
+        Return the answer carrying ``data.conversationId``; raise the ``AidolRequestError`` of a failure.
         """
         ...

@@ -57,7 +57,7 @@ async def send_once_async(
     *,
     timeout: float,
 ) -> AidolResponse:
-    """Send one attempt and read the answer; every failure becomes a typed ``AidolError``.
+    """Send one attempt and read the answer; every failure becomes a typed ``AidolRequestError``.
 
     The whole exchange must end within ``timeout`` plus the connection's ``deadline_margin``,
     and the answer may have at most ``prepared.max_answer_bytes`` bytes.

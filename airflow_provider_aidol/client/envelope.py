@@ -17,11 +17,11 @@ from airflow_provider_aidol.client.redaction import clean, quoted, redact
 from airflow_provider_aidol.client.validation import MAX_SECONDS
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
-    AidolError,
     AidolImageConfigError,
     AidolNotFoundError,
     AidolQuotaExceededError,
     AidolRateLimitError,
+    AidolRequestError,
     AidolResponseError,
     AidolServerError,
     AidolValidationError,
@@ -80,7 +80,7 @@ def parse_response(
     received_at: float | None = None,
     secrets: Sequence[str] = (),
 ) -> AidolResponse:
-    """Return the successful envelope in ``body``, or raise the ``AidolError`` that describes it.
+    """Return the successful envelope in ``body``, or raise the ``AidolRequestError`` that describes it.
 
     :param headers: response headers (case-insensitive mapping); ``Retry-After`` and
         ``Content-Type`` are read.
@@ -114,7 +114,9 @@ def parse_response(
     raise error_class(text, **where)
 
 
-def _error_class(http_status: int, message: str, code: int | None, *, readable: bool) -> type[AidolError]:
+def _error_class(
+    http_status: int, message: str, code: int | None, *, readable: bool
+) -> type[AidolRequestError]:
     """Pick the error class: by the documented messages first, then by HTTP status, then by code."""
     known = _normalised(message)
     if http_status == 401 or known == _normalised(INVALID_API_KEY_MESSAGE):
@@ -133,7 +135,7 @@ def _error_class(http_status: int, message: str, code: int | None, *, readable: 
         return AidolValidationError
     if code == CODE_NOT_FOUND or http_status == 404:
         return AidolNotFoundError
-    return AidolError
+    return AidolRequestError
 
 
 def _normalised(message: str) -> str:

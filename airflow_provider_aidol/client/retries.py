@@ -16,8 +16,8 @@ from tenacity import retry_if_exception, stop_after_attempt, stop_before_delay, 
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
     AidolConnectionError,
-    AidolError,
     AidolRateLimitError,
+    AidolRequestError,
     AidolServerError,
 )
 
@@ -46,12 +46,12 @@ class WarningLog(Protocol):
         """Log ``msg % args`` at WARNING."""
 
 
-def is_retryable(error: AidolError) -> bool:
+def is_retryable(error: AidolRequestError) -> bool:
     """Return whether to retry by default: rate limits, 502/503/504, connection failures (not TLS)."""
     return error.retryable
 
 
-def is_safe_to_resend(error: AidolError) -> bool:
+def is_safe_to_resend(error: AidolRequestError) -> bool:
     """Return whether a request that must not run twice (a billed image) may be sent again.
 
     Resend only when the server cannot have acted: it refused the request (rate limit, 503), or
@@ -68,17 +68,17 @@ def is_safe_to_resend(error: AidolError) -> bool:
 def retry_arguments(
     settings: ConnectionSettings,
     *,
-    retry_if: Callable[[AidolError], bool],
+    retry_if: Callable[[AidolRequestError], bool],
     attempts: int | None = None,
 ) -> dict[str, Any]:
     """Return tenacity's ``Retrying``/``AsyncRetrying`` arguments for one request.
 
-    :param retry_if: which ``AidolError`` to retry (``is_retryable`` or ``is_safe_to_resend``).
+    :param retry_if: which ``AidolRequestError`` to retry (``is_retryable`` or ``is_safe_to_resend``).
     :param attempts: at most this many attempts (default: the connection's ``max_retries`` + 1),
         all within the connection's ``retry_max_seconds``.
     """
     return {
-        "retry": retry_if_exception(lambda error: isinstance(error, AidolError) and retry_if(error)),
+        "retry": retry_if_exception(lambda error: isinstance(error, AidolRequestError) and retry_if(error)),
         "stop": stop_after_attempt(attempts or settings.max_retries + 1)
         | stop_before_delay(settings.retry_max_seconds),
         "wait": _Backoff(settings),

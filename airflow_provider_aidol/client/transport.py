@@ -25,7 +25,7 @@ from airflow_provider_aidol.client.redaction import clean
 from airflow_provider_aidol.client.watchdog import Exchange, WatchedAdapter
 from airflow_provider_aidol.exceptions import (
     AidolConnectionError,
-    AidolError,
+    AidolRequestError,
     AidolResponseError,
     AidolTimeoutError,
 )
@@ -105,7 +105,7 @@ def send_once(
     *,
     timeout: float | None = None,
 ) -> AidolResponse:
-    """Send one attempt and read the answer; every failure becomes a typed ``AidolError``.
+    """Send one attempt and read the answer; every failure becomes a typed ``AidolRequestError``.
 
     The whole exchange must end within the read timeout plus the connection's
     ``deadline_margin``, and the answer may have at most ``prepared.max_answer_bytes`` bytes.
@@ -131,7 +131,7 @@ def send_once(
                 body = read_capped(
                     chunks, prepared.max_answer_bytes, deadline, http_status=answer.status_code, **where
                 )
-        except AidolError:
+        except AidolRequestError:
             raise
         except _TRANSPORT_ERRORS as error:
             raise _failure(error, exchange, settings, read_timeout, where) from None
@@ -146,7 +146,7 @@ def _failure(
     settings: ConnectionSettings,
     read_timeout: float,
     where: dict[str, Any],
-) -> AidolError:
+) -> AidolRequestError:
     """Return the typed error for what ``requests`` (or urllib3, reading the body) raised."""
     secrets = settings.secrets
     if exchange.expired:

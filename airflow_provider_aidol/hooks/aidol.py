@@ -32,6 +32,7 @@ from airflow_provider_aidol.exceptions import (
     AidolConnectionError,
     AidolError,
     AidolNotFoundError,
+    AidolRequestError,
 )
 from airflow_provider_aidol.hooks.base import DEFAULT_POOL_SIZE, AidolBaseHook, RequestOptions
 
@@ -103,8 +104,10 @@ class AidolHook(AidolBaseHook):
 
         Every item is checked before the first request; one item's failure never stops the
         others, except refused credentials or a used-up quota (the rest are then ``not sent``).
-        Each result holds ``agent_id``, ``user_id``, ``conversation_id`` (or ``None``),
-        ``trace_id`` and ``error`` (or ``None``).
+        Each result is an ``ItemOutcome``'s record: ``index``, ``agent_id``, ``user_id``,
+        ``status`` (an ``ItemStatus``), ``conversation_id`` (or ``None``), ``trace_id``,
+        ``error`` (or ``None``) and ``reused``; a failure adds ``error_class``, and an item not
+        sent its ``not_sent_reason`` (a ``NotSentReason``).
 
         :param items: agent-id strings, or dicts with ``agent_id`` and optionally ``user_id``
             (default: the connection's ``user_id``).
@@ -138,7 +141,8 @@ class AidolHook(AidolBaseHook):
         """
         batch = self.conversation_batch(BatchOptions(max_workers, requests_per_second))
         require_seconds("progress_interval", progress_interval)
-        return batch.run(self.parse_items(items), progress_interval=progress_interval)
+        outcomes = batch.run(self.parse_items(items), progress_interval=progress_interval)
+        return ((index, outcome.as_record()) for index, outcome in outcomes)
 
     def conversation_batch(self, options: BatchOptions | None = None) -> ConversationBatch:
         """Return a batch creating conversations over this hook: run it with ``run()`` or ``run_in_waves()``.
@@ -183,7 +187,7 @@ class AidolHook(AidolBaseHook):
         return parse_items(items, default_user_id=self.settings.user_id, conn_id=self.aidol_conn_id)
 
     def create_batch_item(
-        self, item: BatchItem, limiter: RateLimiter, retry_if: Callable[[AidolError], bool]
+        self, item: BatchItem, limiter: RateLimiter, retry_if: Callable[[AidolRequestError], bool]
     ) -> AidolResponse:
         """Create one batch item's conversation, paced by the batch's shared ``limiter``.
 

@@ -27,7 +27,7 @@ from airflow_provider_aidol.client.retries import (
     send_correcting_clock_async,
 )
 from airflow_provider_aidol.constants import DEFAULT_CONN_ID
-from airflow_provider_aidol.exceptions import AidolError
+from airflow_provider_aidol.exceptions import AidolRequestError
 from airflow_provider_aidol.integration.usage import RequestUsage
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from airflow_provider_aidol.client.prepared import PreparedRequest
 
     OnSend = Callable[[str], Awaitable[None]]
-    AfterAttempt = Callable[[AidolError | None], Awaitable[None]]
+    AfterAttempt = Callable[[AidolRequestError | None], Awaitable[None]]
 
 
 class AidolAsyncHook(BaseHook):
@@ -118,7 +118,7 @@ class AidolAsyncHook(BaseHook):
         self,
         prepared: PreparedRequest,
         *,
-        retry_if: Callable[[AidolError], bool] = is_retryable,
+        retry_if: Callable[[AidolRequestError], bool] = is_retryable,
         timeout: float | None = None,
         attempt_failed: str = "AI-DOL attempt %d failed",
         on_send: OnSend | None = None,
@@ -130,7 +130,7 @@ class AidolAsyncHook(BaseHook):
         :param attempt_failed: the start of the warning logged before a retry (``%d``: the attempt).
         :param on_send: awaited with each attempt's ``X-Request-ID`` just before it is sent.
         :param after_attempt: awaited after each attempt that got an answer or failed with an
-            ``AidolError`` (``None`` on success); not after one that was cancelled mid-request.
+            ``AidolRequestError`` (``None`` on success); not after one that was cancelled mid-request.
         """
         settings = await self.get_settings()
         retrying = AsyncRetrying(
@@ -163,7 +163,7 @@ async def _reporting(exchange: Awaitable[AidolResponse], after_attempt: AfterAtt
     """Await one attempt and tell ``after_attempt`` how it ended (unless it was cancelled)."""
     try:
         response = await exchange
-    except AidolError as error:
+    except AidolRequestError as error:
         if after_attempt is not None:
             await after_attempt(error)
         raise

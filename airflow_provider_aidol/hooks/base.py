@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import requests
 
     from airflow_provider_aidol.client.envelope import AidolResponse
-    from airflow_provider_aidol.exceptions import AidolError
+    from airflow_provider_aidol.exceptions import AidolRequestError
 
 DEFAULT_POOL_SIZE = 10
 
@@ -118,7 +118,7 @@ class AidolBaseHook(BaseHook):
         prepared: PreparedRequest,
         limiter: RateLimiter,
         *,
-        retry_if: Callable[[AidolError], bool] = is_retryable,
+        retry_if: Callable[[AidolRequestError], bool] = is_retryable,
         attempts: int | None = None,
         timeout: float | None = None,
     ) -> AidolResponse:

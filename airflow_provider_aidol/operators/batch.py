@@ -7,6 +7,7 @@ DAG files import this module, so it imports nothing heavy at the top: the hook (
 from __future__ import annotations
 
 from contextlib import ExitStack
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.batch.options import DEFAULT_MAX_WORKERS, BatchOptions
@@ -16,6 +17,7 @@ from airflow_provider_aidol.exceptions import AidolBatchError
 from airflow_provider_aidol.integration.assets import batch_extra
 from airflow_provider_aidol.integration.metrics import count_batch_items
 from airflow_provider_aidol.operators.base import AidolBaseOperator, object_storage_path
+from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus
 from airflow_provider_aidol.registry import ConversationRegistry, Origin
 from airflow_provider_aidol.registry.reuse import ConversationReuse, ReuseOutcome, Settled
 
@@ -34,9 +36,11 @@ _REUSED_WAVE = 1000
 class CreateConversationsOperator(AidolBaseOperator):
     """Create many AI-DOL conversations in one task, concurrently and within the rate limit.
 
-    Every item gets an outcome. Without ``output_path`` the XCom ``return_value`` is the list of
-    results in input order (``agent_id``, ``user_id``, ``conversation_id``, ``trace_id``,
-    ``error``, ``reused``). With ``output_path`` the results are appended there as JSON lines
+    Every item gets one outcome, with one ``status`` (``created``, ``reused``, ``orphaned``,
+    ``failed``, ``not_sent`` or ``in_doubt``). Without ``output_path`` the XCom ``return_value``
+    is the list of results in input order (``index``, ``agent_id``, ``user_id``, ``status``,
+    ``conversation_id``, ``trace_id``, ``error``, ``reused``, and ``error_class`` and
+    ``not_sent_reason`` where they apply). With ``output_path`` the results are appended there as JSON lines
     (each with its ``index``) while the batch runs, the XCom is a summary (``total``,
     ``created``, ``reused``, ``failed``, ``orphaned``, ``in_doubt``, ``already_recorded``), and a
     retried task skips the items already recorded as created. On a local path each result is on
@@ -140,13 +144,13 @@ class CreateConversationsOperator(AidolBaseOperator):
         if result_log is not None:
             self.hook.observe_batch_sends(result_log.sending)
         for wave in self._outcome_waves(items, registry, earlier, context):
-            records = [{"index": index, **result} for index, result in wave]
+            records = [outcome.as_record() for outcome in wave]
             if result_log is not None:
                 result_log.write(records)
             else:
-                for index, result in wave:
-                    results[index] = result
-            summary.count(records)
+                for record in records:
+                    results[record["index"]] = record
+            summary.count(wave)
         counts: dict[str, Any] = {"output_path": None, **summary.as_dict()}
         if result_log is not None:
             result_log.finished()
@@ -166,8 +170,8 @@ class CreateConversationsOperator(AidolBaseOperator):
         registry: ConversationRegistry | None,
         earlier: EarlierTries,
         context: Context,
-    ) -> Iterator[list[tuple[int, dict[str, Any]]]]:
-        """Yield lists of ``(index, result)`` for every item not already recorded: reused ones first.
+    ) -> Iterator[list[ItemOutcome]]:
+        """Yield lists of outcomes for every item not already recorded: reused ones first.
 
         With reuse, a (user, agent) pair listed more than once gets one conversation: the later
         items share the first one's outcome and count as reused. Each wave of created
@@ -177,13 +181,13 @@ class CreateConversationsOperator(AidolBaseOperator):
         reuse, origin = ConversationReuse(registry), Origin.from_context(context)
         pending = [item for item in items if item.index not in earlier.successes]
         kept = reuse.lookup({(item.user_id, item.agent_id) for item in pending})
-        reused: list[tuple[int, dict[str, Any]]] = []
+        reused: list[ItemOutcome] = []
         to_create: list[BatchItem] = []
         repeats: dict[tuple[str, str], list[BatchItem]] = {}
         for item in pending:
             pair = (item.user_id, item.agent_id)
             if pair in kept:
-                reused.append((item.index, {**item.result(kept[pair].conversation_id), "reused": True}))
+                reused.append(item.outcome(ItemStatus.REUSED, conversation_id=kept[pair].conversation_id))
             elif registry and pair in repeats:
                 repeats[pair].append(item)
             else:
@@ -196,57 +200,62 @@ class CreateConversationsOperator(AidolBaseOperator):
         by_index = {item.index: item for item in to_create}
         batch = self.hook.conversation_batch(self.batch_options)
         for wave in batch.run_in_waves(to_create):
-            settled = _register(reuse, origin, [(by_index[index], result) for index, result in wave])
-            outcomes: list[tuple[int, dict[str, Any]]] = []
+            settled = _register(reuse, origin, [(by_index[index], created) for index, created in wave])
+            outcomes: list[ItemOutcome] = []
             for index, created in wave:
                 item = by_index[index]
-                result = _settled(created, settled.get(index), earlier.in_doubt.get(index))
-                outcomes.append((index, result))
-                for repeat in repeats[item.user_id, item.agent_id]:
-                    shared = repeat.result(result["conversation_id"], result["trace_id"], result["error"])
-                    outcomes.append(
-                        (repeat.index, {**shared, "reused": result["conversation_id"] is not None})
-                    )
+                outcome = _settled(created, settled.get(index), earlier.in_doubt.get(index))
+                outcomes.append(outcome)
+                outcomes += [_shared(repeat, outcome) for repeat in repeats[item.user_id, item.agent_id]]
             yield outcomes
 
-    def _finish(self, failures: list[dict[str, Any]], total: int) -> None:
+    def _finish(self, failures: list[ItemOutcome], total: int) -> None:
         """Fail listing the failures (``on_error="fail"``), or log them and carry on."""
         if not failures:
             return
-        error = AidolBatchError(failures, total)
+        error = AidolBatchError(failures=failures, total=total)
         if self.on_error == "fail":
             raise error
         self.log.warning("%s (on_error='continue')", error)
 
 
 def _register(
-    reuse: ConversationReuse, origin: Origin, created: list[tuple[BatchItem, dict[str, Any]]]
+    reuse: ConversationReuse, origin: Origin, created: list[tuple[BatchItem, ItemOutcome]]
 ) -> dict[int, Settled]:
     """Register a wave's new conversations in one claim; return each one's settlement by item index."""
     new = {
         item.index: origin.registration(
-            item.user_id, item.agent_id, result["conversation_id"], result["trace_id"]
+            item.user_id, item.agent_id, outcome.conversation_id, outcome.trace_id
         )
-        for item, result in created
-        if result["conversation_id"]
+        for item, outcome in created
+        if outcome.conversation_id
     }
     return dict(zip(new, reuse.register(list(new.values())), strict=True))
 
 
-def _settled(
-    created: dict[str, Any], settled: Settled | None, in_doubt_request_id: str | None
-) -> dict[str, Any]:
-    """Return an item's result once registered: another task's conversation wins a race."""
-    result = {**created, "reused": False}
-    if in_doubt_request_id is not None:
-        result["in_doubt_request_id"] = in_doubt_request_id
+def _settled(created: ItemOutcome, settled: Settled | None, in_doubt_request_id: str | None) -> ItemOutcome:
+    """Return an item's outcome once registered: another task's conversation wins a race."""
+    outcome = replace(created, in_doubt_request_id=in_doubt_request_id)
     if settled is not None and settled.outcome is ReuseOutcome.ORPHANED:
-        result.update(
+        return replace(
+            outcome,
+            status=ItemStatus.ORPHANED,
             conversation_id=settled.conversation_id,
             orphaned_conversation_id=settled.orphaned_conversation_id,
-            reused=True,
         )
-    return result
+    return outcome
+
+
+def _shared(repeat: BatchItem, first: ItemOutcome) -> ItemOutcome:
+    """Return the outcome of a repeated pair's later item: the first item's conversation, reused."""
+    return repeat.outcome(
+        ItemStatus.REUSED if first.status.succeeded else first.status,
+        conversation_id=first.conversation_id,
+        trace_id=first.trace_id,
+        error=first.error,
+        error_class=first.error_class,
+        not_sent_reason=first.not_sent_reason,
+    )
 
 
 class _Summary:
@@ -262,16 +271,16 @@ class _Summary:
             "in_doubt": in_doubt,
             "already_recorded": already_recorded,
         }
-        self.failures: list[dict[str, Any]] = []
+        self.failures: list[ItemOutcome] = []
 
-    def count(self, records: list[dict[str, Any]]) -> None:
-        for record in records:
-            if record["error"]:
-                self.failures.append(record)
+    def count(self, outcomes: list[ItemOutcome]) -> None:
+        for outcome in outcomes:
+            if not outcome.status.succeeded:
+                self.failures.append(outcome)
                 self.counts["failed"] += 1
             else:
-                self.counts["reused" if record["reused"] else "created"] += 1
-            self.counts["orphaned"] += "orphaned_conversation_id" in record
+                self.counts["reused" if outcome.reused else "created"] += 1
+            self.counts["orphaned"] += outcome.status is ItemStatus.ORPHANED
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.counts)

@@ -20,7 +20,7 @@ from asgiref.sync import sync_to_async
 
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH
 from airflow_provider_aidol.client.retries import is_safe_to_resend
-from airflow_provider_aidol.exceptions import AidolAuthError, AidolError
+from airflow_provider_aidol.exceptions import AidolAuthError, AidolError, AidolRequestError
 from airflow_provider_aidol.hooks.aidol_async import AidolAsyncHook
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ class ChatImageTrigger(BaseTrigger):
         except AidolError as error:
             return {"status": "error", "error": error.to_payload()}
         except Exception as error:  # the task waits for an event: it must always get one
-            failure = AidolError(
+            failure = AidolRequestError(
                 f"the image request failed unexpectedly: {type(error).__name__}: {str(error)[:300]}",
                 method="POST",
                 path=CHAT_IMAGE_PATH,
@@ -149,7 +149,7 @@ class ChatImageTrigger(BaseTrigger):
         )
         self._in_flight = {"request_id": request_id, "sent_at": time.monotonic()}
 
-    async def _attempt_ended(self, error: AidolError | None) -> None:
+    async def _attempt_ended(self, error: AidolRequestError | None) -> None:
         """Forget the request in flight; clear the sent-marker if the server refused it before any work.
 
         Not called for an attempt cancelled mid-request: that one stays in flight for ``on_kill()``,

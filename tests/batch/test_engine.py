@@ -9,6 +9,7 @@ import pytest
 
 from airflow_provider_aidol.batch.engine import BatchItem, parse_items
 from airflow_provider_aidol.exceptions import AidolBatchError
+from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus, NotSentReason
 
 
 def parse(items: Any, default_user_id: str | None = "default-user") -> list[BatchItem]:
@@ -67,10 +68,8 @@ def test_items_must_be_a_list(items):
 
 
 def test_batch_error_lists_failures_by_index():
-    failures = [
-        {"index": n, "agent_id": "a", "user_id": f"u{n}", "error": "Agent not found"} for n in range(12)
-    ]
-    error = AidolBatchError(failures, total=40)
+    failures = [ItemOutcome(n, "a", f"u{n}", ItemStatus.FAILED, error="Agent not found") for n in range(12)]
+    error = AidolBatchError(failures=failures, total=40)
     assert str(error).startswith("12 of 40 conversations failed: items[0] agent a user u0: Agent not found")
     assert "and 2 more" in str(error)
     assert error.failures is failures
@@ -117,7 +116,7 @@ def test_a_batch_never_waits_longer_than_its_caps_whatever_retry_after_says(retr
     results = dict(batch.run(parse(["agent-1", "agent-2"])))
     assert time.monotonic() - started < 3
     assert 2 <= len(calls) < 50  # each item retried while its second of rate limits lasted
-    assert [result["error"] for result in results.values()] == [
+    assert [result.error for result in results.values()] == [
         "Too many requests (HTTP 429, no business code, traceId -)"
     ] * 2
 
@@ -125,4 +124,111 @@ def test_a_batch_never_waits_longer_than_its_caps_whatever_retry_after_says(retr
 def test_a_batch_resumes_once_the_rate_limit_lifts_after_an_absurd_retry_after():
     batch, _ = rate_limited_batch(float("inf"), succeed_after=2, seconds=5)
     results = dict(batch.run(parse(["agent-1", "agent-2"])))
-    assert {result["conversation_id"] for result in results.values()} == {"c-0", "c-1"}
+    assert {result.conversation_id for result in results.values()} == {"c-0", "c-1"}
+
+
+# --- one typed outcome per item -------------------------------------------------------------
+
+
+def scripted_batch(script: dict[str, Exception | None]):
+    """A one-worker batch whose create raises ``script[agent_id]``, or succeeds when it is ``None``."""
+    from airflow_provider_aidol.batch.engine import ConversationBatch
+    from airflow_provider_aidol.batch.options import BatchOptions
+    from airflow_provider_aidol.batch.sender import SenderPacing
+    from airflow_provider_aidol.client.envelope import AidolResponse
+
+    class Sender:
+        batch_pacing = SenderPacing(requests_per_second=None, rate_limit_seconds=1.0)
+
+        def create_batch_item(self, item, limiter, retry_if):
+            failure = script[item.agent_id]
+            if failure is not None:
+                raise failure
+            return AidolResponse({"conversationId": f"c-{item.index}"}, "t", 200)
+
+    return ConversationBatch(Sender(), BatchOptions(max_workers=1, requests_per_second=1000))
+
+
+def test_every_item_ends_with_exactly_one_typed_status():
+    from airflow_provider_aidol.exceptions import (
+        AidolConnectionError,
+        AidolNotFoundError,
+        AidolQuotaExceededError,
+        AidolTimeoutError,
+    )
+
+    batch = scripted_batch(
+        {
+            "ok": None,
+            "missing": AidolNotFoundError("Agent not found", http_status=200, code=10404, trace_id="t-1"),
+            "slow": AidolTimeoutError("no answer within 5 s"),
+            "dropped": AidolConnectionError("reset", request_sent=True),
+            "quota": AidolQuotaExceededError("API key usage limit reached", http_status=200),
+            "later": None,
+        }
+    )
+    names = ["ok", "missing", "slow", "dropped", "quota", "later", "later"]
+    outcomes = dict(batch.run(parse(names)))
+
+    assert sorted(outcomes) == list(range(len(names)))
+    assert all(isinstance(outcome.status, ItemStatus) for outcome in outcomes.values())
+    assert [outcomes[index].status for index in range(len(names))] == [
+        ItemStatus.CREATED,
+        ItemStatus.FAILED,
+        ItemStatus.IN_DOUBT,
+        ItemStatus.IN_DOUBT,
+        ItemStatus.FAILED,
+        ItemStatus.NOT_SENT,
+        ItemStatus.NOT_SENT,
+    ]
+    assert outcomes[1].error_class == "AidolNotFoundError"
+    assert outcomes[1].trace_id == "t-1"
+    assert outcomes[4].error_class == "AidolQuotaExceededError"
+    assert {outcomes[5].not_sent_reason, outcomes[6].not_sent_reason} == {NotSentReason.QUOTA_USED_UP}
+    assert outcomes[0].not_sent_reason is None
+    assert outcomes[0].error is None
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        ("AidolRequestBudgetError", NotSentReason.REQUEST_BUDGET),
+        ("AidolAuthError", NotSentReason.CREDENTIALS_REFUSED),
+    ],
+)
+def test_the_items_left_unsent_say_why_the_batch_stopped(error, reason):
+    from airflow_provider_aidol import exceptions
+
+    stop = (
+        exceptions.AidolRequestBudgetError(max_requests=1)
+        if error == "AidolRequestBudgetError"
+        else exceptions.AidolAuthError("Invalid API key", http_status=401)
+    )
+    outcomes = dict(scripted_batch({"stop": stop, "later": None}).run(parse(["stop", "later", "later"])))
+
+    assert [outcomes[index].not_sent_reason for index in (1, 2)] == [reason, reason]
+    assert outcomes[1].as_record()["not_sent_reason"] == reason.value
+    assert outcomes[1].as_record()["status"] == "not_sent"
+
+
+def test_a_record_reads_back_as_the_same_outcome_and_an_older_record_gets_its_status():
+    outcome = ItemOutcome(
+        3,
+        "a",
+        "u",
+        ItemStatus.NOT_SENT,
+        error="not sent: request budget of 1 reached",
+        error_class="AidolRequestBudgetError",
+        not_sent_reason=NotSentReason.REQUEST_BUDGET,
+    )
+    record = outcome.as_record()
+    assert record["status"] == "not_sent"
+    assert record["reused"] is False
+    assert ItemOutcome.from_record(record) == outcome
+
+    older = {"index": 0, "agent_id": "a", "user_id": "u", "trace_id": None, "error": None}
+    assert ItemOutcome.from_record({**older, "conversation_id": "c", "reused": False}).status == "created"
+    assert ItemOutcome.from_record({**older, "conversation_id": "c", "reused": True}).status == "reused"
+    orphaned = {**older, "conversation_id": "c", "reused": True, "orphaned_conversation_id": "o"}
+    assert ItemOutcome.from_record(orphaned).status == "orphaned"
+    assert ItemOutcome.from_record({**older, "conversation_id": None, "error": "boom"}).status == "failed"

@@ -11,11 +11,11 @@ import pytest
 from airflow_provider_aidol.client.envelope import parse_response, parse_retry_after
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
-    AidolError,
     AidolImageConfigError,
     AidolNotFoundError,
     AidolQuotaExceededError,
     AidolRateLimitError,
+    AidolRequestError,
     AidolResponseError,
     AidolServerError,
     AidolValidationError,
@@ -69,7 +69,7 @@ def test_success_returns_data_and_trace_id():
         (502, 10500, "bad gateway", AidolServerError, True),
         (503, 10500, "unavailable", AidolServerError, True),
         (504, 10500, "gateway timeout", AidolServerError, True),
-        (200, 10999, "something new", AidolError, False),
+        (200, 10999, "something new", AidolRequestError, False),
     ],
 )
 def test_failures_are_classified(status, code, message, error_class, retryable):

@@ -16,9 +16,9 @@ from airflow_provider_aidol.client.retries import (
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
     AidolConnectionError,
-    AidolError,
     AidolQuotaExceededError,
     AidolRateLimitError,
+    AidolRequestError,
     AidolResponseError,
     AidolServerError,
     AidolTimeoutError,
@@ -42,7 +42,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("error", "default", "once_only"), CASES, ids=[str(c[0]) for c in CASES])
-def test_retry_rules(error: AidolError, default: bool, once_only: bool):
+def test_retry_rules(error: AidolRequestError, default: bool, once_only: bool):
     assert (is_retryable(error), is_safe_to_resend(error)) == (default, once_only)
 
 

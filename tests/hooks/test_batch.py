@@ -13,7 +13,7 @@ from airflow_provider_aidol.testing import Fault
 from tests.aidol_default import items
 
 CONVERSATION = "/v1/chat/conversation"
-KEYS = {"agent_id", "user_id", "conversation_id", "trace_id", "error"}
+KEYS = {"index", "agent_id", "user_id", "status", "conversation_id", "trace_id", "error", "reused"}
 
 
 def created_per_user(server) -> Counter[str]:

@@ -19,9 +19,9 @@ import pytest
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
     AidolConnectionError,
-    AidolError,
     AidolQuotaExceededError,
     AidolRateLimitError,
+    AidolRequestError,
     AidolResponseError,
     AidolServerError,
     AidolTimeoutError,
@@ -58,7 +58,7 @@ class Row:
     """One fault and what must come of it."""
 
     arrange: Arrange
-    error: type[AidolError] | None  # None: the request succeeds
+    error: type[AidolRequestError] | None  # None: the request succeeds
     requests: int  # requests the server saw, retries included
     created: int  # conversations on the server afterwards
     text: tuple[str, ...] = field(default=())
@@ -140,7 +140,7 @@ def test_one_request(aidol_default_server, monkeypatch, row: Row):
     assert len(aidol_default_server.conversations) == row.created
 
 
-def assert_reported(error: AidolError, row: Row, server: AidolServer) -> None:
+def assert_reported(error: AidolRequestError, row: Row, server: AidolServer) -> None:
     """The text names the request, status, code and traceId as far as they exist, and no secret."""
     text = str(error)
     assert text.startswith("POST /v1/chat/conversation: ")

@@ -175,3 +175,32 @@ def test_a_bad_output_path_fails_before_any_request(airflow_with_aidol_server, o
     assert message in out
     assert "Install the Airflow provider of that storage" in out or "absolute local path" in out
     assert airflow_with_aidol_server.count() == 0
+
+
+def test_each_result_line_has_one_status_and_an_older_results_file_still_resumes(
+    airflow_with_aidol_server, tmp_path
+):
+    batch = unique_items(4)
+    batch[3]["agent_id"] = "missing-agent"
+    path = tmp_path / "results.jsonl"
+    written_before_status = {
+        **batch[0],
+        "index": 0,
+        "conversation_id": "c-written-by-an-older-version",
+        "trace_id": None,
+        "error": None,
+        "reused": False,
+    }
+    path.write_text(json.dumps(written_before_status) + "\n")
+
+    assert run(batch_dags.failing, items=batch, output_path=f"file://{path}").state == "failed"
+
+    assert len(airflow_with_aidol_server.conversations) == 2, "the recorded item was not sent again"
+    lines = {line["index"]: line for line in read_lines(path)[1:]}
+    assert {index: line["status"] for index, line in lines.items()} == {
+        1: "created",
+        2: "created",
+        3: "failed",
+    }
+    assert lines[3]["error_class"] == "AidolNotFoundError"
+    assert "error_class" not in lines[1]

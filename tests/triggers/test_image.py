@@ -216,7 +216,7 @@ def test_an_unexpected_failure_still_fires_an_error_event(aidol_default_connecti
 
     event = asyncio.run(first_event())
     assert event["status"] == "error"
-    assert event["error"]["error_class"] == "AidolError"
+    assert event["error"]["error_class"] == "AidolRequestError"
     assert "RuntimeError: the XCom backend is down" in event["error"]["message"]
 
 
