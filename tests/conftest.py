@@ -24,6 +24,28 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="aidol-tests-airflow-home-"))
 
+SUITE_BUNDLES = {"aidol_examples": REPO / "example_dags", "aidol_tests": REPO / "tests" / "dags"}
+
+
+def bundle_config_list(first: dict[str, Path] | None = None) -> str:
+    """Airflow's ``dag_bundle_config_list``: the ``first`` bundles (searched first), then the suite's.
+
+    Airflow reads the setting again each time ``dag.test()`` runs, so a test may add a folder of
+    its own with ``monkeypatch.setenv``.
+    """
+    bundles = {**(first or {}), **SUITE_BUNDLES}
+    return json.dumps(
+        [
+            {
+                "name": name,
+                "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                "kwargs": {"path": str(path)},
+            }
+            for name, path in bundles.items()
+        ]
+    )
+
+
 for _name in [name for name in os.environ if name.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_VAR_"))]:
     del os.environ[_name]
 os.environ.update(
@@ -32,19 +54,7 @@ os.environ.update(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "example_dags"),
         # dag.test() runs only DAGs found in a bundle: the examples and the tests' own DAGs.
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
-            [
-                {
-                    "name": name,
-                    "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-                    "kwargs": {"path": str(path)},
-                }
-                for name, path in [
-                    ("aidol_examples", REPO / "example_dags"),
-                    ("aidol_tests", REPO / "tests" / "dags"),
-                ]
-            ]
-        ),
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": bundle_config_list(),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
     }
 )
