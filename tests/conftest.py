@@ -83,7 +83,29 @@ def airflow_db(aidol_migrated_airflow_home: AirflowHome) -> Path:
     """
     database = AIRFLOW_HOME / "airflow.db"
     shutil.copyfile(aidol_migrated_airflow_home.database, database)
+    _build_the_in_process_execution_api_once()
     return database
+
+
+def _build_the_in_process_execution_api_once() -> None:
+    """On Airflow before 3.3, let ``dag.test()`` build its in-process execution API once per process.
+
+    ``dag.test()`` serves each task's calls from an in-process execution API. Airflow 3.3 builds
+    its routes once per process; older releases build them again for every task (about 10 s of
+    CPU each time, most of the oldest-Airflow suite's time). Sharing one instance is what 3.3
+    does in effect: the same app, its per-run DAG bag set again by each task.
+    """
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    if Version(version("apache-airflow")) >= Version("3.3"):
+        return
+    from functools import cache
+
+    from airflow.sdk.execution_time import supervisor
+
+    supervisor.in_process_api_server = cache(supervisor.in_process_api_server)
 
 
 @pytest.fixture(scope="session")
