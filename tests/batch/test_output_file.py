@@ -118,12 +118,12 @@ def test_a_link_planted_after_the_claim_is_not_followed_either(tmp_path, suffix)
     victim.write_bytes(b"precious\n")
     with ResultLog(output(tmp_path, line(0) + b'{"index": 1, "ag')) as log:
         (tmp_path / f"results.jsonl{suffix}").symlink_to(victim)
-        opens_it: Callable[
-            [], object
-        ] = {  # the resume repairs the torn line through .repair; a send journals in .sending
-            ".repair": partial(log.earlier_tries, ITEMS),
-            ".sending": partial(log.sending, ITEMS[1], "request-1"),
-        }[suffix]
+        # the resume repairs the torn line through .repair; a send journals in .sending
+        opens_it: Callable[[], object] = (
+            partial(log.earlier_tries, ITEMS)
+            if suffix == ".repair"
+            else partial(log.sending, ITEMS[1], "request-1")
+        )
         with pytest.raises(AidolConfigurationError, match="symbolic link"):
             opens_it()
     assert victim.read_bytes() == b"precious\n"
