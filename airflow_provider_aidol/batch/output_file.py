@@ -132,8 +132,9 @@ class OutputFile:
             if first is None:
                 return  # empty, or blank lines only
             if not first.startswith(RECORD_START):
+                shown = first[:20].partition(b"\n")[0]
                 raise self._refused(
-                    f"it holds something this provider did not write (it begins {first[:20]!r}, "
+                    f"it holds something this provider did not write (it begins {shown!r}, "
                     f"every results line begins {RECORD_START.decode()!r})"
                 )
             torn, whole_lines = _last_line_start(results)

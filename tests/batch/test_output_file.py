@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -167,3 +168,31 @@ def test_a_killed_holder_does_not_keep_the_output(tmp_path):
         holder.wait(timeout=30)
     assert (tmp_path / "results.jsonl.lock").exists(), "a killed holder leaves its lock file"
     assert resume(path) == {0}, "but not its lock"
+
+
+@pytest.fixture
+def object_storage() -> str:
+    """A folder of an in-memory object store (fsspec's ``memory://``), unique to the test."""
+    from airflow.sdk.io import attach
+    from fsspec.implementations.memory import MemoryFileSystem  # type: ignore[import-untyped]
+
+    attach("memory", fs=MemoryFileSystem())
+    return f"memory://bucket-{uuid.uuid4().hex[:8]}"
+
+
+def test_on_object_storage_a_foreign_file_is_refused_unchanged_too(object_storage):
+    path = ObjectStoragePath(f"{object_storage}/results.jsonl")
+    path.write_bytes(b"name,age,city")  # one line without its line break: once truncated to 0 bytes
+    with pytest.raises(AidolConfigurationError, match=r"did not write \(it begins b'name,age,city'"):
+        resume(path)
+    assert path.read_bytes() == b"name,age,city"
+
+
+def test_on_object_storage_our_file_resumes_and_an_absent_one_is_created(object_storage):
+    ours = ObjectStoragePath(f"{object_storage}/ours.jsonl")
+    ours.write_bytes(line(0) + b'{"index": 1, "ag')
+    assert resume(ours) == {0}
+    assert ours.read_bytes() == line(0)
+    absent = ObjectStoragePath(f"{object_storage}/absent.jsonl")
+    assert resume(absent) == set()
+    assert absent.read_bytes() == b""
