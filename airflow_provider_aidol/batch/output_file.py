@@ -102,7 +102,10 @@ class OutputFile:
         import fcntl
 
         while True:
-            descriptor = open_helper(lock_name, os.O_RDWR | os.O_CREAT)
+            try:
+                descriptor = open_helper(lock_name, os.O_RDWR | os.O_CREAT)
+            except OSError as error:
+                raise self._refused(f"its lock file cannot be written ({error.strerror})") from None
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:

@@ -94,12 +94,21 @@ def test_an_absent_file_is_created_empty_and_its_folders_made(tmp_path):
     assert (tmp_path / "a" / "b" / "results.jsonl").read_bytes() == b""
 
 
-@pytest.mark.parametrize("where", ["directory", "under-a-file"])
-def test_an_output_path_that_cannot_be_written_is_refused(tmp_path, where):
-    (tmp_path / "results.jsonl").mkdir() if where == "directory" else (tmp_path / "file").write_text("x")
-    name = "results.jsonl" if where == "directory" else "file/results.jsonl"
+@pytest.mark.parametrize(
+    ("made", "output_name"),
+    [
+        ("results.jsonl/", "results.jsonl"),  # a folder
+        ("file", "file/results.jsonl"),  # under a file
+        ("results.jsonl.lock/", "results.jsonl"),  # its lock file cannot be opened
+    ],
+)
+def test_an_output_path_that_cannot_be_written_is_refused(tmp_path, made, output_name):
+    if made.endswith("/"):
+        (tmp_path / made).mkdir()
+    else:
+        (tmp_path / made).write_text("x")
     with pytest.raises(AidolConfigurationError, match=r"cannot be (written|made)"):
-        resume(ObjectStoragePath(f"file://{tmp_path}/{name}"))
+        resume(ObjectStoragePath(f"file://{tmp_path}/{output_name}"))
 
 
 @pytest.mark.parametrize("suffix", [".repair", ".sending", ".lock"])
