@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.called_patches import CalledPatches
 from tests.postgres_server import PostgresServer, find_binaries
 
 if TYPE_CHECKING:
@@ -118,6 +119,17 @@ def postgres_server() -> Iterator[PostgresServer]:
         pytest.skip(reason)
     with PostgresServer() as server:
         yield server
+
+
+@pytest.fixture
+def must_call(monkeypatch: pytest.MonkeyPatch) -> Iterator[CalledPatches]:
+    """``must_call.setattr(target, name, replacement)``: a patch the test fails without calling.
+
+    Patch with this, not ``monkeypatch.setattr`` (``tests/test_called_patches.py`` holds the suite to it).
+    """
+    patches = CalledPatches(monkeypatch)
+    yield patches
+    patches.check()
 
 
 REGISTRY_CONN_ID = "aidol_registry"

@@ -6,17 +6,23 @@ read too (their status follows from their fields).
 Next to a local results file sits a journal of the requests in flight (``<name>.sending``): each
 line is written just before a request leaves, so after a crash the items sent without a
 recorded outcome are known, with their ``X-Request-ID``, and reported as *in doubt*.
+
+Entering a ``ResultLog`` claims its path first (``output_file.OutputFile``): nothing is read,
+repaired or sent before the file is known to be writable, held by this task alone, and ours.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
+from airflow_provider_aidol.batch.output_file import LOCAL_PROTOCOLS, OutputFile, local_name, open_helper
+from airflow_provider_aidol.exceptions import AidolConfigurationError
 from airflow_provider_aidol.outcomes import ItemOutcome
 
 if TYPE_CHECKING:
@@ -28,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOCAL_PROTOCOLS = ("", "file", "local")
 JOURNAL_SUFFIX = ".sending"
 
 
@@ -67,6 +72,7 @@ class ResultLog:
         self._last_flush = time.monotonic()
         self._journal: IO[str] | None = None
         self._journal_lock = threading.Lock()
+        self._output = OutputFile(path)
 
     @property
     def journal_path(self) -> ObjectStoragePath:
@@ -78,8 +84,9 @@ class ResultLog:
 
         A last line without its line break is what a crash mid-write leaves: it is kept if it is
         a whole record and dropped if not, and the file is rewritten to end with a whole line.
-        Raises ``ValueError`` when a record does not match the item at its index (the file
-        belongs to a different input), or when an earlier line is not a record.
+        Raises ``AidolConfigurationError`` (a ``ValueError``) when a record does not match the
+        item at its index (the file belongs to a different input), or when an earlier line is not
+        a record.
         """
         earlier = EarlierTries()
         outcomes: set[int] = set()
@@ -110,7 +117,7 @@ class ResultLog:
                 continue
             record = _record(line)
             if record is None:
-                raise ValueError(
+                raise AidolConfigurationError(
                     f"output_path {path} line {number} is not a JSON record; only the last line "
                     "may be torn (by a crash): repair the file or use a new output_path."
                 )
@@ -143,7 +150,7 @@ class ResultLog:
             or (record.get("agent_id"), record.get("user_id"))
             != (items[index].agent_id, items[index].user_id)
         ):
-            raise ValueError(
+            raise AidolConfigurationError(
                 f"output_path {path} line {number} does not match the input "
                 f"(index {index!r}): it holds another batch's results; use a new output_path."
             )
@@ -168,7 +175,8 @@ class ResultLog:
         )
         with self._journal_lock:
             if self._journal is None:
-                self._journal = self.journal_path.open("a")  # type: ignore[no-untyped-call]
+                journal = open_helper(local_name(self.journal_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+                self._journal = os.fdopen(journal, "a", encoding="utf-8")
             self._journal.write(line + "\n")
             self._journal.flush()
 
@@ -207,21 +215,32 @@ class ResultLog:
                 self._journal = None
 
     def __enter__(self) -> ResultLog:
-        if self.local:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Claim ``path`` before the first request: writable, held by this task alone, and ours.
+
+        Raises ``AidolConfigurationError`` (file left unchanged) otherwise; see ``OutputFile``.
+        """
+        self._output.claim()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        self.flush()
-        self._close_journal()
+        try:
+            self.flush()
+            self._close_journal()
+        finally:
+            self._output.release()
 
 
 def _rewrite(path: ObjectStoragePath, content: bytes) -> None:
     """Replace the file's content, through a temporary file next to it (no half-written state)."""
     temporary = path.with_name(f"{path.name}.repair")
-    temporary.write_bytes(content)
+    if path.protocol in LOCAL_PROTOCOLS:
+        repair = open_helper(local_name(temporary), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        with os.fdopen(repair, "wb") as target:
+            target.write(content)
+    else:
+        temporary.write_bytes(content)
     temporary.replace(path)
 
 
