@@ -73,7 +73,8 @@ def test_broken_reporting_is_a_warning_and_every_operator_succeeds_once(
     assert len(filled) == 3
     out = capfd.readouterr().out
     assert out.count("Could not report the written files to the hook lineage collector (ImportError") == 2
-    assert out.count("Could not report the outlets' asset events (RuntimeError: asset backend unavailable)") == 3
+    assets_failed = "Could not report the outlets' asset events (RuntimeError: asset backend unavailable)"
+    assert out.count(assets_failed) == 3
     assert out.count(WARNING) == 5
 
 
