@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from airflow_provider_aidol.testing.app import PREVIEWS
+from airflow_provider_aidol.testing.app import SIGNED_PATHS
 from airflow_provider_aidol.testing.envelope import JSON_CONTENT_TYPE, ApiError
 from airflow_provider_aidol.testing.faults import Fault
 from airflow_provider_aidol.testing.state import RequestRecord
@@ -81,13 +81,13 @@ async def _read_request(receive: Receive, limit: int) -> tuple[Receive, bytes] |
 def _refusal_before_body(scope: Scope, state: ServerState) -> ApiError | None:
     """Return why a request is refused before its body is read: bad credentials, or too large a body.
 
-    Only requests that carry a body are checked for credentials here (the app checks the
-    others); the unsigned preview images are exempt.
+    Only requests that carry a body to a signed endpoint are checked for credentials here (the
+    app checks the others, and answers an unknown path 404 whatever its credentials).
     """
     headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
     length = headers.get("content-length", "").strip()
     has_body = "transfer-encoding" in headers or (length not in ("", "0"))
-    if has_body and not scope["path"].startswith(PREVIEWS):
+    if has_body and scope["path"] in SIGNED_PATHS:
         failure = check_headers(headers, api_key=state.api_key, now=state.now())
         if failure:
             return ApiError.unauthorized(failure)
