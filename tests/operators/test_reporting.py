@@ -7,6 +7,7 @@ would retry it and the server would see the conversations (and the image) create
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,10 +17,15 @@ from airflow_provider_aidol.operators.aidol import CreateConversationOperator
 from tests.airflow_db import returned
 from tests.dags import integration_dags
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from airflow_provider_aidol.testing import AidolServer
+
 WARNING = "reporting is best effort and does not fail the task"
 
 
-def run_every_operator(server, tmp_path):
+def run_every_operator(server: AidolServer, tmp_path: Path) -> None:
     """Run the single, batch and image operators; check each request was sent once and recorded."""
     batch_output, image_output = tmp_path / "batch.jsonl", tmp_path / "fox.png"
     dag_run = integration_dags.best_effort_reporting.test(
