@@ -13,6 +13,9 @@ from tests.conftest import REPO
 PROJECT: dict[str, Any] = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 GITHUB = "https://github.com/airflow-provider-aidol/airflow-provider-aidol"
 PYPI_PAGE = REPO / PROJECT["readme"]
+# The first apache-airflow-providers-common-compat whose sdk module has get_hook_lineage_collector
+# (read from the released wheels: 1.13.0's has Stats but not it).
+COMMON_COMPAT_FLOOR = "1.13.1"
 
 
 def test_project_urls_name_the_source_docs_changelog_and_issues():
@@ -42,9 +45,28 @@ def test_every_dependency_has_a_floor_and_semantically_versioned_libraries_a_cei
     }
     assert bounds == {
         "apache-airflow": "apache-airflow>=3.1.0",
+        "apache-airflow-providers-common-compat": (
+            f"apache-airflow-providers-common-compat>={COMMON_COMPAT_FLOOR}"
+        ),
         "requests": "requests>=2.32.0,<3",
         "tenacity": "tenacity>=8.3.0",
     }
+
+
+def test_the_oldest_airflow_venv_tests_the_common_compat_floor():
+    # The provider imports Stats and get_hook_lineage_collector from common.compat's sdk module;
+    # `make test-oldest` runs the suite with the oldest release that has them.
+    oldest = re.search(r"^\$\(OLDEST_STAMP\): pyproject.toml (\S+)$", (REPO / "Makefile").read_text(), re.M)
+    assert oldest is not None
+    pins = (REPO / oldest.group(1)).read_text().splitlines()
+    assert f"apache-airflow-providers-common-compat=={COMMON_COMPAT_FLOOR}" in pins
+
+
+def test_the_names_the_provider_imports_from_common_compat_are_there():
+    from airflow.providers.common.compat.sdk import Stats, get_hook_lineage_collector
+
+    assert callable(get_hook_lineage_collector)
+    assert hasattr(Stats, "incr")
 
 
 def test_the_python_classifiers_are_the_versions_ci_tests():

@@ -3,17 +3,21 @@
 Every name starts with ``aidol.`` (after the deployment's own prefix, ``airflow.`` by default),
 and the same values go out as tags (``endpoint``, ``outcome``) for backends that keep tags. The
 names are listed on the "Airflow integration" docs page; a test checks that list against
-``METRIC_NAMES``. A metric that cannot be sent is dropped: metrics never fail a task.
+``METRIC_NAMES``. A metric that cannot be sent is dropped: metrics never fail a task. The first
+such failure in a process is logged as a warning, later ones at debug level (one per request
+would drown the task log).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, CONVERSATION_PATH, OPTIONS_PATH
 
 log = logging.getLogger(__name__)
+_send_failures = itertools.count()
 
 PREFIX = "aidol"
 ENDPOINTS = {CONVERSATION_PATH: "conversation", CHAT_IMAGE_PATH: "chat_image", OPTIONS_PATH: "options"}
@@ -74,7 +78,16 @@ def _emit(kind: str, name: str, value: float, tags: dict[str, str]) -> None:
     try:
         stats: Any = _stats()
         getattr(stats, kind)(f"{PREFIX}.{name}", value, tags=tags or None)
-    except Exception:  # a metric that cannot be sent must never fail the request it describes
+    except Exception as error:  # a metric that cannot be sent must never fail the request it describes
+        if next(_send_failures) == 0:
+            log.warning(
+                "Could not send metric %s.%s (%s: %s); AI-DOL metrics are dropped while this lasts, "
+                "the requests go on",
+                PREFIX,
+                name,
+                type(error).__name__,
+                error,
+            )
         log.debug("Could not send metric %s.%s", PREFIX, name, exc_info=True)
 
 

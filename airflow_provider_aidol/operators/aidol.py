@@ -119,4 +119,6 @@ class CreateConversationOperator(AidolBaseOperator):
                 pair,
                 settled.orphaned_conversation_id,
             )
-            context["ti"].xcom_push(key="orphaned_conversation_id", value=settled.orphaned_conversation_id)
+            orphaned = settled.orphaned_conversation_id
+            with self.best_effort("the XCom orphaned_conversation_id"):
+                context["ti"].xcom_push(key="orphaned_conversation_id", value=orphaned)

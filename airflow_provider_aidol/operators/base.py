@@ -6,6 +6,7 @@ with it ``requests`` and ``tenacity``) is imported when a task runs.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from airflow_provider_aidol.registry import ConversationRegistry, open_registry
 from airflow_provider_aidol.retry_policy import default_retry_policy
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Iterator, Mapping
 
     from airflow.sdk import Context
 
@@ -78,9 +79,28 @@ class AidolBaseOperator(BaseOperator):
         ti = context.get("ti")
         usage = self.hook.usage.as_xcom(ti.try_number if ti else None)
         if ti is not None:  # None only when execute() is called outside a task run
-            ti.xcom_push(key=USAGE_XCOM_KEY, value=usage)
+            with self.best_effort(f"the XCom {USAGE_XCOM_KEY}"):
+                ti.xcom_push(key=USAGE_XCOM_KEY, value=usage)
         self.log.info("AI-DOL usage of this try: %s", usage)
         self.hook.close()
+
+    @contextmanager
+    def best_effort(self, what: str) -> Iterator[None]:
+        """Run a report made after the requests (``what``): a failure is a warning, never the task's.
+
+        The requests were sent and their results recorded or returned, so failing the task now
+        would only make Airflow retry it and create everything again.
+        """
+        try:
+            yield
+        except Exception as error:
+            self.log.warning(
+                "Could not report %s (%s: %s); reporting is best effort and does not fail the task",
+                what,
+                type(error).__name__,
+                error,
+            )
+            self.log.debug("Reporting %s failed", what, exc_info=True)
 
     def report_results(
         self,
@@ -94,11 +114,15 @@ class AidolBaseOperator(BaseOperator):
 
         ``extra`` goes into the outlets' asset events, the ``written`` files to the hook lineage
         collector, and both ``written`` and ``counts`` to OpenLineage when its listener asks.
+        A failure of any of these is logged as a warning and does not fail the task.
         """
         written = list(written)
         self._results = (written, dict(counts))
-        report_written(self.hook, written)
-        set_outlet_extras(self.outlets, context, extra)
+        if written:
+            with self.best_effort("the written files to the hook lineage collector"):
+                report_written(self.hook, written)
+        with self.best_effort("the outlets' asset events"):
+            set_outlet_extras(self.outlets, context, extra)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Return the OpenLineage facets of the finished (or failed) try.
@@ -112,12 +136,14 @@ class AidolBaseOperator(BaseOperator):
         except ImportError:
             return None
         written, counts = self._results or ([], {})
-        return operator_lineage(
-            base_url=self.hook.settings.base_url,
-            written=written,
-            counts=counts,
-            usage=self.hook.usage.counts(),
-        )
+        with self.best_effort("the OpenLineage facets"):
+            return operator_lineage(
+                base_url=self.hook.settings.base_url,
+                written=written,
+                counts=counts,
+                usage=self.hook.usage.counts(),
+            )
+        return None
 
 
 def object_storage_path(name: str, value: Any, *, example: str) -> ObjectStoragePath:

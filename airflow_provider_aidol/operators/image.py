@@ -214,7 +214,8 @@ class GenerateChatImageOperator(AidolBaseOperator):
         if path.protocol in _LOCAL_PROTOCOLS:
             path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(image.png)
-        context["ti"].xcom_push(key="trace_id", value=image.trace_id)
+        with self.best_effort("the XCom trace_id"):
+            context["ti"].xcom_push(key="trace_id", value=image.trace_id)
         extra = {"path": str(path), "conversation_id": self.conversation_id, "trace_id": image.trace_id}
         counts = {"images": 1, "bytes": len(image.png)}
         self.report_results(context, extra, counts=counts, written=[str(path)])

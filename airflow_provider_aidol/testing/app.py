@@ -9,6 +9,7 @@ from http import HTTPStatus
 from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from airflow_provider_aidol.testing.catalog import GENDERS, LANGUAGES, NAMESPACES, find_option, list_options
@@ -199,6 +200,12 @@ async def option_preview(namespace: str, code: str) -> Response:
     if find_option(namespace, code) is None:
         raise HTTPException(HTTPStatus.NOT_FOUND)
     return Response(solid_png(code), media_type="image/png")
+
+
+SIGNED_PATHS = frozenset(
+    route.path for route in router.routes if isinstance(route, APIRoute) and "POST" in route.methods
+)
+"""The paths of the signed endpoints (every POST route): their callers' credentials are checked first."""
 
 
 async def _on_api_error(request: Request, exc: Exception) -> Response:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import secrets
 import shlex
 import signal
+import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,14 +46,40 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--burst", type=int, default=5, help="rate-limit burst size (default: %(default)s)")
     parser.add_argument("--quota", type=int, help="total calls allowed per API key (default: none)")
     parser.add_argument(
-        "--env-file", type=Path, help=f"write a shell-sourceable {CONNECTION_ENV_VAR}=... line to this file"
+        "--env-file",
+        type=Path,
+        help=f"write a shell-sourceable {CONNECTION_ENV_VAR}=... line to this file, readable by its owner "
+        "only (mode 0600; an existing file is replaced)",
     )
     return parser
 
 
+def write_secret_file(path: Path, text: str) -> None:
+    """Write ``text`` (it holds the API secret) to ``path`` with mode 0600, owner only.
+
+    The text goes to a new file in the same folder, created with mode 0600, which then replaces
+    ``path`` at once: an existing file, whatever its mode, is replaced rather than written into
+    (so the secret is never in a file others can read), and a symlink at ``path`` is replaced
+    too, its target left alone.
+    """
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until SIGINT or SIGTERM; return the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    env_file: Path | None = args.env_file
+    if env_file is not None and env_file.exists() and not env_file.is_file():
+        parser.error(f"--env-file {env_file} must name a regular file")
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -68,8 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     with server:
         assignment = f"{CONNECTION_ENV_VAR}={shlex.quote(server.connection_json())}"
-        if args.env_file:
-            args.env_file.write_text(assignment + "\n")
+        if env_file is not None:
+            write_secret_file(env_file, assignment + "\n")
         print(f"AI-DOL embedded server listening on {server.url}")
         print(f"export {assignment}", flush=True)
         stop.wait()

@@ -15,13 +15,14 @@ JSON_CONTENT_TYPE = "application/json"
 
 
 class Code(IntEnum):
-    """Envelope ``code`` values; 10429 and 10403 are this server's choice (the vendor documents none)."""
+    """Envelope ``code`` values; 10429, 10413 and 10403 are this server's choice (the vendor has none)."""
 
     OK = 10200
     BAD_REQUEST = 10400
     UNAUTHORIZED = 10401
     QUOTA_EXHAUSTED = 10403
     NOT_FOUND = 10404
+    PAYLOAD_TOO_LARGE = 10413
     RATE_LIMITED = 10429
     SERVER_ERROR = 10500
 
@@ -78,6 +79,12 @@ class ApiError(Exception):
     def unauthorized(cls, message: str) -> ApiError:
         """Return an authentication failure (HTTP 401, code 10401)."""
         return cls(HTTPStatus.UNAUTHORIZED, Code.UNAUTHORIZED, message)
+
+    @classmethod
+    def too_large(cls, limit: int) -> ApiError:
+        """Return the answer to a request body over ``limit`` bytes (HTTP 413, code 10413)."""
+        message = f"Request body over {limit} bytes"
+        return cls(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, Code.PAYLOAD_TOO_LARGE, message)
 
     @classmethod
     def rate_limited(cls, status: int, retry_after: int | str | None) -> ApiError:

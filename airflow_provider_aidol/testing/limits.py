@@ -1,6 +1,9 @@
-"""Per-API-key token bucket behind the embedded server's rate limit."""
+"""The embedded server's limits: the per-API-key token bucket behind its rate limit, the body size bound."""
 
 from __future__ import annotations
+
+MAX_BODY_BYTES = 1024 * 1024
+"""The largest request body the server reads (1 MiB): every AI-DOL request body is a small JSON object."""
 
 
 class TokenBucket:

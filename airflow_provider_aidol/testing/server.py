@@ -13,6 +13,7 @@ import uvicorn
 
 from airflow_provider_aidol.testing.app import create_app
 from airflow_provider_aidol.testing.faults import PlannedFault
+from airflow_provider_aidol.testing.limits import MAX_BODY_BYTES
 from airflow_provider_aidol.testing.state import DEFAULT_AGENTS, ServerState
 from airflow_provider_aidol.testing.wire import WireLayer
 
@@ -64,8 +65,12 @@ class AidolServer:
     These settings may be changed while it runs: ``clock_offset`` (seconds added to the
     server clock), ``latency`` (seconds before every answer), ``image_latency`` (extra seconds
     for /v1/chat/image), ``rate_limit`` (requests per second per API key, None for no limit),
-    ``burst``, ``rate_limit_status`` (HTTP status of a rate-limited answer: 200 or 429) and
-    ``quota`` (total calls allowed per API key, None for no quota).
+    ``burst``, ``rate_limit_status`` (HTTP status of a rate-limited answer: 200 or 429),
+    ``quota`` (total calls allowed per API key, None for no quota) and ``max_body_bytes``.
+
+    A request body is read only after the request's API key, timestamp and required headers
+    passed (else HTTP 401 at once, the body unread), and only up to ``max_body_bytes`` (1 MiB by
+    default; more is answered HTTP 413, code 10413). Either refusal closes the connection.
     """
 
     clock_offset = _Setting[float]()
@@ -75,6 +80,7 @@ class AidolServer:
     burst = _Setting[int]()
     rate_limit_status = _Setting[int]()
     quota = _Setting[int | None]()
+    max_body_bytes = _Setting[int]()
 
     def __init__(
         self,
@@ -92,6 +98,7 @@ class AidolServer:
         rate_limit_status: int = 200,
         quota: int | None = None,
         clock_offset: float = 0.0,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.user_id = user_id
         self._host = host
@@ -108,6 +115,7 @@ class AidolServer:
             quota=quota,
             clock_offset=clock_offset,
         )
+        self._state.max_body_bytes = max_body_bytes
         self._uvicorn: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 

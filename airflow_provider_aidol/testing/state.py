@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypedDict, Unpack
 
-from airflow_provider_aidol.testing.limits import TokenBucket
+from airflow_provider_aidol.testing.limits import MAX_BODY_BYTES, TokenBucket
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -91,7 +91,7 @@ class ServerState:
     """The server's shared state, safe to read and change from any thread.
 
     Plain settings (``latency``, ``image_latency``, ``rate_limit_status``, ``quota``,
-    ``clock_offset``) are attributes read on each request, so changes apply at once.
+    ``clock_offset``, ``max_body_bytes``) are attributes read on each request, so changes apply at once.
     """
 
     def __init__(
@@ -115,6 +115,7 @@ class ServerState:
         self.rate_limit_status = rate_limit_status
         self.quota = quota
         self.clock_offset = clock_offset
+        self.max_body_bytes = MAX_BODY_BYTES
         self._rate_limit = rate_limit
         self._burst = burst
         self._lock = threading.Lock()

@@ -1,15 +1,17 @@
-"""The HTTP-wire layer around the app: latency, injected faults and the request records."""
+"""The HTTP-wire layer around the app: checks before a body is read, latency, faults, request records."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from airflow_provider_aidol.testing.envelope import JSON_CONTENT_TYPE
+from airflow_provider_aidol.testing.app import SIGNED_PATHS
+from airflow_provider_aidol.testing.envelope import JSON_CONTENT_TYPE, ApiError
 from airflow_provider_aidol.testing.faults import Fault
 from airflow_provider_aidol.testing.state import RequestRecord
+from airflow_provider_aidol.testing.verifier import check_headers
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -53,16 +55,19 @@ class _Answer:
         )
 
 
-async def _read_request(receive: Receive) -> tuple[Receive, bytes]:
+async def _read_request(receive: Receive, limit: int) -> tuple[Receive, bytes] | None:
     """Read the whole request body now; return it and a ``receive`` that hands it to the app later.
 
     The app then gets the body even if the client has given up meanwhile (during latency or a
-    DELAY fault), and goes on to act like a real server that received the request.
+    DELAY fault), and goes on to act like a real server that received the request. Return
+    ``None`` as soon as the body grows over ``limit`` bytes (the rest is not read).
     """
     body = bytearray()
     while True:
         message = await receive()
         body.extend(message.get("body", b""))
+        if len(body) > limit:
+            return None
         if message["type"] != "http.request" or not message.get("more_body", False):
             break
     replay: list[Message] = [{"type": "http.request", "body": bytes(body), "more_body": False}]
@@ -71,6 +76,24 @@ async def _read_request(receive: Receive) -> tuple[Receive, bytes]:
         return replay.pop() if replay else await receive()
 
     return receive_replayed, bytes(body)
+
+
+def _refusal_before_body(scope: Scope, state: ServerState) -> ApiError | None:
+    """Return why a request is refused before its body is read: bad credentials, or too large a body.
+
+    Only requests that carry a body to a signed endpoint are checked for credentials here (the
+    app checks the others, and answers an unknown path 404 whatever its credentials).
+    """
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+    length = headers.get("content-length", "").strip()
+    has_body = "transfer-encoding" in headers or (length not in ("", "0"))
+    if has_body and scope["path"] in SIGNED_PATHS:
+        failure = check_headers(headers, api_key=state.api_key, now=state.now())
+        if failure:
+            return ApiError.unauthorized(failure)
+    if length.isdigit() and int(length) > state.max_body_bytes:
+        return ApiError.too_large(state.max_body_bytes)
+    return None
 
 
 @dataclass(frozen=True)
@@ -158,8 +181,13 @@ class WireLayer:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        refusal = _refusal_before_body(scope, self.state)
+        read = None if refusal else await _read_request(receive, self.state.max_body_bytes)
+        if read is None:
+            await self._refuse(scope, receive, send, refusal or ApiError.too_large(self.state.max_body_bytes))
+            return
+        app_receive, body = read
         fault = self.state.take_fault(scope["path"])
-        app_receive, body = await _read_request(receive)
         record = self._open_record(scope, fault, body)
         exchange = _Exchange(self.app, self.state, scope, receive, app_receive, send, record)
         await asyncio.sleep(self.state.latency)
@@ -167,6 +195,17 @@ class WireLayer:
             await exchange.deliver(await exchange.process())
         else:
             await self._misbehave(exchange, fault)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: ApiError) -> None:
+        """Answer ``error`` without reading (the rest of) the body, and close the connection.
+
+        No queued fault is used up by such a request.
+        """
+        record = self._open_record(scope, None, b"")
+        exchange = _Exchange(self.app, self.state, scope, receive, receive, send, record)
+        await asyncio.sleep(self.state.latency)
+        answer = _Answer.from_reply(error.reply(now=self.state.now()))
+        await exchange.deliver(replace(answer, headers=[*answer.headers, (b"connection", b"close")]))
 
     async def _misbehave(self, exchange: _Exchange, fault: PlannedFault) -> None:
         state = self.state

@@ -94,3 +94,33 @@ with DAG(
         deferrable=False,
         outlets=[IMAGE],
     )
+
+with DAG(
+    "aidol_best_effort_reporting",
+    schedule=None,
+    params={"batch_output": "", "image_output": ""},
+    render_template_as_native_obj=True,
+) as best_effort_reporting:
+    # Retries on: a try failing after its requests would be retried and create everything again.
+    once_more = {"retries": 2, "retry_delay": timedelta(0)}
+    created = CreateConversationOperator(
+        task_id="create", agent_id="agent-1", user_id="reporter", outlets=[CONVERSATION], **once_more
+    )
+    CreateConversationsOperator(
+        task_id="create_conversations",
+        conversations=[{"agent_id": agent, "user_id": "reporter"} for agent in ("agent-1", "agent-2")],
+        output_path="{{ params.batch_output }}",
+        outlets=[NIGHTLY],
+        **once_more,
+    )
+    GenerateChatImageOperator(
+        task_id="generate",
+        agent_id="agent-1",
+        user_id="reporter",
+        conversation_id=created.output,
+        text="a red fox",
+        output_path="{{ params.image_output }}",
+        deferrable=False,
+        outlets=[IMAGE],
+        **once_more,
+    )
