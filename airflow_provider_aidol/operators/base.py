@@ -7,7 +7,7 @@ with it ``requests`` and ``tenacity``) is imported when a task runs.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
@@ -21,9 +21,24 @@ from airflow_provider_aidol.retry_policy import default_retry_policy
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
 
     from airflow_provider_aidol.hooks.aidol import AidolHook
+
+_T = TypeVar("_T")
+
+Templated: TypeAlias = "_T | XComArg"
+"""What a DAG author may pass to a templated parameter: the value, a Jinja template (a ``str``),
+or what Airflow resolves when the task runs, such as ``create.output`` (an ``XComArg``)."""
+
+
+def rendered(value: Templated[_T]) -> _T:
+    """Return a templated parameter as the operator keeps it.
+
+    Airflow renders templated fields (templates rendered, ``XComArg`` resolved) before
+    ``execute``, so there the attribute holds the value's own type.
+    """
+    return cast("_T", value)
 
 
 class AidolBaseOperator(BaseOperator):
