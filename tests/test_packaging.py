@@ -95,3 +95,16 @@ def test_the_sdist_ships_what_the_test_suite_reads():
         ".ci",
         ".gitignore",
     } <= set(sdist["include"])
+
+
+def test_mypy_checks_the_dag_authors_files_with_every_error_code():
+    mypy = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert mypy["strict"] is True
+    assert {"tests", "example_dags"} <= set(mypy["files"])
+    silenced = [
+        override["module"]
+        for override in mypy.get("overrides", [])
+        if "disable_error_code" in override or override.get("ignore_errors")
+    ]
+    assert silenced == [], "DAG files (example_dags, tests/typing/author_dag.py) type-check as a user's do"
+    assert "ignore" not in (REPO / "tests" / "typing" / "author_dag.py").read_text()

@@ -126,17 +126,15 @@ def validate_facet(facet: dict[str, Any]) -> bool:
     import jsonschema
     from referencing import Registry, Resource
 
-    url = facet["_schemaURL"]
+    url, fragment = facet["_schemaURL"].split("#", 1)
     path = facet_schema_file(url)
-    if path is None:
+    if url != OPENLINEAGE and path is None:
         return False
-    document = json.loads(path.read_text())
-    uri = document.get("$id", url.split("#")[0])
-    registry = Registry().with_resources(
-        [(OPENLINEAGE, Resource.from_contents(OPENLINEAGE_BASE)), (uri, Resource.from_contents(document))]
-    )
+    registry = Registry().with_resource(OPENLINEAGE, Resource.from_contents(OPENLINEAGE_BASE))
+    if path is not None:
+        registry = registry.with_resource(url, Resource.from_contents(json.loads(path.read_text())))
     validator = jsonschema.Draft202012Validator(
-        {"$ref": uri + "#" + url.split("#", 1)[1]},
+        {"$ref": f"{url}#{fragment}"},
         registry=registry,
         format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
     )
@@ -223,7 +221,7 @@ def test_one_run_of_every_operator_emits_facets_by_the_spec(airflow_with_aidol_s
         if validate_facet(facet)
     ]
     assert validated.count("aidol_endpoint") == validated.count("aidol_run") == 3
-    assert "airflow" in validated, "the OpenLineage provider's own facets are checked too"
+    assert validated.count("airflow") == 3, "the OpenLineage provider's facets are checked too"
     emitted = (tmp_path / "events.jsonl").read_text()
     assert airflow_with_aidol_server.api_key not in emitted
     assert airflow_with_aidol_server.api_secret not in emitted
