@@ -118,8 +118,8 @@ class AidolBaseOperator(BaseOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Return the OpenLineage facets of the finished (or failed) try.
 
-        Its output datasets are the files it wrote, the job facet ``aidol`` names the AI-DOL
-        host (never a credential), and the run facet ``aidol`` holds the result counts and the
+        Its output datasets are the files it wrote, the job facet ``aidol_endpoint`` names the AI-DOL
+        host (never a credential), and the run facet ``aidol_run`` holds the result counts and the
         requests sent. ``None`` without the OpenLineage provider (the ``openlineage`` extra).
         """
         try:
