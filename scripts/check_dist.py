@@ -70,7 +70,7 @@ def version() -> str:
 
 
 def check_extras(wheel: Path) -> None:
-    """The wheel's metadata offers exactly the user-facing extras."""
+    """Fail unless the wheel's metadata offers exactly the user-facing extras."""
     with zipfile.ZipFile(wheel) as archive:
         [metadata] = [name for name in archive.namelist() if name.endswith(".dist-info/METADATA")]
         text = archive.read(metadata).decode()
@@ -103,7 +103,10 @@ def check_wheel(wheel: Path, work: Path) -> None:
             f"airflow providers get shows documentation-url {documentation!r}, not {DOCUMENTATION_URL}"
         )
     run(venv / "bin" / "aidol-server", "--help", env=env)
-    print(f"{wheel.name}: installed alone into a new venv, pip check passes, its provider info is valid, ", end="")
+    print(
+        f"{wheel.name}: installed alone into a new venv, pip check passes, its provider info is valid, ",
+        end="",
+    )
     print("listed by airflow providers list ", end="")
     print(f"({time.monotonic() - started:.0f} s)")
 

@@ -66,7 +66,9 @@ def test_no_two_different_dag_blocks_share_a_dag_id():
 
 
 @pytest.mark.airflow
-def test_the_asset_scheduled_dag_of_the_docs_also_runs_when_triggered_by_hand(aidol_airflow: AirflowHome, tmp_path):
+def test_the_asset_scheduled_dag_of_the_docs_also_runs_when_triggered_by_hand(
+    aidol_airflow: AirflowHome, tmp_path
+):
     [name] = [name for name, source in dag_blocks().items() if '"after_the_batch"' in source]
     folder = write_dags_folder(tmp_path / "dags")
 

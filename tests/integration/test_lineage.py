@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 
 from airflow_provider_aidol.constants import DOCUMENTATION_URL
-
 from airflow_provider_aidol.operators.aidol import CreateConversationOperator
 from tests.conftest import REPO
 
@@ -153,9 +152,10 @@ def aidol_facets(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
 
 @needs_openlineage
 def test_the_facets_name_their_published_schema_and_this_package_as_producer():
+    from openlineage.client.serde import Serde
+
     from airflow_provider_aidol import __version__
     from airflow_provider_aidol.integration.lineage import operator_lineage
-    from openlineage.client.serde import Serde
 
     lineage = operator_lineage(
         base_url="https://api.example.com", written=[], counts={"created": 1}, usage=ONE_REQUEST

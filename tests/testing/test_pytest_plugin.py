@@ -29,7 +29,11 @@ def test_the_plugin_imports_nothing_but_itself_until_a_fixture_is_used() -> None
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == str(
-        ["airflow_provider_aidol", "airflow_provider_aidol.testing", "airflow_provider_aidol.testing.pytest_plugin"]
+        [
+            "airflow_provider_aidol",
+            "airflow_provider_aidol.testing",
+            "airflow_provider_aidol.testing.pytest_plugin",
+        ]
     )
 
 
