@@ -22,9 +22,14 @@ XDIST  := -n $(JOBS) --dist worksteal
 .PHONY: install venvs postgres redis test test-fast test-slow test-oldest test-extra-pythons lint demo bench bench-distributed e2e e2e-distributed docs \
 	docs-serve dist clean
 
+# The development tools are PEP 735 dependency groups (pyproject's [dependency-groups]), which only
+# pip 25.1+ installs (--group): each venv first gets the pip that constraints.txt pins.
+DEV := -e '.[postgres,sqlite,openlineage]' --group dev
+
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt pip
+	$(BIN)/pip install --quiet -c constraints.txt $(DEV)
 	touch $(STAMP)
 
 ## install: create .venv with the provider (editable) and the test tools, pinned by constraints.txt
@@ -70,7 +75,8 @@ test-extra-pythons: $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed) postgr
 .venv-py%/.installed: pyproject.toml constraints.txt
 	py=$(firstword $(wildcard $(PYENV_ROOT)/versions/$*.*/bin/python$*) python$*); \
 	"$$py" -c pass || { echo "No Python $*: install it (e.g. pyenv install $*)"; exit 1; }; \
-	"$$py" -m venv .venv-py$* && .venv-py$*/bin/pip install --quiet -c constraints.txt -e '.[dev]'
+	"$$py" -m venv .venv-py$* && .venv-py$*/bin/pip install --quiet -c constraints.txt pip && \
+		.venv-py$*/bin/pip install --quiet -c constraints.txt $(DEV)
 	touch $@
 
 ## lint: ruff (lint + format check) and mypy
@@ -85,10 +91,10 @@ demo: $(STAMP)
 
 ## bench: install the bench extras, run the benchmarks, write docs/benchmarks.{md,json,png} (about 35 min)
 bench: $(STAMP) postgres
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -c constraints.txt $(DEV) --group bench
 	$(BIN)/python -m benchmarks
 
-DOCS_INSTALL := $(BIN)/pip install --quiet -c constraints.txt -c constraints-docs.txt -e '.[dev,docs]'
+DOCS_INSTALL := $(BIN)/pip install --quiet -c constraints.txt -c constraints-docs.txt $(DEV) --group docs
 
 ## docs: install the docs extras, build the documentation site with mkdocs --strict into site/ (offline),
 ##       then check every link names a file, so site/index.html also works opened from disk
@@ -106,7 +112,7 @@ docs-serve: $(STAMP)
 ##      and a triggerer SIGKILLed mid-request with a deferrable image task (about 1.5 min)
 e2e: $(STAMP)
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
-	$(BIN)/pip install --quiet -c constraints.txt -c constraints-e2e.txt -e '.[dev,e2e]'
+	$(BIN)/pip install --quiet -c constraints.txt -c constraints-e2e.txt $(DEV) --group e2e
 	$(BIN)/pytest e2e -q --ignore=e2e/distributed
 
 ## redis: install Debian's Redis server when missing (e2e-distributed starts a throwaway one as the Celery broker)
@@ -114,7 +120,7 @@ redis:
 	bash scripts/ensure-redis.sh
 
 E2E_DISTRIBUTED_INSTALL := $(BIN)/pip install --quiet -c constraints.txt -c constraints-e2e.txt \
-	-c constraints-e2e-distributed.txt -e '.[dev,e2e,e2e-distributed]'
+	-c constraints-e2e-distributed.txt $(DEV) --group e2e --group e2e-distributed
 
 ## e2e-distributed: the nightly pipeline on Airflow with the CeleryExecutor (Redis, PostgreSQL, two Celery
 ##      workers, one SIGKILLed mid-run) (about 2.5 min)
@@ -128,13 +134,20 @@ bench-distributed: $(STAMP) postgres redis
 	$(E2E_DISTRIBUTED_INSTALL)
 	$(BIN)/pytest e2e/distributed/test_batch_vs_mapped.py -q
 
-## dist: build the sdist and wheel into dist/ and check them: twine check --strict; the wheel installed alone
-##       into a new venv is listed by `airflow providers list`; the unpacked sdist collects every test
+## dist: build the sdist and wheel into dist/ and check them, with validators this project did not write
+##       (pinned by constraints-release.txt): validate-pyproject, twine check --strict, check-wheel-contents,
+##       pyroma 10/10; then scripts/check_dist.py: the wheel installed alone into a new venv passes pip check,
+##       its provider info validates against Airflow's schema and `airflow providers list` shows it; the
+##       unpacked sdist collects every test
+RELEASE_PINS := PIP_CONSTRAINT='$(CURDIR)/constraints.txt $(CURDIR)/constraints-release.txt'
 dist: $(STAMP)
-	$(BIN)/pip install --quiet -c constraints.txt -c constraints-release.txt -e '.[dev,release]'
+	$(BIN)/pip install --quiet -c constraints.txt -c constraints-release.txt $(DEV) --group release
+	$(BIN)/validate-pyproject pyproject.toml
 	rm -rf dist
-	PIP_CONSTRAINT='$(CURDIR)/constraints.txt $(CURDIR)/constraints-release.txt' $(BIN)/python -m build --outdir dist
+	$(RELEASE_PINS) $(BIN)/python -m build --outdir dist
 	$(BIN)/twine check --strict dist/*
+	$(BIN)/check-wheel-contents dist/*.whl
+	$(RELEASE_PINS) $(BIN)/pyroma --min 10 dist/*.tar.gz
 	$(BIN)/python scripts/check_dist.py dist
 
 clean:

@@ -12,6 +12,8 @@ DEFAULT_CONN_ID = "aidol_default"
 """The connection id hooks and operators use unless told otherwise."""
 DOCUMENTATION_URL = "https://airflow-provider-aidol.github.io/airflow-provider-aidol/"
 """The documentation site (also the package's ``Documentation`` project URL, which Airflow prefers)."""
+SOURCE_URL = "https://github.com/airflow-provider-aidol/airflow-provider-aidol"
+"""The source repository (the package's ``Source`` project URL)."""
 
 
 def _number_field(

@@ -148,23 +148,24 @@ with DAG(
         print(f"Wrote {len(lines)} lines to {manifest}")
         return str(manifest)
 
+    # A @task call takes XComArgs, which Airflow's types name by the values: hence the ignores.
     rows = read_prompts(input_csv="{{ params.input_csv }}")
     conversations = CreateConversationsOperator(
         task_id="create_conversations",
-        conversations=conversation_pairs(rows),
+        conversations=conversation_pairs(rows),  # type: ignore[arg-type]
         max_workers=8,
         reuse_existing=True,
         retries=2,  # safe: conversations kept by reuse_existing are not created again
     )
-    image_kwargs = image_requests(rows, conversations.output)
+    image_kwargs = image_requests(rows, conversations.output)  # type: ignore[arg-type]
     images = GenerateChatImageOperator.partial(
         task_id=IMAGE_TASK_ID,
         deferrable=True,
         output_path="{{ params.output_base }}/{{ ds }}/images/{{ ti.map_index }}.png",
     ).expand_kwargs(image_kwargs)
     write_manifest(
-        image_kwargs,
-        conversations.output,
-        images.output,
+        image_kwargs,  # type: ignore[arg-type]
+        conversations.output,  # type: ignore[arg-type]
+        images.output,  # type: ignore[arg-type]
         manifest_path="{{ params.output_base }}/{{ ds }}/manifest.jsonl",
     )

@@ -1,8 +1,11 @@
 """``make dist``'s check of the built packages, as a user and a packager would meet them.
 
-1. The wheel, installed into a new, empty virtual environment (pinned by constraints.txt), is
-   discovered by Airflow: ``airflow providers list`` shows it with its version, ``airflow
-   providers get`` with the documentation URL, and the ``aidol-server`` console script runs.
+1. The wheel publishes only the user-facing extras (the development tools are dependency
+   groups). Installed into a new, empty virtual environment (pinned by constraints.txt), its
+   requirements are consistent (``pip check``), its provider info validates against Airflow's
+   ``provider_info.schema.json``, Airflow discovers it (``airflow providers list`` shows it
+   with its version, ``airflow providers get`` with the documentation URL), and the
+   ``aidol-server`` console script runs.
 2. The sdist holds everything the test suite needs: unpacked, pytest collects as many tests
    there as in this checkout, and a few quick test modules pass.
 
@@ -18,6 +21,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 from airflow_provider_aidol.constants import DOCUMENTATION_URL
@@ -27,6 +31,16 @@ PACKAGE = "airflow-provider-aidol"
 #: Quick test modules run from the unpacked sdist (the whole suite runs in make test).
 SDIST_TESTS = ["tests/client/test_signing.py", "tests/test_docs_site.py", "tests/test_packaging.py"]
 TIMEOUT = 900
+#: The extras users install; the development tools are dependency groups, never published.
+EXTRAS = {"postgres", "sqlite", "openlineage"}
+#: Run by the wheel's venv: its provider info against the schema of the Airflow installed there.
+VALIDATE_PROVIDER_INFO = """
+import json, pathlib, jsonschema
+from airflow import providers_manager
+from airflow_provider_aidol.get_provider_info import get_provider_info
+schema = pathlib.Path(providers_manager.__file__).with_name("provider_info.schema.json")
+jsonschema.validate(get_provider_info(), json.loads(schema.read_text()))
+"""
 
 
 def run(*command: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
@@ -55,14 +69,27 @@ def version() -> str:
     return found.group(1)
 
 
+def check_extras(wheel: Path) -> None:
+    """Fail unless the wheel's metadata offers exactly the user-facing extras."""
+    with zipfile.ZipFile(wheel) as archive:
+        [metadata] = [name for name in archive.namelist() if name.endswith(".dist-info/METADATA")]
+        text = archive.read(metadata).decode()
+    extras = set(re.findall(r"^Provides-Extra: (\S+)$", text, flags=re.MULTILINE))
+    if extras != EXTRAS:
+        raise SystemExit(f"{wheel.name} publishes the extras {sorted(extras)}, not {sorted(EXTRAS)}")
+
+
 def check_wheel(wheel: Path, work: Path) -> None:
-    """Install the wheel alone into a new venv; Airflow must list the provider."""
+    """Install the wheel alone into a new venv; it must be consistent, valid, and listed by Airflow."""
+    check_extras(wheel)
     venv = work / "venv"
     started = time.monotonic()
     run(sys.executable, "-m", "venv", venv)
     run(venv / "bin" / "pip", "install", "--quiet", "-c", REPO / "constraints.txt", wheel)
     home = work / "airflow-home"
     env = {"PATH": str(venv / "bin"), "HOME": str(work), "AIRFLOW_HOME": str(home)}
+    run(venv / "bin" / "pip", "check", env=env)
+    run(venv / "bin" / "python", "-c", VALIDATE_PROVIDER_INFO, env=env)
     listing = run(venv / "bin" / "airflow", "providers", "list", "--output", "json", env=env)
     providers = {entry["package_name"]: entry for entry in json.loads(listing[listing.index("[") :])}
     if providers.get(PACKAGE, {}).get("version") != version():
@@ -76,7 +103,11 @@ def check_wheel(wheel: Path, work: Path) -> None:
             f"airflow providers get shows documentation-url {documentation!r}, not {DOCUMENTATION_URL}"
         )
     run(venv / "bin" / "aidol-server", "--help", env=env)
-    print(f"{wheel.name}: installed alone into a new venv, listed by airflow providers list ", end="")
+    print(
+        f"{wheel.name}: installed alone into a new venv, pip check passes, its provider info is valid, ",
+        end="",
+    )
+    print("listed by airflow providers list ", end="")
     print(f"({time.monotonic() - started:.0f} s)")
 
 

@@ -117,3 +117,30 @@ def test_the_sdist_ships_what_the_test_suite_reads():
         ".ci",
         ".gitignore",
     } <= set(sdist["include"])
+
+
+def test_mypy_checks_the_dag_authors_files_with_every_error_code():
+    mypy = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert mypy["strict"] is True
+    assert {"tests", "example_dags"} <= set(mypy["files"])
+    silenced = [
+        override["module"]
+        for override in mypy.get("overrides", [])
+        if "disable_error_code" in override or override.get("ignore_errors")
+    ]
+    assert silenced == [], "DAG files (example_dags, tests/typing/author_dag.py) type-check as a user's do"
+    assert "type: ignore" not in (REPO / "tests" / "typing" / "author_dag.py").read_text()
+
+
+def test_only_the_user_facing_extras_are_published_and_the_tools_are_dependency_groups():
+    groups = tomllib.loads((REPO / "pyproject.toml").read_text())["dependency-groups"]
+    assert set(PROJECT["optional-dependencies"]) == {"postgres", "sqlite", "openlineage"}
+    assert set(groups) == {"dev", "release", "docs", "e2e", "e2e-distributed", "bench"}
+    makefile = (REPO / "Makefile").read_text()
+    assert "-e '.[dev" not in makefile
+    assert "--group dev" in makefile
+
+
+def test_the_author_and_every_maintainer_have_an_email():
+    people = PROJECT["authors"] + PROJECT["maintainers"]
+    assert all(re.fullmatch(r"[^@\s]+@[^@\s]+\.[a-z]+", person.get("email", "")) for person in people)

@@ -19,8 +19,17 @@ from openlineage.client.facet_v2 import JobFacet, RunFacet
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-FACET_NAME = "aidol"
-"""The key of the AI-DOL job facet and run facet in an OpenLineage event."""
+from airflow_provider_aidol import __version__
+from airflow_provider_aidol.constants import DOCUMENTATION_URL, SOURCE_URL
+
+ENDPOINT_FACET = "aidol_endpoint"
+"""The key of the AI-DOL job facet in an OpenLineage event (the spec's ``{prefix}_{name}``)."""
+RUN_FACET = "aidol_run"
+"""The key of the AI-DOL run facet in an OpenLineage event."""
+FACET_SCHEMAS = f"{DOCUMENTATION_URL}spec/facets/1-0-0/"
+"""Where the facets' JSON schemas are published (the docs site's ``spec/facets/<version>/``)."""
+PRODUCER = f"{SOURCE_URL}/tree/{__version__}"
+"""The facets' ``_producer``: this package's source at its version."""
 
 
 @define
@@ -29,6 +38,14 @@ class AidolEndpointJobFacet(JobFacet):
 
     host: str
 
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self._producer = PRODUCER
+
+    @staticmethod
+    def _get_schema() -> str:
+        return f"{FACET_SCHEMAS}AidolEndpointJobFacet.json#/$defs/AidolEndpointJobFacet"
+
 
 @define
 class AidolRunFacet(RunFacet):
@@ -36,6 +53,14 @@ class AidolRunFacet(RunFacet):
 
     counts: dict[str, Any]
     usage: dict[str, int]
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self._producer = PRODUCER
+
+    @staticmethod
+    def _get_schema() -> str:
+        return f"{FACET_SCHEMAS}AidolRunFacet.json#/$defs/AidolRunFacet"
 
 
 def endpoint_host(base_url: str) -> str:
@@ -62,6 +87,6 @@ def operator_lineage(
             outputs.append(dataset)
     return OperatorLineage(
         outputs=outputs,
-        job_facets={FACET_NAME: AidolEndpointJobFacet(host=endpoint_host(base_url))},
-        run_facets={FACET_NAME: AidolRunFacet(counts=dict(counts), usage=dict(usage))},
+        job_facets={ENDPOINT_FACET: AidolEndpointJobFacet(host=endpoint_host(base_url))},
+        run_facets={RUN_FACET: AidolRunFacet(counts=dict(counts), usage=dict(usage))},
     )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.client.validation import require_text
 from airflow_provider_aidol.constants import DEFAULT_CONN_ID
-from airflow_provider_aidol.operators.base import AidolBaseOperator
+from airflow_provider_aidol.operators.base import AidolBaseOperator, Templated, rendered
 from airflow_provider_aidol.registry import Origin
 from airflow_provider_aidol.registry.reuse import ConversationReuse, ReuseOutcome, Settled
 
@@ -44,8 +44,8 @@ class CreateConversationOperator(AidolBaseOperator):
     def __init__(
         self,
         *,
-        agent_id: str,
-        user_id: str | None = None,
+        agent_id: Templated[str],
+        user_id: Templated[str] | None = None,
         aidol_conn_id: str = DEFAULT_CONN_ID,
         reuse_existing: bool = False,
         registry_conn_id: str | None = None,
@@ -53,8 +53,8 @@ class CreateConversationOperator(AidolBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(aidol_conn_id=aidol_conn_id, **kwargs)
-        self.agent_id = agent_id
-        self.user_id = user_id
+        self.agent_id = rendered(agent_id)
+        self.user_id = rendered(user_id)
         self.reuse_existing = reuse_existing
         self.registry_conn_id = registry_conn_id
         self.registry_table = registry_table

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
@@ -22,9 +22,24 @@ from airflow_provider_aidol.retry_policy import default_retry_policy
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
 
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
 
     from airflow_provider_aidol.hooks.aidol import AidolHook
+
+_T = TypeVar("_T")
+
+Templated: TypeAlias = "_T | XComArg"
+"""What a DAG author may pass to a templated parameter: the value, a Jinja template (a ``str``),
+or what Airflow resolves when the task runs, such as ``create.output`` (an ``XComArg``)."""
+
+
+def rendered(value: Templated[_T]) -> _T:
+    """Return a templated parameter as the operator keeps it.
+
+    Airflow renders templated fields (templates rendered, ``XComArg`` resolved) before
+    ``execute``, so there the attribute holds the value's own type.
+    """
+    return cast("_T", value)
 
 
 class AidolBaseOperator(BaseOperator):
@@ -127,8 +142,8 @@ class AidolBaseOperator(BaseOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Return the OpenLineage facets of the finished (or failed) try.
 
-        Its output datasets are the files it wrote, the job facet ``aidol`` names the AI-DOL
-        host (never a credential), and the run facet ``aidol`` holds the result counts and the
+        Its output datasets are the files it wrote, the job facet ``aidol_endpoint`` names the AI-DOL
+        host (never a credential), and the run facet ``aidol_run`` holds the result counts and the
         requests sent. ``None`` without the OpenLineage provider (the ``openlineage`` extra).
         """
         try:

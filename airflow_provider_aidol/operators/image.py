@@ -26,7 +26,12 @@ from airflow_provider_aidol.exceptions import (
     AidolRequestBudgetError,
     AidolResponseError,
 )
-from airflow_provider_aidol.operators.base import AidolBaseOperator, object_storage_path
+from airflow_provider_aidol.operators.base import (
+    AidolBaseOperator,
+    Templated,
+    object_storage_path,
+    rendered,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -80,26 +85,26 @@ class GenerateChatImageOperator(AidolBaseOperator):
     def __init__(
         self,
         *,
-        agent_id: str,
-        conversation_id: str,
-        text: str,
+        agent_id: Templated[str],
+        conversation_id: Templated[str],
+        text: Templated[str],
         output_path: Any,
-        user_id: str | None = None,
-        language: str | None = None,
-        metadata: dict[str, Any] | None = None,
+        user_id: Templated[str] | None = None,
+        language: Templated[str] | None = None,
+        metadata: Templated[dict[str, Any]] | None = None,
         deferrable: bool | None = None,
         resend_after_triggerer_restart: bool = False,
         aidol_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(aidol_conn_id=aidol_conn_id, **kwargs)
-        self.agent_id = agent_id
-        self.conversation_id = conversation_id
-        self.text = text
+        self.agent_id = rendered(agent_id)
+        self.conversation_id = rendered(conversation_id)
+        self.text = rendered(text)
         self.output_path = output_path
-        self.user_id = user_id
-        self.language = language
-        self.metadata = metadata
+        self.user_id = rendered(user_id)
+        self.language = rendered(language)
+        self.metadata = rendered(metadata)
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.resend_after_triggerer_restart = resend_after_triggerer_restart
 

@@ -253,10 +253,14 @@ def _put(target: dict[str, Any], key: str, map_index: int, value: Any) -> None:
         target.setdefault(key, []).append(value)
 
 
-def _decode(value: str | bytes | None) -> Any:
-    """XComs are stored as JSON text; values JSON cannot express keep Airflow's serde form."""
-    if value is None:
-        return None
+def _decode(value: str | bytes | float | None) -> Any:
+    """Return an XCom as JSON decodes it; values JSON cannot express keep Airflow's serde form.
+
+    XComs are stored as JSON text, but SQLite gives the column numeric affinity: a bare JSON
+    number comes back as a Python number, already decoded.
+    """
+    if value is None or isinstance(value, int | float):
+        return value
     try:
         return json.loads(value)
     except ValueError:

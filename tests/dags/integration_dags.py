@@ -124,3 +124,29 @@ with DAG(
         outlets=[IMAGE],
         **once_more,
     )
+
+with DAG(
+    "aidol_lineage",
+    schedule=None,
+    params={"user": "bob", "image_path": "", "items": [], "batch_path": None},
+    render_template_as_native_obj=True,
+) as lineage:
+    # Every operator in one run: tests/integration/test_lineage.py reads all their events at once.
+    # `airflow dags test` runs the tasks in one process, whose hook lineage collector keeps what
+    # earlier tasks wrote; "create" reports no outputs of its own, so it runs first.
+    created = CreateConversationOperator(task_id="create", agent_id="agent-1", user_id="{{ params.user }}")
+    GenerateChatImageOperator(
+        task_id="generate",
+        agent_id="agent-1",
+        user_id="{{ params.user }}",
+        conversation_id=created.output,
+        text="a red fox",
+        output_path="{{ params.image_path }}",
+        deferrable=False,
+    )
+    created >> CreateConversationsOperator(
+        task_id="create_conversations",
+        conversations="{{ params['items'] }}",
+        output_path="{{ params['batch_path'] }}",
+        on_error="continue",
+    )

@@ -64,6 +64,38 @@ def test_a_dag_file_runs_against_the_embedded_server_with_conf_and_env(
     assert run.logical_date == datetime(2026, 1, 2, tzinfo=UTC)
 
 
+JSON_DAG = """
+from airflow.sdk import DAG, task
+
+with DAG(dag_id="runner_json", schedule=None):
+    for name, value in {
+        "integer": 3, "number": 1.5, "yes": True, "no": False, "text": "7",
+        "items": [1, "a", None], "mapping": {"a": 1, "b": [True]},
+    }.items():
+        task(task_id=name)(lambda value=value: value)()
+"""
+
+
+def test_xcoms_come_back_as_json_decodes_them(aidol_airflow: AirflowHome, tmp_path: Path):
+    dag = tmp_path / "json_dag.py"
+    dag.write_text(JSON_DAG)
+
+    run = aidol_airflow.dags_test("runner_json", dag)
+
+    assert run.state == "success", run.log
+    returned = {task_id: run.xcom(task_id) for task_id in run.task_states}
+    assert returned == {
+        "integer": 3,
+        "number": 1.5,
+        "yes": True,
+        "no": False,
+        "text": "7",
+        "items": [1, "a", None],
+        "mapping": {"a": 1, "b": [True]},
+    }
+    assert type(returned["integer"]) is int
+
+
 def test_a_failed_run_is_reported_not_raised(aidol_airflow: AirflowHome, dag_file: Path):
     run = aidol_airflow.dags_test("runner_fails", dag_file.parent)  # a folder works as well as a file
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -16,6 +18,23 @@ if TYPE_CHECKING:
 def test_plugin_is_loaded_through_its_entry_point(pytestconfig: pytest.Config) -> None:
     assert pytestconfig.pluginmanager.has_plugin("aidol")
     assert any(line.startswith("aidol_server(") for line in pytestconfig.getini("markers"))
+
+
+def test_the_plugin_imports_nothing_but_itself_until_a_fixture_is_used() -> None:
+    # pytest imports the plugin in every project that installs the provider.
+    script = (
+        "import sys, pytest; before = set(sys.modules); "
+        "import airflow_provider_aidol.testing.pytest_plugin; "
+        "print(sorted(set(sys.modules) - before))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == str(
+        [
+            "airflow_provider_aidol",
+            "airflow_provider_aidol.testing",
+            "airflow_provider_aidol.testing.pytest_plugin",
+        ]
+    )
 
 
 def test_aidol_server_is_a_running_server_with_defaults(aidol_server: AidolServer) -> None:
