@@ -10,8 +10,8 @@ What a block is, is said by an HTML comment above its fence (invisible on GitHub
   ``aidol_default``; its files are written under the test's own folder instead of
   ``/tmp/aidol``; the run and every task must succeed. It runs in this process: a new
   ``airflow`` process costs about 15 s (importing Airflow, building its execution API), and
-  the command itself is tested by ``tests/testing/test_dag_runner.py`` and the pytest blocks. ``dag=ID`` names the DAG to
-  run when the file defines several; ``file=PATH`` also names it for a ``pytest`` block on the
+  the command itself is tested by ``tests/testing/test_dag_runner.py`` and the pytest blocks.
+  ``dag=ID`` names the DAG to run when the file defines several; ``file=PATH`` also names it for a ``pytest`` block on the
   same page;
 - ``<!-- docs-test: pytest -->``: a user's test module, run by pytest in a child process inside a
   project made of the page's ``file=`` blocks, with a HOME of its own: no ``~/airflow/airflow.db``
@@ -144,14 +144,14 @@ def run_dag_block(block: Block, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     _DAGS_THAT_RAN.add(example.source)
 
 
-def dag_bag(dag_file: Path) -> Any:
-    """Airflow's DagBag of one DAG file, as the DAG processor parses it."""
+def dag_bag(dags: Path) -> Any:
+    """Airflow's DagBag of a DAG file or a DAGs folder, as the DAG processor parses it."""
     try:
         from airflow.dag_processing.dagbag import DagBag
     except ImportError:  # Airflow 3.1
         from airflow.models.dagbag import DagBag  # type: ignore[no-redef]  # noqa: TID251
 
-    return DagBag(dag_folder=str(dag_file))
+    return DagBag(dag_folder=str(dags))
 
 
 def run_pytest_block(example: CodeExample, tmp_path: Path) -> None:

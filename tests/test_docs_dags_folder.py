@@ -14,13 +14,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import REPO
-from tests.test_docs import EXAMPLES, Block
+from tests.conftest import REPO, bundle_config_list
+from tests.test_docs import EXAMPLES, Block, dag_bag
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from airflow_provider_aidol.testing.dag_runner import AirflowHome
 
 _DEFINES_A_DAG = re.compile(r"\bDAG\(|@dag\b")
 
@@ -42,14 +40,9 @@ def write_dags_folder(folder: Path) -> Path:
 
 
 def test_every_dag_of_the_docs_parses_in_one_dags_folder_with_unique_ids(tmp_path):
-    try:
-        from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow 3.1
-        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]  # noqa: TID251
-
     folder = write_dags_folder(tmp_path / "dags")
 
-    bag = DagBag(dag_folder=str(folder))
+    bag = dag_bag(folder)
 
     assert bag.import_errors == {}
     assert len(bag.dag_ids) >= len(dag_blocks()) + 1, "after_the_batch shares its block"
@@ -65,17 +58,17 @@ def test_no_two_different_dag_blocks_share_a_dag_id():
     assert len(ids) >= 10
 
 
-@pytest.mark.airflow
 def test_the_asset_scheduled_dag_of_the_docs_also_runs_when_triggered_by_hand(
-    aidol_airflow: AirflowHome, tmp_path
+    airflow_with_aidol_server, monkeypatch, tmp_path
 ):
     [name] = [name for name, source in dag_blocks().items() if '"after_the_batch"' in source]
     folder = write_dags_folder(tmp_path / "dags")
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", bundle_config_list({"docs": folder}))
 
-    run = aidol_airflow.dags_test("after_the_batch", folder / f"{name}.py")
+    run = dag_bag(folder / f"{name}.py").get_dag("after_the_batch").test()
 
-    assert run.state == "success", run.log
-    assert run.task_states == {"report": "success"}
+    assert run.state == "success"
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()} == {"report": "success"}
 
 
 @pytest.mark.parametrize("page", ["docs/getting-started.md", "README-pypi.md"])
