@@ -537,7 +537,15 @@ class GenerateChatImagesOperator(AidolBaseOperator):
         extra: dict[str, Any] = {**counts, "output_path": str(folder), "manifest": summary["manifest"]}
         self.report_results(context, extra, counts=counts, written=[summary["manifest"]])
         if failures:
-            error = AidolBatchError(failures=failures, total=len(keys))
+            listed = "; ".join(
+                f"images[{f.index}] conversation {f.conversation_id} ({f.status}): {f.error}"
+                for f in failures[: AidolBatchError.SHOWN]
+            )
+            more = len(failures) - AidolBatchError.SHOWN
+            message = f"{len(failures)} of {len(keys)} images have no image: {listed}"
+            error = AidolBatchError(
+                message + (f"; and {more} more" if more > 0 else ""), failures=failures, total=len(keys)
+            )
             if self.on_error == "fail":
                 raise error
             self.log.warning("%s (on_error='continue')", error)
