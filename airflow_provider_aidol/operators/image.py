@@ -496,9 +496,9 @@ class GenerateChatImagesOperator(AidolBaseOperator):
             if index in by_index and index not in state.done:
                 request = by_index[index]
                 why = (
-                    f"sent (X-Request-ID {', '.join(request_ids)}) without a known outcome: the server may "
-                    "have "
-                    "generated and billed the image; it is not sent again unless resend_in_doubt=True"
+                    f"sent (X-Request-ID {', '.join(request_ids)}) without a known outcome: the server "
+                    "may have generated and billed the image; it is not sent again unless "
+                    "resend_in_doubt=True"
                 )
                 outcome = request.outcome(ItemStatus.IN_DOUBT, error=why, in_doubt_request_id=request_ids[-1])
                 extra = {
@@ -534,8 +534,8 @@ class GenerateChatImagesOperator(AidolBaseOperator):
                 failures.append(ItemOutcome.from_record(record))
         summary: dict[str, Any] = {**counts, "manifest": str(writer.manifest)}
         self.log.info("AI-DOL image batch into %s: %s", folder, summary)
-        extra: dict[str, Any] = {**counts, "output_path": str(folder), "manifest": summary["manifest"]}
-        self.report_results(context, extra, counts=counts, written=[summary["manifest"]])
+        reported: dict[str, Any] = {**counts, "output_path": str(folder), "manifest": summary["manifest"]}
+        self.report_results(context, reported, counts=counts, written=[summary["manifest"]])
         if failures:
             listed = "; ".join(
                 f"images[{f.index}] conversation {f.conversation_id} ({f.status}): {f.error}"

@@ -137,3 +137,58 @@ def test_serialize_holds_no_credential(aidol_default_server, tmp_path):
     kwargs = trigger(requests(1), tmp_path).serialize()[1]
     assert aidol_default_server.api_key not in repr(kwargs)
     assert aidol_default_server.api_secret not in repr(kwargs)
+
+
+@pytest.mark.aidol_server(image_latency=0.5)
+def test_a_worker_killed_mid_batch_leaves_each_image_paid_once(aidol_default_server, tmp_path):
+    """The batch runs in a child process (a worker, non-deferrable), SIGKILLed with requests at the server."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tests.polling import wait_until
+
+    items = requests(12)
+    kwargs = {
+        "aidol_conn_id": "aidol_default",
+        "items": items,
+        "output_path": f"file://{tmp_path}",
+        "attempt_id": "worker-try-1",
+        "max_concurrency": CONCURRENCY,
+        "requests_per_second": None,
+        "max_requests": None,
+        "resend_in_doubt": False,
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.triggers.image_batch_child", json.dumps(kwargs)],
+        cwd=REPO,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def in_flight() -> bool:
+            flying = [
+                r
+                for r in aidol_default_server.requests
+                if r.path == CHAT_IMAGE_PATH and r.http_status is None
+            ]
+            return len(aidol_default_server.images) >= 6 and len(flying) == CONCURRENCY
+
+        wait_until(in_flight, timeout=60, what="the batch to have its requests at the server")
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    # The retry (a new attempt) sends only what has no PNG and is not in doubt.
+    event = asyncio.run(first_event(trigger(items, tmp_path, attempt_id="worker-try-2")))
+    assert event["status"] == "done"
+    state = read_folder(ObjectStoragePath(f"file://{tmp_path}"), keys(items))
+    doubt = [index for index in range(12) if state.in_doubt(index) is not None]
+    assert doubt  # the requests the killed worker had in flight: not sent again
+    assert len(doubt) + len(state.done) == 12
+    conversations = [image.conversation_id for image in aidol_default_server.images]
+    assert len(conversations) == len(set(conversations))  # no image paid for twice
+    assert len(conversations) >= len(state.done)
