@@ -13,6 +13,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk.execution_time.xcom import XCom
 
 from airflow_provider_aidol._compat import default_deferrable
+from airflow_provider_aidol.batch.image_folder import (
+    FolderState,
+    FolderWriter,
+    ImageRequest,
+    item_key,
+    read_folder,
+)
 from airflow_provider_aidol.client.endpoints import (
     CHAT_IMAGE_PATH,
     ChatImage,
@@ -31,13 +38,6 @@ from airflow_provider_aidol.exceptions import (
 )
 from airflow_provider_aidol.operators.base import AidolBaseOperator, object_storage_path
 from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus
-from airflow_provider_aidol.triggers.image_folder import (
-    FolderState,
-    FolderWriter,
-    ImageRequest,
-    item_key,
-    read_folder,
-)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -3,7 +3,7 @@
 ``ChatImagesTrigger`` runs ``ImageBatch`` in the triggerer (``GenerateChatImagesOperator`` runs the
 same ``ImageBatch`` on its worker when not deferrable). Each item's request is journalled in the
 output folder before it leaves, each image is written under ``<index>.png`` and each outcome
-appended to ``manifest.jsonl`` (``image_folder``) as soon as it is known, so a restarted trigger,
+appended to ``manifest.jsonl`` (``batch.image_folder``) as soon as it is known, so a restarted trigger,
 a task retry or a new run knows what was paid for. The event carries only the request counts;
 the images and outcomes stay in the folder.
 """
@@ -19,10 +19,12 @@ from airflow.sdk import ObjectStoragePath
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_aidol.batch.engine import is_in_doubt, stop_reason
+from airflow_provider_aidol.batch.image_folder import FolderWriter, ImageRequest, read_folder
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, read_chat_image
 from airflow_provider_aidol.client.ratelimit import AdaptiveRateLimiter, RateLimiter
 from airflow_provider_aidol.client.retries import is_safe_to_resend
 from airflow_provider_aidol.exceptions import (
+    AidolAuthError,
     AidolError,
     AidolRateLimitError,
     AidolRequestError,
@@ -30,7 +32,6 @@ from airflow_provider_aidol.exceptions import (
 )
 from airflow_provider_aidol.hooks.aidol_async import AidolAsyncHook
 from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus, NotSentReason
-from airflow_provider_aidol.triggers.image_folder import FolderWriter, ImageRequest, read_folder
 
 if TYPE_CHECKING:
     import logging
@@ -198,7 +199,8 @@ class ImageBatch:
 
         async def attempt_ended(error: AidolRequestError | None) -> None:
             self.in_flight.pop(item.index, None)
-            if error is not None and is_safe_to_resend(error) and request_ids:
+            refused = error is not None and (is_safe_to_resend(error) or isinstance(error, AidolAuthError))
+            if refused and request_ids:
                 await asyncio.to_thread(writer.refused, item, self.attempt_id, request_ids[-1])
 
         deadline = time.monotonic() + settings.retry_max_seconds

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_aidol.batch.image_folder import ImageRequest, item_key, read_folder
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH
 from airflow_provider_aidol.hooks.aidol import AidolHook
-from airflow_provider_aidol.triggers.image_folder import ImageRequest, item_key, read_folder
 from airflow_provider_aidol.triggers.images import ChatImagesTrigger
 from tests.aidol_default import USER
 
