@@ -261,7 +261,8 @@ class GenerateChatImagesOperator(AidolBaseOperator):
 
     The XCom ``return_value`` is a summary: ``total``, ``generated``, ``failed``, ``in_doubt``,
     ``not_sent``, ``already_done`` and ``manifest`` (the manifest's URI). Each asset in ``outlets``
-    gets an event whose extra holds the counts and ``output_path``.
+    gets an event whose extra holds the counts and ``output_path``. ``max_requests`` (see
+    ``AidolBaseOperator``) bounds one try's requests, retries and triggerer restarts included.
 
     :param images: a list of dicts, or an XComArg of one. (templated)
     :param output_path: the folder: an ``ObjectStoragePath``, a URI (``file:///…``, ``s3://…``) or
@@ -280,7 +281,6 @@ class GenerateChatImagesOperator(AidolBaseOperator):
     :param resend_in_doubt: also send again the items whose earlier request has no known outcome
         (the image may be paid for twice).
     :param deferrable: run the batch in the triggerer (default ``True``).
-    :param max_requests: the most requests one try may send, retries and triggerer restarts included.
     :param aidol_conn_id: the ``aidol`` connection to use.
     """
 
