@@ -22,7 +22,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "registry": BASE | {"client"},
     "integration": BASE | {"client"},
     "hooks": BASE | {"client", "batch", "integration"},
-    "triggers": BASE | {"client", "integration", "hooks"},
+    "triggers": BASE | {"client", "batch", "integration", "hooks"},
     "operators": BASE | {"client", "batch", "registry", "integration", "hooks", "triggers", "retry_policy"},
     "retry_policy": BASE,
     "get_provider_info": BASE,

@@ -1,1 +1,1 @@
-"""The batch engine and its records: many conversations under one limiter, and the results log."""
+"""The batch engine and its records: conversations under one limiter, results log, image folder."""

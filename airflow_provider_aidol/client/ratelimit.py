@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import math
 import threading
 import time
@@ -56,12 +58,23 @@ class RateLimiter:
 
     def acquire(self) -> None:
         """Block until this caller's slot comes."""
+        wait = self._reserve()
+        if wait > 0:
+            self._sleep(wait)
+
+    async def acquire_async(self) -> None:
+        """Wait (without blocking the event loop) until this caller's slot comes."""
+        wait = self._reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def _reserve(self) -> float:
+        """Reserve the next free slot; return the seconds until it comes."""
         with self._lock:
             now = self._clock()
             slot = max(now, self._next_slot)
             self._next_slot = slot + (1 / self._rate if self._rate else 0.0)
-        if slot > now:
-            self._sleep(slot - now)
+        return slot - now
 
     def on_granted(self) -> None:
         """Note that the server accepted a request (any answer but a rate limit)."""
@@ -133,7 +146,10 @@ class AdaptiveRateLimiter(RateLimiter):
         self._probing = False
         self._last_step = float("-inf")
         self._epoch = 0
-        self._caller = threading.local()
+        # The epoch each caller's last slot was claimed in: per thread, and per asyncio task.
+        self._caller_epoch: contextvars.ContextVar[int] = contextvars.ContextVar(
+            f"aidol_limiter_epoch_{id(self)}"
+        )
 
     def acquire(self) -> None:
         """Block until the next request may go (no wait while unpaced)."""
@@ -142,6 +158,14 @@ class AdaptiveRateLimiter(RateLimiter):
             if wait <= 0:
                 return
             self._sleep(wait)
+
+    async def acquire_async(self) -> None:
+        """Wait (without blocking the event loop) until the next request may go."""
+        for _ in range(self.MAX_WAITS):
+            wait = self._claim()
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
 
     def _claim(self) -> float:
         """Take the next slot if it is due and return 0; else return the seconds until it is."""
@@ -156,7 +180,7 @@ class AdaptiveRateLimiter(RateLimiter):
             interval = 1 / self._rate if self._rate else 0.0
             # Keep the pace through a late wake-up, but bank no idle time as a burst.
             self._next_slot = max(due, now - interval) + interval
-            self._caller.epoch = self._epoch
+            self._caller_epoch.set(self._epoch)
             return 0.0
 
     def on_granted(self) -> None:
@@ -195,7 +219,7 @@ class AdaptiveRateLimiter(RateLimiter):
                 self._granted.clear()
                 self._probing = True
                 self._slowed_down(now)
-            elif getattr(self._caller, "epoch", self._epoch) == self._epoch:
+            elif self._caller_epoch.get(self._epoch) == self._epoch:
                 self._rate = max(self._rate * self._decrease, self._min_rate)
                 self._probing = False
                 self._slowed_down(now)

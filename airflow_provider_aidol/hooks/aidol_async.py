@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from airflow_provider_aidol.client.connection import ConnectionSettings
     from airflow_provider_aidol.client.envelope import AidolResponse
     from airflow_provider_aidol.client.prepared import PreparedRequest
+    from airflow_provider_aidol.client.ratelimit import RateLimiter
 
     OnSend = Callable[[str], Awaitable[None]]
     AfterAttempt = Callable[[AidolRequestError | None], Awaitable[None]]
@@ -48,10 +49,10 @@ class AidolAsyncHook(BaseHook):
 
     It reads the same ``aidol`` connection as ``AidolHook`` and sends the same bytes: the
     request is prepared and signed alike, a 401 caused by clock skew is corrected once, and
-    failures are retried by tenacity by the same rules. It has no rate limiter (a trigger sends
-    one request). Close it with ``aclose()``, or use it as ``async with AidolAsyncHook() as hook``.
-    Its usage counts group each request's attempts per thread, so send one request at a time per
-    hook (a hook each for requests sent concurrently).
+    failures are retried by tenacity by the same rules. A request is paced by the ``limiter``
+    given to ``send()`` (a batch trigger's shared one), else not at all. Close it with
+    ``aclose()``, or use it as ``async with AidolAsyncHook() as hook``. Its usage counts group
+    each request's attempts per asyncio task, so concurrent requests go each in a task of its own.
 
     :param aidol_conn_id: the Airflow connection to use.
     :param max_requests: the most requests it may send, retries included (``None``: no budget).
@@ -123,6 +124,7 @@ class AidolAsyncHook(BaseHook):
         attempt_failed: str = "AI-DOL attempt %d failed",
         on_send: OnSend | None = None,
         after_attempt: AfterAttempt | None = None,
+        limiter: RateLimiter | None = None,
     ) -> AidolResponse:
         """Send with the retries ``retry_if`` allows; sign every attempt afresh.
 
@@ -131,6 +133,8 @@ class AidolAsyncHook(BaseHook):
         :param on_send: awaited with each attempt's ``X-Request-ID`` just before it is sent.
         :param after_attempt: awaited after each attempt that got an answer or failed with an
             ``AidolRequestError`` (``None`` on success); not after one that was cancelled mid-request.
+        :param limiter: paces every attempt (``acquire_async()`` before it is signed); the caller
+            tells it of rate limits and grants.
         """
         settings = await self.get_settings()
         retrying = AsyncRetrying(
@@ -141,6 +145,8 @@ class AidolAsyncHook(BaseHook):
         client = self._open_client(settings)
 
         async def attempt(clock_offset: float) -> AidolResponse:
+            if limiter is not None:
+                await limiter.acquire_async()
             headers = signed_headers(prepared, settings.api_secret, int(time.time() + clock_offset))
             with self.usage.request(prepared.path):
                 if on_send is not None:

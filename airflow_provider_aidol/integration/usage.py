@@ -15,6 +15,7 @@ Whoever must know what is in flight (the batch operator's journal) registers onc
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from contextlib import contextmanager
@@ -56,7 +57,10 @@ class RequestUsage:
         self.failed = 0
         self.refused_by_budget = 0
         self._lock = threading.Lock()
-        self._local = threading.local()
+        # The operation in progress: per thread, and per asyncio task (a batch trigger's items).
+        self._operation: contextvars.ContextVar[_Operation | None] = contextvars.ContextVar(
+            f"aidol_usage_operation_{id(self)}", default=None
+        )
         self._failed_keys: set[Hashable] = set()
         self._send_observers: list[SendObserver] = []
 
@@ -79,12 +83,12 @@ class RequestUsage:
         :param key: names an operation that may be started again after it failed (a batch
             item resent after a rate limit), so its first attempt then counts as a retry.
         """
-        if getattr(self._local, "operation", None) is not None:
+        if self._operation.get() is not None:
             yield
             return
         with self._lock:
             operation = _Operation(key, failed_before=key is not None and key in self._failed_keys)
-        self._local.operation = operation
+        token = self._operation.set(operation)
         try:
             yield
         except BaseException:
@@ -97,7 +101,7 @@ class RequestUsage:
                 with self._lock:
                     self._failed_keys.discard(key)
         finally:
-            self._local.operation = None
+            self._operation.reset(token)
 
     def observe_sends(self, observer: SendObserver) -> None:
         """Call ``observer(key, request_id)`` just before each attempt of a keyed operation is sent.
@@ -109,7 +113,7 @@ class RequestUsage:
 
     def sending(self, request_id: str) -> None:
         """Tell the observers that the current operation's attempt ``request_id`` is about to be sent."""
-        operation: _Operation | None = getattr(self._local, "operation", None)
+        operation = self._operation.get()
         if operation is None or operation.key is None:
             return
         for observer in self._send_observers:
@@ -123,7 +127,7 @@ class RequestUsage:
         :raises AidolRequestBudgetError: before sending, when ``max_requests`` were sent already.
         """
         endpoint = metrics.endpoint_name(path)
-        operation: _Operation | None = getattr(self._local, "operation", None)
+        operation = self._operation.get()
         retry = False
         with self._lock:
             if self.max_requests is not None and self.requests >= self.max_requests:

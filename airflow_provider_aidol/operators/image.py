@@ -7,11 +7,19 @@ their HTTP clients are imported when a task runs.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk.execution_time.xcom import XCom
 
 from airflow_provider_aidol._compat import default_deferrable
+from airflow_provider_aidol.batch.image_folder import (
+    FolderState,
+    FolderWriter,
+    ImageRequest,
+    item_key,
+    read_folder,
+)
 from airflow_provider_aidol.client.endpoints import (
     CHAT_IMAGE_PATH,
     ChatImage,
@@ -19,8 +27,10 @@ from airflow_provider_aidol.client.endpoints import (
     read_chat_image,
 )
 from airflow_provider_aidol.client.envelope import AidolResponse
+from airflow_provider_aidol.client.validation import require_rate
 from airflow_provider_aidol.constants import DEFAULT_CONN_ID
 from airflow_provider_aidol.exceptions import (
+    AidolBatchError,
     AidolError,
     AidolInterruptedError,
     AidolRequestBudgetError,
@@ -32,6 +42,7 @@ from airflow_provider_aidol.operators.base import (
     object_storage_path,
     rendered,
 )
+from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -148,7 +159,7 @@ class GenerateChatImageOperator(AidolBaseOperator):
         ti = context["ti"]
         attempt_id = uuid.uuid4().hex
         # Set before deferring, so the trigger always finds the key and only fills it in.
-        unsent = {"attempt_id": attempt_id, "request_id": None, "sent_at": None}
+        unsent = {"attempt_id": attempt_id, "request_id": None, "sent_at": None, "requests": 0}
         ti.xcom_push(key=SENT_MARKER_KEY, value=unsent)
         trigger = ChatImageTrigger(
             aidol_conn_id=self.aidol_conn_id,
@@ -232,3 +243,322 @@ class GenerateChatImageOperator(AidolBaseOperator):
             path,
         )
         return str(path)
+
+
+ON_ERROR_CHOICES = ("fail", "continue")
+_IMAGE_FIELDS = ("agent_id", "conversation_id", "text", "user_id", "language", "metadata")
+_SHOWN_PROBLEMS = 5
+
+
+class GenerateChatImagesOperator(AidolBaseOperator):
+    """Generate many chat images in one task, concurrently, each paid for once, into one folder.
+
+    Each item of ``images`` is a dict with ``conversation_id`` and ``text`` and optionally
+    ``agent_id``, ``user_id``, ``language`` and ``metadata`` (other keys, such as those of a
+    ``CreateConversationsOperator`` result, are ignored); a key it lacks takes the operator's
+    argument of that name. Item ``i``'s image is written to ``<output_path>/<i>.png``, and every
+    item's outcome is a line of ``<output_path>/manifest.jsonl``; each request is journalled in
+    ``<output_path>/journal.jsonl`` before it is sent. Run again with the same folder (a retry, a
+    clear, a new run), it sends only the items without a PNG that are not in doubt (and not
+    failed, unless ``retry_failed``): see docs/images.md for the pay-once rules.
+
+    With ``deferrable=True`` (the default) the whole batch runs in one ``ChatImagesTrigger`` in
+    the triggerer, and no worker slot is held while images are generated.
+
+    The XCom ``return_value`` is a summary: ``total``, ``generated``, ``failed``, ``in_doubt``,
+    ``not_sent``, ``already_done`` and ``manifest`` (the manifest's URI). Each asset in ``outlets``
+    gets an event whose extra holds the counts and ``output_path``. ``max_requests`` (see
+    ``AidolBaseOperator``) bounds one try's requests, retries and triggerer restarts included.
+
+    :param images: a list of dicts, or an XComArg of one. (templated)
+    :param output_path: the folder: an ``ObjectStoragePath``, a URI (``file:///…``, ``s3://…``) or
+        an absolute local path; local folders are created. (templated)
+    :param agent_id: the agent of items without one. (templated)
+    :param text: the text of items without one. (templated)
+    :param user_id: the user of items without one; default: the connection's. (templated)
+    :param language: the language of items without one. (templated)
+    :param metadata: the metadata of items without one; default ``{}``. (templated)
+    :param max_concurrency: the most image requests in flight at once (default 4).
+    :param requests_per_second: a fixed pace; default the connection's, else adaptive.
+    :param on_error: ``"fail"``: finish every item, then fail listing the failures (and refuse
+        bad items before sending anything); ``"continue"``: bad items and failures are recorded
+        and the task succeeds.
+    :param retry_failed: also send again the items an earlier run recorded as failed.
+    :param resend_in_doubt: also send again the items whose earlier request has no known outcome
+        (the image may be paid for twice).
+    :param deferrable: run the batch in the triggerer (default ``True``).
+    :param aidol_conn_id: the ``aidol`` connection to use.
+    """
+
+    template_fields: Sequence[str] = (
+        "images",
+        "output_path",
+        "agent_id",
+        "text",
+        "user_id",
+        "language",
+        "metadata",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {"images": "json", "metadata": "json"}
+
+    def __init__(
+        self,
+        *,
+        images: Any,
+        output_path: Any,
+        agent_id: str | None = None,
+        text: str | None = None,
+        user_id: str | None = None,
+        language: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        max_concurrency: int = 4,
+        requests_per_second: float | None = None,
+        on_error: str = "fail",
+        retry_failed: bool = False,
+        resend_in_doubt: bool = False,
+        deferrable: bool = True,
+        aidol_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(aidol_conn_id=aidol_conn_id, **kwargs)
+        if on_error not in ON_ERROR_CHOICES:
+            raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}.")
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ValueError(
+                f"max_concurrency must be a whole number of at least 1, got {max_concurrency!r}."
+            )
+        if requests_per_second is not None:
+            require_rate("requests_per_second", requests_per_second, unit=" of requests per second")
+        self.images = images
+        self.output_path = output_path
+        self.agent_id = agent_id
+        self.text = text
+        self.user_id = user_id
+        self.language = language
+        self.metadata = metadata
+        self.max_concurrency = max_concurrency
+        self.requests_per_second = requests_per_second
+        self.on_error = on_error
+        self.retry_failed = retry_failed
+        self.resend_in_doubt = resend_in_doubt
+        self.deferrable = deferrable
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Check every item and the folder, then generate (deferred or here); return the summary."""
+        from airflow_provider_aidol.triggers.images import ChatImagesTrigger, ImageBatch, new_attempt_id
+
+        try:
+            folder = self._folder()
+            requests, problems = self._parse()
+            state = self._open(folder, requests, problems)
+            todo = [
+                request.as_dict()
+                for request in requests
+                if state.to_send(
+                    request.index, retry_failed=self.retry_failed, resend_in_doubt=self.resend_in_doubt
+                )
+            ]
+            attempt_id = new_attempt_id()
+            if todo:
+                batch: dict[str, Any] = {
+                    "aidol_conn_id": self.aidol_conn_id,
+                    "items": todo,
+                    "output_path": str(folder),
+                    "attempt_id": attempt_id,
+                    "max_concurrency": self.max_concurrency,
+                    "requests_per_second": self.requests_per_second,
+                    "max_requests": self.hook.usage.remaining,
+                    "resend_in_doubt": self.resend_in_doubt,
+                }
+                self.log.info(
+                    "Generating %d of %d AI-DOL chat image(s) into %s%s",
+                    len(todo),
+                    len(requests) + len(problems),
+                    folder,
+                    "; waiting in the triggerer" if self.deferrable else "",
+                )
+                if self.deferrable:
+                    self.defer(trigger=ChatImagesTrigger(**batch), method_name="execute_complete")
+                import asyncio
+
+                self.hook.usage.add(asyncio.run(ImageBatch(**batch, log=self.log).run()))
+            return self._finish(context, folder, requests, problems, attempt_id)
+        finally:
+            self.end_try(context)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger fired: read the outcomes from the folder and return the summary."""
+        self.hook.usage.add(event.get("usage") or {})
+        try:
+            if event.get("status") == "error":
+                raise AidolError.from_payload(event["error"])
+            if event.get("status") != "done":
+                raise AidolResponseError(
+                    f"unexpected trigger event {event!r}", method="POST", path=CHAT_IMAGE_PATH
+                )
+            requests, problems = self._parse()
+            return self._finish(context, self._folder(), requests, problems, str(event.get("attempt_id")))
+        finally:
+            self.end_try(context)
+
+    def _folder(self) -> ObjectStoragePath:
+        return object_storage_path("output_path", self.output_path, example="file:///data/images/{{ ds }}")
+
+    def _parse(self) -> tuple[list[ImageRequest], dict[int, tuple[str, str]]]:
+        """Check every item; return the good ones and, by index, each bad one's message and key.
+
+        Raise ``ValueError`` (nothing sent) when ``images`` is not a list, when no item is good,
+        or, with ``on_error="fail"``, when any item is bad.
+        """
+        images = self.images
+        if isinstance(images, str | bytes | dict) or not isinstance(images, list | tuple):
+            raise ValueError(
+                "images must be a list of dicts such as {'conversation_id': ..., 'text': ...} (or an XComArg "
+                f"of one), got {type(images).__name__}."
+            )
+        defaults = {
+            "agent_id": self.agent_id,
+            "text": self.text,
+            "user_id": self.user_id,
+            "language": self.language,
+            "metadata": self.metadata,
+        }
+        requests: list[ImageRequest] = []
+        problems: dict[int, tuple[str, str]] = {}
+        seen: dict[str, int] = {}
+        for index, item in enumerate(images):
+            try:
+                request = self._request(index, item, defaults)
+            except ValueError as error:
+                problems[index] = (f"images[{index}]: {error}", item_key({"invalid": repr(item)[:2000]}))
+                continue
+            if request.key in seen:
+                problems[index] = (
+                    f"images[{index}] is a duplicate of images[{seen[request.key]}]: the same image would be "
+                    "paid for twice; drop it, or change its text or metadata.",
+                    item_key({"duplicate": request.key, "index": index}),
+                )
+                continue
+            seen[request.key] = index
+            requests.append(request)
+        if problems and (self.on_error == "fail" or not requests):
+            shown = "; ".join(message for message, _ in list(problems.values())[:_SHOWN_PROBLEMS])
+            more = f" (and {len(problems) - _SHOWN_PROBLEMS} more)" if len(problems) > _SHOWN_PROBLEMS else ""
+            why = "no item is valid" if not requests else "on_error='fail' refuses bad items"
+            raise ValueError(f"{len(problems)} of {len(images)} images are not valid ({why}): {shown}{more}.")
+        return requests, problems
+
+    def _request(self, index: int, item: Any, defaults: dict[str, Any]) -> ImageRequest:
+        if not isinstance(item, Mapping):
+            raise ValueError(
+                f"is not a dict but {type(item).__name__}: pass {{'conversation_id': ..., 'text': ...}}."
+            )
+        fields: dict[str, Any] = {
+            name: item.get(name) if item.get(name) is not None else defaults.get(name)
+            for name in _IMAGE_FIELDS
+        }
+        for name in ("agent_id", "conversation_id", "text"):
+            if fields[name] is None:
+                raise ValueError(f"{name} is missing: give it in the item or as the operator's {name}=.")
+        fields["user_id"] = self.hook.resolve_user_id(fields["user_id"])
+        fields["metadata"] = fields["metadata"] if fields["metadata"] is not None else {}
+        request = ImageRequest(index=index, key=item_key(fields), **fields)
+        request.body()  # checks every field (ValueError naming it)
+        return request
+
+    def _open(
+        self, folder: ObjectStoragePath, requests: list[ImageRequest], problems: dict[int, tuple[str, str]]
+    ) -> FolderState:
+        """Read what the folder holds (it must be this input's), prove it writable, record the bad items."""
+        state = read_folder(folder, _keys(requests, problems))
+        writer = FolderWriter(folder).open()
+        bad: list[tuple[ImageRequest | None, ItemOutcome, dict[str, Any]]] = [
+            (
+                None,
+                ItemOutcome(index, "", "", ItemStatus.FAILED, error=message, error_class="ValueError"),
+                {"key": key, "attempt_id": None, "path": None, "request_id": None, "request_ids": []},
+            )
+            for index, (message, key) in problems.items()
+            if state.latest.get(index, {}).get("error") != message
+        ]
+        writer.record(bad)
+        return state
+
+    def _finish(
+        self,
+        context: Context,
+        folder: ObjectStoragePath,
+        requests: list[ImageRequest],
+        problems: dict[int, tuple[str, str]],
+        attempt_id: str,
+    ) -> dict[str, Any]:
+        """Record what only the journal or a PNG says, count the outcomes, report them; fail if asked."""
+        keys = _keys(requests, problems)
+        state = read_folder(folder, keys)
+        by_index = {request.index: request for request in requests}
+        writer = FolderWriter(folder)
+        settle = []
+        for index, request_ids in state.unsettled.items():
+            if index in by_index and index not in state.done:
+                request = by_index[index]
+                why = (
+                    f"sent (X-Request-ID {', '.join(request_ids)}) without a known outcome: the server "
+                    "may have generated and billed the image; it is not sent again unless "
+                    "resend_in_doubt=True"
+                )
+                outcome = request.outcome(ItemStatus.IN_DOUBT, error=why, in_doubt_request_id=request_ids[-1])
+                extra = {
+                    "key": request.key,
+                    "attempt_id": state.last_send_attempt.get(index),
+                    "path": None,
+                    "request_id": request_ids[-1],
+                    "request_ids": request_ids,
+                }
+                settle.append((request, outcome, extra))
+        if settle:
+            writer.record(settle)
+            state = read_folder(folder, keys)
+        counts = {
+            "total": len(keys),
+            "generated": 0,
+            "failed": 0,
+            "in_doubt": 0,
+            "not_sent": 0,
+            "already_done": 0,
+        }
+        failures: list[ItemOutcome] = []
+        for index in sorted(keys):
+            kind = state.outcome(index)
+            if kind == "done":
+                counts[
+                    "generated" if state.done[index].get("attempt_id") == attempt_id else "already_done"
+                ] += 1
+                continue
+            counts["failed" if kind in ("failed", "unrecorded") else kind] += 1
+            record = state.latest.get(index)
+            if record is not None:
+                failures.append(ItemOutcome.from_record(record))
+        summary: dict[str, Any] = {**counts, "manifest": str(writer.manifest)}
+        self.log.info("AI-DOL image batch into %s: %s", folder, summary)
+        reported: dict[str, Any] = {**counts, "output_path": str(folder), "manifest": summary["manifest"]}
+        self.report_results(context, reported, counts=counts, written=[summary["manifest"]])
+        if failures:
+            listed = "; ".join(
+                f"images[{f.index}] conversation {f.conversation_id} ({f.status}): {f.error}"
+                for f in failures[: AidolBatchError.SHOWN]
+            )
+            more = len(failures) - AidolBatchError.SHOWN
+            message = f"{len(failures)} of {len(keys)} images have no image: {listed}"
+            error = AidolBatchError(
+                message + (f"; and {more} more" if more > 0 else ""), failures=failures, total=len(keys)
+            )
+            if self.on_error == "fail":
+                raise error
+            self.log.warning("%s (on_error='continue')", error)
+        return summary
+
+
+def _keys(requests: list[ImageRequest], problems: dict[int, tuple[str, str]]) -> dict[int, str]:
+    keys = {request.index: request.key for request in requests}
+    keys.update({index: key for index, (_, key) in problems.items()})
+    return keys

@@ -14,8 +14,8 @@ class Fault(StrEnum):
     """What goes wrong with one request.
 
     Kinds that answer in place of the server (nothing is created, auth is not checked):
-    STATUS, HTML, MALFORMED_JSON, MISSING_FIELDS, NO_CONVERSATION_ID, RATE_LIMITED, QUOTA,
-    UNAUTHORIZED and DROP. Kinds that let the request be processed normally first:
+    STATUS, HTML, MALFORMED_JSON, MISSING_FIELDS, NO_CONVERSATION_ID, BROKEN_IMAGE, HUGE_IMAGE,
+    RATE_LIMITED, QUOTA, UNAUTHORIZED and DROP. Kinds that let the request be processed normally first:
     DELAY (before), DROP_AFTER_CREATE and STALL (instead of sending the answer whole).
     """
 
@@ -24,6 +24,10 @@ class Fault(StrEnum):
     MALFORMED_JSON = "malformed_json"
     MISSING_FIELDS = "missing_fields"
     NO_CONVERSATION_ID = "no_conversation_id"
+    BROKEN_IMAGE = "broken_image"
+    """A success whose ``data.base64Image`` is a PNG data URL with broken base64."""
+    HUGE_IMAGE = "huge_image"
+    """A success whose ``data.base64Image`` is a 100 MB data URL (``HUGE_IMAGE_BYTES``)."""
     DROP = "drop"
     DROP_AFTER_CREATE = "drop_after_create"
     DELAY = "delay"
@@ -34,6 +38,9 @@ class Fault(StrEnum):
 
 
 _NEEDS_DELAY = (Fault.DELAY, Fault.STALL)
+HUGE_IMAGE_BYTES = 100 * 1024 * 1024
+"""The size of ``Fault.HUGE_IMAGE``'s data URL."""
+_DATA_URL_PREFIX = "data:image/png;base64,"
 _DEFAULT_STATUS: dict[Fault, int] = {
     Fault.STATUS: HTTPStatus.SERVICE_UNAVAILABLE,
     Fault.HTML: HTTPStatus.BAD_GATEWAY,
@@ -81,6 +88,13 @@ class PlannedFault:
                 return Reply(HTTPStatus.OK, b'{"data":{}}')
             case Fault.NO_CONVERSATION_ID:
                 return success({}, now=now)
+            case Fault.BROKEN_IMAGE:
+                return success(
+                    {"base64Image": _DATA_URL_PREFIX + "iVBORw0KGgo!!not*base64", "metadata": {}}, now=now
+                )
+            case Fault.HUGE_IMAGE:
+                filler = "A" * (HUGE_IMAGE_BYTES - len(_DATA_URL_PREFIX))
+                return success({"base64Image": _DATA_URL_PREFIX + filler, "metadata": {}}, now=now)
             case Fault.RATE_LIMITED:
                 return self._rate_limited(status).reply(now=now)
             case Fault.QUOTA:

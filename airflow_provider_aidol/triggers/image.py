@@ -82,6 +82,7 @@ class ChatImageTrigger(BaseTrigger):
         self.max_requests = max_requests
         self._hook = AidolAsyncHook(aidol_conn_id, max_requests=max_requests)
         self._in_flight: dict[str, Any] | None = None
+        self._requests = 0  # sent by this attempt, earlier runs of this trigger included
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the keyword arguments that rebuild this trigger."""
@@ -104,7 +105,9 @@ class ChatImageTrigger(BaseTrigger):
         yield TriggerEvent({**outcome, "usage": self._hook.usage.counts()})  # type: ignore[no-untyped-call]
 
     async def _outcome(self) -> dict[str, Any]:
-        earlier = await self._sent_marker()
+        marker = await self._marker()
+        earlier = _in_flight(marker)
+        self._requests = _requests_sent(marker)
         if earlier is not None:
             if not self.resend_after_restart:
                 return {"status": "interrupted", **earlier}
@@ -113,6 +116,11 @@ class ChatImageTrigger(BaseTrigger):
                 "billed; sending it again because resend_after_triggerer_restart is set",
                 earlier["sent_at"],
                 earlier["request_id"],
+            )
+        if self.max_requests is not None and self._requests:
+            # The budget is the attempt's, across restarts: what earlier runs sent is spent.
+            self._hook = AidolAsyncHook(
+                self.aidol_conn_id, max_requests=max(self.max_requests - self._requests, 0)
             )
         try:
             response = await self._generate()
@@ -189,24 +197,48 @@ class ChatImageTrigger(BaseTrigger):
             "map_index": self.map_index,
         }
 
-    async def _sent_marker(self) -> dict[str, Any] | None:
-        """Return this attempt's marker if an earlier run of this trigger sent its request."""
+    async def _marker(self) -> dict[str, Any] | None:
+        """Return this attempt's sent-marker (``None`` when it is another attempt's or absent)."""
         from airflow.sdk.execution_time.xcom import XCom
 
         marker = await sync_to_async(XCom.get_one)(key=SENT_MARKER_KEY, **self._ti_address())
         if not isinstance(marker, dict) or marker.get("attempt_id") != self.attempt_id:
             return None
-        if marker.get("request_id") is None:
-            return None
-        return {"request_id": marker["request_id"], "sent_at": marker.get("sent_at")}
+        return marker
 
     async def _mark_sent(self, request_id: str | None) -> None:
-        """Record that this attempt's request is about to reach the server (``None``: it was refused)."""
+        """Record that this attempt's request is about to reach the server (``None``: it was refused).
+
+        ``requests`` counts every request this attempt sent, so a restarted trigger keeps to the budget.
+        """
         sent_at = datetime.now(UTC).isoformat(timespec="seconds") if request_id else None
-        marker = {"attempt_id": self.attempt_id, "request_id": request_id, "sent_at": sent_at}
+        self._requests += request_id is not None
+        marker = {
+            "attempt_id": self.attempt_id,
+            "request_id": request_id,
+            "sent_at": sent_at,
+            "requests": self._requests,
+        }
         await self._set_xcom(SENT_MARKER_KEY, marker)
 
     async def _set_xcom(self, key: str, value: Any) -> None:
         from airflow.sdk.execution_time.xcom import XCom
 
         await sync_to_async(XCom.set)(key, value, **self._ti_address())
+
+
+def _in_flight(marker: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Return the request an earlier run of this attempt sent without an outcome, if the marker names one."""
+    if marker is None or marker.get("request_id") is None:
+        return None
+    return {"request_id": marker["request_id"], "sent_at": marker.get("sent_at")}
+
+
+def _requests_sent(marker: dict[str, Any] | None) -> int:
+    """Return the requests earlier runs of this attempt sent (a marker without the count: 1 if sent)."""
+    if marker is None:
+        return 0
+    count = marker.get("requests")
+    if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+        return count
+    return 1 if marker.get("request_id") is not None else 0

@@ -102,7 +102,7 @@ with DAG(
     render_template_as_native_obj=True,
 ) as best_effort_reporting:
     # Retries on: a try failing after its requests would be retried and create everything again.
-    once_more = {"retries": 2, "retry_delay": timedelta(0)}
+    once_more: dict[str, Any] = {"retries": 2, "retry_delay": timedelta(0)}
     created = CreateConversationOperator(
         task_id="create", agent_id="agent-1", user_id="reporter", outlets=[CONVERSATION], **once_more
     )

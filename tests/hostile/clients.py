@@ -68,7 +68,7 @@ def run_trigger(stored: dict[str, Any] | None = None) -> tuple[dict[str, Any], f
     class InMemoryXComTrigger(ChatImageTrigger):
         """The trigger with its XComs in a dict."""
 
-        async def _sent_marker(self) -> dict[str, Any] | None:
+        async def _marker(self) -> dict[str, Any] | None:
             return None
 
         async def _set_xcom(self, key: str, value: Any) -> None:

@@ -70,7 +70,8 @@ def test_a_deferred_task_leaves_the_sent_marker_naming_its_request(
     marker = returned(dag_run)["marker"]
     [image] = airflow_with_aidol_server.images
     assert marker["request_id"] == image.request_id
-    assert set(marker) == {"attempt_id", "request_id", "sent_at"}
+    assert set(marker) == {"attempt_id", "request_id", "sent_at", "requests"}
+    assert marker["requests"] == 1
 
 
 def test_the_worker_mode_leaves_no_marker(airflow_with_aidol_server, conversation, tmp_path):

@@ -196,7 +196,7 @@ def test_an_unexpected_failure_still_fires_an_error_event(aidol_default_connecti
     import asyncio
 
     class BrokenXComTrigger(ChatImageTrigger):
-        async def _sent_marker(self) -> dict[str, Any] | None:
+        async def _marker(self) -> dict[str, Any] | None:
             return None
 
         async def _set_xcom(self, key: str, value: Any) -> None:
@@ -354,3 +354,70 @@ def test_the_triggerer_loads_neither_requests_nor_urllib3_for_an_image_trigger(
     assert len(airflow_with_aidol_server.images) == 2  # the deferred run's, and the lone trigger's
     assert report["airflow"] == []
     assert report["after"] == []
+
+
+def test_a_restart_with_resend_allowed_keeps_to_the_attempts_budget(
+    airflow_with_aidol_server, conversation, deferred_run
+):
+    """The deferred run's attempt sent one request; with max_requests=1 a restart may send none."""
+    event = start_again(deferred_run, conversation, resend_after_restart=True, max_requests=1)
+    assert event["status"] == "error"
+    assert event["error"]["error_class"] == "AidolRequestBudgetError"
+    assert len(airflow_with_aidol_server.images) == 1
+    event = start_again(deferred_run, conversation, resend_after_restart=True, max_requests=2)
+    assert event["status"] == "success"
+    assert len(airflow_with_aidol_server.images) == 2
+
+
+class CutMidRequest:
+    """Runs a trigger and stops it as a dying triggerer does (its task cancelled, no ``on_kill``) once
+    the server has its image request in flight; fires one event saying so."""
+
+    def __init__(self, trigger: ChatImageTrigger, server: Any) -> None:
+        self.trigger = trigger
+        self.server = server
+
+    async def run(self) -> Any:
+        import asyncio
+
+        async def first_event() -> Any:
+            async for event in self.trigger.run():
+                return event
+            return None
+
+        task = asyncio.create_task(first_event())
+        for _ in range(200):  # up to 10 s for the request to reach the server
+            if any(r.path == CHAT_IMAGE_PATH and r.http_status is None for r in self.server.requests):
+                break
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        yield SimpleNamespace(payload={"cut": True})
+
+
+def test_a_triggerer_killed_mid_request_then_restarted_bills_at_most_max_requests(
+    airflow_with_aidol_server, conversation, deferred_run
+):
+    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
+
+    airflow_with_aidol_server.image_latency = 3.0
+    address = {"dag_id": image_dags.deferred.dag_id, "task_id": "generate", "map_index": -1}
+    kwargs = trigger_kwargs(
+        conversation,
+        attempt_id="a-new-try",
+        run_id=deferred_run.run_id,
+        resend_after_restart=True,
+        max_requests=1,
+        **address,
+    )
+    ti = SimpleNamespace(id=deferred_run.ti_id)
+    cut = CutMidRequest(ChatImageTrigger(**kwargs), airflow_with_aidol_server)
+    InProcessTestSupervisor.run_trigger_in_process(trigger=cut, ti=ti)  # type: ignore[no-untyped-call]
+    wait_until(lambda: len(airflow_with_aidol_server.images) == 2, timeout=10, what="the cut request's image")
+    event = start_again(
+        deferred_run, conversation, attempt_id="a-new-try", resend_after_restart=True, max_requests=1
+    )
+    assert event["status"] == "error"
+    assert event["error"]["error_class"] == "AidolRequestBudgetError"
+    assert len(airflow_with_aidol_server.images) == 2  # the deferred run's, and the cut attempt's one
