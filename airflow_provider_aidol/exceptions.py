@@ -321,9 +321,7 @@ class AidolDailyCapError(AidolRequestError, AirflowFailException):
 
     _payload_fields = (*AidolRequestError._payload_fields, "kind", "cap", "day")
 
-    def __init__(
-        self, message: str | None = None, *, kind: str, cap: int, day: str, **kwargs: Any
-    ) -> None:
+    def __init__(self, message: str | None = None, *, kind: str, cap: int, day: str, **kwargs: Any) -> None:
         self.kind, self.cap, self.day = kind, cap, day
         super().__init__(
             message or f"daily cap of {cap} {kind} for this API key reached on {day}; not sent", **kwargs

@@ -157,8 +157,12 @@ class ConnectionSettings:
             registry_table=_text_field(conn_id, extra, "registry_table", "aidol_conversations"),
             max_requests=_optional_int(field.optional_number("max_requests", whole=True, above_zero=True)),
             deadline_margin=field.number("deadline_margin"),
-            max_requests_per_day=_optional_int(field.optional_number("max_requests_per_day", whole=True, maximum=math.inf)),
-            max_images_per_day=_optional_int(field.optional_number("max_images_per_day", whole=True, maximum=math.inf)),
+            max_requests_per_day=_optional_int(
+                field.optional_number("max_requests_per_day", whole=True, maximum=math.inf)
+            ),
+            max_images_per_day=_optional_int(
+                field.optional_number("max_images_per_day", whole=True, maximum=math.inf)
+            ),
             quota_timezone=_timezone(conn_id, extra.get("quota_timezone")),
             prices=_prices(conn_id, extra),
         )

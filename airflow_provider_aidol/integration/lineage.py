@@ -70,7 +70,9 @@ def operator_lineage(
     return OperatorLineage(
         outputs=outputs,
         job_facets={FACET_NAME: AidolEndpointJobFacet(host=endpoint_host(base_url))},
-        run_facets={FACET_NAME: AidolRunFacet(
+        run_facets={
+            FACET_NAME: AidolRunFacet(
                 counts=dict(counts), usage=dict(usage), cost=dict(cost) if cost else None
-            )},
+            )
+        },
     )

@@ -18,13 +18,10 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH
 from airflow_provider_aidol.exceptions import AidolDailyCapError
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +158,11 @@ class DailyQuota:
                 except Exception:  # reporting after the work; the block stays stranded, and says so
                     log.warning(
                         "Could not give back %d reserved %s of %s to the usage ledger; they count as "
-                        "used today", block.left, kind, block.day, exc_info=True,
+                        "used today",
+                        block.left,
+                        kind,
+                        block.day,
+                        exc_info=True,
                     )
         return returned
 
@@ -188,5 +189,3 @@ def quota_caps(requests: int | None, images: int | None) -> dict[str, int]:
     """Return the capped kinds of a connection's ``max_requests_per_day`` and ``max_images_per_day``."""
     caps = {REQUESTS: requests, IMAGES: images}
     return {kind: cap for kind, cap in caps.items() if cap is not None}
-
-

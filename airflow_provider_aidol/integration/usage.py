@@ -145,8 +145,8 @@ class RequestUsage:
                 try:
                     if self.quota is not None:
                         self.quota.take(path, method="POST")
-                except AidolDailyCapError as error:
-                    capped = error
+                except AidolDailyCapError as refusal:
+                    capped = refusal
             if not refused and capped is None:
                 self.requests += 1
                 self.images += path == CHAT_IMAGE_PATH
@@ -204,7 +204,7 @@ class RequestUsage:
             }
 
     def cost(self) -> dict[str, Any]:
-        """Return what this try cost at the connection's prices: ``{cost, currency}`` (``{}`` without prices)."""
+        """Return what this try cost at the connection's prices: ``{cost, currency}`` (``{}`` without)."""
         if self.prices is None:
             return {}
         with self._lock:

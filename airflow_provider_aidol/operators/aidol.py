@@ -39,7 +39,7 @@ class CreateConversationOperator(AidolBaseOperator):
     :param registry_table: the SQL registry's table; default ``aidol_conversations``.
     """
 
-    template_fields: Sequence[str] = ("agent_id", "user_id", "dry_run")
+    template_fields: Sequence[str] = ("agent_id", "user_id", "plan_only")
 
     def __init__(
         self,
@@ -92,7 +92,9 @@ class CreateConversationOperator(AidolBaseOperator):
         if self.reuse_existing:
             with self.open_registry(self.registry_conn_id, self.registry_table) as registry:
                 kept = bool(ConversationReuse(registry).lookup({(user_id, agent_id)}))
-        return self.plan(context, total=1, new=1 - kept, reused=int(kept), registry_conn_id=self.registry_conn_id)
+        return self.plan(
+            context, total=1, new=1 - kept, reused=int(kept), registry_conn_id=self.registry_conn_id
+        )
 
     def _create(self, agent_id: str, user_id: str | None) -> tuple[str, str | None]:
         """Create the conversation; return its id and the answer's traceId."""

@@ -10,13 +10,13 @@ nothing sent. This module imports nothing from the standard provider until a tas
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_provider_aidol.exceptions import AidolApprovalError, AidolConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import timedelta
 
     from airflow.sdk import BaseOperator, Context
 

@@ -42,7 +42,8 @@ class AidolBaseOperator(BaseOperator):
     :param dry_run: check the input, look the pairs up in the registry, read the usage ledger and
         return the plan (``total``, ``new``, ``reused``, ``already_recorded``,
         ``requests_needed``, ``images_needed``, ``budget_left_today``, ``estimated_cost``)
-        without sending anything. (templated)
+        without sending anything. (templated, as the attribute ``plan_only``: ``BaseOperator``
+        has a ``dry_run()`` method)
     """
 
     ui_color = "#e8f0fe"
@@ -60,7 +61,8 @@ class AidolBaseOperator(BaseOperator):
         default_retry_policy(kwargs)
         super().__init__(**kwargs)
         self.aidol_conn_id = aidol_conn_id
-        self.dry_run = dry_run
+        # Not ``self.dry_run``: that name is BaseOperator's method (rendering templates only).
+        self.plan_only = dry_run
         self.max_requests = (
             None if max_requests is None else require_whole_number("max_requests", max_requests)
         )
@@ -91,7 +93,9 @@ class AidolBaseOperator(BaseOperator):
         usage.prices = settings.prices
         if usage.quota is not None or not settings.has_daily_cap:
             return usage.quota
-        ledger = SqlLedger(settings.resolve_ledger(registry_conn_id), key_id(settings.base_url, settings.api_key))
+        ledger = SqlLedger(
+            settings.resolve_ledger(registry_conn_id), key_id(settings.base_url, settings.api_key)
+        )
         try:
             ledger.check()
             quota = DailyQuota(
@@ -109,7 +113,7 @@ class AidolBaseOperator(BaseOperator):
     @property
     def is_dry_run(self) -> bool:
         """Whether this try only plans (``dry_run``, as rendered)."""
-        return require_flag("dry_run", self.dry_run)
+        return require_flag("dry_run", self.plan_only)
 
     def plan(
         self,
@@ -199,8 +203,9 @@ class AidolBaseOperator(BaseOperator):
         """Report a try's results to Airflow.
 
         ``extra`` goes into the outlets' asset events (with the try's ``cost`` and ``currency``
-        when the connection has prices, and ``daily_cap_reached`` when it has a daily cap), the ``written`` files to the hook lineage
-        collector, and both ``written`` and ``counts`` to OpenLineage when its listener asks.
+        when the connection has prices, and ``daily_cap_reached`` when it has a daily cap), the
+        ``written`` files to the hook lineage collector, and both ``written`` and ``counts`` to
+        OpenLineage when its listener asks.
         """
         written = list(written)
         self._results = (written, dict(counts))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from dataclasses import replace
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.batch.options import DEFAULT_MAX_WORKERS, BatchOptions
@@ -25,6 +24,7 @@ from airflow_provider_aidol.registry.reuse import ConversationReuse, ReuseOutcom
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from datetime import timedelta
 
     from airflow.sdk import Context
 
@@ -74,7 +74,7 @@ class CreateConversationsOperator(AidolBaseOperator):
     :param aidol_conn_id: the ``aidol`` connection to use.
     """
 
-    template_fields: Sequence[str] = ("conversations", "output_path", "dry_run")
+    template_fields: Sequence[str] = ("conversations", "output_path", "plan_only")
 
     def __init__(
         self,

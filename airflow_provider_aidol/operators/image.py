@@ -74,7 +74,7 @@ class GenerateChatImageOperator(AidolBaseOperator):
         "language",
         "metadata",
         "output_path",
-        "dry_run",
+        "plan_only",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"metadata": "json"}
 
@@ -117,7 +117,11 @@ class GenerateChatImageOperator(AidolBaseOperator):
             quota = self.open_quota()
             if self.is_dry_run:
                 chat_image_body(
-                    self.agent_id, self.conversation_id, self.text, language=self.language, metadata=self.metadata
+                    self.agent_id,
+                    self.conversation_id,
+                    self.text,
+                    language=self.language,
+                    metadata=self.metadata,
                 )
                 self.hook.resolve_user_id(self.user_id)
                 return self.plan(context, total=1, new=1, reused=0, images=1)

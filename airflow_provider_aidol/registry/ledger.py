@@ -133,7 +133,6 @@ class SqlLedger:
             self._release(kind, day, 0, spent)
         return 0
 
-
     def give_back(self, kind: str, day: str, unused: int, held: int) -> None:
         """Return ``unused`` of a block of ``held``; neither is outstanding any more."""
         self._on_own_thread(self._release, kind, day, unused, held)
@@ -170,7 +169,9 @@ class SqlLedger:
         )
 
     def _read(self, kind: str, day: str) -> tuple[int, int]:
-        rows = self._execute(f"SELECT used, outstanding FROM {self.table} {self._where}", self._key(kind, day))
+        rows = self._execute(
+            f"SELECT used, outstanding FROM {self.table} {self._where}", self._key(kind, day)
+        )
         return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
 
     def _ensure_row(self, kind: str, day: str) -> None:
@@ -190,13 +191,14 @@ class SqlLedger:
         self._rows.add((kind, day))
 
     def _update(self, assignment: str, parameters: list[object]) -> int:
-        return self._execute(f"UPDATE {self.table} {assignment}", parameters, rowcount=True)
+        return int(self._execute(f"UPDATE {self.table} {assignment}", parameters, rowcount=True))
 
     def _execute(self, sql: str, parameters: list[object], *, rowcount: bool = False) -> Any:
         """Run one statement in its own transaction; return its rows, or the rows it changed."""
         self._check()
         assert self._hook is not None
         sql = sql.replace("{p}", str(self._hook.placeholder))
+        result: Any
         try:
             with closing(self._connection.cursor()) as cursor:
                 cursor.execute(sql, parameters)
@@ -211,4 +213,6 @@ class SqlLedger:
                 f"Usage ledger {self.description} failed: {type(error).__name__}: {error}",
                 registry=self.description,
             ) from error
-        return [tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in result] if not rowcount else int(result)
+        if rowcount:
+            return int(result)
+        return [tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in result]

@@ -37,7 +37,9 @@ class TableShape:
     docs: str
 
 
-REGISTRY_SHAPE = TableShape("Registry", COLUMNS, KEY, lambda dialect, table: dialect.create_table(table), DOCS)
+REGISTRY_SHAPE = TableShape(
+    "Registry", COLUMNS, KEY, lambda dialect, table: dialect.create_table(table), DOCS
+)
 
 
 def ensure_table(

@@ -284,7 +284,11 @@ def test_caps_prices_and_time_zone_are_read_from_the_extra():
             }
         )
     )
-    assert (read.max_requests_per_day, read.max_images_per_day, read.quota_timezone) == (500, 20, "Asia/Shanghai")
+    assert (read.max_requests_per_day, read.max_images_per_day, read.quota_timezone) == (
+        500,
+        20,
+        "Asia/Shanghai",
+    )
     assert read.prices is not None
     assert (read.prices.per_request, read.prices.per_image, read.prices.currency) == (0.002, 0.04, "USD")
     assert read.prices.cost(requests=10, images=2) == 0.1

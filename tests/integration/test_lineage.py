@@ -132,6 +132,7 @@ def test_the_batch_event_names_its_output_file_and_carries_the_summary(airflow_w
         "created": 3,
         "reused": 0,
         "failed": 1,
+        "not_sent": 0,
         "orphaned": 0,
         "in_doubt": 0,
         "already_recorded": 0,

@@ -1,4 +1,6 @@
-"""A batch task in a process of its own, racing others for a daily cap: ``python -m tests.operators.quota_runner``.
+"""A batch task in a process of its own, racing others for a daily cap.
+
+Run as ``python -m tests.operators.quota_runner``.
 
 Arguments: COUNT LABEL SYNC_DIR DAYS_AHEAD. It runs ``CreateConversationsOperator.execute`` for
 COUNT items of users unique to LABEL, against the ``aidol_default`` connection in the
@@ -25,7 +27,7 @@ from airflow_provider_aidol.operators.batch import CreateConversationsOperator
 def main(count: int, label: str, sync_dir: str, days_ahead: int) -> None:
     if days_ahead:
         real_today = quota.today
-        quota.today = lambda timezone: real_today(timezone) + timedelta(days=days_ahead)  # type: ignore[assignment]
+        quota.today = lambda timezone: real_today(timezone) + timedelta(days=days_ahead)
     operator = CreateConversationsOperator(
         task_id="create_conversations",
         conversations=[{"agent_id": "agent-1", "user_id": f"{label}-{n:04d}"} for n in range(count)],

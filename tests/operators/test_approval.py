@@ -1,4 +1,4 @@
-"""require_approval=True: the plan goes to Airflow's human-in-the-loop UI, and nothing is sent unless approved."""
+"""require_approval=True: the plan goes to Airflow's human-in-the-loop UI; nothing is sent unless approved."""
 
 from __future__ import annotations
 
@@ -8,13 +8,19 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from airflow.sdk import exceptions as sdk_exceptions
 
 from airflow_provider_aidol.client.endpoints import CONVERSATION_PATH
-
 from airflow_provider_aidol.exceptions import AidolApprovalError, AidolConfigurationError
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
 from tests.aidol_default import items, point_connection
 
+# How a task waits for a person: awaiting_input on Airflow 3.3+, deferred before that.
+PARKED = tuple(
+    getattr(sdk_exceptions, name)
+    for name in ("TaskAwaitingInput", "TaskDeferred")
+    if hasattr(sdk_exceptions, name)
+)
 hitl = pytest.importorskip("airflow.sdk.execution_time.hitl", reason="no human-in-the-loop support here")
 
 
@@ -26,9 +32,14 @@ def approval_requests(monkeypatch) -> list[dict[str, Any]]:
     return asked
 
 
-def context() -> dict[str, Any]:
+def context() -> Any:
     ti = SimpleNamespace(
-        id=uuid.uuid4(), dag_id="approval", run_id="r", task_id="batch", map_index=-1, try_number=1,
+        id=uuid.uuid4(),
+        dag_id="approval",
+        run_id="r",
+        task_id="batch",
+        map_index=-1,
+        try_number=1,
         xcom_push=lambda key, value: None,
     )
     return {"ti": ti, "task_instance": ti}
@@ -38,10 +49,9 @@ def batch(count: int) -> CreateConversationsOperator:
     return CreateConversationsOperator(task_id="batch", conversations=items(count), require_approval=True)
 
 
-def ask(operator) -> BaseException:
-    with pytest.raises(BaseException) as parked:  # TaskAwaitingInput (3.3+) or TaskDeferred
+def ask(operator: CreateConversationsOperator) -> Any:
+    with pytest.raises(PARKED) as parked:
         operator.execute(context())
-    assert type(parked.value).__name__ in ("TaskAwaitingInput", "TaskDeferred")
     return parked.value
 
 
@@ -77,7 +87,11 @@ def test_a_rejection_or_a_timeout_sends_nothing(aidol_server, monkeypatch, appro
 def test_an_approved_batch_runs(aidol_server, monkeypatch, approval_requests):
     point_connection(monkeypatch, aidol_server)
     ask(batch(6))
-    event = {"chosen_options": ["Approve"], "params_input": {}, "responded_by_user": {"id": "1", "name": "ann"}}
+    event = {
+        "chosen_options": ["Approve"],
+        "params_input": {},
+        "responded_by_user": {"id": "1", "name": "ann"},
+    }
     results = batch(6).execute_approved(context(), event)
     assert [r["status"] for r in results] == ["created"] * 6
     assert aidol_server.count(path=CONVERSATION_PATH) == 6
@@ -86,6 +100,8 @@ def test_an_approved_batch_runs(aidol_server, monkeypatch, approval_requests):
 def test_without_human_in_the_loop_support_the_option_is_refused(aidol_server, monkeypatch):
     point_connection(monkeypatch, aidol_server)
     monkeypatch.setitem(sys.modules, "airflow.sdk.execution_time.hitl", None)  # as on Airflow 3.0
-    with pytest.raises(AidolConfigurationError, match="require_approval=True needs Airflow's human-in-the-loop"):
+    with pytest.raises(
+        AidolConfigurationError, match="require_approval=True needs Airflow's human-in-the-loop"
+    ):
         batch(2).execute(context())
     assert aidol_server.requests == []

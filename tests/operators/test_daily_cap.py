@@ -13,13 +13,13 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
 from airflow_provider_aidol.client.endpoints import CONVERSATION_PATH
-
 from tests.aidol_default import FAST_RETRIES
-from tests.conftest import REPO, REGISTRY_CONN_ID
+from tests.conftest import REGISTRY_CONN_ID, REPO
 
 TASKS = 4
 ITEMS = 300
@@ -34,14 +34,22 @@ def connection(server, **extra) -> str:
     return json.dumps(conn)
 
 
-def night(server, tmp_path, label: str, *, days_ahead: int = 0) -> list[dict]:
+def night(server, tmp_path, label: str, *, days_ahead: int = 0) -> list[dict[str, Any]]:
     """Start TASKS racing batches, let them go at once, and return their summaries and usage."""
     sync = tmp_path / label
     sync.mkdir()
     env = {**os.environ, "AIRFLOW_CONN_AIDOL_DEFAULT": connection(server, max_requests_per_day=CAP)}
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.operators.quota_runner", str(ITEMS), f"{label}{n}", str(sync), str(days_ahead)],
+            [
+                sys.executable,
+                "-m",
+                "tests.operators.quota_runner",
+                str(ITEMS),
+                f"{label}{n}",
+                str(sync),
+                str(days_ahead),
+            ],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
@@ -52,7 +60,9 @@ def night(server, tmp_path, label: str, *, days_ahead: int = 0) -> list[dict]:
     ]
     deadline = time.monotonic() + 180
     while len(list(sync.glob("ready-*"))) < TASKS:
-        assert all(process.poll() is None for process in processes), processes[0].stderr.read()
+        assert all(process.poll() is None for process in processes), [
+            p.stderr and p.stderr.read() for p in processes if p.poll() is not None
+        ]
         assert time.monotonic() < deadline, "the racers did not start within 180 s"
         time.sleep(0.05)
     (sync / "go").touch()

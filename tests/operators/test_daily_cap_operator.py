@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 
 from airflow_provider_aidol.client.endpoints import CONVERSATION_PATH
-
-from airflow_provider_aidol.exceptions import AidolBatchError, AidolConfigurationError, AidolRegistryConfigError
+from airflow_provider_aidol.exceptions import (
+    AidolBatchError,
+    AidolConfigurationError,
+    AidolRegistryConfigError,
+)
 from airflow_provider_aidol.operators.aidol import CreateConversationOperator
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
 from airflow_provider_aidol.outcomes import NotSentReason
@@ -24,7 +27,11 @@ def run(operator) -> tuple[Any, dict[str, Any]]:
     """Run ``operator`` as a task would; return its result and the XComs it pushed."""
     pushed: dict[str, Any] = {}
     ti = SimpleNamespace(
-        dag_id="daily_cap", run_id="r", task_id=operator.task_id, map_index=-1, try_number=1,
+        dag_id="daily_cap",
+        run_id="r",
+        task_id=operator.task_id,
+        map_index=-1,
+        try_number=1,
         xcom_push=lambda key, value: pushed.__setitem__(key, value),
     )
     try:
@@ -69,7 +76,9 @@ def test_retries_count_against_the_cap(aidol_server, sqlite_registry, monkeypatc
     assert pushed["aidol_usage"]["requests"] == 3
 
 
-def test_with_on_error_fail_a_capped_batch_fails_and_is_not_retried(aidol_server, sqlite_registry, monkeypatch):
+def test_with_on_error_fail_a_capped_batch_fails_and_is_not_retried(
+    aidol_server, sqlite_registry, monkeypatch
+):
     point_connection(monkeypatch, aidol_server, max_requests_per_day=2, registry_conn_id=REGISTRY_CONN_ID)
     error, pushed = run(batch(5, max_workers=1, on_error="fail"))
     assert isinstance(error, AidolBatchError)
@@ -97,6 +106,6 @@ def test_a_single_conversation_past_the_cap_is_not_sent_and_fails_without_retrie
 @pytest.mark.parametrize("on_error", ["continue"])
 def test_the_cost_of_the_try_is_in_the_usage_xcom(aidol_server, monkeypatch, on_error):
     point_connection(monkeypatch, aidol_server, price_per_request=0.25, currency="EUR")
-    result, pushed = run(batch(4, on_error=on_error))
+    _, pushed = run(batch(4, on_error=on_error))
     assert pushed["aidol_usage"]["cost"] == 1.0
     assert pushed["aidol_usage"]["currency"] == "EUR"

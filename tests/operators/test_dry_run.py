@@ -16,7 +16,8 @@ from tests.operators.test_daily_cap_operator import run
 def register(count: int, pairs: list[dict[str, str]]) -> None:
     with SqlRegistry("aidol_default", REGISTRY_CONN_ID) as registry:
         registry.claim(
-            Registration(pair["user_id"], pair["agent_id"], f"kept-{n}") for n, pair in enumerate(pairs[:count])
+            Registration(pair["user_id"], pair["agent_id"], f"kept-{n}")
+            for n, pair in enumerate(pairs[:count])
         )
 
 
@@ -34,7 +35,7 @@ def test_a_dry_run_of_1000_pairs_with_300_registered_plans_700_new_and_sends_not
     pairs = items(1000, agents=3)
     register(300, pairs)
 
-    def batch(dry_run):
+    def batch(dry_run: bool | str) -> CreateConversationsOperator:
         return CreateConversationsOperator(
             task_id="batch", conversations=pairs, reuse_existing=True, dry_run=dry_run, on_error="continue"
         )
@@ -83,7 +84,11 @@ def test_every_operator_plans_without_sending(aidol_server, tmp_path, monkeypatc
             deferrable=False,
         )
     )
-    assert (one["new"], one["requests_needed"], one["estimated_cost"]) == (1, 1, {"cost": 1.0, "currency": "EUR"})
+    assert (one["new"], one["requests_needed"], one["estimated_cost"]) == (
+        1,
+        1,
+        {"cost": 1.0, "currency": "EUR"},
+    )
     assert (image["images_needed"], image["estimated_cost"]) == (1, {"cost": 3.0, "currency": "EUR"})
     assert aidol_server.requests == []
 

@@ -81,6 +81,6 @@ def test_an_image_counts_against_both_caps_and_a_refused_one_takes_nothing(ledge
 
 def test_a_ledger_table_of_another_shape_is_refused(registry_conn_id, table):
     execute(registry_conn_id, f"CREATE TABLE {table} (key_id VARCHAR(64), used INTEGER)")
-    with pytest.raises(AidolRegistryConfigError, match="another shape.*day, kind"):
+    with pytest.raises(AidolRegistryConfigError, match=r"another shape.*day, kind"):
         SqlLedger(registry_conn_id, "k", table=table).check()
     assert records(registry_conn_id, f"SELECT COUNT(*) FROM {table}") == [(0,)]
