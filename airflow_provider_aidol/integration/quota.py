@@ -106,7 +106,7 @@ class DailyQuota:
 
         :raises AidolDailyCapError: when a cap is reached; nothing was taken then.
         """
-        kinds = [REQUESTS] + ([IMAGES] if path == CHAT_IMAGE_PATH else [])
+        kinds = [REQUESTS] + ([IMAGES] if is_image(path) else [])
         with self._lock:
             day = self.day()
             taken: list[str] = []
@@ -183,6 +183,11 @@ class DailyQuota:
         """Return how many of each capped kind the key may still send today (others' blocks excluded)."""
         day = self.day()
         return {kind: max(0, cap - self.ledger.read(kind, day)[0]) for kind, cap in self.caps.items()}
+
+
+def is_image(path: str) -> bool:
+    """Whether ``path`` (a base path prefix allowed) is the chat-image endpoint."""
+    return path.split("?", 1)[0].endswith(CHAT_IMAGE_PATH)
 
 
 def quota_caps(requests: int | None, images: int | None) -> dict[str, int]:

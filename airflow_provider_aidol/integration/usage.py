@@ -149,7 +149,7 @@ class RequestUsage:
                     capped = refusal
             if not refused and capped is None:
                 self.requests += 1
-                self.images += path == CHAT_IMAGE_PATH
+                self.images += path.split("?", 1)[0].endswith(CHAT_IMAGE_PATH)
                 retry = operation is not None and (operation.sent > 0 or operation.failed_before)
                 self.retries += retry
         if refused:
