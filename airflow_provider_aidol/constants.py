@@ -91,6 +91,37 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Most requests one task try may send, retries included; empty means no budget.",
         "schema": {"type": ["integer", "null"], "minimum": 1},
     },
+    "max_requests_per_day": {
+        "label": "Daily request cap (per API key)",
+        "description": "Most requests all tasks together may send with this key and Base URL per day, "
+        "retries included; counted in the registry connection's database. Empty means no cap.",
+        "schema": {"type": ["integer", "null"], "minimum": 0},
+    },
+    "max_images_per_day": {
+        "label": "Daily image cap (per API key)",
+        "description": "Most chat-image requests all tasks together may send with this key per day.",
+        "schema": {"type": ["integer", "null"], "minimum": 0},
+    },
+    "quota_timezone": {
+        "label": "Quota time zone",
+        "description": "The time zone whose midnight starts a new quota day (empty: UTC).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "price_per_request": {
+        "label": "Price per request",
+        "description": "What one request costs, for the cost in reports (empty: no cost shown).",
+        "schema": {"type": ["number", "null"], "minimum": 0},
+    },
+    "price_per_image": {
+        "label": "Price per image",
+        "description": "What one chat image costs on top of its request.",
+        "schema": {"type": ["number", "null"], "minimum": 0},
+    },
+    "currency": {
+        "label": "Currency",
+        "description": "ISO 4217 code of the prices, e.g. USD.",
+        "schema": {"type": ["string", "null"]},
+    },
 }
 
 FIELD_BEHAVIOUR: dict[str, Any] = {

@@ -20,10 +20,12 @@ if TYPE_CHECKING:
     from airflow_provider_aidol.outcomes import NotSentReason
 
 __all__ = [
+    "AidolApprovalError",
     "AidolAuthError",
     "AidolBatchError",
     "AidolConfigurationError",
     "AidolConnectionError",
+    "AidolDailyCapError",
     "AidolError",
     "AidolImageConfigError",
     "AidolInterruptedError",
@@ -304,6 +306,36 @@ class AidolRequestBudgetError(AidolRequestError, AirflowFailException):
 
     def __str__(self) -> str:
         return self.message
+
+
+class AidolDailyCapError(AidolRequestError, AirflowFailException):
+    """The API key's daily cap (``max_requests_per_day`` or ``max_images_per_day``) is reached: not sent.
+
+    Every task using the key shares the cap through the usage ledger, so a task retry would only
+    be refused again until the day (in the connection's ``quota_timezone``) ends: no task retries.
+
+    :param kind: ``"requests"`` or ``"images"``.
+    :param cap: the cap that was reached.
+    :param day: the day it was reached on (``YYYY-MM-DD`` in ``quota_timezone``).
+    """
+
+    _payload_fields = (*AidolRequestError._payload_fields, "kind", "cap", "day")
+
+    def __init__(self, message: str | None = None, *, kind: str, cap: int, day: str, **kwargs: Any) -> None:
+        self.kind, self.cap, self.day = kind, cap, day
+        super().__init__(
+            message or f"daily cap of {cap} {kind} for this API key reached on {day}; not sent", **kwargs
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class AidolApprovalError(AidolError, AirflowFailException):
+    """A batch with ``require_approval=True`` was not approved (rejected, or no answer in time).
+
+    Nothing was sent. No task retries: a retry would only ask again; clear the task to ask again.
+    """
 
 
 class AidolBatchError(AidolError):

@@ -53,6 +53,8 @@ class NotSentReason(StrEnum):
     """The server refused the credentials."""
     QUOTA_USED_UP = "quota_used_up"
     """The API key's call quota is used up."""
+    DAILY_CAP = "daily_cap"
+    """The API key's daily cap (``max_requests_per_day``, ``max_images_per_day``) is reached."""
 
 
 @dataclass(frozen=True)

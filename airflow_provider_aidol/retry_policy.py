@@ -42,8 +42,9 @@ if RetryPolicy is not None:
 
         - Fail at once (no task retries) on every ``fatal`` error (refused credentials, a
           used-up quota, an agent without image config, an interrupted image request, a spent
-          request budget, an unusable registry, and any subclass deriving from
-          ``AirflowFailException``), and on a batch that stopped at its request budget.
+          request budget, a reached daily cap, an unusable registry, and any subclass deriving from
+          ``AirflowFailException``), and on a batch that stopped at its request budget or at
+          the API key's daily cap.
         - After a rate limit, retry after the server's ``Retry-After`` (else 60 s, doubling per
           try, at most 15 min) instead of the task's ``retry_delay``.
         - Anything else: the task's own ``retries`` and ``retry_delay``.
@@ -60,6 +61,8 @@ if RetryPolicy is not None:
                 return RetryDecision.fail(f"{type(exception).__name__}: retrying cannot help")
             if isinstance(exception, AidolBatchError) and exception.stopped_for(NotSentReason.REQUEST_BUDGET):
                 return RetryDecision.fail("the batch reached its request budget (max_requests)")
+            if isinstance(exception, AidolBatchError) and exception.stopped_for(NotSentReason.DAILY_CAP):
+                return RetryDecision.fail("the batch reached the API key's daily cap; it resets at midnight")
             if isinstance(exception, AidolRateLimitError):
                 delay = rate_limit_delay(exception.retry_after, try_number)
                 return RetryDecision.retry(

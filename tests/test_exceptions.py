@@ -27,6 +27,9 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "max_requests": 5,
     "failures": [ItemOutcome(0, "a", "u", ItemStatus.FAILED, error="Agent not found", error_class="E")],
     "total": 3,
+    "kind": "requests",
+    "cap": 500,
+    "day": "2026-12-03",
 }
 
 

@@ -23,6 +23,7 @@ from airflow_provider_aidol.client.validation import require_header_value
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
     AidolConnectionError,
+    AidolDailyCapError,
     AidolError,
     AidolQuotaExceededError,
     AidolRateLimitError,
@@ -171,7 +172,10 @@ _STOPPING: tuple[tuple[type[AidolRequestError], NotSentReason], ...] = (
     (AidolRequestBudgetError, NotSentReason.REQUEST_BUDGET),
     (AidolAuthError, NotSentReason.CREDENTIALS_REFUSED),
     (AidolQuotaExceededError, NotSentReason.QUOTA_USED_UP),
+    (AidolDailyCapError, NotSentReason.DAILY_CAP),
 )
+# Refused before they left: the item that met one is not sent either.
+_REFUSED_BEFORE_SENDING = frozenset({NotSentReason.REQUEST_BUDGET, NotSentReason.DAILY_CAP})
 
 
 def stop_reason(error: AidolRequestError) -> NotSentReason | None:
@@ -310,7 +314,7 @@ class ConversationBatch:
         reason = stop_reason(error)
         if reason is not None:
             self._fatal.record(reason, error)
-        if reason is NotSentReason.REQUEST_BUDGET:  # refused before it left: this one too
+        if reason in _REFUSED_BEFORE_SENDING:
             return _Stop(reason, error).not_sent(item)
         return item.failed(error, ItemStatus.IN_DOUBT if is_in_doubt(error) else ItemStatus.FAILED)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from airflow_provider_aidol.client.money import Prices, require_currency, require_price
 from airflow_provider_aidol.client.redaction import redact
 from airflow_provider_aidol.client.validation import MAX_SECONDS, require_header_value
 from airflow_provider_aidol.constants import CONNECTION_FIELDS
@@ -47,6 +48,13 @@ class ConnectionSettings:
     max_requests: int | None = None
     #: Seconds an answer may take beyond the read timeout, in all (connect, send, headers, body).
     deadline_margin: float = CONNECTION_FIELDS["deadline_margin"]["schema"]["default"]
+    #: Most requests (and image requests) every task together may send per day with this key.
+    max_requests_per_day: int | None = None
+    max_images_per_day: int | None = None
+    #: The IANA time zone whose midnight starts a quota day.
+    quota_timezone: str = "UTC"
+    prices: Prices | None = None
+    """What requests and images cost (``None``: no prices set, no cost reported)."""
 
     @property
     def secrets(self) -> tuple[str, str]:
@@ -88,6 +96,28 @@ class ConnectionSettings:
             return self.registry_conn_id, registry_table or self.registry_table
         return None, registry_table
 
+    @property
+    def has_daily_cap(self) -> bool:
+        """Whether the key has a daily cap (requests or images)."""
+        return self.max_requests_per_day is not None or self.max_images_per_day is not None
+
+    def resolve_ledger(self, registry_conn_id: str | None) -> str:
+        """Return the SQL connection of the usage ledger: the task's registry connection, else the extra's.
+
+        :raises AidolConfigurationError: when the key has a daily cap and neither names a connection.
+        """
+        conn_id, _ = self.resolve_registry(registry_conn_id, None)
+        if conn_id is None:
+            from airflow_provider_aidol.exceptions import AidolConfigurationError
+
+            raise AidolConfigurationError(
+                f"Connection {self.conn_id!r} sets a daily cap (max_requests_per_day or "
+                "max_images_per_day), which all tasks share through the usage ledger in a SQL "
+                "database, but no SQL connection is named: set the extra 'registry_conn_id' (or the "
+                "task's registry_conn_id) to a PostgreSQL, MySQL or SQLite connection. Nothing was sent."
+            )
+        return conn_id
+
     @classmethod
     def from_connection(cls, conn: Connection) -> ConnectionSettings:
         """Read and check ``conn``; raise ``ValueError`` naming the field and the connection id."""
@@ -127,6 +157,14 @@ class ConnectionSettings:
             registry_table=_text_field(conn_id, extra, "registry_table", "aidol_conversations"),
             max_requests=_optional_int(field.optional_number("max_requests", whole=True, above_zero=True)),
             deadline_margin=field.number("deadline_margin"),
+            max_requests_per_day=_optional_int(
+                field.optional_number("max_requests_per_day", whole=True, maximum=math.inf)
+            ),
+            max_images_per_day=_optional_int(
+                field.optional_number("max_images_per_day", whole=True, maximum=math.inf)
+            ),
+            quota_timezone=_timezone(conn_id, extra.get("quota_timezone")),
+            prices=_prices(conn_id, extra),
         )
 
 
@@ -142,6 +180,41 @@ def load_settings(conn_id: str) -> ConnectionSettings:
     mask_secret(settings.api_key)
     mask_secret(settings.api_secret)
     return settings
+
+
+def _timezone(conn_id: str, value: object) -> str:
+    """Return the quota time zone (default UTC); raise naming the field for an unknown one."""
+    from zoneinfo import ZoneInfo
+
+    if value is None or value == "":
+        return "UTC"
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        ZoneInfo(value)
+    except (ValueError, OSError, KeyError):
+        shown = repr(value)[:40] if isinstance(value, str) else f"a {type(value).__name__}"
+        raise ValueError(
+            f"Connection {conn_id!r}: extra field 'quota_timezone' must be an IANA time zone such as "
+            f"'UTC' or 'Europe/Berlin', got {shown}."
+        ) from None
+    return value
+
+
+def _prices(conn_id: str, extra: dict[str, Any]) -> Prices | None:
+    """Return the connection's prices, or ``None`` when it sets none; raise naming a bad field."""
+    given = {name: extra.get(name) for name in ("price_per_request", "price_per_image", "currency")}
+    given = {name: value for name, value in given.items() if value is not None and value != ""}
+    if not given:
+        return None
+    prefix = f"Connection {conn_id!r}: extra field"
+    if "currency" not in given:
+        raise ValueError(f"{prefix} 'currency' must be set with a price: an ISO 4217 code such as 'USD'.")
+    return Prices(
+        per_request=require_price(f"{prefix} 'price_per_request'", given.get("price_per_request", 0)),
+        per_image=require_price(f"{prefix} 'price_per_image'", given.get("price_per_image", 0)),
+        currency=require_currency(f"{prefix} 'currency'", given["currency"]),
+    )
 
 
 def _plain_extra(conn_id: str, extra: object) -> dict[str, Any]:

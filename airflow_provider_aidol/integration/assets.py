@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BATCH_EXTRA_KEYS = ("total", "created", "reused", "failed", "in_doubt", "output_path")
+BATCH_EXTRA_KEYS = ("total", "created", "reused", "failed", "not_sent", "in_doubt", "output_path")
 """What a batch's asset event extra holds (``in_doubt`` is 0 when the batch knows of none)."""
 
 

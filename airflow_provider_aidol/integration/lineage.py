@@ -49,10 +49,11 @@ class AidolEndpointJobFacet(JobFacet):
 
 @define
 class AidolRunFacet(RunFacet):
-    """What one task try did: its results' ``counts`` and the requests it sent (``usage``)."""
+    """What one task try did: its results' ``counts``, the requests it sent (``usage``), its ``cost``."""
 
     counts: dict[str, Any]
     usage: dict[str, int]
+    cost: dict[str, Any] | None = None
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -71,7 +72,12 @@ def endpoint_host(base_url: str) -> str:
 
 
 def operator_lineage(
-    *, base_url: str, written: Iterable[str], counts: Mapping[str, Any], usage: Mapping[str, int]
+    *,
+    base_url: str,
+    written: Iterable[str],
+    counts: Mapping[str, Any],
+    usage: Mapping[str, int],
+    cost: Mapping[str, Any] | None = None,
 ) -> OperatorLineage[Any, Any]:
     """Return the OpenLineage facets of a finished AI-DOL task.
 
@@ -79,6 +85,7 @@ def operator_lineage(
     :param written: URIs or absolute paths of the files the task wrote (its output datasets).
     :param counts: the task's result counts (the custom run facet's ``counts``).
     :param usage: the try's request counts (``RequestUsage.counts()``).
+    :param cost: what the try cost at the connection's prices (``{cost, currency}``), if it has any.
     """
     outputs = []
     for uri in written:
@@ -88,5 +95,9 @@ def operator_lineage(
     return OperatorLineage(
         outputs=outputs,
         job_facets={ENDPOINT_FACET: AidolEndpointJobFacet(host=endpoint_host(base_url))},
-        run_facets={RUN_FACET: AidolRunFacet(counts=dict(counts), usage=dict(usage))},
+        run_facets={
+            RUN_FACET: AidolRunFacet(
+                counts=dict(counts), usage=dict(usage), cost=dict(cost) if cost else None
+            )
+        },
     )

@@ -22,7 +22,7 @@ _send_failures = itertools.count()
 PREFIX = "aidol"
 ENDPOINTS = {CONVERSATION_PATH: "conversation", CHAT_IMAGE_PATH: "chat_image", OPTIONS_PATH: "options"}
 """Each endpoint's name in metric names; any other path is ``other``."""
-ITEM_OUTCOMES = ("created", "reused", "failed")
+ITEM_OUTCOMES = ("created", "reused", "failed", "not_sent")
 
 METRIC_NAMES = (
     "aidol.request.<endpoint>.<outcome>",
@@ -30,6 +30,8 @@ METRIC_NAMES = (
     "aidol.retries.<endpoint>",
     "aidol.rate_limited.<endpoint>",
     "aidol.budget_reached.<endpoint>",
+    "aidol.daily_cap_reached.<endpoint>",
+    "aidol.cost",
     "aidol.limiter.rate",
     "aidol.batch.items.<item_outcome>",
 )
@@ -72,6 +74,12 @@ def count_batch_items(summary: dict[str, Any]) -> None:
     for outcome in ITEM_OUTCOMES:
         if summary.get(outcome):
             incr(f"batch.items.{outcome}", int(summary[outcome]), item_outcome=outcome)
+
+
+def report_cost(cost: dict[str, Any]) -> None:
+    """Set ``aidol.cost`` to a finished try's cost (tagged with its ``currency``), when it has prices."""
+    if cost:
+        gauge("cost", float(cost["cost"]), currency=str(cost["currency"]))
 
 
 def _emit(kind: str, name: str, value: float, tags: dict[str, str]) -> None:

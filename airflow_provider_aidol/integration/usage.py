@@ -22,11 +22,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_aidol.exceptions import AidolRateLimitError, AidolRequestBudgetError
+from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH
+from airflow_provider_aidol.exceptions import AidolDailyCapError, AidolRateLimitError, AidolRequestBudgetError
 from airflow_provider_aidol.integration import metrics
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Iterator
+
+    from airflow_provider_aidol.client.money import Prices
+    from airflow_provider_aidol.integration.quota import DailyQuota
 
     SendObserver = Callable[[Hashable, str], None]
 
@@ -56,6 +60,11 @@ class RequestUsage:
         self.rate_limited = 0
         self.failed = 0
         self.refused_by_budget = 0
+        self.images = 0
+        self.quota: DailyQuota | None = None
+        """The try's share of the key's daily caps, when the connection sets one (the operators set it)."""
+        self.prices: Prices | None = None
+        """What requests and images cost, when the connection says (the operators set it)."""
         self._lock = threading.Lock()
         # The operation in progress: per thread, and per asyncio task (a batch trigger's items).
         self._operation: contextvars.ContextVar[_Operation | None] = contextvars.ContextVar(
@@ -125,22 +134,34 @@ class RequestUsage:
 
         :param rate: the pace (requests/s) of the limiter that let it go, sent as a gauge.
         :raises AidolRequestBudgetError: before sending, when ``max_requests`` were sent already.
+        :raises AidolDailyCapError: before sending, when the key's daily cap is reached.
         """
         endpoint = metrics.endpoint_name(path)
         operation = self._operation.get()
         retry = False
+        capped: AidolDailyCapError | None = None
         with self._lock:
             if self.max_requests is not None and self.requests >= self.max_requests:
                 self.refused_by_budget += 1
                 refused = True
             else:
                 refused = False
+                try:
+                    if self.quota is not None:
+                        self.quota.take(path, method="POST")
+                except AidolDailyCapError as refusal:
+                    capped = refusal
+            if not refused and capped is None:
                 self.requests += 1
+                self.images += path.split("?", 1)[0].endswith(CHAT_IMAGE_PATH)
                 retry = operation is not None and (operation.sent > 0 or operation.failed_before)
                 self.retries += retry
         if refused:
             metrics.incr(f"budget_reached.{endpoint}", endpoint=endpoint)
             raise AidolRequestBudgetError(max_requests=self.max_requests or 0, path=path)
+        if capped is not None:
+            metrics.incr(f"daily_cap_reached.{endpoint}", endpoint=endpoint)
+            raise capped
         if operation is not None:
             operation.sent += 1
         if retry:
@@ -174,6 +195,7 @@ class RequestUsage:
             self.retries += int(counts.get("retries", 0))
             self.rate_limited += int(counts.get("rate_limited", 0))
             self.failed += int(counts.get("failed", 0))
+            self.images += int(counts.get("images", 0))
 
     def counts(self) -> dict[str, int]:
         """Return the counts: ``requests``, ``retries``, ``rate_limited``, ``failed``."""
@@ -185,11 +207,23 @@ class RequestUsage:
                 "failed": self.failed,
             }
 
+    def cost(self) -> dict[str, Any]:
+        """Return what this try cost at the connection's prices: ``{cost, currency}`` (``{}`` without)."""
+        if self.prices is None:
+            return {}
+        with self._lock:
+            requests, images = self.requests, self.images
+        return {"cost": self.prices.cost(requests, images), "currency": self.prices.currency}
+
     def as_xcom(self, try_number: int | None) -> dict[str, Any]:
         """Return the XCom ``aidol_usage`` of this try: the counts, the budget, the try number."""
-        return {
+        usage: dict[str, Any] = {
             "try_number": try_number,
             **self.counts(),
             "max_requests": self.max_requests,
             "budget_reached": self.budget_reached,
+            **self.cost(),
         }
+        if self.quota is not None:
+            usage.update(self.quota.report())
+        return usage

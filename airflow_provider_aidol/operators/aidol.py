@@ -39,7 +39,7 @@ class CreateConversationOperator(AidolBaseOperator):
     :param registry_table: the SQL registry's table; default ``aidol_conversations``.
     """
 
-    template_fields: Sequence[str] = ("agent_id", "user_id")
+    template_fields: Sequence[str] = ("agent_id", "user_id", "plan_only")
 
     def __init__(
         self,
@@ -59,13 +59,16 @@ class CreateConversationOperator(AidolBaseOperator):
         self.registry_conn_id = registry_conn_id
         self.registry_table = registry_table
 
-    def execute(self, context: Context) -> str:
+    def execute(self, context: Context) -> Any:
         """Create (or reuse) the conversation; the returned id becomes the XCom ``return_value``.
 
         Each asset in ``outlets`` gets an event whose extra holds ``conversation_id``,
         ``trace_id`` (``None`` when reused) and ``reused``.
         """
         try:
+            self.open_quota(self.registry_conn_id)
+            if self.is_dry_run:
+                return self._plan(context)
             if not self.reuse_existing:
                 settled = Settled(ReuseOutcome.CREATED, *self._create(self.agent_id, self.user_id))
             else:
@@ -80,6 +83,18 @@ class CreateConversationOperator(AidolBaseOperator):
         reused = int(settled.reused)
         self.report_results(context, extra, counts={"created": 1 - reused, "reused": reused})
         return settled.conversation_id
+
+    def _plan(self, context: Context) -> Any:
+        """Return the dry run's plan: one conversation, reused when the registry keeps it."""
+        agent_id = require_text("agent_id", self.agent_id)
+        user_id = self.hook.resolve_user_id(self.user_id)
+        kept = False
+        if self.reuse_existing:
+            with self.open_registry(self.registry_conn_id, self.registry_table) as registry:
+                kept = bool(ConversationReuse(registry).lookup({(user_id, agent_id)}))
+        return self.plan(
+            context, total=1, new=1 - kept, reused=int(kept), registry_conn_id=self.registry_conn_id
+        )
 
     def _create(self, agent_id: str, user_id: str | None) -> tuple[str, str | None]:
         """Create the conversation; return its id and the answer's traceId."""

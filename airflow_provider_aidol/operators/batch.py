@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_aidol.batch.options import DEFAULT_MAX_WORKERS, BatchOptions
 from airflow_provider_aidol.batch.result_log import EarlierTries, ResultLog
 from airflow_provider_aidol.constants import DEFAULT_CONN_ID
-from airflow_provider_aidol.exceptions import AidolBatchError
+from airflow_provider_aidol.exceptions import AidolApprovalError, AidolBatchError
 from airflow_provider_aidol.integration.assets import batch_extra
 from airflow_provider_aidol.integration.metrics import count_batch_items
+from airflow_provider_aidol.operators.approval import ask_for_approval, check_approved, require_hitl_support
 from airflow_provider_aidol.operators.base import AidolBaseOperator, object_storage_path
 from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus
 from airflow_provider_aidol.registry import ConversationRegistry, Origin
@@ -23,6 +24,7 @@ from airflow_provider_aidol.registry.reuse import ConversationReuse, ReuseOutcom
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from datetime import timedelta
 
     from airflow.sdk import Context
 
@@ -42,7 +44,8 @@ class CreateConversationsOperator(AidolBaseOperator):
     ``conversation_id``, ``trace_id``, ``error``, ``reused``, and ``error_class`` and
     ``not_sent_reason`` where they apply). With ``output_path`` the results are appended there as JSON lines
     (each with its ``index``) while the batch runs, the XCom is a summary (``total``,
-    ``created``, ``reused``, ``failed``, ``orphaned``, ``in_doubt``, ``already_recorded``), and a
+    ``created``, ``reused``, ``failed``, ``not_sent``, ``orphaned``, ``in_doubt``,
+    ``already_recorded``), and a
     retried task skips the items already recorded as created. On a local path each result is on
     disk before the next requests go out, and each request is journalled before it is sent, so
     a killed worker leaves at most the requests in flight (``2 * max_workers``) in doubt; a
@@ -65,10 +68,15 @@ class CreateConversationsOperator(AidolBaseOperator):
     :param registry_conn_id: an Airflow SQL connection for the conversation registry; default:
         the AI-DOL connection's extra ``registry_conn_id``, else Airflow Variables.
     :param registry_table: the SQL registry's table; default ``aidol_conversations``.
+    :param require_approval: before sending, show the plan (see ``dry_run``) in Airflow's
+        human-in-the-loop UI and wait for a person to approve it; a rejection or no answer within
+        ``approval_timeout`` ends the task with nothing sent (``AidolApprovalError``). Needs
+        Airflow 3.1+ with the standard provider's human-in-the-loop support.
+    :param approval_timeout: how long to wait for the answer; default: no limit.
     :param aidol_conn_id: the ``aidol`` connection to use.
     """
 
-    template_fields: Sequence[str] = ("conversations", "output_path")
+    template_fields: Sequence[str] = ("conversations", "output_path", "plan_only")
 
     def __init__(
         self,
@@ -81,6 +89,8 @@ class CreateConversationsOperator(AidolBaseOperator):
         reuse_existing: bool = False,
         registry_conn_id: str | None = None,
         registry_table: str | None = None,
+        require_approval: bool = False,
+        approval_timeout: timedelta | None = None,
         aidol_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
@@ -94,14 +104,31 @@ class CreateConversationsOperator(AidolBaseOperator):
         self.reuse_existing = reuse_existing
         self.registry_conn_id = registry_conn_id
         self.registry_table = registry_table
+        self.require_approval = require_approval
+        self.approval_timeout = approval_timeout
 
     def execute(self, context: Context) -> Any:
         """Create (or reuse) a conversation for every item; see the class docstring for the XCom.
 
         Each asset in ``outlets`` gets an event whose extra holds the counts (``total``,
-        ``created``, ``reused``, ``failed``, ``in_doubt``) and ``output_path``.
+        ``created``, ``reused``, ``failed``, ``not_sent``, ``in_doubt``) and ``output_path``.
         """
+        return self._execute(context, approved=not self.require_approval)
+
+    def execute_approved(self, context: Context, event: dict[str, Any]) -> Any:
+        """Resume once a person answered the approval request: run the batch if approved."""
         try:
+            who = check_approved(event)
+        except AidolApprovalError:
+            self.end_try(context)
+            raise
+        self.log.info("The batch was approved by %s", who)
+        return self._execute(context, approved=True)
+
+    def _execute(self, context: Context, *, approved: bool) -> Any:
+        try:
+            if not approved:
+                require_hitl_support()
             items = self.hook.parse_items(self.conversations)
             with ExitStack() as stack:
                 registry = (
@@ -109,6 +136,14 @@ class CreateConversationsOperator(AidolBaseOperator):
                     if self.reuse_existing
                     else None
                 )
+                self.open_quota(self.registry_conn_id)
+                if self.is_dry_run:
+                    return self._plan(items, registry, context)
+                if not approved:
+                    plan = self._plan(items, registry, None)
+                    ask_for_approval(
+                        self, context, plan, method_name="execute_approved", timeout=self.approval_timeout
+                    )
                 if not self.output_path:
                     return self._run(items, registry, None, context)
                 path = object_storage_path(
@@ -166,6 +201,28 @@ class CreateConversationsOperator(AidolBaseOperator):
         self._finish(summary.failures, len(items))
         return counts if result_log is not None else results
 
+    def _plan(
+        self, items: list[BatchItem], registry: ConversationRegistry | None, context: Context | None
+    ) -> dict[str, Any]:
+        """Return the dry run's plan: what ``_run()`` would create, reuse and skip, nothing sent."""
+        earlier: dict[int, ItemOutcome] = {}
+        if self.output_path:
+            path = object_storage_path("output_path", self.output_path, example="file:///data/{{ ds }}.jsonl")
+            if path.exists():
+                earlier = ResultLog(path).recorded_successes(items)
+        pending = [item for item in items if item.index not in earlier]
+        pairs = [(item.user_id, item.agent_id) for item in pending]
+        kept = ConversationReuse(registry).lookup(set(pairs))
+        new = len({pair for pair in pairs if pair not in kept}) if registry else len(pending)
+        return self.plan(
+            context,
+            total=len(items),
+            new=new,
+            reused=len(pending) - new,
+            already_recorded=len(earlier),
+            registry_conn_id=self.registry_conn_id,
+        )
+
     def _outcome_waves(
         self,
         items: list[BatchItem],
@@ -200,6 +257,8 @@ class CreateConversationsOperator(AidolBaseOperator):
         if not to_create:
             return
         by_index = {item.index: item for item in to_create}
+        if self.hook.usage.quota is not None:
+            self.hook.usage.quota.expect(len(to_create))
         batch = self.hook.conversation_batch(self.batch_options)
         for wave in batch.run_in_waves(to_create):
             settled = _register(reuse, origin, [(by_index[index], created) for index, created in wave])
@@ -269,6 +328,7 @@ class _Summary:
             "created": 0,
             "reused": 0,
             "failed": 0,
+            "not_sent": 0,
             "orphaned": 0,
             "in_doubt": in_doubt,
             "already_recorded": already_recorded,
@@ -279,7 +339,7 @@ class _Summary:
         for outcome in outcomes:
             if not outcome.status.succeeded:
                 self.failures.append(outcome)
-                self.counts["failed"] += 1
+                self.counts["not_sent" if outcome.status is ItemStatus.NOT_SENT else "failed"] += 1
             else:
                 self.counts["reused" if outcome.reused else "created"] += 1
             self.counts["orphaned"] += outcome.status is ItemStatus.ORPHANED

@@ -90,6 +90,7 @@ class GenerateChatImageOperator(AidolBaseOperator):
         "language",
         "metadata",
         "output_path",
+        "plan_only",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"metadata": "json"}
 
@@ -119,7 +120,7 @@ class GenerateChatImageOperator(AidolBaseOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.resend_after_triggerer_restart = resend_after_triggerer_restart
 
-    def execute(self, context: Context) -> str:
+    def execute(self, context: Context) -> Any:
         """Generate the image (or defer to the triggerer) and return the path the PNG was written to."""
         path = self._output_path()
         self.log.info(
@@ -129,6 +130,19 @@ class GenerateChatImageOperator(AidolBaseOperator):
             "; waiting in the triggerer" if self.deferrable else "",
         )
         try:
+            quota = self.open_quota()
+            if self.is_dry_run:
+                chat_image_body(
+                    self.agent_id,
+                    self.conversation_id,
+                    self.text,
+                    language=self.language,
+                    metadata=self.metadata,
+                )
+                self.hook.resolve_user_id(self.user_id)
+                return self.plan(context, total=1, new=1, reused=0, images=1)
+            if quota is not None:
+                quota.expect(1, 1)
             if self.deferrable:
                 self._defer(context)
             image = self.hook.generate_chat_image_response(
@@ -156,6 +170,10 @@ class GenerateChatImageOperator(AidolBaseOperator):
             raise AidolRequestBudgetError(
                 max_requests=self.hook.usage.max_requests or 0, path=CHAT_IMAGE_PATH
             )
+        if self.hook.usage.quota is not None:
+            # The triggerer cannot reach the ledger: take the request here, and send it once.
+            self.hook.usage.quota.take(CHAT_IMAGE_PATH, method="POST")
+            remaining = 1
         ti = context["ti"]
         attempt_id = uuid.uuid4().hex
         # Set before deferring, so the trigger always finds the key and only fills it in.

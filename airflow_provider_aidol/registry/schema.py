@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.exceptions import AidolRegistryConfigError, AidolRegistryError
 from airflow_provider_aidol.registry.dialects import COLUMNS, KEY
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
     from airflow_provider_aidol.registry.dialects import SqlDialect
@@ -16,11 +19,37 @@ DOCS = "docs/registry.md"
 """Where the DDL for a table created by hand is documented."""
 
 
-def ensure_table(hook: DbApiHook, dialect: SqlDialect, table: str, conn_id: str) -> None:
+@dataclass(frozen=True)
+class TableShape:
+    """What a table of ours must hold: its columns, its key, its DDL and where that is documented.
+
+    :param what: how messages name the table (``Registry``, ``Usage ledger``).
+    :param columns: the columns it must have (others are allowed).
+    :param key: the primary key or unique constraint it must have, exactly.
+    :param create: the ``CREATE TABLE IF NOT EXISTS`` statement for a dialect and a table name.
+    :param docs: the docs page with the DDL.
+    """
+
+    what: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    create: Callable[[SqlDialect, str], str]
+    docs: str
+
+
+REGISTRY_SHAPE = TableShape(
+    "Registry", COLUMNS, KEY, lambda dialect, table: dialect.create_table(table), DOCS
+)
+
+
+def ensure_table(
+    hook: DbApiHook, dialect: SqlDialect, table: str, conn_id: str, shape: TableShape = REGISTRY_SHAPE
+) -> None:
     """Create ``table`` when it is missing; raise when it exists with another shape.
 
-    The shape is right when the table has every registry column and a primary key or unique
-    constraint on exactly ``(namespace, user_id, agent_id)``; other columns are allowed.
+    The shape is right when the table has every column of ``shape`` and a primary key or unique
+    constraint on exactly its key (the registry's: ``(namespace, user_id, agent_id)``); other
+    columns are allowed.
     """
     from sqlalchemy import inspect
 
@@ -37,8 +66,8 @@ def ensure_table(hook: DbApiHook, dialect: SqlDialect, table: str, conn_id: str)
     try:
         with engine.connect() as connection:
             if not inspect(connection).has_table(name, schema=schema or None):
-                _create(connection, dialect, table)
-            problems = _shape_problems(inspect(connection), name, schema or None)
+                _create(connection, shape.create(dialect, table), table)
+            problems = _shape_problems(inspect(connection), name, schema or None, shape)
     except AidolRegistryError:
         raise
     except Exception as error:
@@ -49,20 +78,20 @@ def ensure_table(hook: DbApiHook, dialect: SqlDialect, table: str, conn_id: str)
         engine.dispose()
     if problems:
         raise AidolRegistryConfigError(
-            f"Registry {where} has another shape: {'; '.join(problems)}. Fix: create it as "
-            f"{DOCS} shows (the DDL for your database), or set registry_table to a new table "
+            f"{shape.what} {where} has another shape: {'; '.join(problems)}. Fix: create it as "
+            f"{shape.docs} shows (the DDL for your database), or set registry_table to a new table "
             "name; the registry creates a missing table itself.",
             registry=where,
         )
 
 
-def _create(connection: Any, dialect: SqlDialect, table: str) -> None:
+def _create(connection: Any, ddl: str, table: str) -> None:
     """Run the DDL; another task creating the same table at the same moment is no error."""
     from sqlalchemy import inspect, text
 
     schema, _, name = table.rpartition(".")
     try:
-        connection.execute(text(dialect.create_table(table)))
+        connection.execute(text(ddl))
         connection.commit()
     except Exception:
         # PostgreSQL's IF NOT EXISTS can still collide with a concurrent CREATE TABLE.
@@ -71,18 +100,18 @@ def _create(connection: Any, dialect: SqlDialect, table: str) -> None:
             raise
 
 
-def _shape_problems(inspector: Any, name: str, schema: str | None) -> list[str]:
+def _shape_problems(inspector: Any, name: str, schema: str | None, shape: TableShape) -> list[str]:
     columns = {column["name"].lower() for column in inspector.get_columns(name, schema=schema)}
     problems = []
-    missing = [column for column in COLUMNS if column not in columns]
+    missing = [column for column in shape.columns if column not in columns]
     if missing:
         problems.append(f"it lacks the column(s) {', '.join(missing)}")
     keys = [inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or []]
     keys += [unique["column_names"] for unique in inspector.get_unique_constraints(name, schema=schema)]
     keys += [index["column_names"] for index in inspector.get_indexes(name, schema=schema) if index["unique"]]
-    if not any(sorted(str(column).lower() for column in key) == sorted(KEY) for key in keys):
+    if not any(sorted(str(column).lower() for column in key) == sorted(shape.key) for key in keys):
         problems.append(
-            f"no primary key or unique constraint on exactly ({', '.join(KEY)}), so the database "
-            "cannot keep one row per pair"
+            f"no primary key or unique constraint on exactly ({', '.join(shape.key)}), so the database "
+            "cannot keep one row per key"
         )
     return problems

@@ -94,76 +94,16 @@ class SqlRegistry:
         hook = self._hook or self._resolve_hook()
         dialect = self._dialect_of(hook)
         ensure_table(hook, dialect, self.table, self.conn_id)
-        connection = None
-        try:
-            connection = hook.get_conn()
-            with closing(connection.cursor()) as cursor:
-                for statement in dialect.session_sql:
-                    cursor.execute(statement)
-            connection.commit()
-            if hook.supports_autocommit:
-                # Every statement is a transaction of its own: no BEGIN and COMMIT round trips.
-                hook.set_autocommit(connection, True)
-        except Exception as error:
-            if connection is not None:
-                connection.close()
-            raise AidolRegistryError(
-                f"Cannot connect to the registry database of connection {self.conn_id!r}: "
-                f"{type(error).__name__}: {error}",
-                registry=self.description,
-            ) from error
+        connection = open_connection(hook, dialect, self.conn_id, self.description)
         if dialect.name == "sqlite":
             dialect = sqlite_chunks(dialect, _sqlite_variable_limit(connection))
         self._hook, self._dialect, self._connection = hook, dialect, connection
 
     def _resolve_hook(self) -> DbApiHook:
-        from airflow.sdk import BaseHook
-
-        from airflow_provider_aidol._compat import AirflowNotFoundException
-
-        try:
-            from airflow.providers.common.sql.hooks.sql import DbApiHook
-        except ImportError as error:
-            raise self._config_error(
-                "needs the common.sql provider: pip install apache-airflow-providers-common-sql"
-            ) from error
-        try:
-            connection = BaseHook.get_connection(self.conn_id)
-        except AirflowNotFoundException as error:
-            raise self._config_error(
-                "does not exist: create it (Admin > Connections, an AIRFLOW_CONN_"
-                f"{self.conn_id.upper()} environment variable or a secrets backend) or fix "
-                "registry_conn_id"
-            ) from error
-        try:
-            hook = connection.get_hook()  # type: ignore[no-untyped-call]
-        except Exception as error:
-            raise self._config_error(
-                f"has type {connection.conn_type!r}, for which no hook can be loaded "
-                f"({type(error).__name__}: {error}): install its provider, e.g. "
-                "pip install 'airflow-provider-aidol[postgres]' or apache-airflow-providers-mysql"
-            ) from error
-        if not isinstance(hook, DbApiHook):
-            raise self._config_error(
-                f"has type {connection.conn_type!r}, whose hook {type(hook).__name__} is not a SQL "
-                "hook (common.sql DbApiHook): point registry_conn_id at a PostgreSQL, MySQL or "
-                "SQLite connection"
-            )
-        return hook
+        return resolve_sql_hook(self.conn_id, self.description)
 
     def _dialect_of(self, hook: DbApiHook) -> SqlDialect:
-        name = str(hook.dialect_name)
-        if name not in DIALECTS:
-            raise self._config_error(
-                f"is a {name!r} database; the registry speaks {', '.join(sorted(DIALECTS))}: point "
-                "registry_conn_id at one of those"
-            )
-        return DIALECTS[name]
-
-    def _config_error(self, problem: str) -> AidolRegistryConfigError:
-        return AidolRegistryConfigError(
-            f"Registry connection {self.conn_id!r} {problem}.", registry=self.description
-        )
+        return dialect_of(hook, self.conn_id, self.description)
 
     def lookup(self, pairs: Iterable[Pair]) -> dict[Pair, Registration]:
         """Return the row of every given pair that has one, in chunks of one ``SELECT`` each."""
@@ -294,6 +234,81 @@ class SqlRegistry:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def resolve_sql_hook(conn_id: str, description: str) -> DbApiHook:
+    """Return the common.sql hook of Airflow connection ``conn_id``; raise a config error naming the fix."""
+    from airflow.sdk import BaseHook
+
+    from airflow_provider_aidol._compat import AirflowNotFoundException
+
+    def config_error(problem: str) -> AidolRegistryConfigError:
+        return AidolRegistryConfigError(f"Registry connection {conn_id!r} {problem}.", registry=description)
+
+    try:
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+    except ImportError as error:
+        raise config_error(
+            "needs the common.sql provider: pip install apache-airflow-providers-common-sql"
+        ) from error
+    try:
+        connection = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException as error:
+        raise config_error(
+            "does not exist: create it (Admin > Connections, an AIRFLOW_CONN_"
+            f"{conn_id.upper()} environment variable or a secrets backend) or fix "
+            "registry_conn_id"
+        ) from error
+    try:
+        hook = connection.get_hook()  # type: ignore[no-untyped-call]
+    except Exception as error:
+        raise config_error(
+            f"has type {connection.conn_type!r}, for which no hook can be loaded "
+            f"({type(error).__name__}: {error}): install its provider, e.g. "
+            "pip install 'airflow-provider-aidol[postgres]' or apache-airflow-providers-mysql"
+        ) from error
+    if not isinstance(hook, DbApiHook):
+        raise config_error(
+            f"has type {connection.conn_type!r}, whose hook {type(hook).__name__} is not a SQL "
+            "hook (common.sql DbApiHook): point registry_conn_id at a PostgreSQL, MySQL or "
+            "SQLite connection"
+        )
+    return hook
+
+
+def dialect_of(hook: DbApiHook, conn_id: str, description: str) -> SqlDialect:
+    """Return the dialect of ``hook``'s database; raise a config error for one not spoken."""
+    name = str(hook.dialect_name)
+    if name not in DIALECTS:
+        raise AidolRegistryConfigError(
+            f"Registry connection {conn_id!r} is a {name!r} database; the registry speaks "
+            f"{', '.join(sorted(DIALECTS))}: point registry_conn_id at one of those.",
+            registry=description,
+        )
+    return DIALECTS[name]
+
+
+def open_connection(hook: DbApiHook, dialect: SqlDialect, conn_id: str, description: str) -> Any:
+    """Open a database connection with the dialect's session settings, in autocommit when it can."""
+    connection = None
+    try:
+        connection = hook.get_conn()
+        with closing(connection.cursor()) as cursor:
+            for statement in dialect.session_sql:
+                cursor.execute(statement)
+        connection.commit()
+        if hook.supports_autocommit:
+            # Every statement is a transaction of its own: no BEGIN and COMMIT round trips.
+            hook.set_autocommit(connection, True)
+    except Exception as error:
+        if connection is not None:
+            connection.close()
+        raise AidolRegistryError(
+            f"Cannot connect to the registry database of connection {conn_id!r}: "
+            f"{type(error).__name__}: {error}",
+            registry=description,
+        ) from error
+    return connection
 
 
 def _as_tuples(cursor: Any) -> list[Sequence[Any]]:

@@ -250,3 +250,48 @@ def test_a_credential_pasted_into_the_base_url_is_not_repeated_either():
         with pytest.raises(ValueError, match="my_aidol") as caught:
             settings(host=host, login=KEY, password=secret)
         assert_no_run_of(secret, in_text=str(caught.value))
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"max_requests_per_day": -1}, "max_requests_per_day"),
+        ({"max_requests_per_day": 2.5}, "max_requests_per_day"),
+        ({"max_images_per_day": "many"}, "max_images_per_day"),
+        ({"quota_timezone": "Mars/Olympus"}, "quota_timezone"),
+        ({"price_per_request": "nan", "currency": "USD"}, "price_per_request"),
+        ({"price_per_image": -0.5, "currency": "USD"}, "price_per_image"),
+        ({"price_per_request": float("inf"), "currency": "USD"}, "price_per_request"),
+        ({"price_per_request": 0.01, "currency": "XYZ"}, "currency"),
+        ({"price_per_request": 0.01}, "currency"),
+    ],
+)
+def test_a_bad_cap_price_currency_or_time_zone_is_refused_naming_the_field(extra, field):
+    with pytest.raises(ValueError, match=f"'{field}'"):
+        settings(extra=json.dumps(extra))
+
+
+def test_caps_prices_and_time_zone_are_read_from_the_extra():
+    read = settings(
+        extra=json.dumps(
+            {
+                "max_requests_per_day": 500,
+                "max_images_per_day": "20",
+                "quota_timezone": "Asia/Shanghai",
+                "price_per_request": "0.002",
+                "price_per_image": 0.04,
+                "currency": "usd",
+            }
+        )
+    )
+    assert (read.max_requests_per_day, read.max_images_per_day, read.quota_timezone) == (
+        500,
+        20,
+        "Asia/Shanghai",
+    )
+    assert read.prices is not None
+    assert (read.prices.per_request, read.prices.per_image, read.prices.currency) == (0.002, 0.04, "USD")
+    assert read.prices.cost(requests=10, images=2) == 0.1
+    assert settings().has_daily_cap is False
+    assert settings().quota_timezone == "UTC"
+    assert settings().prices is None

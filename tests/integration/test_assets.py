@@ -73,6 +73,7 @@ def test_the_batch_asset_event_holds_the_summary_and_queues_the_downstream_dag(
         "created": 3,
         "reused": 0,
         "failed": 1,
+        "not_sent": 0,
         "in_doubt": 0,
         "output_path": f"file://{path}",
     }

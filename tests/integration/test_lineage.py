@@ -207,6 +207,7 @@ def test_one_run_of_every_operator_emits_facets_by_the_spec(airflow_with_aidol_s
         "created": 3,
         "reused": 0,
         "failed": 1,
+        "not_sent": 0,
         "orphaned": 0,
         "in_doubt": 0,
         "already_recorded": 0,

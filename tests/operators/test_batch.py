@@ -63,6 +63,7 @@ def test_with_output_path_the_xcom_is_a_summary_and_lines_are_written(airflow_wi
         "reused": 0,
         "already_recorded": 0,
         "failed": 0,
+        "not_sent": 0,
         "orphaned": 0,
         "in_doubt": 0,
     }

@@ -1,0 +1,86 @@
+"""The usage ledger: atomic reservations in blocks, what a try gives back, and what a killed try strands."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, CONVERSATION_PATH
+from airflow_provider_aidol.exceptions import AidolDailyCapError, AidolRegistryConfigError
+from airflow_provider_aidol.integration.quota import DailyQuota
+from airflow_provider_aidol.registry.ledger import SqlLedger, key_id
+from tests.registry.conftest import execute, records
+
+
+@pytest.fixture
+def ledger(registry_conn_id, table):
+    # A key of its own: the PostgreSQL database is shared by the session.
+    opened = SqlLedger(registry_conn_id, key_id("http://ledger.test", table), table=f"ledger_{table}")
+    opened.check()
+    yield opened
+    opened.close()
+
+
+def quota(ledger, **caps) -> DailyQuota:
+    return DailyQuota(ledger, caps, "UTC", block=10)
+
+
+def test_requests_up_to_the_cap_are_taken_in_blocks_and_the_next_is_refused(ledger):
+    first = quota(ledger, requests=25)
+    for _ in range(25):
+        first.take(CONVERSATION_PATH)
+    with pytest.raises(AidolDailyCapError, match="daily cap of 25 requests") as refused:
+        first.take(CONVERSATION_PATH)
+    assert refused.value.fatal
+    assert ledger.read("requests", first.day()) == (25, 0)  # the last block (5) spent: none outstanding
+    assert first.close() == {"requests": 0}
+    assert ledger.read("requests", first.day()) == (25, 0)
+    assert first.report()["daily_cap_reached"] is True
+
+
+def test_what_a_try_did_not_spend_goes_back_and_another_try_gets_it(ledger):
+    first, second = quota(ledger, requests=12), quota(ledger, requests=12)
+    for _ in range(3):
+        first.take(CONVERSATION_PATH)
+    assert ledger.read("requests", first.day()) == (10, 10)
+    assert first.close() == {"requests": 7}
+    assert ledger.read("requests", first.day()) == (3, 0)
+    for _ in range(9):
+        second.take(CONVERSATION_PATH)
+    with pytest.raises(AidolDailyCapError):
+        second.take(CONVERSATION_PATH)
+
+
+def test_a_killed_try_strands_at_most_one_block_and_the_ledger_shows_it(ledger):
+    killed = quota(ledger, requests=100)
+    for _ in range(23):
+        killed.take(CONVERSATION_PATH)
+    # never closed, as a SIGKILLed task never is
+    used, outstanding = ledger.read("requests", killed.day())
+    assert (used, outstanding) == (30, 10)
+    assert used - 23 <= killed.block
+
+
+def test_a_try_expecting_few_requests_reserves_no_more(ledger):
+    few = quota(ledger, requests=100)
+    few.expect(3)
+    for _ in range(3):
+        few.take(CONVERSATION_PATH)
+    assert ledger.read("requests", few.day()) == (3, 3)
+
+
+def test_an_image_counts_against_both_caps_and_a_refused_one_takes_nothing(ledger):
+    images = quota(ledger, requests=5, images=1)
+    images.take(CHAT_IMAGE_PATH)
+    with pytest.raises(AidolDailyCapError, match="1 images"):
+        images.take(CHAT_IMAGE_PATH)
+    for _ in range(4):  # the refused image gave its request back
+        images.take(CONVERSATION_PATH)
+    with pytest.raises(AidolDailyCapError, match="5 requests"):
+        images.take(CONVERSATION_PATH)
+
+
+def test_a_ledger_table_of_another_shape_is_refused(registry_conn_id, table):
+    execute(registry_conn_id, f"CREATE TABLE {table} (key_id VARCHAR(64), used INTEGER)")
+    with pytest.raises(AidolRegistryConfigError, match=r"another shape.*day, kind"):
+        SqlLedger(registry_conn_id, "k", table=table).check()
+    assert records(registry_conn_id, f"SELECT COUNT(*) FROM {table}") == [(0,)]
