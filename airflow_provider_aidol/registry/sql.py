@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import uuid
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +23,8 @@ from airflow_provider_aidol.registry import (
     check_pairs,
     check_registrations,
 )
-from airflow_provider_aidol.registry.dialects import DIALECTS, sqlite_chunks
-from airflow_provider_aidol.registry.schema import ensure_table
+from airflow_provider_aidol.registry.dialects import DIALECTS, PROBE_MARKER, is_refusal, sqlite_chunks
+from airflow_provider_aidol.registry.schema import DOCS, ensure_table
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -82,28 +83,47 @@ class SqlRegistry:
         return f"table {self.table} of connection {self.conn_id!r}"
 
     def check(self) -> None:
-        """Connect, create the table when it is missing, and check its shape.
+        """Connect, create the table when it is missing, check its shape, and prove it writable.
+
+        The proof is a probe claim: a row with every id at its column's full width, written by
+        the very statement claims use and read back by the one lookups use, inside a
+        transaction that is then rolled back (no row is left).
 
         Raises :class:`~airflow_provider_aidol.exceptions.AidolRegistryConfigError` when the
         connection does not exist, is not a SQL connection, speaks a database the registry does
-        not know, or the table has another shape; ``AidolRegistryError`` when the database
-        cannot be reached.
+        not know, the table name does not suit the database, the table has another shape, or
+        the database refuses the probe (a read-only user or file, a constraint or column the
+        rows break); ``AidolRegistryError`` when the database cannot be reached or is busy.
         """
         if self._connection is not None:
             return
         hook = self._hook or self._resolve_hook()
         dialect = self._dialect_of(hook)
         ensure_table(hook, dialect, self.table, self.conn_id)
+        connection = self._connect(hook, dialect)
+        try:
+            if dialect.name == "sqlite":
+                dialect = sqlite_chunks(dialect, _sqlite_variable_limit(connection))
+            self._probe(connection, dialect, str(hook.placeholder))
+            if hook.supports_autocommit:
+                # Every statement is a transaction of its own: no BEGIN and COMMIT round trips.
+                hook.set_autocommit(connection, True)
+        except BaseException:
+            connection.close()
+            raise
+        self._hook, self._dialect, self._connection = hook, dialect, connection
+
+    def _connect(self, hook: DbApiHook, dialect: SqlDialect) -> Any:
+        """Return a new database connection with the dialect's session settings, not autocommitting."""
         connection = None
         try:
             connection = hook.get_conn()
+            if hook.supports_autocommit:
+                hook.set_autocommit(connection, False)
             with closing(connection.cursor()) as cursor:
                 for statement in dialect.session_sql:
                     cursor.execute(statement)
             connection.commit()
-            if hook.supports_autocommit:
-                # Every statement is a transaction of its own: no BEGIN and COMMIT round trips.
-                hook.set_autocommit(connection, True)
         except Exception as error:
             if connection is not None:
                 connection.close()
@@ -112,9 +132,43 @@ class SqlRegistry:
                 f"{type(error).__name__}: {error}",
                 registry=self.description,
             ) from error
-        if dialect.name == "sqlite":
-            dialect = sqlite_chunks(dialect, _sqlite_variable_limit(connection))
-        self._hook, self._dialect, self._connection = hook, dialect, connection
+        return connection
+
+    def _probe(self, connection: Any, dialect: SqlDialect, placeholder: str) -> None:
+        """Claim a probe row as claims do and read it back, then roll it back; raise if refused."""
+        row = dialect.probe_row(self.namespace, f"{PROBE_MARKER}-{uuid.uuid4().hex}")
+        pair = (str(row[1]), str(row[2]))
+        statements = [
+            dialect.insert_if_absent(self.table, [row], placeholder),
+            dialect.lookup(self.table, [pair], self.namespace, placeholder),
+        ]
+        try:
+            with closing(connection.cursor()) as cursor:
+                for sql, parameters in statements:
+                    cursor.execute(sql, parameters)
+                    read = _as_tuples(cursor) if cursor.description else []
+        except Exception as error:
+            _rollback(connection)
+            if not is_refusal(error):
+                raise AidolRegistryError(
+                    f"The probe claim in {self.description} failed: {type(error).__name__}: {error}",
+                    registry=self.description,
+                ) from error
+            raise self._config_error(
+                f"cannot be written the way claims write: the database refused a probe row "
+                f"({type(error).__name__}: {str(error).strip()}). Fix: give the user INSERT and "
+                f"SELECT on {self.table} in a writable database, and make the table match the "
+                f"DDL in {DOCS} (no other NOT NULL column without a default, no CHECK or partial "
+                "index the rows break, columns as wide as the DDL's); or set registry_table to a "
+                "new table name, which the registry creates itself"
+            ) from error
+        connection.rollback()
+        if not any(found[1:3] == pair for found in read):
+            raise self._config_error(
+                "lost a probe row: written the way claims write, it could not be read back (a "
+                f"trigger or rule on {self.table} that drops or changes rows?). Fix: remove it, "
+                "or set registry_table to a new table name"
+            )
 
     def _resolve_hook(self) -> DbApiHook:
         from airflow.sdk import BaseHook
