@@ -111,7 +111,9 @@ def test_a_configuration_error_is_not_retried():
     from airflow_provider_aidol.exceptions import AidolConfigurationError, AidolRegistryConfigError
 
     policy = AidolRetryPolicy()
-    assert policy.evaluate(AidolConfigurationError("items[0].agent_id holds"), 1, 3).action is RetryAction.FAIL
+    assert (
+        policy.evaluate(AidolConfigurationError("items[0].agent_id holds"), 1, 3).action is RetryAction.FAIL
+    )
     assert policy.evaluate(AidolRegistryConfigError("read-only"), 1, 3).action is RetryAction.FAIL
 
 

@@ -312,7 +312,7 @@ class ConversationBatch:
         progress.maybe_log(final=True)
 
     def _outcome(self, item: BatchItem) -> ItemOutcome | None:
-        """Create one item and report its outcome (``None``: not sent, the batch was stopped); never raises."""
+        """Create one item and report its outcome; never raises. ``None``: the batch was stopped first."""
         if self._stopped.is_set():
             return None
         if self._fatal.stop is not None:

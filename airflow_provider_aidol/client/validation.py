@@ -32,7 +32,7 @@ def require_id(name: str, value: object, *, max_length: int | None = MAX_ID_LENG
     """Return ``value`` when it is an id every store can keep, else raise ``ValueError`` naming ``name``.
 
     It must be a string that is not blank, holds no control character (NUL, line breaks, ...)
-    and no lone surrogate (``"\\ud800"``, which cannot be encoded as UTF-8), and is at most
+    and no lone surrogate (U+D800 to U+DFFF, which cannot be encoded as UTF-8), and is at most
     ``max_length`` characters long (``None``: any length).
     """
     text = require_text(name, value)

@@ -74,7 +74,9 @@ def _check_name(sql_dialect: Any, table: str, where: str) -> None:
     reserved = sql_dialect.identifier_preparer.reserved_words
     for part in table.split("."):
         if len(part.encode()) > longest:
-            problem = f"{part!r} is {len(part.encode())} bytes long, and {sql_dialect.name} keeps at most {longest}"
+            problem = (
+                f"{part!r} is {len(part.encode())} bytes long, and {sql_dialect.name} keeps at most {longest}"
+            )
         elif part in reserved:
             problem = f"{part!r} is a word {sql_dialect.name} reserves"
         else:

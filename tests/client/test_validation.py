@@ -70,7 +70,10 @@ def test_an_id_any_store_can_keep_is_accepted(value):
         ("agent\x00", "holds a control character ('\\x00' at position 5)"),
         ("agent-1\n", "holds a control character ('\\n' at position 7)"),
         ("a\x85b", "holds a control character"),
-        ("a" * (MAX_ID_LENGTH + 1), f"is {MAX_ID_LENGTH + 1} characters long; ids may have at most {MAX_ID_LENGTH}"),
+        (
+            "a" * (MAX_ID_LENGTH + 1),
+            f"is {MAX_ID_LENGTH + 1} characters long; ids may have at most {MAX_ID_LENGTH}",
+        ),
         ("   ", "must be a non-empty string"),
         (None, "must be a non-empty string"),
     ],

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections import Counter
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from airflow_provider_aidol.exceptions import AidolRegistryConfigError, AidolRegistryError
 from airflow_provider_aidol.testing import Fault
 from tests.aidol_default import unique_items
-from tests.operators.test_send_gate import run_batch, table  # noqa: F401  (the fixture)
+from tests.operators.test_send_gate import run_batch
 from tests.polling import wait_until
 from tests.registry.conftest import execute as run_sql
 from tests.registry.conftest import records
@@ -20,13 +23,17 @@ from tests.registry.conftest import records
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import pytest
-
     from airflow_provider_aidol.testing import AidolServer
 
 ITEMS = 16
 SLOW = 0.15
 """Seconds each request waits on the server, so the batch is still running when the registry fails."""
+
+
+@pytest.fixture
+def table() -> str:
+    """A registry table no other test uses (the PostgreSQL database is shared by the session)."""
+    return f"failing_{uuid.uuid4().hex[:12]}"
 
 
 def run_in_thread(**kwargs: Any) -> tuple[threading.Thread, list[BaseException]]:
@@ -36,7 +43,7 @@ def run_in_thread(**kwargs: Any) -> tuple[threading.Thread, list[BaseException]]
     def batch() -> None:
         try:
             run_batch(**kwargs)
-        except BaseException as error:  # noqa: BLE001  (the test inspects it)
+        except BaseException as error:  # the test inspects it
             raised.append(error)
 
     thread = threading.Thread(target=batch)

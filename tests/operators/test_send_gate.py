@@ -192,7 +192,10 @@ def test_a_partial_unique_index_instead_of_the_key_is_refused_before_anything(
 def test_a_column_narrower_than_the_ddls_is_refused_before_anything(
     aidol_default_server: AidolServer, postgres_registry: str, table: str
 ):
-    run_sql(postgres_registry, ddl("postgresql", table).replace("agent_id        VARCHAR(255)", "agent_id VARCHAR(16)"))
+    run_sql(
+        postgres_registry,
+        ddl("postgresql", table).replace("agent_id        VARCHAR(255)", "agent_id VARCHAR(16)"),
+    )
     agent = f"agent-{uuid.uuid4()}"  # 42 characters: more than the column holds
     aidol_default_server.add_agent(agent)
     error = refused([{"agent_id": agent, "user_id": "ana"}], postgres_registry, table)
