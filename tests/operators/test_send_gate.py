@@ -88,11 +88,28 @@ def task_tries(dag_run: Any, task_id: str) -> int:
 # --- input ------------------------------------------------------------------------------------
 
 
-def test_a_lone_surrogate_with_output_path_and_no_registry_sends_nothing_in_one_try(
-    airflow_with_aidol_server: AidolServer, tmp_path: Path
+def test_a_lone_surrogate_with_output_path_and_no_registry_sends_nothing_over_three_tries(
+    aidol_default_server: AidolServer, tmp_path: Path
 ):
     batch = unique_items(8)
     batch[5]["agent_id"] = LONE_SURROGATE
+    output_path = f"file://{tmp_path / 'results.jsonl'}"
+    for _ in range(3):  # as three tries of the task would, had Airflow retried it
+        with pytest.raises(
+            AidolConfigurationError, match=r"items\[5\]\.agent_id holds a lone surrogate"
+        ) as caught:
+            run_batch(batch, output_path=output_path)
+        assert caught.value.fatal, "Airflow does not retry it"
+    assert aidol_default_server.count() == 0, "nothing is sent"
+
+
+def test_a_bad_id_fails_the_dag_run_in_one_try_sending_nothing(
+    airflow_with_aidol_server: AidolServer, tmp_path: Path
+):
+    # A line break a template left behind (a lone surrogate cannot travel through Airflow's own
+    # API as a run's conf: the in-process tests above carry it).
+    batch = unique_items(8)
+    batch[5]["agent_id"] = "agent-1\n"
     path = tmp_path / "results.jsonl"
     dag_run = batch_dags.gated.test(run_conf={"items": batch, "output_path": f"file://{path}"})
     assert dag_run.state == "failed"
