@@ -206,6 +206,27 @@ def test_a_partial_unique_index_instead_of_the_key_is_refused_before_anything(
     assert aidol_default_server.count() == 0
 
 
+DROPPING_TRIGGERS = {
+    "sqlite": ["CREATE TRIGGER {t}_drop BEFORE INSERT ON {t} BEGIN SELECT RAISE(IGNORE); END"],
+    "postgresql": [
+        "CREATE FUNCTION {t}_drop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+        "CREATE TRIGGER {t}_drop BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION {t}_drop()",
+    ],
+}
+
+
+def test_a_trigger_that_drops_the_rows_claims_write_is_refused_before_anything(
+    aidol_default_server: AidolServer, database: tuple[str, str], table: str
+):
+    conn_id, dialect = database
+    run_sql(conn_id, create_table_sql(dialect, table))
+    for statement in DROPPING_TRIGGERS[dialect]:
+        run_sql(conn_id, statement.format(t=table))
+    error = refused(unique_items(6), conn_id, table)
+    assert "lost a probe row" in str(error)
+    assert aidol_default_server.count() == 0
+
+
 def test_a_column_narrower_than_the_ddls_is_refused_before_anything(
     aidol_default_server: AidolServer, postgres_registry: str, table: str
 ):
