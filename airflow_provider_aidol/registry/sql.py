@@ -147,6 +147,7 @@ class SqlRegistry:
                 for sql, parameters in statements:
                     cursor.execute(sql, parameters)
                     read = _as_tuples(cursor) if cursor.description else []
+            connection.rollback()  # the probe row is never kept
         except Exception as error:
             _rollback(connection)
             if not is_refusal(error):
@@ -162,7 +163,6 @@ class SqlRegistry:
                 "index the rows break, columns as wide as the DDL's); or set registry_table to a "
                 "new table name, which the registry creates itself"
             ) from error
-        connection.rollback()
         if not any(found[1:3] == pair for found in read):
             raise self._config_error(
                 "lost a probe row: written the way claims write, it could not be read back (a "

@@ -259,6 +259,22 @@ def test_a_read_only_postgresql_user_is_refused_before_anything(
     assert aidol_default_server.count() == 0
 
 
+def test_a_postgresql_user_that_cannot_create_the_missing_table_is_refused_before_anything(
+    aidol_default_server: AidolServer,
+    postgres_server: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch,
+    table: str,
+):
+    owner = postgres_server.airflow_uri
+    monkeypatch.setenv(REGISTRY_ENV_VAR, owner)
+    reader = f"reader_{uuid.uuid4().hex[:8]}"
+    run_sql(REGISTRY_CONN_ID, f"CREATE ROLE {reader} LOGIN")  # PostgreSQL 15+: no CREATE on public
+    monkeypatch.setenv(REGISTRY_ENV_VAR, owner.replace("postgres@", f"{reader}@", 1))
+    error = refused(unique_items(6), REGISTRY_CONN_ID, table)
+    assert "The database refused to check or create" in str(error)
+    assert aidol_default_server.count() == 0
+
+
 @pytest.fixture
 def read_only_file(tmp_path: Path) -> Any:
     """Make a file unwritable, also for root (``chattr +i``); undone after the test."""
