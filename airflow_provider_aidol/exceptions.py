@@ -110,6 +110,17 @@ def _fails_fast(cls: type[AidolError]) -> bool:
     return fails_fast
 
 
+class AidolConfigurationError(AidolError, ValueError, AirflowFailException):
+    """The task is configured so that it cannot succeed: refused before any request is sent.
+
+    Bad input (an item's id blank, too long, or holding a control character or lone surrogate),
+    a registry that cannot be used as configured, or an ``output_path`` holding a file this
+    provider did not write or that another live task is writing. It is a ``ValueError`` (bad input) and
+    fails the task without Airflow task retries (``fatal``): a retry would be refused the same
+    way. The message names the field or the registry, and the fix.
+    """
+
+
 class AidolRequestError(AidolError):
     """An AI-DOL request failed, or was not sent.
 
@@ -392,19 +403,13 @@ class AidolRegistryError(AidolError):
         super().__init__(message)
 
 
-class AidolRegistryConfigError(AidolRegistryError, ValueError, AirflowFailException):
+class AidolRegistryConfigError(AidolRegistryError, AidolConfigurationError):
     """The registry is not usable as configured; raised before any conversation is created.
 
-    Its connection does not exist or is not a SQL connection, its table has another shape, or the
-    database is one the registry does not speak. The message names the connection and the fix.
-    It is a ``ValueError`` (bad input) and fails the task without Airflow task retries.
-    """
-
-
-class AidolConfigurationError(AidolError, ValueError, AirflowFailException):
-    """The task is configured in a way that cannot work; raised before any request is sent.
-
-    E.g. its ``output_path`` holds a file this provider did not write, or another live task is
-    writing it. The message names the setting and the fix. It is a ``ValueError`` (bad input)
-    and fails the task without Airflow task retries: retrying cannot help.
+    Its connection does not exist or is not a SQL connection, the database is one the registry
+    does not speak, the table name does not suit the database (too long, a reserved word), the
+    table has another shape, or the probe claim (written the way claims write, then rolled
+    back) was refused: a read-only user or file, a constraint or column the registry's rows
+    break. The message names the connection and the fix. It is an
+    ``AidolConfigurationError``: a ``ValueError`` that fails the task without task retries.
     """

@@ -104,3 +104,11 @@ def test_a_class_cannot_say_fatal_without_the_fail_exception_base():
 
         class AidolSaysFatalError(AidolError):
             fatal = True
+
+
+def test_a_configuration_error_is_a_value_error_that_is_not_retried():
+    for error_class in (exceptions.AidolConfigurationError, exceptions.AidolRegistryConfigError):
+        assert issubclass(error_class, ValueError)
+        assert issubclass(error_class, exceptions.AidolConfigurationError)
+        assert error_class.fatal
+    assert issubclass(exceptions.AidolRegistryConfigError, exceptions.AidolRegistryError)

@@ -105,6 +105,19 @@ def test_a_user_error_deriving_from_airflow_fail_exception_is_not_retried():
 
 
 @needs_retry_policy
+def test_a_configuration_error_is_not_retried():
+    from airflow.sdk import RetryAction
+
+    from airflow_provider_aidol.exceptions import AidolConfigurationError, AidolRegistryConfigError
+
+    policy = AidolRetryPolicy()
+    assert (
+        policy.evaluate(AidolConfigurationError("items[0].agent_id holds"), 1, 3).action is RetryAction.FAIL
+    )
+    assert policy.evaluate(AidolRegistryConfigError("read-only"), 1, 3).action is RetryAction.FAIL
+
+
+@needs_retry_policy
 def test_a_user_given_retry_policy_wins():
     from airflow.sdk import ExceptionRetryPolicy
 

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.client.ratelimit import AdaptiveRateLimiter, RateLimiter
 from airflow_provider_aidol.client.retries import is_retryable
-from airflow_provider_aidol.client.validation import require_header_value
+from airflow_provider_aidol.client.validation import require_header_value, require_id
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
+    AidolConfigurationError,
     AidolConnectionError,
     AidolDailyCapError,
     AidolError,
@@ -70,7 +71,11 @@ class BatchItem:
 
 
 def parse_items(items: Iterable[object], *, default_user_id: str | None, conn_id: str) -> list[BatchItem]:
-    """Check every item before anything is sent; raise ``ValueError`` listing the bad ones by index.
+    """Check every item before anything is sent; raise ``AidolConfigurationError`` listing the bad ones.
+
+    The error (a ``ValueError`` that Airflow does not retry) names each bad item by its index
+    and field. Ids must pass ``require_id``: not blank, no control character or lone surrogate,
+    at most ``MAX_ID_LENGTH`` characters; a ``user_id`` must also be sendable as a header.
 
     An item is an agent-id string or a mapping with ``agent_id`` and optionally ``user_id``
     (defaulting to the connection's ``user_id``), or an already parsed ``BatchItem``, which is
@@ -91,7 +96,7 @@ def parse_items(items: Iterable[object], *, default_user_id: str | None, conn_id
     if problems:
         shown = "; ".join(problems[:_MAX_REPORTED])
         more = f" (and {len(problems) - _MAX_REPORTED} more)" if len(problems) > _MAX_REPORTED else ""
-        raise ValueError(f"{len(problems)} bad item(s), nothing was sent: {shown}{more}")
+        raise AidolConfigurationError(f"{len(problems)} bad item(s), nothing was sent: {shown}{more}")
     return parsed
 
 
@@ -99,6 +104,8 @@ def _parse_item(index: int, item: object, default_user_id: str | None, conn_id: 
     agent_id: object
     user_id: object
     if isinstance(item, BatchItem):
+        require_id(f"items[{index}].agent_id", item.agent_id)
+        require_header_value(f"items[{index}].user_id", require_id(f"items[{index}].user_id", item.user_id))
         return item
     if isinstance(item, str):
         agent_id, user_id = item, None
@@ -109,15 +116,15 @@ def _parse_item(index: int, item: object, default_user_id: str | None, conn_id: 
         agent_id, user_id = item.get("agent_id"), item.get("user_id")
     else:
         raise ValueError(f"items[{index}] must be an agent id or a dict, got {type(item).__name__}")
-    if not isinstance(agent_id, str) or not agent_id.strip():
-        raise ValueError(f"items[{index}].agent_id must be a non-empty string, got {agent_id!r}")
+    agent_id = require_id(f"items[{index}].agent_id", agent_id)
     if user_id is None:
         user_id = default_user_id
         if user_id is None:
             raise ValueError(
                 f"items[{index}] has no user_id and connection {conn_id!r} has no 'user_id' extra"
             )
-    return BatchItem(index, agent_id, require_header_value(f"items[{index}].user_id", user_id))
+    name = f"items[{index}].user_id"
+    return BatchItem(index, agent_id, require_header_value(name, require_id(name, user_id)))
 
 
 def _first_finished(futures: Iterable[Future[Any]], count: int, *, timeout: float) -> set[Future[Any]]:
@@ -242,6 +249,16 @@ class ConversationBatch:
         self._sender = sender
         self._rate_limit_seconds = pacing.rate_limit_seconds
         self._fatal = FatalErrorLatch()
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        """Send nothing more: the waves still yield the requests in flight, and no other item.
+
+        The caller calls it when it cannot record what comes next (its registry failed): it
+        drains the waves to record the requests already sent, and the items never sent are left
+        for a retry.
+        """
+        self._stopped.set()
 
     def run(
         self, items: list[BatchItem], *, progress_interval: float = 10.0
@@ -268,14 +285,14 @@ class ConversationBatch:
         trip costs at most one round trip per ``max_workers`` items.
         """
         progress = _Progress(len(items), progress_interval)
-        pending: dict[Future[ItemOutcome], int] = {}
+        pending: dict[Future[ItemOutcome | None], int] = {}
         queue = iter(items)
         bound = 2 * self.max_workers
         with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="aidol-batch") as pool:
             try:
                 left = len(items)
                 while True:
-                    while left and len(pending) < bound:
+                    while left and len(pending) < bound and not self._stopped.is_set():
                         item = next(queue)
                         pending[pool.submit(self._outcome, item)] = item.index
                         left -= 1
@@ -284,9 +301,10 @@ class ConversationBatch:
                     # While items are left to send, wait for a wave of max_workers results: the
                     # other max_workers in flight keep every worker busy meanwhile, and a caller
                     # recording each wave in one round trip makes fewer of them.
-                    enough = self.max_workers if left else 1
+                    enough = self.max_workers if left and not self._stopped.is_set() else 1
                     finished = _first_finished(pending, enough, timeout=progress_interval)
-                    wave = [(pending.pop(future), future.result()) for future in finished]
+                    results = [(pending.pop(future), future.result()) for future in finished]
+                    wave = [(index, outcome) for index, outcome in results if outcome is not None]
                     for _, outcome in wave:
                         progress.count(outcome)
                     if wave:
@@ -297,8 +315,10 @@ class ConversationBatch:
                     future.cancel()
         progress.maybe_log(final=True)
 
-    def _outcome(self, item: BatchItem) -> ItemOutcome:
-        """Create one item and report its outcome; never raises."""
+    def _outcome(self, item: BatchItem) -> ItemOutcome | None:
+        """Create one item and report its outcome; never raises. ``None``: the batch was stopped first."""
+        if self._stopped.is_set():
+            return None
         if self._fatal.stop is not None:
             return self._fatal.stop.not_sent(item)
         try:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.client.limits import DEFAULT_MAX_ANSWER_BYTES
 from airflow_provider_aidol.client.signing import canonical_body
-from airflow_provider_aidol.client.validation import require_text
+from airflow_provider_aidol.client.validation import require_id, require_text
 from airflow_provider_aidol.exceptions import AidolResponseError
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ MAX_CONVERSATION_ID_LENGTH = 256
 
 def conversation_body(agent_id: str) -> dict[str, Any]:
     """Check ``agent_id`` and return the request body."""
-    return {"agentId": require_text("agent_id", agent_id)}
+    return {"agentId": require_id("agent_id", agent_id)}
 
 
 def read_conversation(response: AidolResponse) -> AidolResponse:

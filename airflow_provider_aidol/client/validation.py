@@ -9,8 +9,16 @@ import re
 #: mistake, and far larger values overflow the clocks and sleeps they reach.
 MAX_SECONDS = 86_400.0
 
+#: The longest id (agent, user, conversation, trace) accepted, in characters: what the SQL
+#: registry's columns hold (our rule, the same for every store, so a batch that runs without a
+#: registry also runs with one).
+MAX_ID_LENGTH = 255
+
 # Header values go out as Latin-1 bytes; control characters would break or smuggle headers.
 _UNSAFE_IN_HEADER = re.compile(r"[\x00-\x1f\x7f]|[^\x00-\xff]")
+# What no id may hold: control characters (NUL, line breaks, C1) and lone surrogates, which no
+# UTF-8 file, JSON line or database can store.
+_UNSAFE_IN_ID = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def require_text(name: str, value: object) -> str:
@@ -18,6 +26,30 @@ def require_text(name: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name} must be a non-empty string, got {value!r}.")
     return value
+
+
+def require_id(name: str, value: object, *, max_length: int | None = MAX_ID_LENGTH) -> str:
+    """Return ``value`` when it is an id every store can keep, else raise ``ValueError`` naming ``name``.
+
+    It must be a string that is not blank, holds no control character (NUL, line breaks, ...)
+    and no lone surrogate (U+D800 to U+DFFF, which cannot be encoded as UTF-8), and is at most
+    ``max_length`` characters long (``None``: any length).
+    """
+    text = require_text(name, value)
+    unsafe = _UNSAFE_IN_ID.search(text)
+    if unsafe is not None:
+        kind = "a lone surrogate" if "\ud800" <= unsafe.group() <= "\udfff" else "a control character"
+        raise ValueError(
+            f"{name} holds {kind} ({unsafe.group()!r} at position {unsafe.start()}), which cannot be "
+            f"sent or recorded, got {value!r}. Fix the id where it comes from (a file decoded with "
+            "errors='surrogateescape' leaves lone surrogates; a template can leave a line break)."
+        )
+    if max_length is not None and len(text) > max_length:
+        raise ValueError(
+            f"{name} is {len(text)} characters long; ids may have at most {max_length} (what the SQL "
+            "registry's columns hold): shorten it."
+        )
+    return text
 
 
 def require_header_value(name: str, value: object) -> str:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_aidol.client.validation import require_text
+from airflow_provider_aidol.client.validation import require_id
 from airflow_provider_aidol.constants import DEFAULT_CONN_ID
+from airflow_provider_aidol.exceptions import AidolConfigurationError
 from airflow_provider_aidol.operators.base import AidolBaseOperator, Templated, rendered
-from airflow_provider_aidol.registry import Origin
+from airflow_provider_aidol.registry import Origin, Registration
 from airflow_provider_aidol.registry.reuse import ConversationReuse, ReuseOutcome, Settled
 
 if TYPE_CHECKING:
@@ -66,13 +67,14 @@ class CreateConversationOperator(AidolBaseOperator):
         ``trace_id`` (``None`` when reused) and ``reused``.
         """
         try:
+            agent_id, user_id = self._checked_ids()
             self.open_quota(self.registry_conn_id)
             if self.is_dry_run:
-                return self._plan(context)
+                return self._plan(context, agent_id, user_id)
             if not self.reuse_existing:
-                settled = Settled(ReuseOutcome.CREATED, *self._create(self.agent_id, self.user_id))
+                settled = Settled(ReuseOutcome.CREATED, *self._create(agent_id, user_id))
             else:
-                settled = self._reuse_or_create(context)
+                settled = self._reuse_or_create(agent_id, user_id, context)
         finally:
             self.end_try(context)
         extra = {
@@ -84,10 +86,8 @@ class CreateConversationOperator(AidolBaseOperator):
         self.report_results(context, extra, counts={"created": 1 - reused, "reused": reused})
         return settled.conversation_id
 
-    def _plan(self, context: Context) -> Any:
+    def _plan(self, context: Context, agent_id: str, user_id: str) -> Any:
         """Return the dry run's plan: one conversation, reused when the registry keeps it."""
-        agent_id = require_text("agent_id", self.agent_id)
-        user_id = self.hook.resolve_user_id(self.user_id)
         kept = False
         if self.reuse_existing:
             with self.open_registry(self.registry_conn_id, self.registry_table) as registry:
@@ -96,7 +96,16 @@ class CreateConversationOperator(AidolBaseOperator):
             context, total=1, new=1 - kept, reused=int(kept), registry_conn_id=self.registry_conn_id
         )
 
-    def _create(self, agent_id: str, user_id: str | None) -> tuple[str, str | None]:
+    def _checked_ids(self) -> tuple[str, str]:
+        """Return the agent and user ids; raise ``AidolConfigurationError`` (sending nothing) for bad ones."""
+        try:
+            agent_id = require_id("agent_id", self.agent_id)
+            user_id = require_id("user_id", self.hook.resolve_user_id(self.user_id))
+        except ValueError as error:
+            raise AidolConfigurationError(f"{error} Nothing was sent.") from None
+        return agent_id, user_id
+
+    def _create(self, agent_id: str, user_id: str) -> tuple[str, str | None]:
         """Create the conversation; return its id and the answer's traceId."""
         response = self.hook.create_conversation_response(agent_id, user_id=user_id)
         conversation_id: str = response.data["conversationId"]
@@ -108,17 +117,30 @@ class CreateConversationOperator(AidolBaseOperator):
         )
         return conversation_id, response.trace_id
 
-    def _reuse_or_create(self, context: Context) -> Settled:
-        agent_id = require_text("agent_id", self.agent_id)
-        user_id = self.hook.resolve_user_id(self.user_id)
+    def _reuse_or_create(self, agent_id: str, user_id: str, context: Context) -> Settled:
         origin = Origin.from_context(context)
+        created: list[Registration] = []
+
+        def create() -> Registration:
+            created.append(origin.registration(user_id, agent_id, *self._create(agent_id, user_id)))
+            return created[0]
+
         with self.open_registry(self.registry_conn_id, self.registry_table) as registry:
-            settled = ConversationReuse(registry).reuse_or_create(
-                user_id,
-                agent_id,
-                lambda: origin.registration(user_id, agent_id, *self._create(agent_id, user_id)),
-            )
             where = registry.description
+            try:
+                settled = ConversationReuse(registry).reuse_or_create(user_id, agent_id, create)
+            except Exception:
+                for new in created:  # recorded here, before the error ends the task
+                    self.log.warning(
+                        "Conversation %s of user %s with agent %s was created (traceId %s) but not "
+                        "registered in %s, which failed",
+                        new.conversation_id,
+                        user_id,
+                        agent_id,
+                        new.trace_id or "-",
+                        where,
+                    )
+                raise
         self._report_reuse(settled, f"user {user_id} with agent {agent_id}", where, context)
         return settled
 

@@ -260,15 +260,46 @@ class CreateConversationsOperator(AidolBaseOperator):
         if self.hook.usage.quota is not None:
             self.hook.usage.quota.expect(len(to_create))
         batch = self.hook.conversation_batch(self.batch_options)
-        for wave in batch.run_in_waves(to_create):
-            settled = _register(reuse, origin, [(by_index[index], created) for index, created in wave])
-            outcomes: list[ItemOutcome] = []
-            for index, created in wave:
-                item = by_index[index]
-                outcome = _settled(created, settled.get(index), earlier.in_doubt.get(index))
-                outcomes.append(outcome)
-                outcomes += [_shared(repeat, outcome) for repeat in repeats[item.user_id, item.agent_id]]
-            yield outcomes
+        waves = batch.run_in_waves(to_create)
+        for wave in waves:
+            try:
+                settled = _register(reuse, origin, [(by_index[index], created) for index, created in wave])
+            except Exception as error:
+                # Record what was created before the error ends the task: this wave, and the
+                # requests still in flight (nothing more is sent). A retry then skips them.
+                batch.stop()
+                in_hand = wave + [finished for rest in waves for finished in rest]
+                yield self._unregistered(in_hand, by_index, repeats, earlier, error)
+                raise
+            yield _wave_outcomes(wave, by_index, repeats, earlier, settled)
+
+    def _unregistered(
+        self,
+        wave: list[tuple[int, ItemOutcome]],
+        by_index: dict[int, BatchItem],
+        repeats: dict[tuple[str, str], list[BatchItem]],
+        earlier: EarlierTries,
+        error: Exception,
+    ) -> list[ItemOutcome]:
+        """Return the outcomes of a wave the registry failed to take; log every conversation id."""
+        note = f"not registered (the registry failed: {type(error).__name__}: {error})"
+        outcomes = [
+            replace(outcome, error=note) if outcome.conversation_id else outcome
+            for outcome in _wave_outcomes(wave, by_index, repeats, earlier, {})
+        ]
+        created = [outcome for outcome in outcomes if outcome.conversation_id]
+        self.log.warning(
+            "The registry failed with %d conversation(s) created and not registered; recording "
+            "them%s before the task fails: %s",
+            len(created),
+            f" in {self.output_path}" if self.output_path else " here only (no output_path)",
+            "; ".join(
+                f"items[{o.index}] agent {o.agent_id} user {o.user_id}: conversation "
+                f"{o.conversation_id} (traceId {o.trace_id or '-'})"
+                for o in created
+            ),
+        )
+        return outcomes
 
     def _finish(self, failures: list[ItemOutcome], total: int) -> None:
         """Fail listing the failures (``on_error="fail"``), or log them and carry on."""
@@ -292,6 +323,23 @@ def _register(
         if outcome.conversation_id
     }
     return dict(zip(new, reuse.register(list(new.values())), strict=True))
+
+
+def _wave_outcomes(
+    wave: list[tuple[int, ItemOutcome]],
+    by_index: dict[int, BatchItem],
+    repeats: dict[tuple[str, str], list[BatchItem]],
+    earlier: EarlierTries,
+    settled: dict[int, Settled],
+) -> list[ItemOutcome]:
+    """Return a wave's outcomes as settled in the registry, with the repeated pairs' later items."""
+    outcomes: list[ItemOutcome] = []
+    for index, created in wave:
+        item = by_index[index]
+        outcome = _settled(created, settled.get(index), earlier.in_doubt.get(index))
+        outcomes.append(outcome)
+        outcomes += [_shared(repeat, outcome) for repeat in repeats[item.user_id, item.agent_id]]
+    return outcomes
 
 
 def _settled(created: ItemOutcome, settled: Settled | None, in_doubt_request_id: str | None) -> ItemOutcome:

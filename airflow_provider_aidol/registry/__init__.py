@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow_provider_aidol.client.validation import require_text
+from airflow_provider_aidol.client.validation import MAX_ID_LENGTH, require_id, require_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -39,8 +39,6 @@ Pair = tuple[str, str]
 """``(user_id, agent_id)``: what the registry keeps one conversation for, per namespace."""
 DEFAULT_TABLE = "aidol_conversations"
 """The table the SQL registry uses unless told otherwise."""
-MAX_ID_LENGTH = 255
-"""Longest user id, agent id, conversation id or trace id the registry keeps (the SQL columns' size)."""
 
 
 @dataclass(frozen=True)
@@ -182,12 +180,7 @@ def check_registrations(
 
 
 def _check_id(name: str, value: object, max_length: int | None) -> None:
-    text = require_text(name, value)
-    if max_length is not None and len(text) > max_length:
-        raise ValueError(
-            f"{name} is {len(text)} characters long; the SQL registry keeps at most {max_length} "
-            "(the Airflow Variables store has no such limit)."
-        )
+    require_id(name, value, max_length=max_length)
 
 
 def open_registry(

@@ -7,6 +7,7 @@ table as given; table names are checked (lower-case SQL names) before they get h
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -44,6 +45,10 @@ _TYPES = {
     "task_id": "VARCHAR(250)",
     "map_index": "INTEGER",
 }
+
+PROBE_MARKER = "aidol-registry-probe"
+"""How the ids of the probe row begin (the row a check claims, then rolls back)."""
+_WIDTH = re.compile(r"VARCHAR\((\d+)\)")
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,27 @@ class SqlDialect:
             return moment.isoformat(sep=" ")
         return moment.replace(tzinfo=None) if self.naive_timestamps else moment
 
+    def probe_row(self, namespace: str, marker: str) -> tuple[object, ...]:
+        """Return a probe row (values in ``COLUMNS`` order) whose ids fill their columns' full width.
+
+        Claims may write ids that long, so a table whose columns are narrower than the DDL's
+        refuses the probe. ``marker`` starts the user id and makes it unique: the probe never
+        meets a real row.
+        """
+        values: list[object] = []
+        for column in COLUMNS:
+            width = _WIDTH.search(_TYPES[column])
+            if column == "namespace":
+                values.append(namespace)
+            elif column == "created_at":
+                values.append(self.to_db(None))
+            elif width is None:  # map_index: that of a task that is not mapped
+                values.append(-1)
+            else:
+                start = marker if column == "user_id" else PROBE_MARKER
+                values.append(start.ljust(int(width.group(1)), "-"))
+        return tuple(values)
+
     @staticmethod
     def from_db(value: object) -> datetime | None:
         """Return a stored ``created_at`` as an aware UTC datetime."""
@@ -212,3 +238,36 @@ def sqlite_chunks(dialect: SqlDialect, variable_limit: int) -> SqlDialect:
         rows_per_insert=max(1, min(dialect.rows_per_insert, variable_limit // len(COLUMNS))),
         pairs_per_lookup=max(1, min(dialect.pairs_per_lookup, (variable_limit - 1) // 2)),
     )
+
+
+# SQLSTATE classes of a statement the database refuses as such: feature not supported, data,
+# integrity, authorization, syntax or access rule, WITH CHECK OPTION; and a read-only transaction.
+_REFUSED_SQLSTATE_CLASSES = ("0A", "22", "23", "28", "42", "44")
+_READ_ONLY_SQLSTATE = "25006"
+# SQLite primary result codes that a later try may not meet: busy, locked, out of memory,
+# interrupted, I/O error, disk full, lock protocol.
+_SQLITE_TRANSIENT = frozenset({5, 6, 7, 9, 10, 13, 15})
+# MySQL errors of a refused statement: access denied, read-only server or transaction, a NULL,
+# missing default, too long or badly encoded value, a CHECK constraint.
+_MYSQL_REFUSED = frozenset({1044, 1045, 1142, 1143, 1290, 1792, 1048, 1364, 1406, 1366, 3819})
+_DBAPI_REFUSED = frozenset({"IntegrityError", "DataError", "ProgrammingError", "NotSupportedError"})
+
+
+def is_refusal(error: BaseException) -> bool:
+    """Return whether the database refused a statement as such, so trying again cannot help.
+
+    A missing privilege, a read-only database or file, a constraint, a value the column cannot
+    hold, a statement the table does not fit: ``True``. A lost connection, a lock, a timeout,
+    a full disk: ``False``. SQLAlchemy's wrapper is looked through to the driver's error.
+    """
+    error = getattr(error, "orig", None) or error
+    state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)  # psycopg 3, psycopg2
+    if isinstance(state, str):
+        return state.startswith(_REFUSED_SQLSTATE_CLASSES) or state == _READ_ONLY_SQLSTATE
+    sqlite_code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(sqlite_code, int):
+        return sqlite_code & 0xFF not in _SQLITE_TRANSIENT
+    code = error.args[0] if error.args else None
+    if isinstance(code, int) and type(error).__module__.startswith(("MySQLdb", "pymysql", "mysql")):
+        return code in _MYSQL_REFUSED
+    return any(kind.__name__ in _DBAPI_REFUSED for kind in type(error).__mro__)

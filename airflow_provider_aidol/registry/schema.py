@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.exceptions import AidolRegistryConfigError, AidolRegistryError
-from airflow_provider_aidol.registry.dialects import COLUMNS, KEY
+from airflow_provider_aidol.registry.dialects import COLUMNS, KEY, is_refusal
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -64,6 +64,7 @@ def ensure_table(
             registry=where,
         ) from error
     try:
+        _check_name(engine.dialect, table, where)
         with engine.connect() as connection:
             if not inspect(connection).has_table(name, schema=schema or None):
                 _create(connection, shape.create(dialect, table), table)
@@ -71,6 +72,13 @@ def ensure_table(
     except AidolRegistryError:
         raise
     except Exception as error:
+        if is_refusal(error):
+            raise AidolRegistryConfigError(
+                f"The database refused to check or create {where}: {type(error).__name__}: "
+                f"{error}. Fix: give the user of connection {conn_id!r} the rights to read the "
+                f"table (and create it), or create it as {DOCS} shows.",
+                registry=where,
+            ) from error
         raise AidolRegistryError(
             f"Cannot check or create {where}: {type(error).__name__}: {error}", registry=where
         ) from error
@@ -81,6 +89,30 @@ def ensure_table(
             f"{shape.what} {where} has another shape: {'; '.join(problems)}. Fix: create it as "
             f"{shape.docs} shows (the DDL for your database), or set registry_table to a new table "
             "name; the registry creates a missing table itself.",
+            registry=where,
+        )
+
+
+def _check_name(sql_dialect: Any, table: str, where: str) -> None:
+    """Raise when a part of ``table`` is longer than the database keeps or a word it reserves.
+
+    PostgreSQL would cut a longer name to 63 bytes and then never find the table by its name; a
+    reserved word (``order``, ``user``) cannot name a table without quotes.
+    """
+    longest = int(sql_dialect.max_identifier_length)
+    reserved = sql_dialect.identifier_preparer.reserved_words
+    for part in table.split("."):
+        if len(part.encode()) > longest:
+            problem = (
+                f"{part!r} is {len(part.encode())} bytes long, and {sql_dialect.name} keeps at most {longest}"
+            )
+        elif part in reserved:
+            problem = f"{part!r} is a word {sql_dialect.name} reserves"
+        else:
+            continue
+        raise AidolRegistryConfigError(
+            f"registry_table {table!r} cannot name a table here: {problem}. Fix: set "
+            f"registry_table to another name (e.g. aidol_conversations).",
             registry=where,
         )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import uuid
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +23,8 @@ from airflow_provider_aidol.registry import (
     check_pairs,
     check_registrations,
 )
-from airflow_provider_aidol.registry.dialects import DIALECTS, sqlite_chunks
-from airflow_provider_aidol.registry.schema import ensure_table
+from airflow_provider_aidol.registry.dialects import DIALECTS, PROBE_MARKER, is_refusal, sqlite_chunks
+from airflow_provider_aidol.registry.schema import DOCS, ensure_table
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -82,22 +83,71 @@ class SqlRegistry:
         return f"table {self.table} of connection {self.conn_id!r}"
 
     def check(self) -> None:
-        """Connect, create the table when it is missing, and check its shape.
+        """Connect, create the table when it is missing, check its shape, and prove it writable.
+
+        The proof is a probe claim: a row with every id at its column's full width, written by
+        the very statement claims use and read back by the one lookups use, inside a
+        transaction that is then rolled back (no row is left).
 
         Raises :class:`~airflow_provider_aidol.exceptions.AidolRegistryConfigError` when the
         connection does not exist, is not a SQL connection, speaks a database the registry does
-        not know, or the table has another shape; ``AidolRegistryError`` when the database
-        cannot be reached.
+        not know, the table name does not suit the database, the table has another shape, or
+        the database refuses the probe (a read-only user or file, a constraint or column the
+        rows break); ``AidolRegistryError`` when the database cannot be reached or is busy.
         """
         if self._connection is not None:
             return
         hook = self._hook or self._resolve_hook()
         dialect = self._dialect_of(hook)
         ensure_table(hook, dialect, self.table, self.conn_id)
-        connection = open_connection(hook, dialect, self.conn_id, self.description)
-        if dialect.name == "sqlite":
-            dialect = sqlite_chunks(dialect, _sqlite_variable_limit(connection))
+        connection = open_connection(hook, dialect, self.conn_id, self.description, autocommit=False)
+        try:
+            if dialect.name == "sqlite":
+                dialect = sqlite_chunks(dialect, _sqlite_variable_limit(connection))
+            self._probe(connection, dialect, str(hook.placeholder))
+            if hook.supports_autocommit:
+                # Every statement is a transaction of its own: no BEGIN and COMMIT round trips.
+                hook.set_autocommit(connection, True)
+        except BaseException:
+            connection.close()
+            raise
         self._hook, self._dialect, self._connection = hook, dialect, connection
+
+    def _probe(self, connection: Any, dialect: SqlDialect, placeholder: str) -> None:
+        """Claim a probe row as claims do and read it back, then roll it back; raise if refused."""
+        row = dialect.probe_row(self.namespace, f"{PROBE_MARKER}-{uuid.uuid4().hex}")
+        pair = (str(row[1]), str(row[2]))
+        statements = [
+            dialect.insert_if_absent(self.table, [row], placeholder),
+            dialect.lookup(self.table, [pair], self.namespace, placeholder),
+        ]
+        try:
+            with closing(connection.cursor()) as cursor:
+                for sql, parameters in statements:
+                    cursor.execute(sql, parameters)
+                    read = _as_tuples(cursor) if cursor.description else []
+            connection.rollback()  # the probe row is never kept
+        except Exception as error:
+            _rollback(connection)
+            if not is_refusal(error):
+                raise AidolRegistryError(
+                    f"The probe claim in {self.description} failed: {type(error).__name__}: {error}",
+                    registry=self.description,
+                ) from error
+            raise self._config_error(
+                f"cannot be written the way claims write: the database refused a probe row "
+                f"({type(error).__name__}: {str(error).strip()}). Fix: give the user INSERT and "
+                f"SELECT on {self.table} in a writable database, and make the table match the "
+                f"DDL in {DOCS} (no other NOT NULL column without a default, no CHECK or partial "
+                "index the rows break, columns as wide as the DDL's); or set registry_table to a "
+                "new table name, which the registry creates itself"
+            ) from error
+        if not any(found[1:3] == pair for found in read):
+            raise self._config_error(
+                "lost a probe row: written the way claims write, it could not be read back (a "
+                f"trigger or rule on {self.table} that drops or changes rows?). Fix: remove it, "
+                "or set registry_table to a new table name"
+            )
 
     def _resolve_hook(self) -> DbApiHook:
         return resolve_sql_hook(self.conn_id, self.description)
@@ -235,6 +285,11 @@ class SqlRegistry:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _config_error(self, problem: str) -> AidolRegistryConfigError:
+        return AidolRegistryConfigError(
+            f"Registry connection {self.conn_id!r} {problem}.", registry=self.description
+        )
+
 
 def resolve_sql_hook(conn_id: str, description: str) -> DbApiHook:
     """Return the common.sql hook of Airflow connection ``conn_id``; raise a config error naming the fix."""
@@ -288,16 +343,24 @@ def dialect_of(hook: DbApiHook, conn_id: str, description: str) -> SqlDialect:
     return DIALECTS[name]
 
 
-def open_connection(hook: DbApiHook, dialect: SqlDialect, conn_id: str, description: str) -> Any:
-    """Open a database connection with the dialect's session settings, in autocommit when it can."""
+def open_connection(
+    hook: DbApiHook, dialect: SqlDialect, conn_id: str, description: str, *, autocommit: bool = True
+) -> Any:
+    """Open a database connection with the dialect's session settings, in autocommit when it can.
+
+    With ``autocommit=False`` the caller runs transactions of its own first (the registry's probe
+    claim, rolled back) and turns autocommit on itself.
+    """
     connection = None
     try:
         connection = hook.get_conn()
+        if hook.supports_autocommit:
+            hook.set_autocommit(connection, False)
         with closing(connection.cursor()) as cursor:
             for statement in dialect.session_sql:
                 cursor.execute(statement)
         connection.commit()
-        if hook.supports_autocommit:
+        if autocommit and hook.supports_autocommit:
             # Every statement is a transaction of its own: no BEGIN and COMMIT round trips.
             hook.set_autocommit(connection, True)
     except Exception as error:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_aidol.batch.engine import BatchItem, parse_items
-from airflow_provider_aidol.exceptions import AidolBatchError
+from airflow_provider_aidol.exceptions import AidolBatchError, AidolConfigurationError
 from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus, NotSentReason
 
 
@@ -46,6 +46,23 @@ def test_bad_items_are_named_by_index(items, message):
     with pytest.raises(ValueError, match="nothing was sent") as caught:
         parse(items)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["agent-\ud800"], "items[0].agent_id holds a lone surrogate"),
+        ([{"agent_id": "a", "user_id": "u\x00"}], "items[0].user_id holds a control character"),
+        (["ok", "a" * 256], "items[1].agent_id is 256 characters long"),
+        ([BatchItem(5, "agent\x00", "u")], "items[0].agent_id holds a control character"),
+    ],
+)
+def test_ids_no_store_can_keep_are_a_configuration_error_before_anything_is_sent(items, message):
+    with pytest.raises(AidolConfigurationError, match="nothing was sent") as caught:
+        parse(items)
+    assert message in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+    assert caught.value.fatal, "Airflow does not retry it: a retry would be refused the same way"
 
 
 def test_missing_user_without_a_connection_default_names_the_connection():

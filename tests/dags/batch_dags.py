@@ -41,6 +41,8 @@ failing = batch_dag("aidol_batch_fail", on_error="fail")
 continuing = batch_dag("aidol_batch_continue", on_error="continue")
 resuming = batch_dag("aidol_batch_resume", on_error="fail", retries=1)
 reusing = batch_dag("aidol_batch_reuse", reuse_existing=True)
+# Two retries, as a production task would have: a configuration error must not use them.
+gated = batch_dag("aidol_batch_gate", on_error="fail", retries=2)
 
 with DAG("aidol_single_reuse", schedule=None, params={"user": "nobody"}) as single_reuse:
     single = CreateConversationOperator(
