@@ -117,9 +117,7 @@ class SqlRegistry:
         self._hook, self._dialect, self._connection = hook, dialect, connection
 
     def _resolve_hook(self) -> DbApiHook:
-        from airflow.sdk import BaseHook
-
-        from airflow_provider_aidol._compat import AirflowNotFoundException
+        from airflow_provider_aidol._compat import AirflowNotFoundException, BaseHook
 
         try:
             from airflow.providers.common.sql.hooks.sql import DbApiHook
