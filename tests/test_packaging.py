@@ -94,3 +94,53 @@ def test_the_sdist_ships_what_the_test_suite_reads():
         ".ci",
         ".gitignore",
     } <= set(sdist["include"])
+
+
+def _make_variable(name: str) -> list[str]:
+    found = re.search(rf"^{name}\s*:=\s*(.*)$", (REPO / "Makefile").read_text(), flags=re.MULTILINE)
+    assert found is not None, name
+    return found.group(1).split()
+
+
+def _pinned_airflow(constraints: str) -> str:
+    found = re.search(r"^apache-airflow==(\S+)$", (REPO / constraints).read_text(), flags=re.MULTILINE)
+    assert found is not None, constraints
+    return found.group(1)
+
+
+def test_the_readme_supported_versions_table_says_what_ci_runs():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("\n## Supported versions\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| 3.")]
+    header = next(line for line in section.splitlines() if line.startswith("| Airflow"))
+    classified = [c.rsplit(" :: ", 1)[1] for c in PROJECT["classifiers"] if re.search(r":: 3\.\d+$", c)]
+    assert [cell.strip() for cell in header.split("|")[2:-1]] == [f"Python {v}" for v in classified]
+    table = {
+        re.fullmatch(r"\s*(3\.\d+) \((\S+), `(\S+)`\)\s*", row[0]).groups(): [
+            cell.strip() for cell in row[1:]
+        ]  # type: ignore[union-attr]
+        for row in rows
+    }
+    oldest, middle = _make_variable("OLDEST_AIRFLOW"), _make_variable("MIDDLE_AIRFLOWS")
+    newest = _pinned_airflow("constraints.txt")
+    expected = {
+        (".".join(newest.split(".")[:2]), newest, "constraints.txt"): "`make test`",
+        **{
+            (
+                minor,
+                _pinned_airflow(f"constraints-airflow-{minor}.txt"),
+                f"constraints-airflow-{minor}.txt",
+            ): ("`make test-oldest`" if minor in oldest else "`make test-minors`")
+            for minor in oldest + middle
+        },
+    }
+    assert set(table) == set(expected)
+    for key, target in expected.items():
+        assert target in table[key][0], key
+    newest_row = table[next(key for key in table if key[2] == "constraints.txt")]
+    extra = _make_variable("EXTRA_PYTHONS")
+    for version in extra:
+        assert "`make test-extra-pythons`" in newest_row[classified.index(version)]
+    ci = (REPO / ".ci" / "run").read_text()
+    for target in ("test", "test-slow", "test-oldest", "test-minors", "test-extra-pythons"):
+        assert re.search(rf"^step make {target}\b", ci, flags=re.MULTILINE), target
