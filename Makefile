@@ -6,8 +6,8 @@ STAMP  := $(VENV)/.installed
 # Every Airflow 3 minor before the newest gets a venv of its own, .venv-airflow-X.Y, pinned by
 # constraints-airflow-X.Y.txt: the oldest supported (OLDEST_AIRFLOW) runs the whole suite (test-oldest),
 # the ones in between (MIDDLE_AIRFLOWS) the docs and example DAGs only (test-minors), to keep CI short.
-OLDEST_AIRFLOW  := 3.0
-MIDDLE_AIRFLOWS := 3.1 3.2
+OLDEST_AIRFLOW  := 3.1
+MIDDLE_AIRFLOWS := 3.2
 OLDEST          := .venv-airflow-$(OLDEST_AIRFLOW)
 OLDEST_STAMP    := $(OLDEST)/.installed
 MINOR_TESTS     := tests/test_docs.py tests/test_example_dags.py
@@ -60,7 +60,7 @@ test-fast: $(STAMP) postgres
 		pytest-examples pytest-xdist
 	touch $@
 
-## test-oldest: the whole test suite on the oldest supported Airflow (3.0), pinned by constraints-airflow-3.0.txt
+## test-oldest: the whole test suite on the oldest supported Airflow (3.1), pinned by constraints-airflow-3.1.txt
 test-oldest: $(OLDEST_STAMP) postgres
 	$(OLDEST)/bin/pytest -p no:cacheprovider $(XDIST)
 
@@ -68,7 +68,7 @@ test-oldest: $(OLDEST_STAMP) postgres
 test-minors: $(foreach v,$(MIDDLE_AIRFLOWS),.venv-airflow-$(v)/.installed) postgres
 	for v in $(MIDDLE_AIRFLOWS); do .venv-airflow-$$v/bin/pytest -p no:cacheprovider $(XDIST) $(MINOR_TESTS) || exit 1; done
 
-## venvs: every venv the test targets use (.venv, one per older Airflow minor, EXTRA_PYTHONS'); `make -j5 venvs`
+## venvs: every venv the test targets use (.venv, one per older Airflow minor, EXTRA_PYTHONS'); `make -j4 venvs`
 ##        builds them at once (CI does: pip waits on the network and the disk most of the time)
 venvs: $(STAMP) $(foreach v,$(OLDEST_AIRFLOW) $(MIDDLE_AIRFLOWS),.venv-airflow-$(v)/.installed) \
 	$(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed)

@@ -41,7 +41,7 @@ def test_every_dependency_has_a_floor_and_semantically_versioned_libraries_a_cei
         re.split(r"[<>=]", dependency, maxsplit=1)[0]: dependency for dependency in PROJECT["dependencies"]
     }
     assert bounds == {
-        "apache-airflow": "apache-airflow>=3.0.0",
+        "apache-airflow": "apache-airflow>=3.1.0",
         "requests": "requests>=2.32.0,<3",
         "tenacity": "tenacity>=8.3.0",
     }

@@ -117,7 +117,9 @@ class SqlRegistry:
         self._hook, self._dialect, self._connection = hook, dialect, connection
 
     def _resolve_hook(self) -> DbApiHook:
-        from airflow_provider_aidol._compat import AirflowNotFoundException, BaseHook
+        from airflow.sdk import BaseHook
+
+        from airflow_provider_aidol._compat import AirflowNotFoundException
 
         try:
             from airflow.providers.common.sql.hooks.sql import DbApiHook
