@@ -3,14 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Every Airflow 3 minor before the newest gets a venv of its own, .venv-airflow-X.Y, pinned by
-# constraints-airflow-X.Y.txt: the oldest supported (OLDEST_AIRFLOW) runs the whole suite (test-oldest),
-# the ones in between (MIDDLE_AIRFLOWS) the docs and example DAGs only (test-minors), to keep CI short.
-OLDEST_AIRFLOW  := 3.1
-MIDDLE_AIRFLOWS := 3.2
-OLDEST          := .venv-airflow-$(OLDEST_AIRFLOW)
-OLDEST_STAMP    := $(OLDEST)/.installed
-MINOR_TESTS     := tests/test_docs.py tests/test_example_dags.py
+# The oldest supported Airflow minor gets a venv of its own (see test-oldest).
+OLDEST       := .venv-airflow-3.1
+OLDEST_STAMP := $(OLDEST)/.installed
 # Python versions CI also runs the whole suite on, besides $(PYTHON) (3.11), each in a venv of its own
 # (.venv-pyX.Y, pinned by constraints.txt): the newest one pyproject's classifiers name. The
 # classifiers list every version from 3.11 up to it (tests/test_packaging.py); 3.12 is left out of CI
@@ -24,7 +19,7 @@ PYENV_ROOT    ?= $(HOME)/.pyenv
 JOBS   ?= auto
 XDIST  := -n $(JOBS) --dist worksteal
 
-.PHONY: install venvs postgres redis test test-fast test-slow test-oldest test-minors test-extra-pythons lint demo bench e2e e2e-distributed docs \
+.PHONY: install venvs postgres redis test test-fast test-slow test-oldest test-extra-pythons lint demo bench e2e e2e-distributed docs \
 	docs-serve dist clean
 
 $(STAMP): pyproject.toml constraints.txt
@@ -53,25 +48,19 @@ test-slow: $(STAMP) postgres
 test-fast: $(STAMP) postgres
 	$(BIN)/pytest $(XDIST) -m "not airflow"
 
-# The tests need the SQL registry's providers and the test tools, not the dev extra's linters.
-.venv-airflow-%/.installed: pyproject.toml constraints-airflow-%.txt
-	$(PYTHON) -m venv .venv-airflow-$*
-	.venv-airflow-$*/bin/pip install --quiet -c constraints-airflow-$*.txt -e '.[postgres,sqlite]' pytest hypothesis \
-		pytest-examples pytest-xdist
-	touch $@
+$(OLDEST_STAMP): pyproject.toml constraints-airflow-3.1.txt
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/pip install --quiet -c constraints-airflow-3.1.txt -e '.[postgres,sqlite]' pytest hypothesis pytest-examples \
+		pytest-xdist
+	touch $(OLDEST_STAMP)
 
 ## test-oldest: the whole test suite on the oldest supported Airflow (3.1), pinned by constraints-airflow-3.1.txt
 test-oldest: $(OLDEST_STAMP) postgres
 	$(OLDEST)/bin/pytest -p no:cacheprovider $(XDIST)
 
-## test-minors: the docs and example DAGs on each Airflow minor between the oldest and the newest (MIDDLE_AIRFLOWS)
-test-minors: $(foreach v,$(MIDDLE_AIRFLOWS),.venv-airflow-$(v)/.installed) postgres
-	for v in $(MIDDLE_AIRFLOWS); do .venv-airflow-$$v/bin/pytest -p no:cacheprovider $(XDIST) $(MINOR_TESTS) || exit 1; done
-
-## venvs: every venv the test targets use (.venv, one per older Airflow minor, EXTRA_PYTHONS'); `make -j4 venvs`
-##        builds them at once (CI does: pip waits on the network and the disk most of the time)
-venvs: $(STAMP) $(foreach v,$(OLDEST_AIRFLOW) $(MIDDLE_AIRFLOWS),.venv-airflow-$(v)/.installed) \
-	$(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed)
+## venvs: every venv the test targets use (.venv, the oldest Airflow's, EXTRA_PYTHONS'); `make -j3 venvs`
+##        builds them at once (CI does: pip waits on the disk half of the time)
+venvs: $(STAMP) $(OLDEST_STAMP) $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed)
 
 ## test-extra-pythons: the whole suite on each of EXTRA_PYTHONS (newest Airflow, constraints.txt)
 test-extra-pythons: $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed) postgres
@@ -141,4 +130,4 @@ dist: $(STAMP)
 	$(BIN)/python scripts/check_dist.py dist
 
 clean:
-	rm -rf $(VENV) .venv-airflow-3.* .venv-py3.* dist site .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo
+	rm -rf $(VENV) $(OLDEST) .venv-py3.* dist site .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo

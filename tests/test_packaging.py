@@ -115,24 +115,17 @@ def test_the_readme_supported_versions_table_says_what_ci_runs():
     header = next(line for line in section.splitlines() if line.startswith("| Airflow"))
     classified = [c.rsplit(" :: ", 1)[1] for c in PROJECT["classifiers"] if re.search(r":: 3\.\d+$", c)]
     assert [cell.strip() for cell in header.split("|")[2:-1]] == [f"Python {v}" for v in classified]
-    table = {
-        re.fullmatch(r"\s*(3\.\d+) \((\S+), `(\S+)`\)\s*", row[0]).groups(): [
-            cell.strip() for cell in row[1:]
-        ]  # type: ignore[union-attr]
-        for row in rows
-    }
-    oldest, middle = _make_variable("OLDEST_AIRFLOW"), _make_variable("MIDDLE_AIRFLOWS")
+    table: dict[tuple[str, ...], list[str]] = {}
+    for row in rows:
+        airflow = re.fullmatch(r"\s*(3\.\d+) \((\S+), `(\S+)`\)\s*", row[0])
+        assert airflow is not None, row[0]
+        table[airflow.groups()] = [cell.strip() for cell in row[1:]]
+    [oldest] = [name.removeprefix(".venv-airflow-") for name in _make_variable("OLDEST")]
     newest = _pinned_airflow("constraints.txt")
+    oldest_constraints = f"constraints-airflow-{oldest}.txt"
     expected = {
         (".".join(newest.split(".")[:2]), newest, "constraints.txt"): "`make test`",
-        **{
-            (
-                minor,
-                _pinned_airflow(f"constraints-airflow-{minor}.txt"),
-                f"constraints-airflow-{minor}.txt",
-            ): ("`make test-oldest`" if minor in oldest else "`make test-minors`")
-            for minor in oldest + middle
-        },
+        (oldest, _pinned_airflow(oldest_constraints), oldest_constraints): "`make test-oldest`",
     }
     assert set(table) == set(expected)
     for key, target in expected.items():
@@ -142,5 +135,5 @@ def test_the_readme_supported_versions_table_says_what_ci_runs():
     for version in extra:
         assert "`make test-extra-pythons`" in newest_row[classified.index(version)]
     ci = (REPO / ".ci" / "run").read_text()
-    for target in ("test", "test-slow", "test-oldest", "test-minors", "test-extra-pythons"):
+    for target in ("test", "test-slow", "test-oldest", "test-extra-pythons"):
         assert re.search(rf"^step make {target}\b", ci, flags=re.MULTILINE), target
