@@ -69,19 +69,18 @@ def test_the_names_the_provider_imports_from_common_compat_are_there():
     assert hasattr(Stats, "incr")
 
 
-def test_the_python_classifiers_are_the_versions_ci_tests():
-    classified = {
-        classifier.rsplit(" :: ", 1)[1]
+def test_the_python_classifiers_are_every_version_from_the_floor_to_the_newest_ci_tests():
+    classified = sorted(
+        int(classifier.rsplit(".", 1)[1])
         for classifier in PROJECT["classifiers"]
         if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", classifier)
-    }
+    )
     extra = re.search(r"^EXTRA_PYTHONS\s*:=\s*(.*)$", (REPO / "Makefile").read_text(), flags=re.MULTILINE)
     assert extra is not None
-    tested = {"3.11", *extra.group(1).split()}
-    assert classified == tested
-    ci = (REPO / ".ci" / "run").read_text()
-    assert "make test-extra-pythons" in ci
+    tested = {11, *(int(version.split(".")[1]) for version in extra.group(1).split())}
     assert PROJECT["requires-python"] == ">=3.11"
+    assert classified == list(range(11, max(tested) + 1)), "no gap between the oldest and the newest tested"
+    assert "make test-extra-pythons" in (REPO / ".ci" / "run").read_text()
 
 
 def test_the_pypi_page_starts_with_pip_install():
@@ -144,3 +143,46 @@ def test_only_the_user_facing_extras_are_published_and_the_tools_are_dependency_
 def test_the_author_and_every_maintainer_have_an_email():
     people = PROJECT["authors"] + PROJECT["maintainers"]
     assert all(re.fullmatch(r"[^@\s]+@[^@\s]+\.[a-z]+", person.get("email", "")) for person in people)
+
+
+def _make_variable(name: str) -> list[str]:
+    found = re.search(rf"^{name}\s*:=\s*(.*)$", (REPO / "Makefile").read_text(), flags=re.MULTILINE)
+    assert found is not None, name
+    return found.group(1).split()
+
+
+def _pinned_airflow(constraints: str) -> str:
+    found = re.search(r"^apache-airflow==(\S+)$", (REPO / constraints).read_text(), flags=re.MULTILINE)
+    assert found is not None, constraints
+    return found.group(1)
+
+
+def test_the_readme_supported_versions_table_says_what_ci_runs():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("\n## Supported versions\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| 3.")]
+    header = next(line for line in section.splitlines() if line.startswith("| Airflow"))
+    classified = [c.rsplit(" :: ", 1)[1] for c in PROJECT["classifiers"] if re.search(r":: 3\.\d+$", c)]
+    assert [cell.strip() for cell in header.split("|")[2:-1]] == [f"Python {v}" for v in classified]
+    table: dict[tuple[str, ...], list[str]] = {}
+    for row in rows:
+        airflow = re.fullmatch(r"\s*(3\.\d+) \((\S+), `(\S+)`\)\s*", row[0])
+        assert airflow is not None, row[0]
+        table[airflow.groups()] = [cell.strip() for cell in row[1:]]
+    [oldest] = [name.removeprefix(".venv-airflow-") for name in _make_variable("OLDEST")]
+    newest = _pinned_airflow("constraints.txt")
+    oldest_constraints = f"constraints-airflow-{oldest}.txt"
+    expected = {
+        (".".join(newest.split(".")[:2]), newest, "constraints.txt"): "`make test`",
+        (oldest, _pinned_airflow(oldest_constraints), oldest_constraints): "`make test-oldest`",
+    }
+    assert set(table) == set(expected)
+    for key, target in expected.items():
+        assert target in table[key][0], key
+    newest_row = table[next(key for key in table if key[2] == "constraints.txt")]
+    extra = _make_variable("EXTRA_PYTHONS")
+    for version in extra:
+        assert "`make test-extra-pythons`" in newest_row[classified.index(version)]
+    ci = (REPO / ".ci" / "run").read_text()
+    for target in ("test", "test-slow", "test-oldest", "test-extra-pythons"):
+        assert re.search(rf"^step make {target}\b", ci, flags=re.MULTILINE), target
