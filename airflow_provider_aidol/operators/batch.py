@@ -46,7 +46,8 @@ class CreateConversationsOperator(AidolBaseOperator):
     retried task skips the items already recorded as created. On a local path each result is on
     disk before the next requests go out, and each request is journalled before it is sent, so
     a killed worker leaves at most the requests in flight (``2 * max_workers``) in doubt; a
-    retry names them (``in_doubt_request_id``) and sends them again.
+    retry names them all, over any number of killed tries (``in_doubt_request_ids``), and sends
+    them again.
 
     :param conversations: agent-id strings or ``{"agent_id": ..., "user_id": ...}`` dicts, e.g.
         an upstream task's XCom. (templated)
@@ -128,7 +129,7 @@ class CreateConversationsOperator(AidolBaseOperator):
         earlier = result_log.earlier_tries(items) if result_log else EarlierTries()
         if earlier.in_doubt:
             shown = ", ".join(
-                f"items[{i}] X-Request-ID {rid}" for i, rid in list(earlier.in_doubt.items())[:5]
+                f"items[{i}] X-Request-ID {' '.join(ids)}" for i, ids in list(earlier.in_doubt.items())[:5]
             )
             self.log.warning(
                 "%d item(s) were sent by an earlier try without a recorded outcome (%s%s); the server may "
@@ -144,12 +145,12 @@ class CreateConversationsOperator(AidolBaseOperator):
         if result_log is not None:
             self.hook.observe_batch_sends(result_log.sending)
         for wave in self._outcome_waves(items, registry, earlier, context):
-            records = [outcome.as_record() for outcome in wave]
             if result_log is not None:
-                result_log.write(records)
+                wave = result_log.naming_in_doubt(wave)
+                result_log.write([outcome.as_record() for outcome in wave])
             else:
-                for record in records:
-                    results[record["index"]] = record
+                for outcome in wave:
+                    results[outcome.index] = outcome.as_record()
             summary.count(wave)
         counts: dict[str, Any] = {"output_path": None, **summary.as_dict()}
         if result_log is not None:
@@ -204,7 +205,7 @@ class CreateConversationsOperator(AidolBaseOperator):
             outcomes: list[ItemOutcome] = []
             for index, created in wave:
                 item = by_index[index]
-                outcome = _settled(created, settled.get(index), earlier.in_doubt.get(index))
+                outcome = _settled(created, settled.get(index))
                 outcomes.append(outcome)
                 outcomes += [_shared(repeat, outcome) for repeat in repeats[item.user_id, item.agent_id]]
             yield outcomes
@@ -233,17 +234,16 @@ def _register(
     return dict(zip(new, reuse.register(list(new.values())), strict=True))
 
 
-def _settled(created: ItemOutcome, settled: Settled | None, in_doubt_request_id: str | None) -> ItemOutcome:
+def _settled(created: ItemOutcome, settled: Settled | None) -> ItemOutcome:
     """Return an item's outcome once registered: another task's conversation wins a race."""
-    outcome = replace(created, in_doubt_request_id=in_doubt_request_id)
     if settled is not None and settled.outcome is ReuseOutcome.ORPHANED:
         return replace(
-            outcome,
+            created,
             status=ItemStatus.ORPHANED,
             conversation_id=settled.conversation_id,
             orphaned_conversation_id=settled.orphaned_conversation_id,
         )
-    return outcome
+    return created
 
 
 def _shared(repeat: BatchItem, first: ItemOutcome) -> ItemOutcome:
