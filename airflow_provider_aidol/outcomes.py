@@ -128,7 +128,7 @@ _OPTIONAL_KEYS = ("error_class", "not_sent_reason", "orphaned_conversation_id")
 
 
 def _in_doubt_request_ids(record: Mapping[str, Any]) -> tuple[str, ...]:
-    """The record's in-doubt X-Request-IDs; older records named one, as ``in_doubt_request_id``."""
+    """Return the record's in-doubt X-Request-IDs (older records named one: ``in_doubt_request_id``)."""
     if "in_doubt_request_ids" in record:
         return tuple(str(request_id) for request_id in record["in_doubt_request_ids"])
     older = record.get("in_doubt_request_id")

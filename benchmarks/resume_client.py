@@ -16,6 +16,7 @@ import json
 import resource
 import sys
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from benchmarks.common import make_items
@@ -33,11 +34,17 @@ def main() -> int:
     operator = CreateConversationsOperator(
         task_id="create_conversations", conversations=items, output_path=output, on_error="continue"
     )
+    ti = SimpleNamespace(
+        dag_id="aidol_bench",
+        run_id="resume",
+        task_id=operator.task_id,
+        map_index=-1,
+        try_number=2,
+        xcom_push=lambda key, value: None,
+    )
     before = peak_rss()
     start = time.perf_counter()
-    summary: Any = (
-        len(operator.hook.parse_items(items)) if mode == "parse" else operator.execute({})  # type: ignore[typeddict-item]
-    )
+    summary: Any = len(operator.hook.parse_items(items)) if mode == "parse" else operator.execute({"ti": ti})  # type: ignore[typeddict-item]
     seconds = time.perf_counter() - start
     report = {"summary": summary, "seconds": seconds, "peak_rss_before": before, "peak_rss": peak_rss()}
     print(json.dumps(report), flush=True)

@@ -152,8 +152,9 @@ def _kill_six_times(
         raise RuntimeError(f"{name}: the last run failed; see {log_file(f'{name}-last.stderr.log')}")
     summary = json.loads(out.strip().splitlines()[-1])["summary"]
     created = server.conversations()
-    conversations, request_ids = _reported(Path(settings["output"].removeprefix("file://")), registry_url, settings["registry_table"])
-    never = [c for c, request_id in created.items() if c not in conversations and request_id not in request_ids]
+    output = Path(settings["output"].removeprefix("file://"))
+    conversations, request_ids = _reported(output, registry_url, settings["registry_table"])
+    never = [c for c, rid in created.items() if c not in conversations and rid not in request_ids]
     stats = server.stats()
     return {
         "kills": kills,

@@ -86,9 +86,7 @@ def run(*, repetitions: int = 2) -> ScenarioResult:
         requests = server.stats()["requests"]
     extra_mb = max((r["resume"]["child_peak_rss"] - r["parse"]["child_peak_rss"]) / MB for r in runs)
     ratio = max(r["resume"]["seconds"] / r["parse"]["seconds"] for r in runs)
-    nothing_sent = requests == 0 and all(
-        r["resume"]["summary"]["already_recorded"] == COUNT for r in runs
-    )
+    nothing_sent = requests == 0 and all(r["resume"]["summary"]["already_recorded"] == COUNT for r in runs)
     result["goals"] = [
         {
             "measure": f"peak RSS of the resume above merely parsing the items (worst of {repetitions})",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,14 @@ log = logging.getLogger(__name__)
 
 LOCAL_PROTOCOLS = ("", "file", "local")
 JOURNAL_SUFFIX = ".sending"
+_READ_BUFFER = 1 << 20
+# The start of a whole results line as ``ItemOutcome.as_record()`` is written, its strings without
+# escapes: read without a JSON parser (a line that does not match is parsed as JSON).
+_OUR_LINE = re.compile(
+    rb'\{"index": (\d+), "agent_id": "([^"\\]*)", "user_id": "([^"\\]*)", "status": "([a-z_]+)", .*\}\n\Z',
+    re.DOTALL,
+)
+_SUCCEEDED = frozenset(str(status) for status in ItemStatus if status.succeeded)
 
 
 class RecordedItems:
@@ -151,27 +160,27 @@ class ResultLog:
         if not path.exists():
             return
         kept, whole = 0, True  # bytes up to the end of the last whole line; whether it ended
-        for number, line, whole in _lines(path):
-            record = _record(line) if line.strip() else None
-            if record is not None:
-                yield self._matching(record, items, path, number)
-            elif not line.strip() or not repair:
-                pass  # a blank line; in the journal, a line torn before its request was sent
-            elif whole:
-                raise ValueError(
-                    f"output_path {path} line {number} is not a JSON record; only the last line "
-                    "may be torn (by a crash): repair the file or use a new output_path."
-                )
-            else:
-                log.warning(
-                    "%s: its last line was torn by a crash (%d bytes); dropping it, the item it "
-                    "recorded is sent again",
-                    path,
-                    len(line),
-                )
-                _cut(path, kept)
-                return
-            kept += len(line) + whole
+        with _open_to_read(path) as source:
+            for number, line in enumerate(source, start=1):
+                whole = line.endswith(b"\n")
+                record = _written_by_us(line) or _record(line)
+                if record is not None:
+                    yield self._matching(record, items, path, number)
+                elif line.strip() and repair:  # in the journal: a line torn before its request left
+                    if whole:
+                        raise ValueError(
+                            f"output_path {path} line {number} is not a JSON record; only the last "
+                            "line may be torn (by a crash): repair the file or use a new output_path."
+                        )
+                    log.warning(
+                        "%s: its last line was torn by a crash (%d bytes); dropping it, the item it "
+                        "recorded is sent again",
+                        path,
+                        len(line),
+                    )
+                    _cut(path, kept)
+                    return
+                kept += len(line)
         if repair and kept and not whole:
             _append_line_break(path)
 
@@ -287,15 +296,12 @@ class ResultLog:
         self._close_journal()
 
 
-def _lines(path: ObjectStoragePath) -> Iterator[tuple[int, bytes, bool]]:
-    """Yield ``(number, line, whole)`` for each line of ``path``, read as a stream.
-
-    ``line`` is without its line break; ``whole`` is false only for a last line without one.
-    """
-    with path.open("rb") as source:  # type: ignore[no-untyped-call]
-        for number, line in enumerate(source, start=1):
-            whole = line.endswith(b"\n")
-            yield number, line[:-1] if whole else line, whole
+def _open_to_read(path: ObjectStoragePath) -> IO[bytes]:
+    """Open ``path`` to read its lines as bytes (a local file directly: it is read fastest so)."""
+    if path.protocol in LOCAL_PROTOCOLS:
+        return open(path.path, "rb", buffering=_READ_BUFFER)
+    opened: IO[bytes] = path.open("rb")  # type: ignore[no-untyped-call]
+    return opened
 
 
 def _recorded_success(record: dict[str, Any]) -> bool:
@@ -303,7 +309,7 @@ def _recorded_success(record: dict[str, Any]) -> bool:
     status = record.get("status")
     if status is None:
         return ItemOutcome.from_record(record).status.succeeded
-    return ItemStatus(status).succeeded
+    return status in _SUCCEEDED
 
 
 def _cut(path: ObjectStoragePath, size: int) -> None:
@@ -337,10 +343,27 @@ def _rewrite(path: ObjectStoragePath, content: bytes) -> None:
     temporary.replace(path)
 
 
+def _written_by_us(line: bytes) -> dict[str, Any] | None:
+    """Return the fields resume reads from a whole line in our own layout, or ``None``."""
+    match = _OUR_LINE.match(line)
+    if match is None:
+        return None
+    index, agent_id, user_id, status = match.groups()
+    try:
+        return {
+            "index": int(index),
+            "agent_id": agent_id.decode(),
+            "user_id": user_id.decode(),
+            "status": status.decode(),
+        }
+    except UnicodeDecodeError:
+        return None
+
+
 def _record(line: bytes) -> dict[str, Any] | None:
     """Return the JSON object on ``line``, or ``None`` if it is not one (e.g. torn mid-character)."""
     try:
-        record = json.loads(line.decode("utf-8"))
+        record = json.loads(line)
     except (ValueError, RecursionError):
         return None
     return record if isinstance(record, dict) else None
