@@ -128,7 +128,7 @@ def test_an_older_record_naming_one_request_id_is_read(tmp_path):
 )
 def test_resume_reads_every_recorded_item_whatever_its_ids_hold(tmp_path, agent_id, user_id):
     items = [BatchItem(n, agent_id, f"{user_id}-{n}") for n in range(3)]
-    outcomes = [items[0].created("c-0", "t"), items[1].failed(ValueError("no")), items[2].created("c-2", None)]
+    outcomes = [items[0].created("c-0", "t"), items[1].failed(ValueError("no")), items[2].created("c", None)]
     path = results_file(
         tmp_path, "".join(json.dumps(o.as_record(), ensure_ascii=False) + "\n" for o in outcomes).encode()
     )
