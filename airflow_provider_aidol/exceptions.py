@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AidolAuthError",
     "AidolBatchError",
+    "AidolConfigurationError",
     "AidolConnectionError",
     "AidolError",
     "AidolImageConfigError",
@@ -365,4 +366,13 @@ class AidolRegistryConfigError(AidolRegistryError, ValueError, AirflowFailExcept
     Its connection does not exist or is not a SQL connection, its table has another shape, or the
     database is one the registry does not speak. The message names the connection and the fix.
     It is a ``ValueError`` (bad input) and fails the task without Airflow task retries.
+    """
+
+
+class AidolConfigurationError(AidolError, ValueError, AirflowFailException):
+    """The task is configured in a way that cannot work; raised before any request is sent.
+
+    E.g. its ``output_path`` holds a file this provider did not write, or another live task is
+    writing it. The message names the setting and the fix. It is a ``ValueError`` (bad input)
+    and fails the task without Airflow task retries: retrying cannot help.
     """

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.called_patches import CalledPatches
 from tests.postgres_server import PostgresServer, find_binaries
 
 if TYPE_CHECKING:
@@ -24,6 +25,28 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="aidol-tests-airflow-home-"))
 
+SUITE_BUNDLES = {"aidol_examples": REPO / "example_dags", "aidol_tests": REPO / "tests" / "dags"}
+
+
+def bundle_config_list(first: dict[str, Path] | None = None) -> str:
+    """Airflow's ``dag_bundle_config_list``: the ``first`` bundles (searched first), then the suite's.
+
+    Airflow reads the setting again each time ``dag.test()`` runs, so a test may add a folder of
+    its own with ``monkeypatch.setenv``.
+    """
+    bundles = {**(first or {}), **SUITE_BUNDLES}
+    return json.dumps(
+        [
+            {
+                "name": name,
+                "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                "kwargs": {"path": str(path)},
+            }
+            for name, path in bundles.items()
+        ]
+    )
+
+
 for _name in [name for name in os.environ if name.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_VAR_"))]:
     del os.environ[_name]
 os.environ.update(
@@ -32,19 +55,7 @@ os.environ.update(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "example_dags"),
         # dag.test() runs only DAGs found in a bundle: the examples and the tests' own DAGs.
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
-            [
-                {
-                    "name": name,
-                    "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-                    "kwargs": {"path": str(path)},
-                }
-                for name, path in [
-                    ("aidol_examples", REPO / "example_dags"),
-                    ("aidol_tests", REPO / "tests" / "dags"),
-                ]
-            ]
-        ),
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": bundle_config_list(),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
     }
 )
@@ -73,7 +84,29 @@ def airflow_db(aidol_migrated_airflow_home: AirflowHome) -> Path:
     """
     database = AIRFLOW_HOME / "airflow.db"
     shutil.copyfile(aidol_migrated_airflow_home.database, database)
+    _build_the_in_process_execution_api_once()
     return database
+
+
+def _build_the_in_process_execution_api_once() -> None:
+    """On Airflow before 3.3, let ``dag.test()`` build its in-process execution API once per process.
+
+    ``dag.test()`` serves each task's calls from an in-process execution API. Airflow 3.3 builds
+    its routes once per process; older releases build them again for every task (about 10 s of
+    CPU each time, most of the oldest-Airflow suite's time). Sharing one instance is what 3.3
+    does in effect: the same app, its per-run DAG bag set again by each task.
+    """
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    if Version(version("apache-airflow")) >= Version("3.3"):
+        return
+    from functools import cache
+
+    from airflow.sdk.execution_time import supervisor
+
+    supervisor.in_process_api_server = cache(supervisor.in_process_api_server)
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +119,17 @@ def postgres_server() -> Iterator[PostgresServer]:
         pytest.skip(reason)
     with PostgresServer() as server:
         yield server
+
+
+@pytest.fixture
+def must_call(monkeypatch: pytest.MonkeyPatch) -> Iterator[CalledPatches]:
+    """``must_call.setattr(target, name, replacement)``: a patch the test fails without calling.
+
+    Patch with this, not ``monkeypatch.setattr`` (``tests/test_called_patches.py`` holds the suite to it).
+    """
+    patches = CalledPatches(monkeypatch)
+    yield patches
+    patches.check()
 
 
 REGISTRY_CONN_ID = "aidol_registry"

@@ -11,6 +11,9 @@ item: a retry names every ``X-Request-ID`` sent for an item that has no recorded
 
 Resume reads both files as streams and keeps one byte per input item for what is recorded, so
 its memory does not grow with the results file.
+
+Entering a ``ResultLog`` claims its path first (``output_file.OutputFile``): nothing is read,
+repaired or sent before the file is known to be writable, held by this task alone, and ours.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import IO, TYPE_CHECKING, Any
 
+from airflow_provider_aidol.batch.output_file import LOCAL_PROTOCOLS, OutputFile, local_name, open_helper
+from airflow_provider_aidol.exceptions import AidolConfigurationError
 from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus
 
 if TYPE_CHECKING:
@@ -36,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOCAL_PROTOCOLS = ("", "file", "local")
 JOURNAL_SUFFIX = ".sending"
 _READ_BUFFER = 1 << 20
 # The start of a whole results line as ``ItemOutcome.as_record()`` is written, its strings without
@@ -114,6 +118,7 @@ class ResultLog:
         # try's (sent, not yet written), by item index.
         self._earlier_in_doubt: dict[int, list[str]] = {}
         self._sent: dict[int, list[str]] = {}
+        self._output = OutputFile(path)
 
     @property
     def journal_path(self) -> ObjectStoragePath:
@@ -125,8 +130,9 @@ class ResultLog:
 
         Both files are read as streams. A last line without its line break is what a crash
         mid-write leaves: it is kept if it is a whole record and cut off if not. Raises
-        ``ValueError`` when a record does not match the item at its index (the file belongs to a
-        different input), or when an earlier line of the results is not a record.
+        ``AidolConfigurationError`` (a ``ValueError``) when a record does not match the item at
+        its index (the file belongs to a different input), or when an earlier line of the
+        results is not a record.
         """
         earlier = EarlierTries(RecordedItems(len(items)))
         for record in self._records(self.path, items, repair=True):
@@ -168,7 +174,7 @@ class ResultLog:
                     yield self._matching(record, items, path, number)
                 elif line.strip() and repair:  # in the journal: a line torn before its request left
                     if whole:
-                        raise ValueError(
+                        raise AidolConfigurationError(
                             f"output_path {path} line {number} is not a JSON record; only the last "
                             "line may be torn (by a crash): repair the file or use a new output_path."
                         )
@@ -196,7 +202,7 @@ class ResultLog:
             or (record.get("agent_id"), record.get("user_id"))
             != (items[index].agent_id, items[index].user_id)
         ):
-            raise ValueError(
+            raise AidolConfigurationError(
                 f"output_path {path} line {number} does not match the input "
                 f"(index {index!r}): it holds another batch's results; use a new output_path."
             )
@@ -227,10 +233,11 @@ class ResultLog:
             self._sent.setdefault(item.index, []).append(request_id)
 
     def _open_journal(self) -> IO[str]:
-        """Open the journal to append, after a line break if a killed try tore its last line."""
-        torn = self.journal_path.exists() and not _ends_with_line_break(self.journal_path)
-        journal: IO[str] = self.journal_path.open("a")  # type: ignore[no-untyped-call]
-        if torn:
+        """Open the journal to append, never through a link; first end a line a killed try tore."""
+        descriptor = open_helper(local_name(self.journal_path), os.O_RDWR | os.O_APPEND | os.O_CREAT)
+        size = os.fstat(descriptor).st_size
+        journal = os.fdopen(descriptor, "a", encoding="utf-8")
+        if size and os.pread(descriptor, 1, size - 1) != b"\n":
             journal.write("\n")
         return journal
 
@@ -285,15 +292,21 @@ class ResultLog:
                 self._journal = None
 
     def __enter__(self) -> ResultLog:
-        if self.local:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Claim ``path`` before the first request: writable, held by this task alone, and ours.
+
+        Raises ``AidolConfigurationError`` (file left unchanged) otherwise; see ``OutputFile``.
+        """
+        self._output.claim()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        self.flush()
-        self._close_journal()
+        try:
+            self.flush()
+            self._close_journal()
+        finally:
+            self._output.release()
 
 
 def _open_to_read(path: ObjectStoragePath) -> IO[bytes]:
@@ -321,15 +334,6 @@ def _cut(path: ObjectStoragePath, size: int) -> None:
         _rewrite(path, source.read(size))
 
 
-def _ends_with_line_break(path: ObjectStoragePath) -> bool:
-    """Whether a non-empty local file's last byte is a line break (an empty one counts as ended)."""
-    with open(path.path, "rb") as source:
-        if source.seek(0, os.SEEK_END) == 0:
-            return True
-        source.seek(-1, os.SEEK_END)
-        return source.read(1) == b"\n"
-
-
 def _append_line_break(path: ObjectStoragePath) -> None:
     """End a whole last record that lost only its line break, so appending after it is clean."""
     with path.open("ab") as target:  # type: ignore[no-untyped-call]
@@ -339,7 +343,12 @@ def _append_line_break(path: ObjectStoragePath) -> None:
 def _rewrite(path: ObjectStoragePath, content: bytes) -> None:
     """Replace the file's content, through a temporary file next to it (no half-written state)."""
     temporary = path.with_name(f"{path.name}.repair")
-    temporary.write_bytes(content)
+    if path.protocol in LOCAL_PROTOCOLS:
+        repair = open_helper(local_name(temporary), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        with os.fdopen(repair, "wb") as target:
+            target.write(content)
+    else:
+        temporary.write_bytes(content)
     temporary.replace(path)
 
 

@@ -56,7 +56,9 @@ class CreateConversationsOperator(AidolBaseOperator):
     :param on_error: ``"fail"``: finish every item, then fail listing the failures;
         ``"continue"``: succeed and report the failures in the results.
     :param output_path: an ``ObjectStoragePath`` or URI (``file:///…``, ``s3://…``) for the JSON
-        lines; checked before the first request. (templated)
+        lines. Claimed before the first request: it must be writable, absent, empty or a results
+        file of this provider, and (local paths) not held by another live task; otherwise
+        ``AidolConfigurationError``, with the file unchanged. (templated)
     :param reuse_existing: reuse the conversation the registry keeps for each user and agent,
         and register new ones (each wave of them before the next requests go out). When another
         task registered a pair first, its conversation is used and the one this task created is

@@ -1,22 +1,34 @@
-"""CreateConversationsOperator (and reuse) inside real DAG runs on the embedded server."""
+"""CreateConversationsOperator (and reuse) inside real DAG runs on the embedded server.
+
+The crash and race tests run the batch in processes of their own (``batch_runner.py``): one
+killed with SIGKILL mid-batch, two started together on one ``output_path``.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_aidol.batch.result_log import ResultLog
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
 from airflow_provider_aidol.testing import Fault
 from tests.aidol_default import unique_items
 from tests.airflow_db import returned
+from tests.conftest import REPO
 from tests.dags import batch_dags
+from tests.operators import batch_runner
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from airflow.sdk import DAG
 
 
@@ -95,27 +107,91 @@ def test_a_retried_task_resumes_without_creating_recorded_items_again(airflow_wi
     assert (summary["already_recorded"], summary["created"], summary["failed"]) == (9, 3, 0)
 
 
-def test_resume_after_a_crash_mid_batch(airflow_with_aidol_server, tmp_path, monkeypatch):
-    batch = unique_items(10)
+def start_batch(server: Any, label: str, output: Path, count: int, workers: int) -> subprocess.Popen[str]:
+    """Run a batch task in a process of its own (``tests/operators/batch_runner.py``)."""
+    arguments = [str(count), label, f"file://{output}", "-", str(workers)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.operators.batch_runner", *arguments],
+        cwd=REPO,
+        env={**os.environ, "AIRFLOW_CONN_AIDOL_DEFAULT": server.connection_json()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.aidol_server(latency=0.02)
+def test_resume_after_the_worker_is_killed_mid_batch(airflow_with_aidol_server, tmp_path):
+    server, path, count, workers = airflow_with_aidol_server, tmp_path / "results.jsonl", 200, 4
+    process = start_batch(server, "killed", path, count, workers)
+    deadline = time.monotonic() + 120
+    while server.count(path="/v1/chat/conversation") < 60:
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the batch did not send 60 requests in 120 s"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    time.sleep(0.5)  # the requests the server was still answering finish
+    killed_at = len(server.conversations)
+    assert 0 < killed_at < count, "killed mid-batch"
+
+    dag_run = run(batch_dags.resuming, items=batch_runner.items(count), output_path=f"file://{path}")
+
+    assert dag_run.state == "success"
+    summary = returned(dag_run)
+    assert summary["already_recorded"] + summary["created"] == count
+    lines = {line["index"]: line for line in read_lines(path) if line["conversation_id"]}
+    assert sorted(lines) == list(range(count)), "every item recorded with its conversation"
+    per_user = Counter(c.user_id for c in server.conversations)
+    twice = {index for index, line in lines.items() if per_user[line["user_id"]] > 1}
+    assert sum(per_user.values()) - count <= 2 * workers, "created twice: only the requests in flight"
+    assert all(per_user[line["user_id"]] <= 2 for line in lines.values())
+    doubted = {
+        index: line["in_doubt_request_ids"] for index, line in lines.items() if "in_doubt_request_ids" in line
+    }
+    assert twice <= set(doubted), "every item created twice is reported in doubt"
+    sent = {record.request_id for record in server.requests}
+    assert all(set(doubted[index]) <= sent for index in twice), "with the X-Request-IDs the server got"
+    recorded = {line["conversation_id"] for line in lines.values()}
+    orphans = {c.conversation_id for c in server.conversations} - recorded
+    assert len(orphans) == sum(per_user.values()) - count, "every other conversation is in a result line"
+    assert not path.with_name("results.jsonl.sending").exists()
+
+
+@pytest.mark.aidol_server(latency=0.05)  # a batch takes seconds: the two overlap
+def test_two_tasks_started_together_on_one_output_path_create_each_item_once(
+    airflow_with_aidol_server, tmp_path
+):
+    server, path, count = airflow_with_aidol_server, tmp_path / "results.jsonl", 200
+    first, second = (start_batch(server, label, path, count, workers=2) for label in ("A", "B"))
+    (out_a, err_a), (out_b, err_b) = first.communicate(timeout=240), second.communicate(timeout=240)
+
+    outcomes = sorted([(first.returncode, out_a, err_a), (second.returncode, out_b, err_b)])
+    (code_won, out_won, err_won), (code_refused, _, err_refused) = outcomes
+    assert code_won == 0, err_won[-3000:]
+    assert code_refused != 0
+    assert "AidolConfigurationError" in err_refused
+    assert "another live task is writing it" in err_refused
+    assert json.loads(out_won.splitlines()[-1])["created"] == count
+    assert server.count(path="/v1/chat/conversation") == count, "the refused task sent nothing"
+    assert len(server.conversations) == count
+    assert sorted(line["index"] for line in read_lines(path)) == list(range(count))
+
+
+@pytest.mark.parametrize(
+    "foreign",
+    [b"name,age\nann,31\n", b'[{"index": 0}]', b"one line without its line break", bytes(range(256))],
+    ids=["csv", "json-array", "one-line", "binary"],
+)
+def test_a_file_the_provider_did_not_write_is_refused_unchanged_before_any_request(
+    airflow_with_aidol_server, tmp_path, foreign, capfd
+):
     path = tmp_path / "results.jsonl"
-    appended: list[dict[str, Any]] = []
-    original_append = ResultLog.append
-
-    def crash_after_four(self, record):
-        original_append(self, record)
-        appended.append(record)
-        if len(appended) == 4:
-            self.flush()
-            raise RuntimeError("simulated worker crash")
-
-    monkeypatch.setattr(ResultLog, "append", crash_after_four)
-    assert run(batch_dags.resuming, items=batch, output_path=f"file://{path}").state == "success"
-    recorded_first = {line["user_id"] for line in appended[:4]}
-    per_user = Counter(c.user_id for c in airflow_with_aidol_server.conversations)
-    assert all(per_user[user] == 1 for user in recorded_first), "recorded items must not be created again"
-    assert set(per_user) == {item["user_id"] for item in batch}, "nothing lost"
-    successes = {line["index"] for line in read_lines(path) if line["conversation_id"]}
-    assert successes == set(range(10))
+    path.write_bytes(foreign)
+    assert run(batch_dags.resuming, items=unique_items(3), output_path=f"file://{path}").state == "failed"
+    assert "AidolConfigurationError" in capfd.readouterr().out
+    assert path.read_bytes() == foreign
+    assert airflow_with_aidol_server.count() == 0
 
 
 def test_reuse_across_two_dag_runs(airflow_with_aidol_server):
@@ -183,9 +259,9 @@ def test_each_result_line_has_one_status_and_an_older_results_file_still_resumes
     batch = unique_items(4)
     batch[3]["agent_id"] = "missing-agent"
     path = tmp_path / "results.jsonl"
-    written_before_status = {
-        **batch[0],
+    written_before_status = {  # as versions before `status` wrote it: `index` first, as always
         "index": 0,
+        **batch[0],
         "conversation_id": "c-written-by-an-older-version",
         "trace_id": None,
         "error": None,

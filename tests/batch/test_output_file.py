@@ -1,0 +1,202 @@
+"""output_path is claimed before the first request: held by one task, writable, and ours.
+
+A file this provider did not write is refused and left byte for byte unchanged; only a last
+line of our own records torn by a crash is repaired; the files beside it are never opened
+through a symbolic link; a second live writer is refused, a dead one does not keep the lease.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+from airflow.sdk import ObjectStoragePath
+
+from airflow_provider_aidol.batch.engine import BatchItem
+from airflow_provider_aidol.batch.result_log import ResultLog
+from airflow_provider_aidol.exceptions import AidolConfigurationError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+ITEMS = [BatchItem(n, "agent-1", f"u-{n}") for n in range(4)]
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000")
+
+
+def line(index: int, conversation_id: str | None = "c") -> bytes:
+    record = {"index": index, "agent_id": "agent-1", "user_id": f"u-{index}", "status": "created"}
+    return (json.dumps({**record, "conversation_id": conversation_id, "error": None}) + "\n").encode()
+
+
+def output(tmp_path: Path, content: bytes | None = None) -> ObjectStoragePath:
+    if content is not None:
+        (tmp_path / "results.jsonl").write_bytes(content)
+    return ObjectStoragePath(f"file://{tmp_path}/results.jsonl")
+
+
+def resume(path: ObjectStoragePath) -> set[int]:
+    """Open the results file as a batch does and return the indexes recorded as created."""
+    with ResultLog(path) as log:
+        return set(log.earlier_tries(ITEMS).successes)
+
+
+@pytest.mark.parametrize(
+    "foreign",
+    [
+        b"name,age\nann,31\n",
+        b'[{"index": 0, "agent_id": "agent-1"}]\n',
+        b"one line without its line break",
+        b'{"user_id": "u-0", "agent_id": "agent-1"}',  # a JSON object, not one of our records
+        b'{"user_id": "u-0", "agent_id": "agent-1"}\n',
+        PNG,
+        b"\x00\x01\x02\xff",
+        line(0) + line(1) + b"name,age",  # our records, then something that is not a torn record
+    ],
+    ids=["csv", "json-array", "one-line", "json-object", "json-object-line", "png", "binary", "tail"],
+)
+def test_a_file_this_provider_did_not_write_is_refused_and_left_unchanged(tmp_path, foreign):
+    path = output(tmp_path, foreign)
+    with pytest.raises(AidolConfigurationError, match=r"refused before any request.*did not write|torn"):
+        resume(path)
+    assert (tmp_path / "results.jsonl").read_bytes() == foreign
+    assert sorted(os.listdir(tmp_path)) == ["results.jsonl"], "nothing left beside it"
+
+
+@pytest.mark.parametrize(
+    ("content", "kept"),
+    [
+        (b'{"index": 0, "agent_id": "agent-1", "user_id": "u-', b""),  # torn in the very first write
+        (line(0) + b'{"ind', line(0)),  # torn before the whole of a record's first key
+        (line(0) + line(1)[:-9], line(0)),
+        (b"", b""),
+        (b"\n\n", b"\n\n"),
+    ],
+    ids=["first-write", "short-tail", "tail", "empty", "blank"],
+)
+def test_only_a_torn_last_line_of_our_own_records_is_repaired(tmp_path, content, kept):
+    path = output(tmp_path, content)
+    assert resume(path) == ({0} if kept.strip() else set())
+    assert (tmp_path / "results.jsonl").read_bytes() == kept
+
+
+def test_an_absent_file_is_created_empty_and_its_folders_made(tmp_path):
+    path = ObjectStoragePath(f"file://{tmp_path}/a/b/results.jsonl")
+    assert resume(path) == set()
+    assert (tmp_path / "a" / "b" / "results.jsonl").read_bytes() == b""
+
+
+@pytest.mark.parametrize(
+    ("made", "output_name"),
+    [
+        ("results.jsonl/", "results.jsonl"),  # a folder
+        ("file", "file/results.jsonl"),  # under a file
+        ("results.jsonl.lock/", "results.jsonl"),  # its lock file cannot be opened
+    ],
+)
+def test_an_output_path_that_cannot_be_written_is_refused(tmp_path, made, output_name):
+    if made.endswith("/"):
+        (tmp_path / made).mkdir()
+    else:
+        (tmp_path / made).write_text("x")
+    with pytest.raises(AidolConfigurationError, match=r"cannot be (written|made)"):
+        resume(ObjectStoragePath(f"file://{tmp_path}/{output_name}"))
+
+
+@pytest.mark.parametrize("suffix", [".repair", ".sending", ".lock"])
+def test_a_planted_symbolic_link_beside_the_output_is_refused_and_its_target_untouched(tmp_path, suffix):
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious\n")
+    (tmp_path / f"results.jsonl{suffix}").symlink_to(victim)
+    path = output(tmp_path, line(0) + b'{"index": 1, "ag')  # a torn line: the resume repairs it
+    with pytest.raises(AidolConfigurationError, match="symbolic link"):
+        resume(path)
+    assert victim.read_bytes() == b"precious\n"
+
+
+@pytest.mark.parametrize("suffix", [".repair", ".sending"])
+def test_a_link_planted_after_the_claim_is_not_followed_either(tmp_path, suffix):
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious\n")
+    with ResultLog(output(tmp_path, line(0) + b'{"index": 1, "ag')) as log:
+        (tmp_path / f"results.jsonl{suffix}").symlink_to(victim)
+        if suffix == ".repair":  # a local file's torn line is cut off in place: .repair is not used
+            assert set(log.earlier_tries(ITEMS).successes) == {0}
+        else:  # a send journals in .sending
+            with pytest.raises(AidolConfigurationError, match="symbolic link"):
+                log.sending(ITEMS[1], "request-1")
+    assert victim.read_bytes() == b"precious\n"
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_output(tmp_path):
+    path = output(tmp_path, line(0))
+    with ResultLog(path):
+        with pytest.raises(AidolConfigurationError, match=f"another live task is writing it.*{os.getpid()}"):
+            resume(path)
+        assert (tmp_path / "results.jsonl").read_bytes() == line(0)
+    assert resume(path) == {0}, "free again once the first let go"
+    assert not (tmp_path / "results.jsonl.lock").exists()
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from airflow.sdk import ObjectStoragePath
+    from airflow_provider_aidol.batch.result_log import ResultLog
+
+    with ResultLog(ObjectStoragePath(sys.argv[1])):
+        print("holding", flush=True)
+        time.sleep(600)
+    """
+)
+
+
+def test_a_killed_holder_does_not_keep_the_output(tmp_path):
+    path = output(tmp_path, line(0))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "holding\n", holder.stderr.read() if holder.stderr else ""
+        with pytest.raises(AidolConfigurationError, match=f"process {holder.pid} on"):
+            resume(path)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    assert (tmp_path / "results.jsonl.lock").exists(), "a killed holder leaves its lock file"
+    assert resume(path) == {0}, "but not its lock"
+
+
+@pytest.fixture
+def object_storage() -> str:
+    """A folder of an in-memory object store (fsspec's ``memory://``), unique to the test."""
+    from airflow.sdk.io import attach
+    from fsspec.implementations.memory import MemoryFileSystem  # type: ignore[import-untyped]
+
+    attach("memory", fs=MemoryFileSystem())
+    return f"memory://bucket-{uuid.uuid4().hex[:8]}"
+
+
+def test_on_object_storage_a_foreign_file_is_refused_unchanged_too(object_storage):
+    path = ObjectStoragePath(f"{object_storage}/results.jsonl")
+    path.write_bytes(b"name,age,city")  # one line without its line break: once truncated to 0 bytes
+    with pytest.raises(AidolConfigurationError, match=r"did not write \(it begins b'name,age,city'"):
+        resume(path)
+    assert path.read_bytes() == b"name,age,city"
+
+
+def test_on_object_storage_our_file_resumes_and_an_absent_one_is_created(object_storage):
+    ours = ObjectStoragePath(f"{object_storage}/ours.jsonl")
+    ours.write_bytes(line(0) + b'{"index": 1, "ag')
+    assert resume(ours) == {0}
+    assert ours.read_bytes() == line(0)
+    absent = ObjectStoragePath(f"{object_storage}/absent.jsonl")
+    assert resume(absent) == set()
+    assert absent.read_bytes() == b""
