@@ -10,9 +10,9 @@ What a block is, is said by an HTML comment above its fence (invisible on GitHub
   ``aidol_default``; its files are written under the test's own folder instead of
   ``/tmp/aidol``; the run and every task must succeed. It runs in this process: a new
   ``airflow`` process costs about 15 s (importing Airflow, building its execution API), and
-  the command itself is tested by ``tests/testing/test_dag_runner.py`` and the pytest blocks. ``dag=ID`` names the DAG to
-  run when the file defines several; ``file=PATH`` also names it for a ``pytest`` block on the
-  same page;
+  the command itself is tested by ``tests/testing/test_dag_runner.py`` and the pytest blocks.
+  ``dag=ID`` names the DAG to run when the file defines several; ``file=PATH`` also names it for
+  a ``pytest`` block on the same page;
 - ``<!-- docs-test: pytest -->``: a user's test module, run by pytest in a child process inside a
   project made of the page's ``file=`` blocks, with a HOME of its own: no ``~/airflow/airflow.db``
   may appear, and no ``~/airflow`` at all when the module uses ``aidol_airflow``;
