@@ -71,8 +71,9 @@ class ItemOutcome:
     :param error_class: the error's class name (for ``NOT_SENT``: the error that stopped the batch).
     :param not_sent_reason: why it was not sent (``NOT_SENT`` only).
     :param orphaned_conversation_id: the conversation created here and not used (``ORPHANED``).
-    :param in_doubt_request_id: the ``X-Request-ID`` of an earlier try's send whose outcome was
-        never recorded (the item was sent again).
+    :param in_doubt_request_ids: the ``X-Request-ID`` of every send of this item whose outcome
+        was never recorded (an earlier try's, or this try's attempt that got no answer): the
+        server may have created a conversation for each.
     """
 
     index: int
@@ -85,7 +86,7 @@ class ItemOutcome:
     error_class: str | None = None
     not_sent_reason: NotSentReason | None = None
     orphaned_conversation_id: str | None = None
-    in_doubt_request_id: str | None = None
+    in_doubt_request_ids: tuple[str, ...] = ()
 
     @property
     def reused(self) -> bool:
@@ -108,21 +109,32 @@ class ItemOutcome:
             value = getattr(self, name)
             if value is not None:
                 record[name] = str(value)
+        if self.in_doubt_request_ids:
+            record["in_doubt_request_ids"] = list(self.in_doubt_request_ids)
         return record
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> ItemOutcome:
         """Rebuild an outcome from ``as_record()``'s record, or from an older one without ``status``."""
-        known = {field.name for field in fields(cls)} - {"status", "not_sent_reason"}
+        known = {field.name for field in fields(cls)} - {"status", "not_sent_reason", "in_doubt_request_ids"}
         reason = record.get("not_sent_reason")
         return cls(
             **{name: record[name] for name in known if name in record},
             status=ItemStatus(record["status"]) if "status" in record else _status_of_older(record),
             not_sent_reason=NotSentReason(reason) if reason is not None else None,
+            in_doubt_request_ids=_in_doubt_request_ids(record),
         )
 
 
-_OPTIONAL_KEYS = ("error_class", "not_sent_reason", "orphaned_conversation_id", "in_doubt_request_id")
+_OPTIONAL_KEYS = ("error_class", "not_sent_reason", "orphaned_conversation_id")
+
+
+def _in_doubt_request_ids(record: Mapping[str, Any]) -> tuple[str, ...]:
+    """Return the record's in-doubt X-Request-IDs (older records named one: ``in_doubt_request_id``)."""
+    if "in_doubt_request_ids" in record:
+        return tuple(str(request_id) for request_id in record["in_doubt_request_ids"])
+    older = record.get("in_doubt_request_id")
+    return (str(older),) if older is not None else ()
 
 
 def _status_of_older(record: Mapping[str, Any]) -> ItemStatus:

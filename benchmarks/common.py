@@ -365,6 +365,10 @@ class ServerProcess:
     def stats(self) -> dict[str, Any]:
         return self.command("stats")
 
+    def conversations(self) -> dict[str, str | None]:
+        """Every conversation created so far: the X-Request-ID that created it, by conversation id."""
+        return dict(self.command("conversations")["conversations"])
+
     def reset(self) -> None:
         self.command("reset")
 

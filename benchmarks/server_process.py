@@ -8,6 +8,7 @@ Airflow connection, then answers one command per stdin line, one JSON line each:
   (total, distinct ``(agent, user)`` pairs, the most conversations any pair got, and a SHA-256
   of the sorted pairs so the client can check they are exactly the ones it asked for), and the
   image generations started (conversation, X-Request-ID, start as a Unix timestamp);
+- ``conversations``: every conversation created, as ``[conversation id, X-Request-ID]`` pairs;
 - ``reset``: forget requests, conversations, rate buckets (``{"ok": true}``);
 - ``stop`` or end of input: stop the server and exit.
 
@@ -68,6 +69,8 @@ def main() -> int:
             command = line.strip()
             if command == "stats":
                 answer: dict[str, Any] = stats(server)
+            elif command == "conversations":
+                answer = {"conversations": [[c.conversation_id, c.request_id] for c in server.conversations]}
             elif command == "reset":
                 server.reset()
                 answer = {"ok": True}

@@ -5,7 +5,12 @@ read too (their status follows from their fields).
 
 Next to a local results file sits a journal of the requests in flight (``<name>.sending``): each
 line is written just before a request leaves, so after a crash the items sent without a
-recorded outcome are known, with their ``X-Request-ID``, and reported as *in doubt*.
+recorded outcome are known, with their ``X-Request-ID``, and reported as *in doubt*. The journal
+is only appended to, over any number of killed tries, and deleted once a try has recorded every
+item: a retry names every ``X-Request-ID`` sent for an item that has no recorded conversation.
+
+Resume reads both files as streams and keeps one byte per input item for what is recorded, so
+its memory does not grow with the results file.
 
 Entering a ``ResultLog`` claims its path first (``output_file.OutputFile``): nothing is read,
 repaired or sent before the file is known to be writable, held by this task alone, and ours.
@@ -16,16 +21,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_aidol.batch.output_file import LOCAL_PROTOCOLS, OutputFile, local_name, open_helper
 from airflow_provider_aidol.exceptions import AidolConfigurationError
-from airflow_provider_aidol.outcomes import ItemOutcome
+from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from types import TracebackType
 
     from airflow.sdk import ObjectStoragePath
@@ -35,19 +42,54 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOURNAL_SUFFIX = ".sending"
+_READ_BUFFER = 1 << 20
+# The start of a whole results line as ``ItemOutcome.as_record()`` is written, its strings without
+# escapes: read without a JSON parser (a line that does not match is parsed as JSON).
+_OUR_LINE = re.compile(
+    rb'\{"index": (\d+), "agent_id": "([^"\\]*)", "user_id": "([^"\\]*)", "status": "([a-z_]+)", .*\}\n\Z',
+    re.DOTALL,
+)
+_SUCCEEDED = frozenset(str(status) for status in ItemStatus if status.succeeded)
+
+
+class RecordedItems:
+    """The indexes of the input's items recorded with a conversation: one byte per input item.
+
+    :param size: how many items the input has.
+    """
+
+    def __init__(self, size: int = 0) -> None:
+        self._flags = bytearray(size)
+        self._count = 0
+
+    def add(self, index: int) -> None:
+        """Mark item ``index`` as recorded."""
+        if not self._flags[index]:
+            self._flags[index] = 1
+            self._count += 1
+
+    def __contains__(self, index: object) -> bool:
+        return isinstance(index, int) and 0 <= index < len(self._flags) and bool(self._flags[index])
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[int]:
+        return (index for index, flag in enumerate(self._flags) if flag)
 
 
 @dataclass
 class EarlierTries:
     """What earlier tries of the task left in the results file and the journal.
 
-    :param successes: the outcomes recorded with a conversation, by item index.
-    :param in_doubt: items sent (``X-Request-ID`` by index) whose outcome was never recorded:
-        the server may have created their conversation.
+    :param successes: the indexes of the items recorded with a conversation.
+    :param in_doubt: items without a recorded conversation that earlier tries sent: every
+        ``X-Request-ID`` sent for them, oldest first, by index. The server may have created a
+        conversation for any of them.
     """
 
-    successes: dict[int, ItemOutcome] = field(default_factory=dict)
-    in_doubt: dict[int, str] = field(default_factory=dict)
+    successes: RecordedItems = field(default_factory=RecordedItems)
+    in_doubt: dict[int, list[str]] = field(default_factory=dict)
 
 
 class ResultLog:
@@ -72,6 +114,10 @@ class ResultLog:
         self._last_flush = time.monotonic()
         self._journal: IO[str] | None = None
         self._journal_lock = threading.Lock()
+        # X-Request-IDs without a recorded outcome: earlier tries' (read on resume) and this
+        # try's (sent, not yet written), by item index.
+        self._earlier_in_doubt: dict[int, list[str]] = {}
+        self._sent: dict[int, list[str]] = {}
         self._output = OutputFile(path)
 
     @property
@@ -80,63 +126,69 @@ class ResultLog:
         return self.path.with_name(self.path.name + JOURNAL_SUFFIX)
 
     def earlier_tries(self, items: list[BatchItem]) -> EarlierTries:
-        """Return what earlier tries recorded: successes, and items sent without an outcome.
+        """Return what earlier tries recorded: successes, and items sent without a conversation.
 
-        A last line without its line break is what a crash mid-write leaves: it is kept if it is
-        a whole record and dropped if not, and the file is rewritten to end with a whole line.
-        Raises ``AidolConfigurationError`` (a ``ValueError``) when a record does not match the
-        item at its index (the file belongs to a different input), or when an earlier line is not
-        a record.
+        Both files are read as streams. A last line without its line break is what a crash
+        mid-write leaves: it is kept if it is a whole record and cut off if not. Raises
+        ``AidolConfigurationError`` (a ``ValueError``) when a record does not match the item at
+        its index (the file belongs to a different input), or when an earlier line of the
+        results is not a record.
         """
-        earlier = EarlierTries()
-        outcomes: set[int] = set()
+        earlier = EarlierTries(RecordedItems(len(items)))
         for record in self._records(self.path, items, repair=True):
-            outcome = ItemOutcome.from_record(record)  # a record without ``status`` is an older one
-            outcomes.add(outcome.index)
-            if outcome.status.succeeded:
-                earlier.successes[outcome.index] = outcome
+            if _recorded_success(record):
+                earlier.successes.add(record["index"])
         if self.local:
-            for record in self._records(self.journal_path, items, repair=False):
-                if record["index"] not in outcomes:
-                    earlier.in_doubt[record["index"]] = str(record.get("request_id"))
+            earlier.in_doubt = self._journalled(items, earlier.successes)
+        self._earlier_in_doubt = {index: list(ids) for index, ids in earlier.in_doubt.items()}
         return earlier
 
-    def recorded_successes(self, items: list[BatchItem]) -> dict[int, ItemOutcome]:
-        """Return the successful records of earlier tries, by item index (see ``earlier_tries``)."""
+    def recorded_successes(self, items: list[BatchItem]) -> RecordedItems:
+        """Return the indexes of the items earlier tries recorded with a conversation."""
         return self.earlier_tries(items).successes
+
+    def _journalled(self, items: list[BatchItem], successes: RecordedItems) -> dict[int, list[str]]:
+        """Every X-Request-ID the journal holds for an item without a recorded conversation."""
+        in_doubt: dict[int, list[str]] = {}
+        for record in self._records(self.journal_path, items, repair=False):
+            if record["index"] not in successes:
+                in_doubt.setdefault(record["index"], []).append(str(record.get("request_id")))
+        return in_doubt
 
     def _records(
         self, path: ObjectStoragePath, items: list[BatchItem], *, repair: bool
-    ) -> list[dict[str, Any]]:
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the records of the results file (``repair``) or of the journal, streaming.
+
+        In the journal a line that is not a record was torn by a crash before its request was
+        sent: it is skipped wherever it is (later tries appended after it).
+        """
         if not path.exists():
-            return []
-        *lines, torn = path.read_bytes().split(b"\n")
-        records = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            record = _record(line)
-            if record is None:
-                raise AidolConfigurationError(
-                    f"output_path {path} line {number} is not a JSON record; only the last line "
-                    "may be torn (by a crash): repair the file or use a new output_path."
-                )
-            records.append(self._matching(record, items, path, number))
-        if torn.strip():
-            record = _record(torn)
-            if record is not None:
-                records.append(self._matching(record, items, path, len(lines) + 1))
-                lines.append(torn)
-            else:
-                log.warning(
-                    "%s: its last line was torn by a crash (%d bytes); dropping it, the item it "
-                    "recorded is sent again",
-                    path,
-                    len(torn),
-                )
-            if repair:
-                _rewrite(path, b"".join(line + b"\n" for line in lines))
-        return records
+            return
+        kept, whole = 0, True  # bytes up to the end of the last whole line; whether it ended
+        with _open_to_read(path) as source:
+            for number, line in enumerate(source, start=1):
+                whole = line.endswith(b"\n")
+                record = _written_by_us(line) or _record(line)
+                if record is not None:
+                    yield self._matching(record, items, path, number)
+                elif line.strip() and repair:  # in the journal: a line torn before its request left
+                    if whole:
+                        raise AidolConfigurationError(
+                            f"output_path {path} line {number} is not a JSON record; only the last "
+                            "line may be torn (by a crash): repair the file or use a new output_path."
+                        )
+                    log.warning(
+                        "%s: its last line was torn by a crash (%d bytes); dropping it, the item it "
+                        "recorded is sent again",
+                        path,
+                        len(line),
+                    )
+                    _cut(path, kept)
+                    return
+                kept += len(line)
+        if repair and kept and not whole:
+            _append_line_break(path)
 
     @staticmethod
     def _matching(
@@ -175,10 +227,35 @@ class ResultLog:
         )
         with self._journal_lock:
             if self._journal is None:
-                journal = open_helper(local_name(self.journal_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-                self._journal = os.fdopen(journal, "a", encoding="utf-8")
+                self._journal = self._open_journal()
             self._journal.write(line + "\n")
             self._journal.flush()
+            self._sent.setdefault(item.index, []).append(request_id)
+
+    def _open_journal(self) -> IO[str]:
+        """Open the journal to append, never through a link; first end a line a killed try tore."""
+        descriptor = open_helper(local_name(self.journal_path), os.O_RDWR | os.O_APPEND | os.O_CREAT)
+        size = os.fstat(descriptor).st_size
+        journal = os.fdopen(descriptor, "a", encoding="utf-8")
+        if size and os.pread(descriptor, 1, size - 1) != b"\n":
+            journal.write("\n")
+        return journal
+
+    def naming_in_doubt(self, outcomes: list[ItemOutcome]) -> list[ItemOutcome]:
+        """Return ``outcomes`` naming the X-Request-IDs without a recorded outcome, to record them.
+
+        An item's ``in_doubt_request_ids`` are every request earlier tries sent for it (when it
+        had no recorded conversation) and, of this try's attempts, all for an ``in_doubt``
+        outcome, else all but the last (the one answered).
+        """
+        named = []
+        for outcome in outcomes:
+            with self._journal_lock:
+                sent = self._sent.pop(outcome.index, [])
+            this_try = sent if outcome.status is ItemStatus.IN_DOUBT else sent[:-1]
+            ids = [*self._earlier_in_doubt.pop(outcome.index, []), *this_try]
+            named.append(replace(outcome, in_doubt_request_ids=tuple(ids)) if ids else outcome)
+        return named
 
     def write(self, records: list[dict[str, Any]]) -> None:
         """Queue records; write the queue when it is due (at once on a local path)."""
@@ -232,6 +309,37 @@ class ResultLog:
             self._output.release()
 
 
+def _open_to_read(path: ObjectStoragePath) -> IO[bytes]:
+    """Open ``path`` to read its lines as bytes (a local file directly: it is read fastest so)."""
+    if path.protocol in LOCAL_PROTOCOLS:
+        return open(path.path, "rb", buffering=_READ_BUFFER)
+    opened: IO[bytes] = path.open("rb")  # type: ignore[no-untyped-call]
+    return opened
+
+
+def _recorded_success(record: dict[str, Any]) -> bool:
+    """Whether ``record`` gives its item a conversation (``ItemOutcome.from_record``'s status, fast)."""
+    status = record.get("status")
+    if status is None:
+        return ItemOutcome.from_record(record).status.succeeded
+    return status in _SUCCEEDED
+
+
+def _cut(path: ObjectStoragePath, size: int) -> None:
+    """Keep only the first ``size`` bytes of ``path`` (a local file is truncated in place)."""
+    if path.protocol in LOCAL_PROTOCOLS:
+        os.truncate(path.path, size)
+        return
+    with path.open("rb") as source:  # type: ignore[no-untyped-call]
+        _rewrite(path, source.read(size))
+
+
+def _append_line_break(path: ObjectStoragePath) -> None:
+    """End a whole last record that lost only its line break, so appending after it is clean."""
+    with path.open("ab") as target:  # type: ignore[no-untyped-call]
+        target.write(b"\n")
+
+
 def _rewrite(path: ObjectStoragePath, content: bytes) -> None:
     """Replace the file's content, through a temporary file next to it (no half-written state)."""
     temporary = path.with_name(f"{path.name}.repair")
@@ -244,10 +352,27 @@ def _rewrite(path: ObjectStoragePath, content: bytes) -> None:
     temporary.replace(path)
 
 
+def _written_by_us(line: bytes) -> dict[str, Any] | None:
+    """Return the fields resume reads from a whole line in our own layout, or ``None``."""
+    match = _OUR_LINE.match(line)
+    if match is None:
+        return None
+    index, agent_id, user_id, status = match.groups()
+    try:
+        return {
+            "index": int(index),
+            "agent_id": agent_id.decode(),
+            "user_id": user_id.decode(),
+            "status": status.decode(),
+        }
+    except UnicodeDecodeError:
+        return None
+
+
 def _record(line: bytes) -> dict[str, Any] | None:
     """Return the JSON object on ``line``, or ``None`` if it is not one (e.g. torn mid-character)."""
     try:
-        record = json.loads(line.decode("utf-8"))
+        record = json.loads(line)
     except (ValueError, RecursionError):
         return None
     return record if isinstance(record, dict) else None

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.batch.options import DEFAULT_MAX_WORKERS, BatchOptions
-from airflow_provider_aidol.batch.result_log import EarlierTries, ResultLog
+from airflow_provider_aidol.batch.result_log import EarlierTries, RecordedItems, ResultLog
 from airflow_provider_aidol.constants import DEFAULT_CONN_ID
 from airflow_provider_aidol.exceptions import AidolApprovalError, AidolBatchError
 from airflow_provider_aidol.integration.assets import batch_extra
@@ -49,7 +49,8 @@ class CreateConversationsOperator(AidolBaseOperator):
     retried task skips the items already recorded as created. On a local path each result is on
     disk before the next requests go out, and each request is journalled before it is sent, so
     a killed worker leaves at most the requests in flight (``2 * max_workers``) in doubt; a
-    retry names them (``in_doubt_request_id``) and sends them again.
+    retry names them all, over any number of killed tries (``in_doubt_request_ids``), and sends
+    them again.
 
     :param conversations: agent-id strings or ``{"agent_id": ..., "user_id": ...}`` dicts, e.g.
         an upstream task's XCom. (templated)
@@ -165,7 +166,7 @@ class CreateConversationsOperator(AidolBaseOperator):
         earlier = result_log.earlier_tries(items) if result_log else EarlierTries()
         if earlier.in_doubt:
             shown = ", ".join(
-                f"items[{i}] X-Request-ID {rid}" for i, rid in list(earlier.in_doubt.items())[:5]
+                f"items[{i}] X-Request-ID {' '.join(ids)}" for i, ids in list(earlier.in_doubt.items())[:5]
             )
             self.log.warning(
                 "%d item(s) were sent by an earlier try without a recorded outcome (%s%s); the server may "
@@ -181,12 +182,12 @@ class CreateConversationsOperator(AidolBaseOperator):
         if result_log is not None:
             self.hook.observe_batch_sends(result_log.sending)
         for wave in self._outcome_waves(items, registry, earlier, context):
-            records = [outcome.as_record() for outcome in wave]
             if result_log is not None:
-                result_log.write(records)
+                wave = result_log.naming_in_doubt(wave)
+                result_log.write([outcome.as_record() for outcome in wave])
             else:
-                for record in records:
-                    results[record["index"]] = record
+                for outcome in wave:
+                    results[outcome.index] = outcome.as_record()
             summary.count(wave)
         counts: dict[str, Any] = {"output_path": None, **summary.as_dict()}
         if result_log is not None:
@@ -205,7 +206,7 @@ class CreateConversationsOperator(AidolBaseOperator):
         self, items: list[BatchItem], registry: ConversationRegistry | None, context: Context | None
     ) -> dict[str, Any]:
         """Return the dry run's plan: what ``_run()`` would create, reuse and skip, nothing sent."""
-        earlier: dict[int, ItemOutcome] = {}
+        earlier = RecordedItems()
         if self.output_path:
             path = object_storage_path("output_path", self.output_path, example="file:///data/{{ ds }}.jsonl")
             if path.exists():
@@ -269,23 +270,22 @@ class CreateConversationsOperator(AidolBaseOperator):
                 # requests still in flight (nothing more is sent). A retry then skips them.
                 batch.stop()
                 in_hand = wave + [finished for rest in waves for finished in rest]
-                yield self._unregistered(in_hand, by_index, repeats, earlier, error)
+                yield self._unregistered(in_hand, by_index, repeats, error)
                 raise
-            yield _wave_outcomes(wave, by_index, repeats, earlier, settled)
+            yield _wave_outcomes(wave, by_index, repeats, settled)
 
     def _unregistered(
         self,
         wave: list[tuple[int, ItemOutcome]],
         by_index: dict[int, BatchItem],
         repeats: dict[tuple[str, str], list[BatchItem]],
-        earlier: EarlierTries,
         error: Exception,
     ) -> list[ItemOutcome]:
         """Return the outcomes of a wave the registry failed to take; log every conversation id."""
         note = f"not registered (the registry failed: {type(error).__name__}: {error})"
         outcomes = [
             replace(outcome, error=note) if outcome.conversation_id else outcome
-            for outcome in _wave_outcomes(wave, by_index, repeats, earlier, {})
+            for outcome in _wave_outcomes(wave, by_index, repeats, {})
         ]
         created = [outcome for outcome in outcomes if outcome.conversation_id]
         self.log.warning(
@@ -329,30 +329,28 @@ def _wave_outcomes(
     wave: list[tuple[int, ItemOutcome]],
     by_index: dict[int, BatchItem],
     repeats: dict[tuple[str, str], list[BatchItem]],
-    earlier: EarlierTries,
     settled: dict[int, Settled],
 ) -> list[ItemOutcome]:
     """Return a wave's outcomes as settled in the registry, with the repeated pairs' later items."""
     outcomes: list[ItemOutcome] = []
     for index, created in wave:
         item = by_index[index]
-        outcome = _settled(created, settled.get(index), earlier.in_doubt.get(index))
+        outcome = _settled(created, settled.get(index))
         outcomes.append(outcome)
         outcomes += [_shared(repeat, outcome) for repeat in repeats[item.user_id, item.agent_id]]
     return outcomes
 
 
-def _settled(created: ItemOutcome, settled: Settled | None, in_doubt_request_id: str | None) -> ItemOutcome:
+def _settled(created: ItemOutcome, settled: Settled | None) -> ItemOutcome:
     """Return an item's outcome once registered: another task's conversation wins a race."""
-    outcome = replace(created, in_doubt_request_id=in_doubt_request_id)
     if settled is not None and settled.outcome is ReuseOutcome.ORPHANED:
         return replace(
-            outcome,
+            created,
             status=ItemStatus.ORPHANED,
             conversation_id=settled.conversation_id,
             orphaned_conversation_id=settled.orphaned_conversation_id,
         )
-    return outcome
+    return created
 
 
 def _shared(repeat: BatchItem, first: ItemOutcome) -> ItemOutcome:

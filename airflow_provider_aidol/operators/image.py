@@ -524,7 +524,9 @@ class GenerateChatImagesOperator(AidolBaseOperator):
                     "may have generated and billed the image; it is not sent again unless "
                     "resend_in_doubt=True"
                 )
-                outcome = request.outcome(ItemStatus.IN_DOUBT, error=why, in_doubt_request_id=request_ids[-1])
+                outcome = request.outcome(
+                    ItemStatus.IN_DOUBT, error=why, in_doubt_request_ids=tuple(request_ids)
+                )
                 extra = {
                     "key": request.key,
                     "attempt_id": state.last_send_attempt.get(index),

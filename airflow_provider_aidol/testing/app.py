@@ -153,7 +153,7 @@ async def create_conversation(call: Signed, state: State) -> Response:
     agent_id = _required(call.body, "agentId")
     if state.find_agent(agent_id) is None:
         raise ApiError.not_found("Agent not found")
-    conversation = state.create_conversation(agent_id, call.user_id)
+    conversation = state.create_conversation(agent_id, call.user_id, call.request_id)
     return _ok(state, {"conversationId": conversation.conversation_id})
 
 

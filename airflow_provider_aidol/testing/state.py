@@ -32,12 +32,17 @@ class RequestFilter(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class Conversation:
-    """A conversation the server created; ``created_at`` is on the server clock (UTC)."""
+    """A conversation the server created; ``created_at`` is on the server clock (UTC).
+
+    ``request_id`` is the ``X-Request-ID`` of the request that created it (``None`` when made
+    by hand), so a test can tell whether the client reported it.
+    """
 
     conversation_id: str
     agent_id: str
     user_id: str
     created_at: datetime
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -171,10 +176,10 @@ class ServerState:
         with self._lock:
             return self._agents.get(agent_id)
 
-    def create_conversation(self, agent_id: str, user_id: str) -> Conversation:
-        """Create and remember a conversation."""
+    def create_conversation(self, agent_id: str, user_id: str, request_id: str | None = None) -> Conversation:
+        """Create and remember a conversation (made by the request ``request_id``, if given)."""
         created_at = datetime.fromtimestamp(self.now(), tz=UTC)
-        conversation = Conversation(str(uuid.uuid4()), agent_id, user_id, created_at)
+        conversation = Conversation(str(uuid.uuid4()), agent_id, user_id, created_at, request_id)
         with self._lock:
             self._conversations[conversation.conversation_id] = conversation
         return conversation

@@ -149,7 +149,7 @@ def in_doubt_pairs(output_dir: Path) -> set[tuple[str, str]]:
     """Return the pairs the shards' results files name as sent by a killed try without an outcome."""
     files = sorted(output_dir.glob("shard-*.jsonl"))
     lines = [json.loads(line) for path in files for line in path.read_text().splitlines()]
-    return {(line["user_id"], line["agent_id"]) for line in lines if line.get("in_doubt_request_id")}
+    return {(line["user_id"], line["agent_id"]) for line in lines if line.get("in_doubt_request_ids")}
 
 
 def seconds(start: str, end: str) -> float:
