@@ -241,19 +241,25 @@ def test_a_column_narrower_than_the_ddls_is_refused_before_anything(
     assert aidol_default_server.count() == 0
 
 
+def registry_as_a_new_user(monkeypatch: pytest.MonkeyPatch, owner: str, *grants: str) -> None:
+    """Point the registry connection at a new PostgreSQL login with only ``grants`` (run as ``owner``)."""
+    monkeypatch.setenv(REGISTRY_ENV_VAR, owner)
+    user = f"reader_{uuid.uuid4().hex[:8]}"
+    run_sql(REGISTRY_CONN_ID, f"CREATE ROLE {user} LOGIN")  # PostgreSQL 15+: no CREATE on public
+    for grant in grants:
+        run_sql(REGISTRY_CONN_ID, grant.format(user=user))
+    monkeypatch.setenv(REGISTRY_ENV_VAR, owner.replace("postgres@", f"{user}@", 1))
+
+
 def test_a_read_only_postgresql_user_is_refused_before_anything(
     aidol_default_server: AidolServer,
     postgres_server: PostgresServer,
     monkeypatch: pytest.MonkeyPatch,
     table: str,
 ):
-    owner = postgres_server.airflow_uri
-    monkeypatch.setenv(REGISTRY_ENV_VAR, owner)
+    monkeypatch.setenv(REGISTRY_ENV_VAR, postgres_server.airflow_uri)
     run_sql(REGISTRY_CONN_ID, create_table_sql("postgresql", table))
-    reader = f"reader_{uuid.uuid4().hex[:8]}"
-    run_sql(REGISTRY_CONN_ID, f"CREATE ROLE {reader} LOGIN")
-    run_sql(REGISTRY_CONN_ID, f"GRANT SELECT ON {table} TO {reader}")
-    monkeypatch.setenv(REGISTRY_ENV_VAR, owner.replace("postgres@", f"{reader}@", 1))
+    registry_as_a_new_user(monkeypatch, postgres_server.airflow_uri, f"GRANT SELECT ON {table} TO {{user}}")
     error = refused(unique_items(6), REGISTRY_CONN_ID, table)
     assert "permission denied" in str(error)
     assert aidol_default_server.count() == 0
@@ -265,11 +271,7 @@ def test_a_postgresql_user_that_cannot_create_the_missing_table_is_refused_befor
     monkeypatch: pytest.MonkeyPatch,
     table: str,
 ):
-    owner = postgres_server.airflow_uri
-    monkeypatch.setenv(REGISTRY_ENV_VAR, owner)
-    reader = f"reader_{uuid.uuid4().hex[:8]}"
-    run_sql(REGISTRY_CONN_ID, f"CREATE ROLE {reader} LOGIN")  # PostgreSQL 15+: no CREATE on public
-    monkeypatch.setenv(REGISTRY_ENV_VAR, owner.replace("postgres@", f"{reader}@", 1))
+    registry_as_a_new_user(monkeypatch, postgres_server.airflow_uri)
     error = refused(unique_items(6), REGISTRY_CONN_ID, table)
     assert "The database refused to check or create" in str(error)
     assert aidol_default_server.count() == 0
