@@ -56,7 +56,7 @@ def test_every_dependency_has_a_floor_and_semantically_versioned_libraries_a_cei
 def test_the_oldest_airflow_venv_tests_the_common_compat_floor():
     # The provider imports Stats and get_hook_lineage_collector from common.compat's sdk module;
     # `make test-oldest` runs the suite with the oldest release that has them.
-    oldest = re.search(r"^\$\(OLDEST_STAMP\): pyproject.toml (\S+)$", (REPO / "Makefile").read_text(), re.M)
+    oldest = re.search(r"^\$\(OLDEST_STAMP\): pyproject.toml (\S+)\b", (REPO / "Makefile").read_text(), re.M)
     assert oldest is not None
     pins = (REPO / oldest.group(1)).read_text().splitlines()
     assert f"apache-airflow-providers-common-compat=={COMMON_COMPAT_FLOOR}" in pins

@@ -11,7 +11,8 @@ from airflow_provider_aidol.integration.usage import RequestUsage
 
 
 def test_without_common_compat_metrics_are_dropped_with_one_warning(monkeypatch, caplog):
-    monkeypatch.setattr(metrics, "_send_failures", itertools.count())  # as in a fresh task process
+    # As in a fresh task process: no failure counted yet.
+    monkeypatch.setattr(metrics, "_send_failures", itertools.count())  # never called: a counter
     # As if apache-airflow-providers-common-compat, where Airflow's Stats is imported from, were absent.
     monkeypatch.setitem(sys.modules, "airflow.providers.common.compat.sdk", None)
     usage = RequestUsage()

@@ -25,10 +25,10 @@ hitl = pytest.importorskip("airflow.sdk.execution_time.hitl", reason="no human-i
 
 
 @pytest.fixture
-def approval_requests(monkeypatch) -> list[dict[str, Any]]:
+def approval_requests(must_call) -> list[dict[str, Any]]:
     """What the task asks Airflow's UI (the API server is not running in these tests)."""
     asked: list[dict[str, Any]] = []
-    monkeypatch.setattr(hitl, "upsert_hitl_detail", lambda **request: asked.append(request))
+    must_call.setattr(hitl, "upsert_hitl_detail", lambda **request: asked.append(request))
     return asked
 
 

@@ -46,7 +46,7 @@ def run_every_operator(server: AidolServer, tmp_path: Path) -> None:
 
 
 def test_broken_reporting_is_a_warning_and_every_operator_succeeds_once(
-    airflow_with_aidol_server, tmp_path, monkeypatch, capfd
+    airflow_with_aidol_server, tmp_path, must_call, capfd
 ):
     # common.compat without get_hook_lineage_collector, as in releases before 1.13.1: its lazy
     # module __getattr__ cannot resolve the name (Airflow's own lineage calls do not go through it).
@@ -61,7 +61,7 @@ def test_broken_reporting_is_a_warning_and_every_operator_succeeds_once(
             raise ImportError(f"cannot import name {name!r} from 'airflow.providers.common.compat.sdk'")
         return resolve(name)
 
-    monkeypatch.setattr(sdk, "__getattr__", old_common_compat)
+    must_call.setattr(sdk, "__getattr__", old_common_compat)
     # And an asset backend that fails when the outlets' events are filled in.
     filled = []
 
@@ -69,7 +69,7 @@ def test_broken_reporting_is_a_warning_and_every_operator_succeeds_once(
         filled.append(extra)
         raise RuntimeError("asset backend unavailable")
 
-    monkeypatch.setattr(base, "set_outlet_extras", broken_asset_backend)
+    must_call.setattr(base, "set_outlet_extras", broken_asset_backend)
 
     run_every_operator(airflow_with_aidol_server, tmp_path)
 
