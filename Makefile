@@ -68,17 +68,18 @@ $(OLDEST_STAMP): pyproject.toml constraints-airflow-3.1.txt | $(UV)
 		pytest-xdist
 	touch $(OLDEST_STAMP)
 
-## test-oldest: the whole test suite on the oldest supported Airflow (3.1), pinned by constraints-airflow-3.1.txt
+## test-oldest: the suite but its slow tier on the oldest supported Airflow (3.1), pinned by
+##              constraints-airflow-3.1.txt (the slow tier runs once, on the newest Airflow: CI's time)
 test-oldest: $(OLDEST_STAMP) postgres
-	$(OLDEST)/bin/pytest -p no:cacheprovider $(XDIST)
+	$(OLDEST)/bin/pytest -p no:cacheprovider $(XDIST) -m "not slow"
 
 ## venvs: every venv the test targets use (.venv, the oldest Airflow's, EXTRA_PYTHONS'); `make -j3 venvs`
 ##        builds them at once (CI does: pip waits on the disk half of the time)
 venvs: $(STAMP) $(OLDEST_STAMP) $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed)
 
-## test-extra-pythons: the whole suite on each of EXTRA_PYTHONS (newest Airflow, constraints.txt)
+## test-extra-pythons: the suite but its slow tier on each of EXTRA_PYTHONS (newest Airflow, constraints.txt)
 test-extra-pythons: $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed) postgres
-	for v in $(EXTRA_PYTHONS); do .venv-py$$v/bin/pytest -p no:cacheprovider $(XDIST) || exit 1; done
+	for v in $(EXTRA_PYTHONS); do .venv-py$$v/bin/pytest -p no:cacheprovider $(XDIST) -m "not slow" || exit 1; done
 
 # The interpreter: pyenv's (as on the CI machine), else pythonX.Y on PATH.
 .venv-py%/.installed: pyproject.toml constraints.txt | $(UV)
