@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from airflow import exceptions as airflow_exceptions
 from airflow.sdk import exceptions as sdk_exceptions
 
 from airflow_provider_aidol.client.endpoints import CONVERSATION_PATH
@@ -15,11 +16,16 @@ from airflow_provider_aidol.exceptions import AidolApprovalError, AidolConfigura
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
 from tests.aidol_default import items, point_connection
 
-# How a task waits for a person: awaiting_input on Airflow 3.3+, deferred before that.
+# How a task waits for a person: awaiting_input on Airflow 3.3+, deferred before that (Airflow 3.1
+# keeps TaskDeferred in airflow.exceptions).
 PARKED = tuple(
-    getattr(sdk_exceptions, name)
-    for name in ("TaskAwaitingInput", "TaskDeferred")
-    if hasattr(sdk_exceptions, name)
+    getattr(module, name)
+    for module, name in (
+        (sdk_exceptions, "TaskAwaitingInput"),
+        (sdk_exceptions, "TaskDeferred"),
+        (airflow_exceptions, "TaskDeferred"),
+    )
+    if hasattr(module, name)
 )
 hitl = pytest.importorskip("airflow.sdk.execution_time.hitl", reason="no human-in-the-loop support here")
 
