@@ -70,7 +70,7 @@ def test_an_authenticated_body_over_the_limit_is_refused_unread_with_413(
     headers["Content-Length"] = str(server.max_body_bytes + 1)
     with send_headers(server, headers) as sock:
         answer = read_until_closed(sock)
-    assert answer.startswith(b"HTTP/1.1 413 Request Entity Too Large\r\n")
+    assert answer.startswith(b"HTTP/1.1 413 ")  # the reason phrase is Python's, renamed in 3.13
     assert f"Request body over {server.max_body_bytes} bytes".encode() in answer
     assert [(r.http_status, r.code, r.body) for r in server.requests] == [(413, 10413, b"")]
     assert server.conversations == []
