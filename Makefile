@@ -58,7 +58,7 @@ test-slow: $(STAMP) postgres
 	$(BIN)/pytest $(XDIST) -m slow
 
 ## test-fast: the tests that run no Airflow (no DAG run, no `airflow` command, no migrated database),
-##            for the edit-test loop (about 1 min); `make test` runs them too
+##            for the edit-test loop (about 2.5 min); `make test` runs them too
 test-fast: $(STAMP) postgres
 	$(BIN)/pytest $(XDIST) -m "not airflow"
 
