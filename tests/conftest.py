@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -45,6 +45,16 @@ def bundle_config_list(first: dict[str, Path] | None = None) -> str:
             for name, path in bundles.items()
         ]
     )
+
+
+def dag_bag(dags: Path) -> Any:
+    """Airflow's DagBag of a DAG file or a DAGs folder, as the DAG processor parses it."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.1
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]  # noqa: TID251
+
+    return DagBag(dag_folder=str(dags))
 
 
 for _name in [name for name in os.environ if name.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "AIRFLOW_VAR_"))]:

@@ -28,12 +28,12 @@ import re
 import sys
 import textwrap
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from pytest_examples import CodeExample, EvalExample, find_examples
 
-from tests.conftest import REPO, bundle_config_list
+from tests.conftest import REPO, bundle_config_list, dag_bag
 from tests.user_project import run_user_project
 
 if TYPE_CHECKING:
@@ -142,16 +142,6 @@ def run_dag_block(block: Block, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert states, f"{example}: the DAG has no tasks"
     assert set(states.values()) == {"success"}, states
     _DAGS_THAT_RAN.add(example.source)
-
-
-def dag_bag(dags: Path) -> Any:
-    """Airflow's DagBag of a DAG file or a DAGs folder, as the DAG processor parses it."""
-    try:
-        from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow 3.1
-        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]  # noqa: TID251
-
-    return DagBag(dag_folder=str(dags))
 
 
 def run_pytest_block(example: CodeExample, tmp_path: Path) -> None:

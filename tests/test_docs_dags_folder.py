@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import REPO, bundle_config_list
-from tests.test_docs import EXAMPLES, Block, dag_bag
+from tests.conftest import REPO, bundle_config_list, dag_bag
+from tests.test_docs import EXAMPLES, Block
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -6,16 +6,11 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.conftest import REPO, dag_bag
 
 
 def test_example_dags_load_without_import_errors():
-    try:
-        from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow 3.1
-        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]  # noqa: TID251
-
-    bag = DagBag(dag_folder=str(REPO / "example_dags"))
+    bag = dag_bag(REPO / "example_dags")
     assert bag.import_errors == {}
     assert {
         "example_aidol_conversation",
