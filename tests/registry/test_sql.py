@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,7 +11,7 @@ from airflow_provider_aidol.exceptions import AidolRegistryConfigError, AidolReg
 from airflow_provider_aidol.registry import DEFAULT_TABLE, Origin, Registration, open_registry
 from airflow_provider_aidol.registry.dialects import COLUMNS, create_table_sql
 from airflow_provider_aidol.registry.sql import SqlRegistry
-from tests.conftest import REPO
+from tests.forked import ForkedProcess
 from tests.registry import claimer
 from tests.registry.conftest import REGISTRY_CONN_ID, execute, records
 
@@ -121,25 +118,7 @@ def test_two_processes_claiming_the_same_2000_pairs_keep_one_row_each_and_agree(
     registry_conn_id, table, batch
 ):
     sides = {
-        label: subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.registry.claimer",
-                registry_conn_id,
-                table,
-                label,
-                "2000",
-                str(batch),
-            ],
-            cwd=REPO,
-            env=os.environ.copy(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for label in "AB"
+        label: ForkedProcess(claimer.main, registry_conn_id, table, label, 2000, batch) for label in "AB"
     }
     try:
         for label, process in sides.items():
@@ -159,8 +138,7 @@ def test_two_processes_claiming_the_same_2000_pairs_keep_one_row_each_and_agree(
         outputs = {label: process.communicate(timeout=120) for label, process in sides.items()}
     finally:
         for process in sides.values():
-            process.kill()
-            process.wait(timeout=30)
+            process.close()
     kept = {}
     for label, (stdout, stderr) in outputs.items():
         returncode = sides[label].returncode
