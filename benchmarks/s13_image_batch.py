@@ -144,7 +144,9 @@ def _run_dag(
     }
 
 
-def run(*, images: int = IMAGES, generation: float = GENERATION, concurrency: int = CONCURRENCY) -> ScenarioResult:
+def run(
+    *, images: int = IMAGES, generation: float = GENERATION, concurrency: int = CONCURRENCY
+) -> ScenarioResult:
     config = {
         "images": images,
         "generation_s": generation,
@@ -186,7 +188,11 @@ def _free_share(m: dict[str, Any]) -> float:
 
 
 def _summarise(
-    result: ScenarioResult, measured: dict[str, dict[str, Any]], images: int, generation: float, concurrency: int
+    result: ScenarioResult,
+    measured: dict[str, dict[str, Any]],
+    images: int,
+    generation: float,
+    concurrency: int,
 ) -> None:
     batch, mapped = measured[BATCH_LABEL], measured[MAPPED_LABEL]
     ideal = images * generation / concurrency

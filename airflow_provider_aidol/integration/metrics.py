@@ -38,7 +38,7 @@ METRIC_NAMES = (
     "aidol.batch.items.<item_outcome>",
     "aidol.image_batch.items.<image_outcome>",
 )
-"""The documented names (``<endpoint>``, ``<outcome>``, ``<item_outcome>``, ``<image_outcome>`` as listed above)."""
+"""The documented names (``<endpoint>``, ``<outcome>``, ``<item_outcome>``, ``<image_outcome>`` as above)."""
 
 
 def endpoint_name(path: str) -> str:
