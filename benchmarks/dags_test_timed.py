@@ -48,11 +48,11 @@ def main() -> int:
     from airflow.sdk.execution_time import supervisor
 
     supervisor.run_task_in_process = _timed("task", supervisor.run_task_in_process, path)
-    dag_module._run_inline_trigger = _timed("trigger", dag_module._run_inline_trigger, path)  # type: ignore[attr-defined]
+    dag_module._run_inline_trigger = _timed("trigger", dag_module._run_inline_trigger, path)
     from airflow.__main__ import main as airflow_main
 
     sys.argv = ["airflow", "dags", "test", dag_id]
-    airflow_main()
+    airflow_main()  # type: ignore[no-untyped-call]
     return 0
 
 
