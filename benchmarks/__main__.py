@@ -37,6 +37,7 @@ SCENARIOS: dict[int, tuple[str, float]] = {
     10: ("s10_registry_nights", 2700),
     11: ("s11_crash", 1800),
     12: ("s12_resume", 1200),
+    13: ("s13_image_batch", 2400),
 }
 
 

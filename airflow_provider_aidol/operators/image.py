@@ -36,6 +36,7 @@ from airflow_provider_aidol.exceptions import (
     AidolRequestBudgetError,
     AidolResponseError,
 )
+from airflow_provider_aidol.integration.metrics import count_image_items
 from airflow_provider_aidol.operators.base import (
     AidolBaseOperator,
     Templated,
@@ -322,13 +323,13 @@ class GenerateChatImagesOperator(AidolBaseOperator):
     def __init__(
         self,
         *,
-        images: Any,
+        images: Templated[Sequence[Mapping[str, Any]] | str],
         output_path: Any,
-        agent_id: str | None = None,
-        text: str | None = None,
-        user_id: str | None = None,
-        language: str | None = None,
-        metadata: dict[str, Any] | None = None,
+        agent_id: Templated[str] | None = None,
+        text: Templated[str] | None = None,
+        user_id: Templated[str] | None = None,
+        language: Templated[str] | None = None,
+        metadata: Templated[dict[str, Any]] | None = None,
         max_concurrency: int = 4,
         requests_per_second: float | None = None,
         on_error: str = "fail",
@@ -347,13 +348,13 @@ class GenerateChatImagesOperator(AidolBaseOperator):
             )
         if requests_per_second is not None:
             require_rate("requests_per_second", requests_per_second, unit=" of requests per second")
-        self.images = images
+        self.images = rendered(images)
         self.output_path = output_path
-        self.agent_id = agent_id
-        self.text = text
-        self.user_id = user_id
-        self.language = language
-        self.metadata = metadata
+        self.agent_id = rendered(agent_id)
+        self.text = rendered(text)
+        self.user_id = rendered(user_id)
+        self.language = rendered(language)
+        self.metadata = rendered(metadata)
         self.max_concurrency = max_concurrency
         self.requests_per_second = requests_per_second
         self.on_error = on_error
@@ -562,6 +563,8 @@ class GenerateChatImagesOperator(AidolBaseOperator):
         self.log.info("AI-DOL image batch into %s: %s", folder, summary)
         reported: dict[str, Any] = {**counts, "output_path": str(folder), "manifest": summary["manifest"]}
         self.report_results(context, reported, counts=counts, written=[summary["manifest"]])
+        with self.best_effort("the image batch metrics"):
+            count_image_items(counts)
         if failures:
             listed = "; ".join(
                 f"images[{f.index}] conversation {f.conversation_id} ({f.status}): {f.error}"
