@@ -320,7 +320,7 @@ def resolve_sql_hook(conn_id: str, description: str) -> DbApiHook:
         raise config_error(
             f"has type {connection.conn_type!r}, for which no hook can be loaded "
             f"({type(error).__name__}: {error}): install its provider: "
-            + _PROVIDERS.get(connection.conn_type, "the Airflow provider package that defines the type")
+            + _PROVIDERS.get(connection.conn_type or "", "the Airflow provider package that defines the type")
         ) from error
     if not isinstance(hook, DbApiHook):
         raise config_error(

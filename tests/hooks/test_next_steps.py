@@ -32,8 +32,9 @@ def failure(hook: AidolHook) -> AidolRequestError:
 
 def next_step(text: str) -> str:
     """The next step a message ends with."""
-    [step] = re.findall(r"Next step: (.+)$", text)
-    return step
+    found = re.search(r"Next step: (.+)$", text)
+    assert found is not None, text
+    return found.group(1)
 
 
 def test_a_wrong_secret_says_to_check_key_secret_and_clock_as_the_connection_test_does(
