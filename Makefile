@@ -25,7 +25,7 @@ UV         := .venv-uv/bin/uv
 # `$(PIP) VENV ARGS…` installs ARGS into the venv VENV.
 PIP        := $(UV) pip install --quiet --python
 
-.PHONY: install venvs postgres redis test test-fast test-slow test-oldest test-extra-pythons lint demo bench bench-distributed e2e e2e-distributed docs \
+.PHONY: install venvs postgres redis test test-fast test-slow test-oldest test-minors test-extra-pythons lint demo bench bench-distributed e2e e2e-distributed docs \
 	docs-serve dist clean
 
 # The development tools are PEP 735 dependency groups (pyproject's [dependency-groups]), which only
@@ -73,9 +73,28 @@ $(OLDEST_STAMP): pyproject.toml constraints-airflow-3.1.txt | $(UV)
 test-oldest: $(OLDEST_STAMP) postgres
 	$(OLDEST)/bin/pytest -p no:cacheprovider $(XDIST) -m "not slow"
 
+# Each Airflow minor between the oldest and the newest gets a venv of its own (.venv-airflow-X.Y, pinned by
+# constraints-airflow-X.Y.txt) that runs the docs and the example DAGs only: what a user pastes or starts from.
+MINORS       := 3.1 3.2
+MINOR_STAMPS := $(foreach v,$(MINORS),.venv-airflow-$(v)/.installed)
+MINOR_TESTS  := tests/test_docs.py tests/test_docs_dags_folder.py tests/test_docs_scaling.py \
+	tests/registry/test_guide.py tests/test_example_dags.py tests/test_example_nightly.py
+
+.venv-airflow-%/.installed: pyproject.toml constraints-airflow-%.txt | $(UV)
+	$(PYTHON) -m venv .venv-airflow-$*
+	$(PIP) .venv-airflow-$* -c constraints-airflow-$*.txt -e '.[postgres,sqlite]' pytest hypothesis pytest-examples \
+		pytest-xdist
+	touch $@
+
+## test-minors: the docs' examples and the example DAGs (MINOR_TESTS, but the slow tier) on each Airflow
+##              minor between the oldest and the newest (MINORS), two workers each
+test-minors: $(MINOR_STAMPS) postgres
+	for v in $(MINORS); do .venv-airflow-$$v/bin/pytest -p no:cacheprovider -n 2 --dist worksteal -m "not slow" \
+		$(MINOR_TESTS) || exit 1; done
+
 ## venvs: every venv the test targets use (.venv, the oldest Airflow's, EXTRA_PYTHONS'); `make -j3 venvs`
 ##        builds them at once (CI does: pip waits on the disk half of the time)
-venvs: $(STAMP) $(OLDEST_STAMP) $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed)
+venvs: $(STAMP) $(OLDEST_STAMP) $(MINOR_STAMPS) $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed)
 
 ## test-extra-pythons: the suite but its slow tier on each of EXTRA_PYTHONS (newest Airflow, constraints.txt)
 test-extra-pythons: $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed) postgres
@@ -160,4 +179,4 @@ dist: $(STAMP)
 	$(BIN)/python scripts/check_dist.py dist
 
 clean:
-	rm -rf $(VENV) $(OLDEST) .venv-py3.* .venv-uv dist site .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo
+	rm -rf $(VENV) $(OLDEST) .venv-airflow-* .venv-py3.* .venv-uv dist site .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo

@@ -319,8 +319,8 @@ def resolve_sql_hook(conn_id: str, description: str) -> DbApiHook:
     except Exception as error:
         raise config_error(
             f"has type {connection.conn_type!r}, for which no hook can be loaded "
-            f"({type(error).__name__}: {error}): install its provider, e.g. "
-            "pip install 'airflow-provider-aidol[postgres]' or apache-airflow-providers-mysql"
+            f"({type(error).__name__}: {error}): install its provider: "
+            + _PROVIDERS.get(connection.conn_type or "", "the Airflow provider package that defines the type")
         ) from error
     if not isinstance(hook, DbApiHook):
         raise config_error(
@@ -329,6 +329,15 @@ def resolve_sql_hook(conn_id: str, description: str) -> DbApiHook:
             "SQLite connection"
         )
     return hook
+
+
+# What to pip install for a registry connection type's hook: this package's extra where it has one.
+_PROVIDERS = {
+    "postgres": "pip install 'airflow-provider-aidol[postgres]'",
+    "sqlite": "pip install 'airflow-provider-aidol[sqlite]'",
+    "mysql": "pip install apache-airflow-providers-mysql",
+    "mssql": "pip install apache-airflow-providers-microsoft-mssql",
+}
 
 
 def dialect_of(hook: DbApiHook, conn_id: str, description: str) -> SqlDialect:

@@ -190,6 +190,30 @@ def test_a_connection_whose_provider_is_missing_says_what_to_install(monkeypatch
         SqlRegistry(NAMESPACE, REGISTRY_CONN_ID, table).check()
 
 
+# A Python without the sqlite provider's hook, as when the provider is not installed: Airflow then
+# knows no hook for the type.
+_WITHOUT_SQLITE_PROVIDER = """
+import sys
+sys.modules["airflow.providers.sqlite.hooks.sqlite"] = None
+from airflow_provider_aidol.registry.sql import SqlRegistry
+try:
+    SqlRegistry("aidol_default", "aidol_registry", "aidol_conversations").check()
+except Exception as error:
+    print(error)
+"""
+
+
+def test_a_sqlite_connection_without_its_provider_is_told_to_install_the_sqlite_extra(tmp_path):
+    connection = {"conn_type": "sqlite", "host": str(tmp_path / "registry.db")}
+    env = {**os.environ, "AIRFLOW_CONN_AIDOL_REGISTRY": json.dumps(connection)}
+    run = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_SQLITE_PROVIDER], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "has type 'sqlite', for which no hook can be loaded" in run.stdout, run.stderr
+    assert "pip install 'airflow-provider-aidol[sqlite]'" in run.stdout
+    assert "[postgres]" not in run.stdout
+
+
 def test_a_table_without_the_registry_columns_is_refused(registry_conn_id, table):
     execute(registry_conn_id, f"CREATE TABLE {table} (namespace VARCHAR(250), user_id VARCHAR(255))")
     with pytest.raises(AidolRegistryConfigError) as info:
