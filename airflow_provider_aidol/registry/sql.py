@@ -23,7 +23,14 @@ from airflow_provider_aidol.registry import (
     check_pairs,
     check_registrations,
 )
-from airflow_provider_aidol.registry.dialects import DIALECTS, PROBE_MARKER, is_refusal, sqlite_chunks
+from airflow_provider_aidol.registry.dialects import (
+    DIALECTS,
+    PROBE_MARKER,
+    SQLITE_BUSY_TIMEOUT,
+    is_refusal,
+    sqlite_busy_timeout,
+    sqlite_chunks,
+)
 from airflow_provider_aidol.registry.schema import DOCS, ensure_table
 
 if TYPE_CHECKING:
@@ -40,6 +47,7 @@ _SQLITE_VARIABLE_NUMBER = 9  # sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
 _SQLITE_OLD_DEFAULT_LIMIT = 999
 _ATTEMPTS = 3
 _MYSQL_TRANSIENT = frozenset({1205, 1213})  # lock wait timeout, deadlock
+_MAX_BUSY_TIMEOUT = 3600.0
 
 
 def check_table_name(table: str) -> str:
@@ -340,7 +348,23 @@ def dialect_of(hook: DbApiHook, conn_id: str, description: str) -> SqlDialect:
             f"{', '.join(sorted(DIALECTS))}: point registry_conn_id at one of those.",
             registry=description,
         )
-    return DIALECTS[name]
+    dialect = DIALECTS[name]
+    extra = getattr(hook, "connection_extra", None) or {}
+    if name != "sqlite" or "busy_timeout" not in extra:
+        return dialect
+    seconds = extra["busy_timeout"]
+    try:
+        valid = not isinstance(seconds, bool) and 0 < float(seconds) <= _MAX_BUSY_TIMEOUT
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise AidolRegistryConfigError(
+            f"Registry connection {conn_id!r} has extra busy_timeout={seconds!r}: it must be the "
+            f"seconds SQLite waits for another writer's lock, a number above 0 and at most "
+            f"{_MAX_BUSY_TIMEOUT:g} (default {SQLITE_BUSY_TIMEOUT:g}).",
+            registry=description,
+        )
+    return sqlite_busy_timeout(dialect, float(seconds))
 
 
 def open_connection(
