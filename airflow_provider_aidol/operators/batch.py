@@ -65,7 +65,9 @@ class CreateConversationsOperator(AidolBaseOperator):
     :param reuse_existing: reuse the conversation the registry keeps for each user and agent,
         and register new ones (each wave of them before the next requests go out). When another
         task registered a pair first, its conversation is used and the one this task created is
-        reported as ``orphaned_conversation_id``.
+        reported as ``orphaned_conversation_id``. When the registry fails mid-batch, the
+        conversations created and not registered are recorded first (``unregistered`` in
+        ``output_path``), and a retry registers them before it sends anything.
     :param registry_conn_id: an Airflow SQL connection for the conversation registry; default:
         the AI-DOL connection's extra ``registry_conn_id``, else Airflow Variables.
     :param registry_table: the SQL registry's table; default ``aidol_conversations``.
@@ -296,8 +298,7 @@ class CreateConversationsOperator(AidolBaseOperator):
             )
             return []
         registrations = [
-            origin.registration(o.user_id, o.agent_id, o.conversation_id or "", o.trace_id)
-            for o in recorded
+            origin.registration(o.user_id, o.agent_id, o.conversation_id or "", o.trace_id) for o in recorded
         ]
         outcomes = [
             _registered(outcome, settled)

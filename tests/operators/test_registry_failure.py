@@ -16,8 +16,8 @@ import pytest
 
 from airflow_provider_aidol.exceptions import AidolRegistryConfigError, AidolRegistryError
 from airflow_provider_aidol.testing import Fault
-from tests.conftest import REGISTRY_CONN_ID, REGISTRY_ENV_VAR
 from tests.aidol_default import unique_items
+from tests.conftest import REGISTRY_CONN_ID, REGISTRY_ENV_VAR
 from tests.operators.test_send_gate import run_batch
 from tests.polling import wait_until
 from tests.registry.conftest import execute as run_sql
@@ -155,7 +155,9 @@ def test_postgresql_terminated_mid_batch_the_wave_in_hand_goes_to_output_path(
     registered_before = len(conversation_ids(postgres_registry, table))
 
     summary = run_batch(items=items, **options)  # the retry, with the database back
-    assert_retry_registers_everything(server, items, path, postgres_registry, table, summary, registered_before)
+    assert_retry_registers_everything(
+        server, items, path, postgres_registry, table, summary, registered_before
+    )
 
 
 def test_sqlite_locked_past_its_busy_timeout_mid_batch_then_the_retry_registers_the_wave(
@@ -177,7 +179,9 @@ def test_sqlite_locked_past_its_busy_timeout_mid_batch_then_the_retry_registers_
     registered_before = len(conversation_ids(conn_id, table))
 
     summary = run_batch(items=items, **options)  # the retry, the lock gone
-    assert_retry_registers_everything(aidol_default_server, items, path, conn_id, table, summary, registered_before)
+    assert_retry_registers_everything(
+        aidol_default_server, items, path, conn_id, table, summary, registered_before
+    )
 
 
 def test_a_pair_registered_by_another_task_meanwhile_settles_orphaned_on_the_retry(
