@@ -196,7 +196,7 @@ def _kill_runs(
     return measured
 
 
-def run(*, repetitions: int = 3, kill_repetitions: int = 2) -> ScenarioResult:
+def run(*, repetitions: int = 3, kill_repetitions: int = 5) -> ScenarioResult:
     from tests.postgres_server import PostgresServer
 
     config = {
