@@ -348,23 +348,27 @@ def dialect_of(hook: DbApiHook, conn_id: str, description: str) -> SqlDialect:
             f"{', '.join(sorted(DIALECTS))}: point registry_conn_id at one of those.",
             registry=description,
         )
-    dialect = DIALECTS[name]
     extra = getattr(hook, "connection_extra", None) or {}
-    if name != "sqlite" or "busy_timeout" not in extra:
-        return dialect
-    seconds = extra["busy_timeout"]
+    if name == "sqlite" and "busy_timeout" in extra:
+        seconds = _busy_timeout(extra["busy_timeout"], conn_id, description)
+        return sqlite_busy_timeout(DIALECTS[name], seconds)
+    return DIALECTS[name]
+
+
+def _busy_timeout(seconds: object, conn_id: str, description: str) -> float:
+    """Return the SQLite connection's extra ``busy_timeout`` in seconds; raise a config error if not sane."""
     try:
-        valid = not isinstance(seconds, bool) and 0 < float(seconds) <= _MAX_BUSY_TIMEOUT
+        value = float(seconds)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        valid = False
-    if not valid:
+        value = 0.0
+    if isinstance(seconds, bool) or not 0 < value <= _MAX_BUSY_TIMEOUT:
         raise AidolRegistryConfigError(
             f"Registry connection {conn_id!r} has extra busy_timeout={seconds!r}: it must be the "
             f"seconds SQLite waits for another writer's lock, a number above 0 and at most "
             f"{_MAX_BUSY_TIMEOUT:g} (default {SQLITE_BUSY_TIMEOUT:g}).",
             registry=description,
         )
-    return sqlite_busy_timeout(dialect, float(seconds))
+    return value
 
 
 def open_connection(
