@@ -196,7 +196,7 @@ def _kill_runs(
     return measured
 
 
-def run(*, repetitions: int = 3, kill_repetitions: int = 2) -> ScenarioResult:
+def run(*, repetitions: int = 3, kill_repetitions: int = 5) -> ScenarioResult:
     from tests.postgres_server import PostgresServer
 
     config = {
@@ -213,7 +213,7 @@ def run(*, repetitions: int = 3, kill_repetitions: int = 2) -> ScenarioResult:
     with (
         tempfile.TemporaryDirectory(prefix="aidol-bench-crash-") as scratch,
         PostgresServer() as postgres,
-        ServerProcess(latency=LATENCY, name="s11-server") as server,
+        ServerProcess(latency=LATENCY, name="s11-server", max_seconds=4500) as server,
     ):
         env = airflow_env(Path(scratch) / "home", connection=server.connection)
         env[f"AIRFLOW_CONN_{REGISTRY_CONN.upper()}"] = postgres.airflow_uri

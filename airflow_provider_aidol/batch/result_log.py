@@ -50,6 +50,7 @@ _OUR_LINE = re.compile(
     re.DOTALL,
 )
 _SUCCEEDED = frozenset(str(status) for status in ItemStatus if status.succeeded)
+_UNREGISTERED = b'"unregistered": true'
 
 
 class RecordedItems:
@@ -86,10 +87,13 @@ class EarlierTries:
     :param in_doubt: items without a recorded conversation that earlier tries sent: every
         ``X-Request-ID`` sent for them, oldest first, by index. The server may have created a
         conversation for any of them.
+    :param unregistered: the outcomes recorded with a conversation the registry never took (it
+        failed mid-batch), by index: among ``successes``, and to be claimed before anything is sent.
     """
 
     successes: RecordedItems = field(default_factory=RecordedItems)
     in_doubt: dict[int, list[str]] = field(default_factory=dict)
+    unregistered: dict[int, ItemOutcome] = field(default_factory=dict)
 
 
 class ResultLog:
@@ -138,6 +142,11 @@ class ResultLog:
         for record in self._records(self.path, items, repair=True):
             if _recorded_success(record):
                 earlier.successes.add(record["index"])
+            # A later line of an item supersedes an earlier one (a retry registered it).
+            if record.get("unregistered") is True:
+                earlier.unregistered[record["index"]] = ItemOutcome.from_record(record)
+            else:
+                earlier.unregistered.pop(record["index"], None)
         if self.local:
             earlier.in_doubt = self._journalled(items, earlier.successes)
         self._earlier_in_doubt = {index: list(ids) for index, ids in earlier.in_doubt.items()}
@@ -355,7 +364,7 @@ def _rewrite(path: ObjectStoragePath, content: bytes) -> None:
 def _written_by_us(line: bytes) -> dict[str, Any] | None:
     """Return the fields resume reads from a whole line in our own layout, or ``None``."""
     match = _OUR_LINE.match(line)
-    if match is None:
+    if match is None or _UNREGISTERED in line:  # resume needs all of such a record: parsed as JSON
         return None
     index, agent_id, user_id, status = match.groups()
     try:

@@ -202,12 +202,15 @@ POSTGRESQL = SqlDialect(
     # any parameters: a plan for an unknown array length that scans the table once per pair.
     session_sql=("SET plan_cache_mode = force_custom_plan",),
 )
+SQLITE_BUSY_TIMEOUT = 60.0
+"""Seconds a SQLite registry waits for another writer's lock; the connection's extra
+``busy_timeout`` (seconds) sets another."""
 SQLITE = SqlDialect(
     "sqlite",
     timestamp="TIMESTAMP",
     now="CURRENT_TIMESTAMP",
     # Wait for another writer's transaction instead of failing with "database is locked".
-    session_sql=("PRAGMA busy_timeout = 60000",),
+    session_sql=(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}",),
     timestamp_as_text=True,
 )
 MYSQL = SqlDialect(
@@ -227,6 +230,13 @@ DIALECTS = {"postgresql": POSTGRESQL, "sqlite": SQLITE, "mysql": MYSQL, "mariadb
 def create_table_sql(dialect: str, table: str = "aidol_conversations") -> str:
     """Return the DDL of the registry table for ``dialect`` (``postgresql``, ``mysql`` or ``sqlite``)."""
     return DIALECTS[dialect].create_table(table) + ";"
+
+
+def sqlite_busy_timeout(dialect: SqlDialect, seconds: float) -> SqlDialect:
+    """Return the SQLite ``dialect`` waiting ``seconds`` for another writer's lock."""
+    from dataclasses import replace
+
+    return replace(dialect, session_sql=(f"PRAGMA busy_timeout = {round(seconds * 1000)}",))
 
 
 def sqlite_chunks(dialect: SqlDialect, variable_limit: int) -> SqlDialect:

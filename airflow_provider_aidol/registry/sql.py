@@ -23,7 +23,14 @@ from airflow_provider_aidol.registry import (
     check_pairs,
     check_registrations,
 )
-from airflow_provider_aidol.registry.dialects import DIALECTS, PROBE_MARKER, is_refusal, sqlite_chunks
+from airflow_provider_aidol.registry.dialects import (
+    DIALECTS,
+    PROBE_MARKER,
+    SQLITE_BUSY_TIMEOUT,
+    is_refusal,
+    sqlite_busy_timeout,
+    sqlite_chunks,
+)
 from airflow_provider_aidol.registry.schema import DOCS, ensure_table
 
 if TYPE_CHECKING:
@@ -40,6 +47,7 @@ _SQLITE_VARIABLE_NUMBER = 9  # sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
 _SQLITE_OLD_DEFAULT_LIMIT = 999
 _ATTEMPTS = 3
 _MYSQL_TRANSIENT = frozenset({1205, 1213})  # lock wait timeout, deadlock
+_MAX_BUSY_TIMEOUT = 3600.0
 
 
 def check_table_name(table: str) -> str:
@@ -349,7 +357,27 @@ def dialect_of(hook: DbApiHook, conn_id: str, description: str) -> SqlDialect:
             f"{', '.join(sorted(DIALECTS))}: point registry_conn_id at one of those.",
             registry=description,
         )
+    extra = getattr(hook, "connection_extra", None) or {}
+    if name == "sqlite" and "busy_timeout" in extra:
+        seconds = _busy_timeout(extra["busy_timeout"], conn_id, description)
+        return sqlite_busy_timeout(DIALECTS[name], seconds)
     return DIALECTS[name]
+
+
+def _busy_timeout(seconds: object, conn_id: str, description: str) -> float:
+    """Return the SQLite connection's extra ``busy_timeout`` in seconds; raise a config error if not sane."""
+    try:
+        value = float(seconds)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = 0.0
+    if isinstance(seconds, bool) or not 0 < value <= _MAX_BUSY_TIMEOUT:
+        raise AidolRegistryConfigError(
+            f"Registry connection {conn_id!r} has extra busy_timeout={seconds!r}: it must be the "
+            f"seconds SQLite waits for another writer's lock, a number above 0 and at most "
+            f"{_MAX_BUSY_TIMEOUT:g} (default {SQLITE_BUSY_TIMEOUT:g}).",
+            registry=description,
+        )
+    return value
 
 
 def open_connection(

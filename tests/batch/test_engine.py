@@ -241,7 +241,11 @@ def test_a_record_reads_back_as_the_same_outcome_and_an_older_record_gets_its_st
     record = outcome.as_record()
     assert record["status"] == "not_sent"
     assert record["reused"] is False
+    assert "unregistered" not in record
     assert ItemOutcome.from_record(record) == outcome
+    unregistered = ItemOutcome(4, "a", "u", ItemStatus.CREATED, "c", unregistered=True)
+    assert unregistered.as_record()["unregistered"] is True
+    assert ItemOutcome.from_record(unregistered.as_record()) == unregistered
 
     older = {"index": 0, "agent_id": "a", "user_id": "u", "trace_id": None, "error": None}
     assert ItemOutcome.from_record({**older, "conversation_id": "c", "reused": False}).status == "created"

@@ -184,6 +184,20 @@ def test_a_connection_that_is_not_sql_is_refused(monkeypatch, table):
     assert "secret" not in message
 
 
+@pytest.mark.parametrize("busy_timeout", ["soon", 0, -1, True, 86400])
+def test_a_sqlite_busy_timeout_extra_that_is_not_a_sane_number_of_seconds_is_refused(
+    monkeypatch, tmp_path, table, busy_timeout
+):
+    database = tmp_path / "registry.db"
+    connection = {"conn_type": "sqlite", "host": str(database), "extra": {"busy_timeout": busy_timeout}}
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_REGISTRY", json.dumps(connection))
+    with pytest.raises(
+        AidolRegistryConfigError, match=r"has extra busy_timeout=.* a number above 0 and at most 3600"
+    ):
+        SqlRegistry(NAMESPACE, REGISTRY_CONN_ID, table).check()
+    assert not database.exists(), "refused before the database was touched"
+
+
 def test_a_connection_whose_provider_is_missing_says_what_to_install(monkeypatch, table):
     monkeypatch.setenv("AIRFLOW_CONN_AIDOL_REGISTRY", json.dumps({"conn_type": "mssql", "host": "db"}))
     with pytest.raises(AidolRegistryConfigError, match=r"has type 'mssql', for which no hook can be loaded"):
