@@ -230,7 +230,7 @@ def run(*, repetitions: int = 3, kill_repetitions: int = 2) -> ScenarioResult:
         )
         for repetition in range(repetitions):
             for mode, (output, conn_id, _, journal_conn_id) in MODES.items():
-                run_name = f"s11-{len(measured[mode])}-{mode.split()[0].lower()}"
+                run_name = f"s11-{len(measured[mode])}-{list(MODES).index(mode)}"
                 settings = {
                     "count": COUNT,
                     "prefix": f"s11-r{repetition}",
