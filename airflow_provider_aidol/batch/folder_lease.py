@@ -64,18 +64,20 @@ class FolderLease:
         if after is None or after.get("attempt_id") != attempt_id:
             raise self._refused(after or {})
 
-    def renew(self, attempt_id: str) -> bool:
-        """Extend the lease of ``attempt_id``; take it if absent or expired. Return whether it is held.
+    def renew(self, attempt_id: str) -> bool | None:
+        """Extend the lease if ``attempt_id`` holds it; never take one.
 
-        ``False`` when another live run holds it (it took the folder over: this attempt's lease
-        had expired).
+        Return ``True`` when extended, ``False`` when another live run holds it (it took the
+        folder over after this attempt's lease had lapsed), ``None`` when there is no live lease
+        (the batch runs outside a task that took one, e.g. on its own in a test).
         """
         current = self.read()
-        if current is not None and current.get("attempt_id") != attempt_id and not self._expired(current):
-            return False
-        holder = current.get("holder") if current is not None else None
-        self._write({"holder": holder or f"attempt {attempt_id}", "attempt_id": attempt_id}, create=False)
-        return True
+        if current is None:
+            return None
+        if current.get("attempt_id") == attempt_id:
+            self._write({"holder": current.get("holder"), "attempt_id": attempt_id}, create=False)
+            return True
+        return None if self._expired(current) else False
 
     def release(self, attempt_id: str) -> None:
         """Give the lease up if ``attempt_id`` holds it (a no-op otherwise)."""

@@ -144,14 +144,16 @@ class ImageBatch:
             except Exception as error:  # a store that fails once: the next renewal may pass
                 self.log.warning("Could not renew the lease on %s: %s: %s", self.folder, type(error).__name__, error)
                 continue
-            if not held:
+            if held is False:
                 self.log.warning("Another run took the lease on %s (this one's had lapsed)", self.folder)
                 return
+            if held is None:
+                return  # no lease to keep: run outside a task that took one
 
     def _plan(self, writer: FolderWriter) -> tuple[list[ImageRequest], int]:
         """Read the folder: the items still to send in this attempt, and the requests it already spent."""
         lease = FolderLease(self.folder)
-        if not lease.renew(self.attempt_id):
+        if lease.renew(self.attempt_id) is False:
             raise AidolConfigurationError(
                 f"output_path {self.folder}: another run took the folder's lease while this one waited "
                 f"to start ({lease.read()}); nothing was sent. Give each run its own output_path."

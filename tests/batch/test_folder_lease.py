@@ -49,10 +49,11 @@ def test_renewal_extends_only_its_own_lease_and_release_gives_it_up(folder):
     lease = FolderLease(folder)
     lease.take("task nightly/run-1/images[-1]", "attempt-1")
     before = lease.read()["expires_at"]
-    assert lease.renew("attempt-1")
+    assert lease.renew("attempt-1") is True
     assert lease.read()["expires_at"] >= before
-    assert not lease.renew("attempt-other")
+    assert lease.renew("attempt-other") is False
     lease.release("attempt-other")
     assert lease.read() is not None
     lease.release("attempt-1")
     assert lease.read() is None
+    assert lease.renew("attempt-1") is None, "a batch never takes a lease itself"
