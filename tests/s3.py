@@ -2,7 +2,7 @@
 
 The Amazon provider (with s3fs) and moto are in the dev dependency group; where they are not
 installed the tests that use these fixtures are skipped. Import the fixtures into a test module:
-``from tests.s3 import s3_bucket, s3_server  # noqa: F401``.
+``from tests.s3 import s3_bucket, s3_server`` (tests/batch and tests/operators do, in conftest.py).
 
 ``s3_server`` (one per test process) sets ``AIRFLOW_CONN_AIDOL_S3`` in ``os.environ``, so batch
 processes started from the tests reach the same server; ``s3_bucket`` is a fresh bucket, as the
@@ -62,7 +62,8 @@ def s3_server() -> Iterator[S3Server]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    endpoint = f"http://127.0.0.1:{server._server.server_port}"  # noqa: SLF001  (port 0: the one it got)
+    assert server._server is not None
+    endpoint = f"http://127.0.0.1:{server._server.server_port}"  # port 0: the one it got
     before = os.environ.get(S3_ENV_VAR)
     os.environ[S3_ENV_VAR] = json.dumps(
         {

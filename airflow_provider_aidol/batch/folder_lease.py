@@ -52,7 +52,7 @@ class FolderLease:
         self.local = folder.protocol in _LOCAL_PROTOCOLS
 
     def take(self, holder: str, attempt_id: str) -> None:
-        """Take the lease for ``attempt_id`` of ``holder`` (a task instance); raise if another live run holds it.
+        """Take the lease for ``attempt_id`` of ``holder`` (a task instance) unless another live run has it.
 
         Raises ``AidolConfigurationError`` (a ``ValueError``) naming the holder and its expiry.
         """

@@ -200,7 +200,10 @@ class ResultLog:
         rows = self.remote_journal.read()
         missing: dict[int, dict[str, Any]] = {}
         for index, _, agent_id, user_id, record in rows:
-            if not 0 <= index < len(items) or (agent_id, user_id) != (items[index].agent_id, items[index].user_id):
+            if not 0 <= index < len(items) or (agent_id, user_id) != (
+                items[index].agent_id,
+                items[index].user_id,
+            ):
                 raise AidolConfigurationError(
                     f"output_path {self.path}: its journal holds item {index} of another input: "
                     "it holds another batch's results; use a new output_path."

@@ -142,7 +142,9 @@ class ImageBatch:
             try:
                 held = await asyncio.to_thread(lease.renew, self.attempt_id)
             except Exception as error:  # a store that fails once: the next renewal may pass
-                self.log.warning("Could not renew the lease on %s: %s: %s", self.folder, type(error).__name__, error)
+                self.log.warning(
+                    "Could not renew the lease on %s: %s: %s", self.folder, type(error).__name__, error
+                )
                 continue
             if held is False:
                 self.log.warning("Another run took the lease on %s (this one's had lapsed)", self.folder)

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_aidol.batch.folder_lease import LEASE_NAME, FolderLease
-from tests.s3 import s3_bucket, s3_server  # noqa: F401  (fixtures)
+
+
+def held(folder: ObjectStoragePath) -> dict[str, Any]:
+    """The lease in ``folder`` (there must be one)."""
+    lease = FolderLease(folder).read()
+    assert lease is not None
+    return lease
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -27,30 +34,32 @@ def test_a_second_live_run_is_refused_naming_the_holder(folder):
 
     with pytest.raises(ValueError, match=r"task nightly/run-1/images\[-1\] is writing images there"):
         FolderLease(folder).take("task nightly/run-2/images[-1]", "attempt-2")
-    assert FolderLease(folder).read()["attempt_id"] == "attempt-1"
+    assert held(folder)["attempt_id"] == "attempt-1"
 
 
 def test_the_same_task_instance_takes_its_lease_over(folder):
     FolderLease(folder).take("task nightly/run-1/images[-1]", "attempt-1")
     FolderLease(folder).take("task nightly/run-1/images[-1]", "attempt-2")  # its retry
-    assert FolderLease(folder).read()["attempt_id"] == "attempt-2"
+    assert held(folder)["attempt_id"] == "attempt-2"
 
 
 def test_a_dead_holder_lets_go_once_its_lease_expires(folder):
     lapsed = datetime.now(UTC) - timedelta(seconds=1)
     (folder / LEASE_NAME).write_text(
-        json.dumps({"holder": "task gone/run/images[-1]", "attempt_id": "dead", "expires_at": lapsed.isoformat()})
+        json.dumps(
+            {"holder": "task gone/run/images[-1]", "attempt_id": "dead", "expires_at": lapsed.isoformat()}
+        )
     )
     FolderLease(folder).take("task nightly/run-2/images[-1]", "attempt-2")
-    assert FolderLease(folder).read()["holder"] == "task nightly/run-2/images[-1]"
+    assert held(folder)["holder"] == "task nightly/run-2/images[-1]"
 
 
 def test_renewal_extends_only_its_own_lease_and_release_gives_it_up(folder):
     lease = FolderLease(folder)
     lease.take("task nightly/run-1/images[-1]", "attempt-1")
-    before = lease.read()["expires_at"]
+    before = held(folder)["expires_at"]
     assert lease.renew("attempt-1") is True
-    assert lease.read()["expires_at"] >= before
+    assert held(folder)["expires_at"] >= before
     assert lease.renew("attempt-other") is False
     lease.release("attempt-other")
     assert lease.read() is not None

@@ -16,7 +16,6 @@ from airflow_provider_aidol.batch.result_log import ResultLog
 from airflow_provider_aidol.outcomes import ItemStatus
 from airflow_provider_aidol.registry.journal import JOURNAL_TABLE, SqlJournal
 from tests.registry.conftest import execute, records
-from tests.s3 import s3_bucket, s3_server  # noqa: F401  (fixtures)
 
 ITEMS = [BatchItem(n, "agent-1", f"u-{n}") for n in range(4)]
 

@@ -24,7 +24,6 @@ from tests.aidol_default import items, point_connection
 from tests.conftest import REPO
 from tests.operators.test_batch_crash_and_race import finish, kill_at_half
 from tests.registry.conftest import records
-from tests.s3 import s3_bucket, s3_server  # noqa: F401  (fixtures)
 
 COUNT = 2000
 WORKERS = 8
@@ -41,7 +40,7 @@ def run(operator: CreateConversationsOperator) -> Any:
         try_number=1,
         xcom_push=lambda key, value: None,
     )
-    return operator.execute({"ti": ti})  # type: ignore[arg-type]
+    return operator.execute({"ti": ti})  # type: ignore[typeddict-item]
 
 
 def results(s3_server, uri: str) -> list[dict[str, Any]]:
@@ -69,7 +68,9 @@ def test_a_batch_writes_its_results_to_s3_and_drops_its_journal(
     assert summary["created"] == 30
     lines = results(s3_server, uri)
     assert sorted(line["index"] for line in lines) == list(range(30))
-    assert {line["conversation_id"] for line in lines} == {c.conversation_id for c in aidol_server.conversations}
+    assert {line["conversation_id"] for line in lines} == {
+        c.conversation_id for c in aidol_server.conversations
+    }
     assert journal_rows(sqlite_registry, uri) == 0
 
 
@@ -121,7 +122,9 @@ def test_a_worker_killed_mid_batch_on_s3_creates_at_most_the_requests_in_flight_
     assert summary["already_recorded"] >= killed_at - IN_FLIGHT
     lines = results(s3_server, uri)
     assert sorted(line["index"] for line in lines if line["conversation_id"]) == list(range(COUNT))
-    doubted = {line["index"]: line["in_doubt_request_ids"] for line in lines if "in_doubt_request_ids" in line}
+    doubted = {
+        line["index"]: line["in_doubt_request_ids"] for line in lines if "in_doubt_request_ids" in line
+    }
     assert len(doubted) == summary["in_doubt"]
     assert twice <= set(doubted), "every item created twice was named in doubt"
     received = {record.request_id for record in aidol_server.requests}

@@ -12,7 +12,6 @@ from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, PNG_SIGNATU
 from tests.airflow_db import returned
 from tests.dags import images_dags
 from tests.operators.test_images import conversations
-from tests.s3 import s3_bucket, s3_server  # noqa: F401  (fixtures)
 
 
 def run(images: list[Any], output: str) -> tuple[str, Any]:
@@ -25,22 +24,37 @@ def lease(holder: str, expires_in: timedelta) -> bytes:
     return json.dumps({"holder": holder, "attempt_id": "other", "expires_at": expires.isoformat()}).encode()
 
 
-def test_a_deferred_image_batch_writes_its_pngs_and_manifest_to_s3(airflow_with_aidol_server, s3_server, s3_bucket):
+def test_a_deferred_image_batch_writes_its_pngs_and_manifest_to_s3(
+    airflow_with_aidol_server, s3_server, s3_bucket
+):
     ids = conversations(3)
     output = f"{s3_bucket}/night"
 
-    state, handed = run([{"conversation_id": cid, "text": f"picture {n}"} for n, cid in enumerate(ids)], output)
+    state, handed = run(
+        [{"conversation_id": cid, "text": f"picture {n}"} for n, cid in enumerate(ids)], output
+    )
 
     assert state == "success"
     assert handed["summary"]["generated"] == 3
     assert handed["summary"]["manifest"] == f"{output}/manifest.jsonl"
     bucket = s3_bucket.partition("@")[2]
-    assert s3_server.keys(bucket) == ["night/0.png", "night/1.png", "night/2.png", "night/journal.jsonl", "night/manifest.jsonl"]
+    assert s3_server.keys(bucket) == [
+        "night/0.png",
+        "night/1.png",
+        "night/2.png",
+        "night/journal.jsonl",
+        "night/manifest.jsonl",
+    ]
     assert all(s3_server.read(bucket, f"night/{n}.png").startswith(PNG_SIGNATURE) for n in range(3))
     lines = [json.loads(line) for line in s3_server.read(bucket, "night/manifest.jsonl").splitlines()]
-    assert sorted((line["index"], line["path"]) for line in lines) == [(n, f"{output}/{n}.png") for n in range(3)]
+    assert sorted((line["index"], line["path"]) for line in lines) == [
+        (n, f"{output}/{n}.png") for n in range(3)
+    ]
     # Run again: everything is there, nothing is paid again.
-    assert run([{"conversation_id": cid, "text": f"picture {n}"} for n, cid in enumerate(ids)], output)[0] == "success"
+    assert (
+        run([{"conversation_id": cid, "text": f"picture {n}"} for n, cid in enumerate(ids)], output)[0]
+        == "success"
+    )
     assert airflow_with_aidol_server.count(path=CHAT_IMAGE_PATH) == 3
 
 
@@ -50,7 +64,9 @@ def test_a_folder_another_live_run_holds_is_refused_before_anything_is_sent(
     [one] = conversations(1)
     bucket = s3_bucket.partition("@")[2]
     s3_server.client.put_object(
-        Bucket=bucket, Key=f"night/{LEASE_NAME}", Body=lease("task nightly/other-run/images[-1]", timedelta(minutes=5))
+        Bucket=bucket,
+        Key=f"night/{LEASE_NAME}",
+        Body=lease("task nightly/other-run/images[-1]", timedelta(minutes=5)),
     )
 
     state, _ = run([{"conversation_id": one, "text": "a"}], f"{s3_bucket}/night")
@@ -61,11 +77,15 @@ def test_a_folder_another_live_run_holds_is_refused_before_anything_is_sent(
     assert s3_server.keys(bucket) == [f"night/{LEASE_NAME}"], "nothing written beside it"
 
 
-def test_a_dead_holder_s_lapsed_lease_does_not_keep_the_folder(airflow_with_aidol_server, s3_server, s3_bucket):
+def test_a_dead_holder_s_lapsed_lease_does_not_keep_the_folder(
+    airflow_with_aidol_server, s3_server, s3_bucket
+):
     [one] = conversations(1)
     bucket = s3_bucket.partition("@")[2]
     s3_server.client.put_object(
-        Bucket=bucket, Key=f"night/{LEASE_NAME}", Body=lease("task nightly/dead-run/images[-1]", -timedelta(seconds=1))
+        Bucket=bucket,
+        Key=f"night/{LEASE_NAME}",
+        Body=lease("task nightly/dead-run/images[-1]", -timedelta(seconds=1)),
     )
 
     state, handed = run([{"conversation_id": one, "text": "a"}], f"{s3_bucket}/night")
