@@ -1,5 +1,6 @@
 """GenerateChatImagesOperator writing its PNGs and manifest to ``s3://`` (moto on loopback), and the
-folder's lease: a second live run is refused before anything is sent; a dead holder's lease lapses."""
+folder's lease: a dead holder's lapsed lease does not keep the folder; a second live run is
+refused before anything is sent."""
 
 from __future__ import annotations
 
@@ -24,37 +25,33 @@ def lease(holder: str, expires_in: timedelta) -> bytes:
     return json.dumps({"holder": holder, "attempt_id": "other", "expires_at": expires.isoformat()}).encode()
 
 
-def test_a_deferred_image_batch_writes_its_pngs_and_manifest_to_s3(
+def test_a_deferred_image_batch_writes_to_s3_past_a_dead_holder_s_lapsed_lease(
     airflow_with_aidol_server, s3_server, s3_bucket
 ):
     ids = conversations(3)
     output = f"{s3_bucket}/night"
-
-    state, handed = run(
-        [{"conversation_id": cid, "text": f"picture {n}"} for n, cid in enumerate(ids)], output
+    bucket = s3_bucket.partition("@")[2]
+    s3_server.client.put_object(
+        Bucket=bucket,
+        Key=f"night/{LEASE_NAME}",
+        Body=lease("task nightly/dead-run/images[-1]", -timedelta(seconds=1)),
     )
+    images = [{"conversation_id": cid, "text": f"picture {n}"} for n, cid in enumerate(ids)]
+
+    state, handed = run(images, output)
 
     assert state == "success"
     assert handed["summary"]["generated"] == 3
     assert handed["summary"]["manifest"] == f"{output}/manifest.jsonl"
-    bucket = s3_bucket.partition("@")[2]
-    assert s3_server.keys(bucket) == [
-        "night/0.png",
-        "night/1.png",
-        "night/2.png",
-        "night/journal.jsonl",
-        "night/manifest.jsonl",
-    ]
+    written = ["night/0.png", "night/1.png", "night/2.png", "night/journal.jsonl", "night/manifest.jsonl"]
+    assert s3_server.keys(bucket) == written, "the lease given up when the batch ended"
     assert all(s3_server.read(bucket, f"night/{n}.png").startswith(PNG_SIGNATURE) for n in range(3))
     lines = [json.loads(line) for line in s3_server.read(bucket, "night/manifest.jsonl").splitlines()]
     assert sorted((line["index"], line["path"]) for line in lines) == [
         (n, f"{output}/{n}.png") for n in range(3)
     ]
     # Run again: everything is there, nothing is paid again.
-    assert (
-        run([{"conversation_id": cid, "text": f"picture {n}"} for n, cid in enumerate(ids)], output)[0]
-        == "success"
-    )
+    assert run(images, output)[0] == "success"
     assert airflow_with_aidol_server.count(path=CHAT_IMAGE_PATH) == 3
 
 
@@ -75,21 +72,3 @@ def test_a_folder_another_live_run_holds_is_refused_before_anything_is_sent(
     assert "task nightly/other-run/images[-1] is writing images there" in capfd.readouterr().out
     assert airflow_with_aidol_server.count(path=CHAT_IMAGE_PATH) == 0
     assert s3_server.keys(bucket) == [f"night/{LEASE_NAME}"], "nothing written beside it"
-
-
-def test_a_dead_holder_s_lapsed_lease_does_not_keep_the_folder(
-    airflow_with_aidol_server, s3_server, s3_bucket
-):
-    [one] = conversations(1)
-    bucket = s3_bucket.partition("@")[2]
-    s3_server.client.put_object(
-        Bucket=bucket,
-        Key=f"night/{LEASE_NAME}",
-        Body=lease("task nightly/dead-run/images[-1]", -timedelta(seconds=1)),
-    )
-
-    state, handed = run([{"conversation_id": one, "text": "a"}], f"{s3_bucket}/night")
-
-    assert state == "success"
-    assert handed["summary"]["generated"] == 1
-    assert f"night/{LEASE_NAME}" not in s3_server.keys(bucket), "given up when the batch ended"
