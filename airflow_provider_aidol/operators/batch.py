@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.batch.options import DEFAULT_MAX_WORKERS, BatchOptions
+from airflow_provider_aidol.batch.output_file import LOCAL_PROTOCOLS
 from airflow_provider_aidol.batch.result_log import EarlierTries, RecordedItems, ResultLog
 from airflow_provider_aidol.constants import DEFAULT_CONN_ID
 from airflow_provider_aidol.exceptions import AidolApprovalError, AidolBatchError
@@ -20,13 +21,14 @@ from airflow_provider_aidol.operators.approval import ask_for_approval, check_ap
 from airflow_provider_aidol.operators.base import AidolBaseOperator, object_storage_path
 from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus
 from airflow_provider_aidol.registry import ConversationRegistry, Origin
+from airflow_provider_aidol.registry.journal import SqlJournal
 from airflow_provider_aidol.registry.reuse import ConversationReuse, ReuseOutcome, Settled
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from datetime import timedelta
 
-    from airflow.sdk import Context
+    from airflow.sdk import Context, ObjectStoragePath
 
     from airflow_provider_aidol.batch.engine import BatchItem
 
@@ -50,7 +52,10 @@ class CreateConversationsOperator(AidolBaseOperator):
     disk before the next requests go out, and each request is journalled before it is sent, so
     a killed worker leaves at most the requests in flight (``2 * max_workers``) in doubt; a
     retry names them all, over any number of killed tries (``in_doubt_request_ids``), and sends
-    them again.
+    them again. On object storage the same holds when a SQL registry connection is configured
+    (``registry_conn_id`` or the connection's extra): the journal, and the results not yet
+    written there, are kept in its database (table ``aidol_batch_journal``), where a retry on
+    any worker finds them; without one, results are written every second and a crash costs more.
 
     :param conversations: agent-id strings or ``{"agent_id": ..., "user_id": ...}`` dicts, e.g.
         an upstream task's XCom. (templated)
@@ -152,10 +157,38 @@ class CreateConversationsOperator(AidolBaseOperator):
                 path = object_storage_path(
                     "output_path", self.output_path, example="file:///data/{{ ds }}.jsonl"
                 )
-                result_log = stack.enter_context(ResultLog(path))
+                journal = self._remote_journal(path, stack)
+                result_log = stack.enter_context(ResultLog(path, journal=journal))
                 return self._run(items, registry, result_log, context)
         finally:
             self.end_try(context)
+
+    def _remote_journal(self, path: ObjectStoragePath, stack: ExitStack) -> SqlJournal | None:
+        """Open the crash journal of a remote ``path`` in the registry's database (before any request).
+
+        ``None`` for a local path (its journal is a file beside it), and without a SQL registry
+        connection: then results reach the remote file in chunks, and a warning says what a
+        killed worker may cost.
+        """
+        if path.protocol in LOCAL_PROTOCOLS:
+            return None
+        conn_id, _ = self.hook.settings.resolve_registry(self.registry_conn_id, None)
+        if conn_id is None:
+            self.log.warning(
+                "output_path %s is on object storage and no SQL registry connection is configured "
+                "(registry_conn_id, or the connection's extra registry_conn_id): results are written "
+                "there every second (or 1,000 lines) and no request is journalled, so a worker killed "
+                "mid-batch leaves the unwritten results and the requests in flight to be sent again "
+                "(about requests_per_second + 2 * max_workers conversations created twice). Name a "
+                "registry connection to keep a crash journal in its database.",
+                path,
+            )
+            return None
+        journal = SqlJournal(conn_id, str(path))
+        stack.callback(journal.close)
+        journal.check()
+        self.log.info("The crash journal of %s is in %s", path, journal.description)
+        return journal
 
     def _run(
         self,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk.execution_time.xcom import XCom
 
 from airflow_provider_aidol._compat import default_deferrable
+from airflow_provider_aidol.batch.folder_lease import FolderLease
 from airflow_provider_aidol.batch.image_folder import (
     FolderState,
     FolderWriter,
@@ -366,9 +367,13 @@ class GenerateChatImagesOperator(AidolBaseOperator):
         """Check every item and the folder, then generate (deferred or here); return the summary."""
         from airflow_provider_aidol.triggers.images import ChatImagesTrigger, ImageBatch, new_attempt_id
 
+        lease: FolderLease | None = None
+        attempt_id = new_attempt_id()
         try:
             folder = self._folder()
             requests, problems = self._parse()
+            lease = FolderLease(folder)
+            lease.take(_holder(context), attempt_id)
             state = self._open(folder, requests, problems)
             todo = [
                 request.as_dict()
@@ -377,7 +382,6 @@ class GenerateChatImagesOperator(AidolBaseOperator):
                     request.index, retry_failed=self.retry_failed, resend_in_doubt=self.resend_in_doubt
                 )
             ]
-            attempt_id = new_attempt_id()
             if todo:
                 batch: dict[str, Any] = {
                     "aidol_conn_id": self.aidol_conn_id,
@@ -397,12 +401,16 @@ class GenerateChatImagesOperator(AidolBaseOperator):
                     "; waiting in the triggerer" if self.deferrable else "",
                 )
                 if self.deferrable:
+                    lease = None  # the trigger renews it, execute_complete() gives it up
                     self.defer(trigger=ChatImagesTrigger(**batch), method_name="execute_complete")
                 import asyncio
 
                 self.hook.usage.add(asyncio.run(ImageBatch(**batch, log=self.log).run()))
             return self._finish(context, folder, requests, problems, attempt_id)
         finally:
+            if lease is not None:
+                with self.best_effort(f"the lease on {lease.folder} (given up)"):
+                    lease.release(attempt_id)
             self.end_try(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
@@ -418,6 +426,8 @@ class GenerateChatImagesOperator(AidolBaseOperator):
             requests, problems = self._parse()
             return self._finish(context, self._folder(), requests, problems, str(event.get("attempt_id")))
         finally:
+            with self.best_effort("the lease on output_path (given up)"):
+                FolderLease(self._folder()).release(str(event.get("attempt_id")))
             self.end_try(context)
 
     def _folder(self) -> ObjectStoragePath:
@@ -579,6 +589,14 @@ class GenerateChatImagesOperator(AidolBaseOperator):
                 raise error
             self.log.warning("%s (on_error='continue')", error)
         return summary
+
+
+def _holder(context: Context) -> str:
+    """Return who takes a folder's lease: the task instance (its retries and clears are the same)."""
+    ti = context.get("ti")
+    if ti is None:  # execute() called outside a task run
+        return f"process {uuid.uuid4().hex}"
+    return f"task {ti.dag_id}/{ti.run_id}/{ti.task_id}[{ti.map_index}]"
 
 
 def _keys(requests: list[ImageRequest], problems: dict[int, tuple[str, str]]) -> dict[int, str]:

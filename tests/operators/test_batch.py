@@ -234,7 +234,7 @@ def test_bad_operator_arguments_fail_at_dag_definition(kwargs, message):
     ("output", "message"),
     [
         ("results.jsonl", "output_path must be"),  # relative: depends on the worker's directory
-        ("s3://aws_default@bucket/results.jsonl", "cannot be written here"),  # no storage provider
+        ("gs://google_cloud_default@bucket/results.jsonl", "cannot be written here"),  # no storage provider
     ],
 )
 def test_a_bad_output_path_fails_before_any_request(airflow_with_aidol_server, output, message, capfd):
