@@ -14,12 +14,16 @@ import signal
 import time
 import uuid
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.forked import ForkedProcess
 from tests.operators import batch_runner
 from tests.registry.conftest import records
+
+if TYPE_CHECKING:
+    import subprocess
 
 COUNT = 2000
 WORKERS = 8
@@ -33,13 +37,13 @@ def start(server, label: str, output: str = "-", registry: str = "-") -> ForkedP
     return ForkedProcess(batch_runner.main, COUNT, label, output, registry, WORKERS, env=env)
 
 
-def finish(process: ForkedProcess) -> object:
+def finish(process: ForkedProcess | subprocess.Popen[str]) -> object:
     out, err = process.communicate(timeout=240)
     assert process.returncode == 0, err[-3000:]
     return json.loads(out.strip().splitlines()[-1])
 
 
-def kill_at_half(server, process: ForkedProcess) -> int:
+def kill_at_half(server, process: ForkedProcess | subprocess.Popen[str]) -> int:
     """SIGKILL the batch once the server has created about half of the items; return how many."""
     deadline = time.monotonic() + 120
     while len(server.conversations) < COUNT // 2:

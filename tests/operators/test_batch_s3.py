@@ -90,7 +90,11 @@ def test_without_a_sql_registry_a_remote_output_warns_what_a_crash_costs(
 
 
 def start(server, label: str, output: str, registry_conn_id: str) -> subprocess.Popen[str]:
-    """The batch of COUNT items in a process of its own, the registry named in the connection's extra."""
+    """The batch of COUNT items in a process of its own, the registry named in the connection's extra.
+
+    A new interpreter, not a fork (tests/forked.py): Airflow keeps the object store's s3fs
+    instance per process, and s3fs refuses to be used in a forked child.
+    """
     connection = json.loads(server.connection_json())
     connection["extra"]["registry_conn_id"] = registry_conn_id
     env = {**os.environ, "AIRFLOW_CONN_AIDOL_DEFAULT": json.dumps(connection)}
