@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.called_patches import CalledPatches
+from tests.mariadb_server import MariaDbServer, find_server
 from tests.postgres_server import PostgresServer, find_binaries
 
 if TYPE_CHECKING:
@@ -131,6 +132,27 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDbServer]:
+    """A throwaway MariaDB server (Debian's package) on loopback for the session, then deleted.
+
+    Started by the first test of a worker that asks for it (well under a second), never otherwise.
+    """
+    import importlib.util
+
+    reason = None
+    if find_server() is None:
+        reason = "MariaDB server not installed: run `make mariadb` (scripts/ensure-mariadb.sh)"
+    elif importlib.util.find_spec("airflow.providers.mysql") is None:
+        reason = "MySQL provider not installed: run `make install` (apache-airflow-providers-mysql)"
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with MariaDbServer() as server:
+        yield server
+
+
 @pytest.fixture
 def must_call(monkeypatch: pytest.MonkeyPatch) -> Iterator[CalledPatches]:
     """``must_call.setattr(target, name, replacement)``: a patch the test fails without calling.
@@ -161,9 +183,16 @@ def postgres_registry(postgres_server: PostgresServer, monkeypatch: pytest.Monke
     return REGISTRY_CONN_ID
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture
+def mysql_registry(mariadb_server: MariaDbServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The connection id of the session's MariaDB database (connection type ``mysql``)."""
+    monkeypatch.setenv(REGISTRY_ENV_VAR, mariadb_server.airflow_uri)
+    return REGISTRY_CONN_ID
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
 def registry_conn_id(request: pytest.FixtureRequest) -> str:
-    """Each registry database in turn: SQLite, then PostgreSQL."""
+    """Each registry database in turn: SQLite, PostgreSQL, then MySQL (a MariaDB server)."""
     conn_id: str = request.getfixturevalue(f"{request.param}_registry")
     return conn_id
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, CONVERSATION_PATH
@@ -35,6 +37,38 @@ def test_requests_up_to_the_cap_are_taken_in_blocks_and_the_next_is_refused(ledg
     assert first.close() == {"requests": 0}
     assert ledger.read("requests", first.day()) == (25, 0)
     assert first.report()["daily_cap_reached"] is True
+
+
+def test_four_tries_racing_on_their_own_connections_take_exactly_the_cap(registry_conn_id, table):
+    key = key_id("http://race.test", table)
+    ledgers = [SqlLedger(registry_conn_id, key, table=f"ledger_{table}") for _ in range(4)]
+    tries = [DailyQuota(opened, {"requests": 97}, "UTC", block=7) for opened in ledgers]
+    start, taken, errors = threading.Barrier(len(tries)), [0] * len(tries), []
+
+    def spend(index: int) -> None:
+        try:
+            ledgers[index].check()
+            start.wait(timeout=60)
+            while True:
+                tries[index].take(CONVERSATION_PATH)
+                taken[index] += 1
+        except AidolDailyCapError:
+            tries[index].close()
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=spend, args=(index,)) for index in range(len(tries))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    try:
+        assert errors == []
+        assert sum(taken) == 97, taken
+        assert ledgers[0].read("requests", tries[0].day()) == (97, 0)
+    finally:
+        for opened in ledgers:
+            opened.close()
 
 
 def test_what_a_try_did_not_spend_goes_back_and_another_try_gets_it(ledger):
