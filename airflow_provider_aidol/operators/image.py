@@ -394,7 +394,7 @@ class GenerateChatImagesOperator(AidolBaseOperator):
             if quota is not None and to_send:
                 to_send = self._within_daily_caps(quota, to_send, folder, attempt_id)
                 # The triggerer cannot reach the ledger: what was reserved here bounds what it sends.
-                max_requests = min(max_requests or len(to_send), len(to_send))
+                max_requests = len(to_send) if max_requests is None else min(max_requests, len(to_send))
             todo = [request.as_dict() for request in to_send]
             if todo:
                 batch: dict[str, Any] = {
