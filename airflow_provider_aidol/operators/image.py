@@ -201,7 +201,8 @@ class GenerateChatImageOperator(AidolBaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger fired: write the PNG, or raise the error the trigger met."""
-        self.hook.usage.prices = self.hook.settings.prices
+        with self.best_effort("the connection's prices (for the cost of the try)"):
+            self.hook.usage.prices = self.hook.settings.prices
         self.hook.usage.add(event.get("usage") or {})
         try:
             return self._resume(context, event)
@@ -429,7 +430,8 @@ class GenerateChatImagesOperator(AidolBaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: read the outcomes from the folder and return the summary."""
-        self.hook.usage.prices = self.hook.settings.prices
+        with self.best_effort("the connection's prices (for the cost of the try)"):
+            self.hook.usage.prices = self.hook.settings.prices
         self.hook.usage.add(event.get("usage") or {})
         try:
             if event.get("status") == "error":
