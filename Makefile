@@ -25,7 +25,7 @@ UV         := .venv-uv/bin/uv
 # `$(PIP) VENV ARGS…` installs ARGS into the venv VENV.
 PIP        := $(UV) pip install --quiet --python
 
-.PHONY: install venvs postgres redis test test-fast test-slow test-oldest test-minors test-extra-pythons lint demo bench bench-distributed e2e e2e-distributed docs \
+.PHONY: install venvs postgres mariadb redis test test-fast test-slow test-oldest test-minors test-extra-pythons lint demo bench bench-distributed e2e e2e-distributed docs \
 	docs-serve dist clean
 
 # The development tools are PEP 735 dependency groups (pyproject's [dependency-groups]), which only
@@ -36,7 +36,7 @@ $(UV):
 	$(PYTHON) -m venv .venv-uv
 	.venv-uv/bin/pip install --quiet uv==$(UV_VERSION)
 
-$(STAMP): pyproject.toml constraints.txt | $(UV)
+$(STAMP): pyproject.toml constraints.txt | $(UV) mariadb
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) $(VENV) -c constraints.txt $(DEV)
 	touch $(STAMP)
@@ -48,29 +48,34 @@ install: $(STAMP)
 postgres:
 	bash scripts/ensure-postgres.sh
 
+## mariadb: install Debian's MariaDB server and client headers when missing (the tests start throwaway
+##          servers of it; the MySQL provider's driver, mysqlclient, compiles against the headers)
+mariadb:
+	bash scripts/ensure-mariadb.sh
+
 ## test: the test suite but its slow tier (in parallel, JOBS workers); CI also runs test-slow
-test: $(STAMP) postgres
+test: $(STAMP) postgres mariadb
 	$(BIN)/pytest $(XDIST) -m "not slow"
 
 ## test-slow: the slow tier (marker slow): long end-to-end tests (the demo, a user's pytest session,
 ##            secret hygiene over five Airflow runs, crash and race batches)
-test-slow: $(STAMP) postgres
+test-slow: $(STAMP) postgres mariadb
 	$(BIN)/pytest $(XDIST) -m slow
 
 ## test-fast: the tests that run no Airflow (no DAG run, no `airflow` command, no migrated database),
 ##            for the edit-test loop (about 2.5 min); `make test` runs them too
-test-fast: $(STAMP) postgres
+test-fast: $(STAMP) postgres mariadb
 	$(BIN)/pytest $(XDIST) -m "not airflow"
 
-$(OLDEST_STAMP): pyproject.toml constraints-airflow-3.1.txt | $(UV)
+$(OLDEST_STAMP): pyproject.toml constraints-airflow-3.1.txt | $(UV) mariadb
 	$(PYTHON) -m venv $(OLDEST)
 	$(PIP) $(OLDEST) -c constraints-airflow-3.1.txt -e '.[postgres,sqlite]' pytest hypothesis pytest-examples \
-		pytest-xdist
+		pytest-xdist apache-airflow-providers-mysql
 	touch $(OLDEST_STAMP)
 
 ## test-oldest: the suite but its slow tier on the oldest supported Airflow (3.1), pinned by
 ##              constraints-airflow-3.1.txt (the slow tier runs once, on the newest Airflow: CI's time)
-test-oldest: $(OLDEST_STAMP) postgres
+test-oldest: $(OLDEST_STAMP) postgres mariadb
 	$(OLDEST)/bin/pytest -p no:cacheprovider $(XDIST) -m "not slow"
 
 # Each Airflow minor between the oldest and the newest gets a venv of its own (.venv-airflow-X.Y, pinned by
@@ -97,11 +102,11 @@ test-minors: $(MINOR_STAMPS) postgres
 venvs: $(STAMP) $(OLDEST_STAMP) $(MINOR_STAMPS) $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed)
 
 ## test-extra-pythons: the suite but its slow tier on each of EXTRA_PYTHONS (newest Airflow, constraints.txt)
-test-extra-pythons: $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed) postgres
+test-extra-pythons: $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed) postgres mariadb
 	for v in $(EXTRA_PYTHONS); do .venv-py$$v/bin/pytest -p no:cacheprovider $(XDIST) -m "not slow" || exit 1; done
 
 # The interpreter: pyenv's (as on the CI machine), else pythonX.Y on PATH.
-.venv-py%/.installed: pyproject.toml constraints.txt | $(UV)
+.venv-py%/.installed: pyproject.toml constraints.txt | $(UV) mariadb
 	py=$(firstword $(wildcard $(PYENV_ROOT)/versions/$*.*/bin/python$*) python$*); \
 	"$$py" -c pass || { echo "No Python $*: install it (e.g. pyenv install $*)"; exit 1; }; \
 	"$$py" -m venv .venv-py$* && $(PIP) .venv-py$* -c constraints.txt $(DEV)

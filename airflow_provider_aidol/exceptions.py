@@ -29,6 +29,7 @@ __all__ = [
     "AidolError",
     "AidolImageConfigError",
     "AidolInterruptedError",
+    "AidolLedgerUnavailableError",
     "AidolNotFoundError",
     "AidolQuotaExceededError",
     "AidolRateLimitError",
@@ -374,6 +375,26 @@ class AidolDailyCapError(AidolRequestError, AirflowFailException):
         super().__init__(
             message or f"daily cap of {cap} {kind} for this API key reached on {day}; not sent", **kwargs
         )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class AidolLedgerUnavailableError(AidolRequestError):
+    """The usage ledger of the daily caps could not be reached to reserve this request: not sent.
+
+    Nothing is sent without a reservation. A task retry may find the ledger back, so it is
+    retried like any failure.
+
+    :param ledger: where the ledger lives, e.g. ``table aidol_usage_ledger of connection 'my_db'``.
+    """
+
+    outcome = "ledger_unavailable"
+    _payload_fields = (*AidolRequestError._payload_fields, "ledger")
+
+    def __init__(self, message: str, *, ledger: str | None = None, **kwargs: Any) -> None:
+        self.ledger = ledger
+        super().__init__(message, **kwargs)
 
     def __str__(self) -> str:
         return self.message

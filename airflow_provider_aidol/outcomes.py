@@ -55,6 +55,8 @@ class NotSentReason(StrEnum):
     """The API key's call quota is used up."""
     DAILY_CAP = "daily_cap"
     """The API key's daily cap (``max_requests_per_day``, ``max_images_per_day``) is reached."""
+    LEDGER_UNAVAILABLE = "ledger_unavailable"
+    """The usage ledger of the daily caps could not be reached to reserve a request."""
 
 
 @dataclass(frozen=True)

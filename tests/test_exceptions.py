@@ -31,6 +31,7 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "kind": "requests",
     "cap": 500,
     "day": "2026-12-03",
+    "ledger": "table aidol_usage_ledger of connection 'aidol_registry'",
 }
 
 

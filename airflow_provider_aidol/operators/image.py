@@ -32,8 +32,10 @@ from airflow_provider_aidol.client.validation import require_rate
 from airflow_provider_aidol.constants import DEFAULT_CONN_ID
 from airflow_provider_aidol.exceptions import (
     AidolBatchError,
+    AidolDailyCapError,
     AidolError,
     AidolInterruptedError,
+    AidolLedgerUnavailableError,
     AidolRequestBudgetError,
     AidolResponseError,
 )
@@ -44,12 +46,14 @@ from airflow_provider_aidol.operators.base import (
     object_storage_path,
     rendered,
 )
-from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus
+from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus, NotSentReason
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context, ObjectStoragePath
+
+    from airflow_provider_aidol.integration.quota import DailyQuota
 
 _LOCAL_PROTOCOLS = ("", "file", "local")
 
@@ -197,6 +201,8 @@ class GenerateChatImageOperator(AidolBaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger fired: write the PNG, or raise the error the trigger met."""
+        with self.best_effort("the connection's prices (for the cost of the try)"):
+            self.hook.usage.prices = self.hook.settings.prices
         self.hook.usage.add(event.get("usage") or {})
         try:
             return self._resume(context, event)
@@ -370,18 +376,27 @@ class GenerateChatImagesOperator(AidolBaseOperator):
         lease: FolderLease | None = None
         attempt_id = new_attempt_id()
         try:
+            quota = self.open_quota()
             folder = self._folder()
             requests, problems = self._parse()
+            if self.is_dry_run:
+                return self._plan(context, folder, requests, problems)
             lease = FolderLease(folder)
             lease.take(_holder(context), attempt_id)
             state = self._open(folder, requests, problems)
-            todo = [
-                request.as_dict()
+            to_send = [
+                request
                 for request in requests
                 if state.to_send(
                     request.index, retry_failed=self.retry_failed, resend_in_doubt=self.resend_in_doubt
                 )
             ]
+            max_requests = self.hook.usage.remaining
+            if quota is not None and to_send:
+                to_send = self._within_daily_caps(quota, to_send, folder, attempt_id)
+                # The triggerer cannot reach the ledger: what was reserved here bounds what it sends.
+                max_requests = len(to_send) if max_requests is None else min(max_requests, len(to_send))
+            todo = [request.as_dict() for request in to_send]
             if todo:
                 batch: dict[str, Any] = {
                     "aidol_conn_id": self.aidol_conn_id,
@@ -390,7 +405,7 @@ class GenerateChatImagesOperator(AidolBaseOperator):
                     "attempt_id": attempt_id,
                     "max_concurrency": self.max_concurrency,
                     "requests_per_second": self.requests_per_second,
-                    "max_requests": self.hook.usage.remaining,
+                    "max_requests": max_requests,
                     "resend_in_doubt": self.resend_in_doubt,
                 }
                 self.log.info(
@@ -415,6 +430,8 @@ class GenerateChatImagesOperator(AidolBaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: read the outcomes from the folder and return the summary."""
+        with self.best_effort("the connection's prices (for the cost of the try)"):
+            self.hook.usage.prices = self.hook.settings.prices
         self.hook.usage.add(event.get("usage") or {})
         try:
             if event.get("status") == "error":
@@ -432,6 +449,75 @@ class GenerateChatImagesOperator(AidolBaseOperator):
 
     def _folder(self) -> ObjectStoragePath:
         return object_storage_path("output_path", self.output_path, example="file:///data/images/{{ ds }}")
+
+    def _plan(
+        self,
+        context: Context,
+        folder: ObjectStoragePath,
+        requests: list[ImageRequest],
+        problems: dict[int, tuple[str, str]],
+    ) -> dict[str, Any]:
+        """Return the dry run's plan: the images a real run would generate; nothing sent or written."""
+        state = read_folder(folder, _keys(requests, problems)) if folder.exists() else None
+        needed = [
+            request
+            for request in requests
+            if state is None
+            or state.to_send(
+                request.index, retry_failed=self.retry_failed, resend_in_doubt=self.resend_in_doubt
+            )
+        ]
+        done = sum(1 for request in requests if state is not None and state.outcome(request.index) == "done")
+        return self.plan(
+            context,
+            total=len(requests) + len(problems),
+            new=len(needed),
+            reused=0,
+            already_recorded=done,
+            images=len(needed),
+        )
+
+    def _within_daily_caps(
+        self, quota: DailyQuota, requests: list[ImageRequest], folder: ObjectStoragePath, attempt_id: str
+    ) -> list[ImageRequest]:
+        """Reserve each image (a request and an image) from the key's daily caps here, on the worker.
+
+        Return the items reserved; record the others ``not_sent`` (reason ``daily_cap``, or
+        ``ledger_unavailable``), so a run on another day sends them.
+        """
+        quota.expect(len(requests), len(requests))
+        for position in range(len(requests)):
+            try:
+                quota.take(CHAT_IMAGE_PATH, method="POST")
+            except (AidolDailyCapError, AidolLedgerUnavailableError) as error:
+                reason = (
+                    NotSentReason.DAILY_CAP
+                    if isinstance(error, AidolDailyCapError)
+                    else NotSentReason.LEDGER_UNAVAILABLE
+                )
+                rest = requests[position:]
+                self.log.warning("%d chat image(s) not sent: %s", len(rest), error)
+                FolderWriter(folder).record(
+                    (
+                        item,
+                        item.outcome(
+                            ItemStatus.NOT_SENT,
+                            error=f"not sent: {error}",
+                            error_class=type(error).__name__,
+                            not_sent_reason=reason,
+                        ),
+                        {
+                            "key": item.key,
+                            "attempt_id": attempt_id,
+                            "path": None,
+                            "request_id": None,
+                            "request_ids": [],
+                        },
+                    )
+                    for item in rest
+                )
+                return requests[:position]
+        return requests
 
     def _parse(self) -> tuple[list[ImageRequest], dict[int, tuple[str, str]]]:
         """Check every item; return the good ones and, by index, each bad one's message and key.

@@ -28,6 +28,7 @@ from airflow_provider_aidol.registry.dialects import (
     PROBE_MARKER,
     SQLITE_BUSY_TIMEOUT,
     is_refusal,
+    mysql_error_code,
     sqlite_busy_timeout,
     sqlite_chunks,
 )
@@ -427,11 +428,11 @@ def _rollback(connection: Any) -> None:
 
 def _transient(error: Exception) -> bool:
     """Whether ``error`` is a deadlock or serialization failure (SQLSTATE class 40, MySQL 1205/1213)."""
+    mysql_code = mysql_error_code(error)
+    if mysql_code is not None:
+        return mysql_code in _MYSQL_TRANSIENT
     state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)  # psycopg 3, psycopg2
-    if isinstance(state, str):
-        return state.startswith("40")
-    code = error.args[0] if error.args else None
-    return isinstance(code, int) and code in _MYSQL_TRANSIENT
+    return isinstance(state, str) and state.startswith("40")
 
 
 def _sqlite_variable_limit(connection: Any) -> int:

@@ -106,7 +106,7 @@ class ImageBatch:
         budget = None if self.max_requests is None else max(self.max_requests - spent, 0)
         self.hook = hook = AidolAsyncHook(self.aidol_conn_id, max_requests=budget)
         if not todo:
-            return hook.usage.counts()
+            return hook.usage.event_counts()
         async with hook:
             settings = await hook.get_settings()
             rate = self.requests_per_second or settings.requests_per_second
@@ -132,7 +132,7 @@ class ImageBatch:
                 await asyncio.gather(*(one(item) for item in todo))
             finally:
                 renewing.cancel()
-        return hook.usage.counts()
+        return hook.usage.event_counts()
 
     async def _keep_lease(self) -> None:
         """Renew the folder's lease while the batch runs (a dead holder's lapses: batch.folder_lease)."""
@@ -328,7 +328,7 @@ class ChatImagesTrigger(BaseTrigger):
                 else AidolError(f"{type(error).__name__}: {error}"[:500])
             )
             hook = self._batch.hook
-            counts = hook.usage.counts() if hook else {}
+            counts = hook.usage.event_counts() if hook else {}
             event = {"status": "error", "error": failure.to_payload(), "usage": counts}
             yield TriggerEvent({**event, "attempt_id": self.kwargs["attempt_id"]})  # type: ignore[no-untyped-call]
             return
