@@ -74,7 +74,7 @@ def writes_nothing_outside(
     private_tmp = tmp_path / "tmp"
     private_tmp.mkdir(exist_ok=True)
     monkeypatch.setenv("TMPDIR", str(private_tmp))
-    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))  # never called: a value, not a callable
     before = _contents(shared)
     yield
     written = sorted(str(path) for path in _contents(shared) - before)
