@@ -82,7 +82,7 @@ test-oldest: $(OLDEST_STAMP) postgres mariadb
 
 # Each Airflow minor between the oldest and the newest gets a venv of its own (.venv-airflow-X.Y, pinned by
 # constraints-airflow-X.Y.txt) that runs the docs and the example DAGs only: what a user pastes or starts from.
-MINORS       := 3.1 3.2
+MINORS       := 3.2
 MINOR_STAMPS := $(foreach v,$(MINORS),.venv-airflow-$(v)/.installed)
 MINOR_TESTS  := tests/test_docs.py tests/test_docs_dags_folder.py tests/test_docs_scaling.py \
 	tests/registry/test_guide.py tests/test_example_dags.py tests/test_example_nightly.py
