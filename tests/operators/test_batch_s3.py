@@ -13,14 +13,13 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
 from airflow_provider_aidol.registry.journal import JOURNAL_TABLE, output_key
-from tests.aidol_default import items, point_connection
+from tests.aidol_default import items, point_connection, task_instance
 from tests.conftest import REPO
 from tests.operators.test_batch_crash_and_race import finish, kill_at_half
 from tests.registry.conftest import records
@@ -32,14 +31,7 @@ IN_FLIGHT = 2 * WORKERS
 
 def run(operator: CreateConversationsOperator) -> Any:
     """Run ``operator`` as a task would; return its XCom."""
-    ti = SimpleNamespace(
-        dag_id="s3_batch",
-        run_id="r",
-        task_id=operator.task_id,
-        map_index=-1,
-        try_number=1,
-        xcom_push=lambda key, value: None,
-    )
+    ti = task_instance("s3_batch", operator.task_id)
     return operator.execute({"ti": ti})  # type: ignore[typeddict-item]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from airflow_provider_aidol.operators.batch import CreateConversationsOperator
 from airflow_provider_aidol.outcomes import NotSentReason
 from airflow_provider_aidol.retry_policy import AidolRetryPolicy
 from airflow_provider_aidol.testing import Fault
-from tests.aidol_default import items, point_connection
+from tests.aidol_default import items, point_connection, task_instance
 from tests.conftest import REGISTRY_CONN_ID
 from tests.polling import wait_until
 from tests.registry.conftest import execute
@@ -29,14 +28,7 @@ from tests.registry.conftest import execute
 def run(operator) -> tuple[Any, dict[str, Any]]:
     """Run ``operator`` as a task would; return its result and the XComs it pushed."""
     pushed: dict[str, Any] = {}
-    ti = SimpleNamespace(
-        dag_id="daily_cap",
-        run_id="r",
-        task_id=operator.task_id,
-        map_index=-1,
-        try_number=1,
-        xcom_push=lambda key, value: pushed.__setitem__(key, value),
-    )
+    ti = task_instance("daily_cap", operator.task_id, pushed=pushed)
     try:
         result = operator.execute({"ti": ti})
     except Exception as error:
