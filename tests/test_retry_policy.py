@@ -141,7 +141,7 @@ def test_a_rate_limited_task_is_retried_after_the_servers_delay_not_its_retry_de
     took = time.monotonic() - started
 
     assert str(run.state) == "success"
-    assert 3 <= took < 60  # the task's retry_delay is an hour
+    assert 3 <= took < 1800  # the task's retry_delay is an hour; a loaded machine's run takes minutes
     assert len(server.conversations) == 1
     usage = xcom("aidol_rate_limited_retry", run.run_id, "create", USAGE_XCOM_KEY)
     assert (usage["try_number"], usage["requests"]) == (2, 1)

@@ -6,6 +6,7 @@ request is one that an independent implementation of the spec agrees with.
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -16,6 +17,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from airflow_provider_aidol.client.ratelimit import RateLimiter
 from airflow_provider_aidol.client.signing import to_json
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
@@ -25,6 +27,7 @@ from airflow_provider_aidol.exceptions import (
     AidolServerError,
     AidolValidationError,
 )
+from airflow_provider_aidol.hooks import base
 from airflow_provider_aidol.hooks.aidol import AidolHook
 from airflow_provider_aidol.testing import Fault
 from tests.aidol_default import point_connection
@@ -340,14 +343,14 @@ def test_small_skew_is_not_taken_for_clock_trouble(hook, aidol_default_server):
 # --- pacing -----------------------------------------------------------------------------------
 
 
-def test_requests_per_second_paces_calls(monkeypatch, aidol_default_server):
+def test_requests_per_second_paces_calls(monkeypatch, must_call, aidol_default_server):
+    # The limiter reads a stopped clock, so a slow machine cannot make a slot come by itself.
+    must_call.setattr(base, "RateLimiter", functools.partial(RateLimiter, clock=lambda: 1000.0))
     hook, waits = recording_hook(monkeypatch, aidol_default_server, requests_per_second=5)
     for _ in range(3):
         hook.create_conversation("agent-1")
     # Slots are 0.2 s apart; the recorded waits are not slept, so the third waits for its slot 0.4 s on.
-    first, second = waits
-    assert 0.1 < first <= 0.2
-    assert 0.3 < second <= 0.4
+    assert waits == pytest.approx([0.2, 0.4])
 
 
 def test_retries_and_failures_never_log_the_credentials(monkeypatch, aidol_default_server, capsys):
