@@ -18,6 +18,7 @@ from airflow.sdk import ObjectStoragePath
 from airflow_provider_aidol.batch.image_folder import ImageRequest, item_key, read_folder
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH
 from airflow_provider_aidol.hooks.aidol import AidolHook
+from airflow_provider_aidol.testing import Fault
 from airflow_provider_aidol.triggers.images import ChatImagesTrigger
 from tests.aidol_default import USER
 
@@ -198,3 +199,25 @@ def test_the_event_hands_back_the_images_sent_for_the_cost_at_price_per_image(ai
     event = asyncio.run(first_event(trigger(requests(2), tmp_path)))
     assert event["status"] == "done"
     assert (event["usage"]["requests"], event["usage"]["images"]) == (2, 2)
+
+
+@pytest.mark.aidol_server(image_latency=0.5)
+def test_the_usage_after_a_triggerer_restart_counts_the_whole_attempt(aidol_default_server, tmp_path):
+    """The event of the restarted trigger counts what the dead one sent too: the whole task try."""
+    items = requests(12)
+    # The dead trigger's first requests: a rate limit (resent), a 503 (refused, resent), a 500 (failed).
+    aidol_default_server.inject(Fault.RATE_LIMITED, path=CHAT_IMAGE_PATH, retry_after=0)
+    aidol_default_server.inject(Fault.STATUS, path=CHAT_IMAGE_PATH, status=503)
+    aidol_default_server.inject(Fault.STATUS, path=CHAT_IMAGE_PATH, status=500)
+    first = trigger(items, tmp_path)
+
+    async def scenario() -> dict[str, Any]:
+        await killed_mid_batch(first, aidol_default_server, started=6)
+        return await first_event(restarted(first))
+
+    event = asyncio.run(scenario())
+    assert event["status"] == "done"
+    received = aidol_default_server.count(path=CHAT_IMAGE_PATH)
+    assert received == 12 + 2  # each item once, and the two refused requests resent
+    whole_try = {"requests": received, "images": received, "retries": 2, "rate_limited": 1, "failed": 3}
+    assert event["usage"] == whole_try
