@@ -49,11 +49,19 @@ def unique_items(count: int, *, agents: int = 1) -> list[dict[str, str]]:
 
 
 def task_instance(
-    dag_id: str, task_id: str, run_id: str = "r", pushed: dict[str, Any] | None = None
+    dag_id: str,
+    task_id: str,
+    run_id: str = "r",
+    pushed: dict[str, Any] | None = None,
+    id: uuid.UUID | None = None,
 ) -> SimpleNamespace:
-    """What the operators read of a running task's ``ti``; the XComs it pushes go into ``pushed``."""
+    """What the operators read of a running task's ``ti``; the XComs it pushes go into ``pushed``.
+
+    :param id: the task instance's id (the approval's HITL detail is keyed by it); default: a new one.
+    """
     sink: dict[str, Any] = {} if pushed is None else pushed
     return SimpleNamespace(
+        id=id or uuid.uuid4(),
         dag_id=dag_id,
         run_id=run_id,
         task_id=task_id,
