@@ -20,7 +20,6 @@ are in doubt, not sent again), and the image task cleared and run again bills no
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import time
@@ -37,7 +36,7 @@ from e2e.stack import wait_for
 from e2e.timing import TIMINGS, Stopwatch
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from e2e.stack import AirflowStack
 
@@ -75,22 +74,9 @@ def image_server() -> Iterator[AidolServer]:
 
 
 @pytest.fixture(scope="module")
-def image_connection(airflow: AirflowStack, image_server: AidolServer) -> str:
+def image_connection(aidol_connection: Callable[..., str], image_server: AidolServer) -> str:
     """Create the connection ``aidol_e2e_image`` for that server through the REST API."""
-    airflow.api(
-        "POST",
-        "/connections",
-        expect=201,
-        json={
-            "connection_id": CONN_ID,
-            "conn_type": "aidol",
-            "host": image_server.url,
-            "login": image_server.api_key,
-            "password": image_server.api_secret,
-            "extra": json.dumps({"user_id": USER_ID, "image_timeout": 60}),
-        },
-    )
-    return CONN_ID
+    return aidol_connection(CONN_ID, image_server, user_id=USER_ID, image_timeout=60)
 
 
 @pytest.fixture
