@@ -11,6 +11,8 @@ import uuid
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_aidol.hooks.aidol import AidolHook
+
 if TYPE_CHECKING:
     import pytest
 
@@ -46,6 +48,15 @@ def unique_items(count: int, *, agents: int = 1) -> list[dict[str, str]]:
     """``items`` with users unique to this call: DAG runs share one metadata database, so the
     registry's Variables of earlier tests never match them."""
     return items(count, agents=agents, users=f"{uuid.uuid4().hex[:8]}-user")
+
+
+def conversations(count: int, agent: str = "agent-1") -> list[str]:
+    """Create ``count`` conversations of ``USER`` with ``agent`` (``aidol_default``); return their ids."""
+    hook = AidolHook()
+    try:
+        return [hook.create_conversation(agent, user_id=USER) for _ in range(count)]
+    finally:
+        hook.close()
 
 
 def task_instance(
