@@ -205,7 +205,7 @@ def batch_server(server: AidolServer) -> Iterator[AidolServer]:
 def test_batch_paid_once_across_a_triggerer_kill_and_a_clear(
     airflow: AirflowStack, batch_server: AidolServer, tmp_path: Path
 ) -> None:
-    """20 images, triggerer SIGKILLed mid-batch: exactly 20 billed; cleared and run again: 0 billed."""
+    """20 images, triggerer SIGKILLed mid-batch: 20 billed, 20 counted; cleared and run again: 0 billed."""
     server = batch_server
     label = "image batch, triggerer restart"
     with Stopwatch(f"{label}: DAG parsed"):
@@ -252,6 +252,9 @@ def test_batch_paid_once_across_a_triggerer_kill_and_a_clear(
     assert (summary["failed"], summary["already_done"]) == (0, 0), summary
     folder = tmp_path / "images"
     assert len(list(folder.glob("*.png"))) == summary["generated"]
+    # The try's usage counts the dead trigger's requests too, read back from the folder's journal.
+    usage = airflow.xcom(BATCH_DAG, run_id, BATCH_TASK_ID, key="aidol_usage")
+    assert (usage["requests"], usage["failed"]) == (BATCH_IMAGES, 0), usage
 
     with Stopwatch(f"{label}: image task cleared and run again"):
         airflow.api(
