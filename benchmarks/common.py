@@ -471,6 +471,21 @@ def check_child(run: ChildRun, what: str) -> None:
         raise RuntimeError(f"{what} failed with exit code {run.returncode}:\n{tail}")
 
 
+def migrated_airflow_env(home: Path, dags: Path, server: ServerProcess, name: str) -> dict[str, str]:
+    """Create ``home`` and ``dags``, migrate a throw-away Airflow there (not timed); return its environment.
+
+    The environment is ``airflow_env``'s, with ``dags`` as the DAGs folder and the connection
+    ``aidol_default`` to ``server``; ``name`` prefixes the migration's log files.
+    """
+    home.mkdir(parents=True)
+    dags.mkdir(parents=True)
+    env = airflow_env(home, connection=server.connection, dags=dags)
+    migrate = run_child([AIRFLOW, "db", "migrate"], env=env, timeout=600, name=f"{name}-db-migrate")
+    check_child(migrate, "airflow db migrate")
+    say(f"  airflow db migrate: {migrate.seconds:.1f} s (not counted)")
+    return env
+
+
 def environment() -> dict[str, Any]:
     """Describe the machine and versions the numbers were measured with."""
     from importlib.metadata import version

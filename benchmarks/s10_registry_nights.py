@@ -36,6 +36,7 @@ from benchmarks.common import (
     check_child,
     fmt_ratio,
     fmt_seconds,
+    migrated_airflow_env,
     new_result,
     run_child,
     say,
@@ -101,8 +102,7 @@ def _dag_id(store: str) -> str:
 def _airflow_nights(server: ServerProcess, scratch: Path, postgres_uri: str) -> dict[str, Any]:
     """Two ``airflow dags test`` runs per store, 1,000 pairs: the create task's time and counters."""
     home, dags = scratch / "home", scratch / "dags"
-    home.mkdir()
-    dags.mkdir()
+    env = migrated_airflow_env(home, dags, server, "s10")
     for store in STORES:
         conn_id = REGISTRY_CONN + "_" + store.lower() if store in ("SQLite", "PostgreSQL") else None
         (dags / f"{_dag_id(store)}.py").write_text(
@@ -116,15 +116,11 @@ def _airflow_nights(server: ServerProcess, scratch: Path, postgres_uri: str) -> 
                 conn_id=conn_id,
             )
         )
-    env = airflow_env(home, connection=server.connection, dags=dags)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     env[f"AIRFLOW_CONN_{REGISTRY_CONN.upper()}_SQLITE"] = json.dumps(
         {"conn_type": "sqlite", "host": str(scratch / "registry-1000.db")}
     )
     env[f"AIRFLOW_CONN_{REGISTRY_CONN.upper()}_POSTGRESQL"] = postgres_uri
-    check_child(
-        run_child([AIRFLOW, "db", "migrate"], env=env, timeout=600, name="s10-db-migrate"), "db migrate"
-    )
     measured: dict[str, Any] = {}
     for store in STORES:
         nights = []

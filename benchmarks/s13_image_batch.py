@@ -24,16 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    AIRFLOW,
     Deadline,
     Goal,
     ScenarioResult,
     ServerProcess,
-    airflow_env,
     check_child,
     fmt_ratio,
     fmt_seconds,
     make_items,
+    migrated_airflow_env,
     new_result,
     run_child,
     say,
@@ -160,17 +159,14 @@ def run(
     measured: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="aidol-bench-images-") as scratch_dir:
         scratch = Path(scratch_dir)
-        home, dags = scratch / "home", scratch / "dags"
-        for folder in (home, dags, scratch / "images"):
-            folder.mkdir()
-        (dags / "aidol_bench_images.py").write_text(
-            DAG_FILE.format(items=items, images=scratch / "images", task=IMAGE_TASK, concurrency=concurrency)
-        )
+        (scratch / "images").mkdir()
         with ServerProcess(image_latency=generation, name="s13-server", max_seconds=2400) as server:
-            env = airflow_env(home, connection=server.connection, dags=dags)
-            migrate = run_child([AIRFLOW, "db", "migrate"], env=env, timeout=600, name="s13-db-migrate")
-            check_child(migrate, "airflow db migrate")
-            say(f"  airflow db migrate: {migrate.seconds:.1f} s (not counted)")
+            env = migrated_airflow_env(scratch / "home", scratch / "dags", server, "s13")
+            (scratch / "dags" / "aidol_bench_images.py").write_text(
+                DAG_FILE.format(
+                    items=items, images=scratch / "images", task=IMAGE_TASK, concurrency=concurrency
+                )
+            )
             for label, dag_id in RUNS.items():
                 deadline.check()
                 m = measured[label] = _run_dag(server, env, scratch, dag_id, generation)

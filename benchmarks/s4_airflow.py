@@ -29,13 +29,13 @@ from benchmarks.common import (
     Goal,
     ScenarioResult,
     ServerProcess,
-    airflow_env,
     check_child,
     exactly_once,
     fmt_ratio,
     fmt_seconds,
     make_items,
     median,
+    migrated_airflow_env,
     new_result,
     run_child,
     say,
@@ -131,14 +131,9 @@ def run(*, items: int = 200, workers: int = WORKERS, repetitions: int = 3) -> Sc
     measured: dict[str, list[dict[str, Any]]] = {label: [] for label in RUNS}
     with tempfile.TemporaryDirectory(prefix="aidol-bench-airflow-") as scratch:
         home, dags = Path(scratch) / "home", Path(scratch) / "dags"
-        home.mkdir()
-        dags.mkdir()
-        _write_dags(dags, batch, workers)
         with ServerProcess(name="s4-server") as server:
-            env = airflow_env(home, connection=server.connection, dags=dags)
-            migrate = run_child([AIRFLOW, "db", "migrate"], env=env, timeout=600, name="s4-db-migrate")
-            check_child(migrate, "airflow db migrate")
-            say(f"  airflow db migrate: {migrate.seconds:.1f} s (not counted)")
+            env = migrated_airflow_env(home, dags, server, "s4")
+            _write_dags(dags, batch, workers)
             for repetition in range(repetitions):
                 for label, (dag_id, task_id) in RUNS.items():
                     deadline.check()

@@ -7,12 +7,13 @@ every phase's duration is printed at the end of the run.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from playwright.sync_api import sync_playwright
@@ -22,7 +23,7 @@ from e2e.stack import AirflowStack
 from e2e.timing import NOTES, SESSION_START, TIMINGS, Stopwatch
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator
+    from collections.abc import Callable, Generator, Iterator
 
     from playwright.sync_api import BrowserContext, Page
 
@@ -94,6 +95,33 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
             if s.signalled_twice and s.name != "triggerer"
         )
         NOTES.extend(f"{s.name} ignored SIGTERM and was killed" for s in stack.services if s.forced)
+
+
+@pytest.fixture(scope="session")
+def aidol_connection(airflow: AirflowStack) -> Callable[..., str]:
+    """Return ``connect(conn_id, server, **extra)``: create an ``aidol`` connection through the REST API.
+
+    The connection points at the embedded ``server`` with its key and secret; ``extra`` is its
+    extra (``user_id``, ``image_timeout``, ...). ``connect`` returns ``conn_id``.
+    """
+
+    def connect(conn_id: str, server: AidolServer, **extra: Any) -> str:
+        airflow.api(
+            "POST",
+            "/connections",
+            expect=201,
+            json={
+                "connection_id": conn_id,
+                "conn_type": "aidol",
+                "host": server.url,
+                "login": server.api_key,
+                "password": server.api_secret,
+                "extra": json.dumps(extra),
+            },
+        )
+        return conn_id
+
+    return connect
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,14 @@ in a second run, ``Approve`` (the three conversations are created).
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from e2e.stack import wait_for
 from e2e.timing import Stopwatch
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from airflow_provider_aidol.testing import AidolServer
     from e2e.stack import AirflowStack
 
@@ -50,22 +51,10 @@ def answer(airflow: AirflowStack, run_id: str, option: str) -> None:
 
 
 def test_a_rejected_batch_sends_nothing_and_an_approved_one_runs(
-    airflow: AirflowStack, e2e_server: AidolServer
+    airflow: AirflowStack, e2e_server: AidolServer, aidol_connection: Callable[..., str]
 ) -> None:
     """Reject the first run's approval request (0 requests), approve the second's (3 conversations)."""
-    airflow.api(
-        "POST",
-        "/connections",
-        expect=201,
-        json={
-            "connection_id": CONN_ID,
-            "conn_type": "aidol",
-            "host": e2e_server.url,
-            "login": e2e_server.api_key,
-            "password": e2e_server.api_secret,
-            "extra": json.dumps({"user_id": "e2e-user"}),
-        },
-    )
+    aidol_connection(CONN_ID, e2e_server, user_id="e2e-user")
     with Stopwatch("approval: DAG parsed"):
         airflow.wait_dag_parsed(DAG_ID, dag_file=DAG_FILE)
     before = e2e_server.count(path=CONVERSATION_PATH)

@@ -11,6 +11,8 @@ import uuid
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_aidol.hooks.aidol import AidolHook
+
 if TYPE_CHECKING:
     import pytest
 
@@ -48,12 +50,29 @@ def unique_items(count: int, *, agents: int = 1) -> list[dict[str, str]]:
     return items(count, agents=agents, users=f"{uuid.uuid4().hex[:8]}-user")
 
 
+def conversations(count: int, agent: str = "agent-1") -> list[str]:
+    """Create ``count`` conversations of ``USER`` with ``agent`` (``aidol_default``); return their ids."""
+    hook = AidolHook()
+    try:
+        return [hook.create_conversation(agent, user_id=USER) for _ in range(count)]
+    finally:
+        hook.close()
+
+
 def task_instance(
-    dag_id: str, task_id: str, run_id: str = "r", pushed: dict[str, Any] | None = None
+    dag_id: str,
+    task_id: str,
+    run_id: str = "r",
+    pushed: dict[str, Any] | None = None,
+    id: uuid.UUID | None = None,
 ) -> SimpleNamespace:
-    """What the operators read of a running task's ``ti``; the XComs it pushes go into ``pushed``."""
+    """What the operators read of a running task's ``ti``; the XComs it pushes go into ``pushed``.
+
+    :param id: the task instance's id (the approval's HITL detail is keyed by it); default: a new one.
+    """
     sink: dict[str, Any] = {} if pushed is None else pushed
     return SimpleNamespace(
+        id=id or uuid.uuid4(),
         dag_id=dag_id,
         run_id=run_id,
         task_id=task_id,

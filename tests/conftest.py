@@ -19,7 +19,7 @@ from tests.mariadb_server import MariaDbServer, find_server
 from tests.postgres_server import PostgresServer, find_binaries
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from airflow_provider_aidol.testing.dag_runner import AirflowHome
 
@@ -167,21 +167,25 @@ def mariadb_server() -> Iterator[MariaDbServer]:
 
 
 @pytest.fixture
-def vanishing_postgres(monkeypatch: pytest.MonkeyPatch) -> Iterator[PostgresServer]:
-    """A PostgreSQL server of the test's own behind the registry connection, for the test to stop."""
-    _require_postgres()
-    with PostgresServer() as server:
+def vanishing_database(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[PostgresServer | MariaDbServer]:
+    """A database server of the test's own behind the registry connection, for the test to stop.
+
+    PostgreSQL; MariaDB with ``@pytest.mark.parametrize("vanishing_database", ["mysql"], indirect=True)``.
+    """
+    database = getattr(request, "param", "postgres")
+    require, server_class = _VANISHING_DATABASES[database]
+    require()
+    with server_class() as server:
         monkeypatch.setenv(REGISTRY_ENV_VAR, server.airflow_uri)
         yield server
 
 
-@pytest.fixture
-def vanishing_mysql(monkeypatch: pytest.MonkeyPatch) -> Iterator[MariaDbServer]:
-    """A MariaDB server of the test's own behind the registry connection, for the test to stop."""
-    _require_mariadb()
-    with MariaDbServer() as server:
-        monkeypatch.setenv(REGISTRY_ENV_VAR, server.airflow_uri)
-        yield server
+_VANISHING_DATABASES: dict[str, tuple[Callable[[], None], type[PostgresServer] | type[MariaDbServer]]] = {
+    "postgres": (_require_postgres, PostgresServer),
+    "mysql": (_require_mariadb, MariaDbServer),
+}
 
 
 @pytest.fixture

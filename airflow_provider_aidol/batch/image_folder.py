@@ -19,7 +19,6 @@ import json
 import os
 import threading
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -94,6 +93,35 @@ class ImageRequest:
 
 
 @dataclass
+class AttemptUsage:
+    """The requests one attempt sent, as its journal and manifest lines tell them (``FolderState.usage``).
+
+    What a trigger that died mid-batch had counted is lost with it; these lines are written before
+    each request leaves and as each item ends, so a restarted trigger counts its attempt's whole usage.
+
+    :param requests: the requests journalled as sent (every one an image request).
+    :param retries: the requests an item sent after its first in this attempt.
+    :param rate_limited: the requests the server refused with a rate limit.
+    :param failed_ids: the X-Request-IDs of the requests that ended in an error.
+    """
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    failed_ids: set[str] = field(default_factory=set)
+
+    def event_counts(self) -> dict[str, int]:
+        """Return the counts in the shape of ``RequestUsage.event_counts()``."""
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "failed": len(self.failed_ids),
+            "images": self.requests,
+        }
+
+
+@dataclass
 class FolderState:
     """What the output folder says of each item, read once (``read_folder``).
 
@@ -103,14 +131,14 @@ class FolderState:
     :param latest: each item's latest manifest record.
     :param unsettled: request ids journalled as sent that no manifest record names, by item.
     :param attempts: the attempts that recorded an outcome of each item.
-    :param sent: requests journalled as sent, by attempt id (what each attempt spent).
+    :param usage: what each attempt sent, by attempt id (``AttemptUsage``).
     """
 
     done: dict[int, dict[str, Any]] = field(default_factory=dict)
     latest: dict[int, dict[str, Any]] = field(default_factory=dict)
     unsettled: dict[int, list[str]] = field(default_factory=dict)
     attempts: dict[int, set[str]] = field(default_factory=dict)
-    sent: Counter[str] = field(default_factory=Counter)
+    usage: dict[str, AttemptUsage] = field(default_factory=dict)
     last_send_attempt: dict[int, str] = field(default_factory=dict)
 
     def outcome(self, index: int) -> str:
@@ -174,19 +202,27 @@ def read_folder(folder: ObjectStoragePath, keys: Mapping[int, str], *, partial: 
     state = FolderState()
     settled: dict[int, set[str]] = {}
     for record in _lines(folder / MANIFEST_NAME, keys, partial=partial):
-        index = record["index"]
+        index, attempt_id = record["index"], str(record.get("attempt_id"))
         state.latest[index] = record
-        state.attempts.setdefault(index, set()).add(str(record.get("attempt_id")))
+        state.attempts.setdefault(index, set()).add(attempt_id)
         settled.setdefault(index, set()).update(record.get("request_ids") or [])
+        if record.get("failed_request_ids"):
+            _attempt_usage(state, attempt_id).failed_ids.update(record["failed_request_ids"])
     sent: dict[int, list[str]] = {}
     refused: set[str] = set()
+    items_sent: set[tuple[str, int]] = set()
     for line in _lines(folder / JOURNAL_NAME, keys, partial=partial):
+        attempt_id, usage = str(line.get("attempt_id")), _attempt_usage(state, str(line.get("attempt_id")))
         if line.get("refused"):
             refused.add(str(line["request_id"]))
+            usage.failed_ids.add(str(line["request_id"]))
+            usage.rate_limited += bool(line.get("rate_limited"))
             continue
         sent.setdefault(line["index"], []).append(str(line["request_id"]))
-        state.sent[str(line.get("attempt_id"))] += 1
-        state.last_send_attempt[line["index"]] = str(line.get("attempt_id"))
+        usage.requests += 1
+        usage.retries += (attempt_id, line["index"]) in items_sent
+        items_sent.add((attempt_id, line["index"]))
+        state.last_send_attempt[line["index"]] = attempt_id
     for index, request_ids in sent.items():
         open_ids = [rid for rid in request_ids if rid not in refused and rid not in settled.get(index, set())]
         if open_ids:
@@ -202,6 +238,10 @@ def read_folder(folder: ObjectStoragePath, keys: Mapping[int, str], *, partial: 
             created = {"index": index, "status": "created", "attempt_id": state.last_send_attempt.get(index)}
         state.done[index] = created
     return state
+
+
+def _attempt_usage(state: FolderState, attempt_id: str) -> AttemptUsage:
+    return state.usage.setdefault(attempt_id, AttemptUsage())
 
 
 def _names(folder: ObjectStoragePath) -> set[str]:
@@ -323,10 +363,13 @@ class FolderWriter:
         line = {"index": item.index, "key": item.key, "attempt_id": attempt_id, "request_id": request_id}
         self._append(JOURNAL_NAME, [{**line, "sent_at": sent_at}])
 
-    def refused(self, item: ImageRequest, attempt_id: str, request_id: str) -> None:
-        """Journal that the server refused ``request_id`` before doing any work (it may be resent)."""
+    def refused(self, item: ImageRequest, attempt_id: str, request_id: str, *, rate_limited: bool) -> None:
+        """Journal that the server refused ``request_id`` before doing any work (it may be resent).
+
+        :param rate_limited: the refusal was a rate limit (counted in the attempt's usage).
+        """
         line = {"index": item.index, "key": item.key, "attempt_id": attempt_id, "request_id": request_id}
-        self._append(JOURNAL_NAME, [{**line, "refused": True}])
+        self._append(JOURNAL_NAME, [{**line, "refused": True, "rate_limited": rate_limited}])
 
     def write_png(self, index: int, png: bytes) -> str:
         """Write item ``index``'s image whole under ``<index>.png``; return its URI."""

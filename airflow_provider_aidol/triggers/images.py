@@ -20,7 +20,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_aidol.batch.engine import is_in_doubt, stop_reason
 from airflow_provider_aidol.batch.folder_lease import FolderLease
-from airflow_provider_aidol.batch.image_folder import FolderWriter, ImageRequest, read_folder
+from airflow_provider_aidol.batch.image_folder import AttemptUsage, FolderWriter, ImageRequest, read_folder
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, read_chat_image
 from airflow_provider_aidol.client.ratelimit import AdaptiveRateLimiter, RateLimiter
 from airflow_provider_aidol.client.retries import is_safe_to_resend
@@ -96,17 +96,27 @@ class ImageBatch:
         self.resend_in_doubt = resend_in_doubt
         self.log = log
         self.hook: AidolAsyncHook | None = None
+        self.earlier = AttemptUsage()
+        """What this attempt sent before this run (a trigger that died mid-batch), read from the folder."""
         self.in_flight: dict[int, str] = {}
         self._stop: tuple[NotSentReason, AidolRequestError] | None = None
 
+    def usage(self) -> dict[str, int]:
+        """Return the requests this attempt sent (usage counts): before a restart, and in this run."""
+        counts = self.earlier.event_counts()
+        if self.hook is not None:
+            for name, count in self.hook.usage.event_counts().items():
+                counts[name] = counts.get(name, 0) + count
+        return counts
+
     async def run(self) -> dict[str, int]:
-        """Generate every item this attempt has not settled; return the requests sent (usage counts)."""
+        """Generate every item this attempt has not settled; return the attempt's usage (``usage()``)."""
         writer = FolderWriter(self.folder)
-        todo, spent = await asyncio.to_thread(self._plan, writer)
-        budget = None if self.max_requests is None else max(self.max_requests - spent, 0)
+        todo, self.earlier = await asyncio.to_thread(self._plan, writer)
+        budget = None if self.max_requests is None else max(self.max_requests - self.earlier.requests, 0)
         self.hook = hook = AidolAsyncHook(self.aidol_conn_id, max_requests=budget)
         if not todo:
-            return hook.usage.event_counts()
+            return self.usage()
         async with hook:
             settings = await hook.get_settings()
             rate = self.requests_per_second or settings.requests_per_second
@@ -132,7 +142,7 @@ class ImageBatch:
                 await asyncio.gather(*(one(item) for item in todo))
             finally:
                 renewing.cancel()
-        return hook.usage.event_counts()
+        return self.usage()
 
     async def _keep_lease(self) -> None:
         """Renew the folder's lease while the batch runs (a dead holder's lapses: batch.folder_lease)."""
@@ -152,8 +162,8 @@ class ImageBatch:
             if held is None:
                 return  # no lease to keep: run outside a task that took one
 
-    def _plan(self, writer: FolderWriter) -> tuple[list[ImageRequest], int]:
-        """Read the folder: the items still to send in this attempt, and the requests it already spent."""
+    def _plan(self, writer: FolderWriter) -> tuple[list[ImageRequest], AttemptUsage]:
+        """Read the folder: the items still to send in this attempt, and the requests it already sent."""
         lease = FolderLease(self.folder)
         if lease.renew(self.attempt_id) is False:
             raise AidolConfigurationError(
@@ -176,7 +186,7 @@ class ImageBatch:
                 )
                 continue
             todo.append(item)
-        return todo, state.sent[self.attempt_id]
+        return todo, state.usage.get(self.attempt_id, AttemptUsage())
 
     async def _generate(
         self,
@@ -188,12 +198,13 @@ class ImageBatch:
     ) -> None:
         """Send one item's request, write its image, and record its outcome; never raises but on cancel."""
         request_ids: list[str] = []
+        failed_ids: list[str] = []
         extra: dict[str, Any] = {"key": item.key, "attempt_id": self.attempt_id, "path": None}
         if self._stop is not None:
             outcome = self._not_sent(item, *self._stop)
         else:
             try:
-                png = await self._request(item, hook, settings, limiter, writer, request_ids)
+                png = await self._request(item, hook, settings, limiter, writer, (request_ids, failed_ids))
                 extra["path"] = await asyncio.to_thread(writer.write_png, item.index, png.png)
                 outcome = item.outcome(ItemStatus.CREATED, trace_id=png.trace_id)
             except AidolRequestError as error:
@@ -208,6 +219,7 @@ class ImageBatch:
                 self.in_flight.pop(item.index, None)
         extra["request_id"] = request_ids[-1] if request_ids else None
         extra["request_ids"] = request_ids
+        extra["failed_request_ids"] = failed_ids
         await asyncio.to_thread(writer.record, [(item, outcome, extra)])
 
     async def _request(
@@ -217,9 +229,14 @@ class ImageBatch:
         settings: ConnectionSettings,
         limiter: RateLimiter,
         writer: FolderWriter,
-        request_ids: list[str],
+        sent: tuple[list[str], list[str]],
     ) -> Any:
-        """Send the item's request and read the image; a rate limit slows the limiter, then it is resent."""
+        """Send the item's request and read the image; a rate limit slows the limiter, then it is resent.
+
+        :param sent: the lists to which each attempt's X-Request-ID is added as it leaves, and
+            as it ends in an error.
+        """
+        request_ids, failed_ids = sent
         prepared = await hook.prepare("POST", CHAT_IMAGE_PATH, json=item.body(), user_id=item.user_id)
 
         async def sending(request_id: str) -> None:
@@ -229,33 +246,42 @@ class ImageBatch:
 
         async def attempt_ended(error: AidolRequestError | None) -> None:
             self.in_flight.pop(item.index, None)
-            refused = error is not None and (is_safe_to_resend(error) or isinstance(error, AidolAuthError))
-            if refused and request_ids:
-                await asyncio.to_thread(writer.refused, item, self.attempt_id, request_ids[-1])
+            if error is None or not request_ids:
+                return
+            failed_ids.append(request_ids[-1])
+            if is_safe_to_resend(error) or isinstance(error, AidolAuthError):
+                await asyncio.to_thread(
+                    writer.refused,
+                    item,
+                    self.attempt_id,
+                    request_ids[-1],
+                    rate_limited=isinstance(error, AidolRateLimitError),
+                )
 
         deadline = time.monotonic() + settings.retry_max_seconds
-        while True:
-            try:
-                response = await hook.send(
-                    prepared,
-                    retry_if=_resendable,
-                    timeout=settings.image_timeout,
-                    attempt_failed=f"AI-DOL images[{item.index}]: attempt %d refused before any work",
-                    on_send=sending,
-                    after_attempt=attempt_ended,
-                    limiter=limiter,
-                )
-            except AidolRateLimitError as error:
-                pause = limiter.on_rate_limited(error.retry_after)
-                if time.monotonic() + pause >= deadline:
+        with hook.usage.operation():  # a resend after a rate limit is a retry of the same request
+            while True:
+                try:
+                    response = await hook.send(
+                        prepared,
+                        retry_if=_resendable,
+                        timeout=settings.image_timeout,
+                        attempt_failed=f"AI-DOL images[{item.index}]: attempt %d refused before any work",
+                        on_send=sending,
+                        after_attempt=attempt_ended,
+                        limiter=limiter,
+                    )
+                except AidolRateLimitError as error:
+                    pause = limiter.on_rate_limited(error.retry_after)
+                    if time.monotonic() + pause >= deadline:
+                        raise
+                    continue
+                except AidolRequestError as error:
+                    if error.http_status is not None:
+                        limiter.on_granted()
                     raise
-                continue
-            except AidolRequestError as error:
-                if error.http_status is not None:
-                    limiter.on_granted()
-                raise
-            limiter.on_granted()
-            return read_chat_image(response)
+                limiter.on_granted()
+                return read_chat_image(response)
 
     def _failed(self, item: ImageRequest, error: AidolRequestError) -> ItemOutcome:
         """Return the outcome of a failed request; stop the batch when the error dooms every later one."""
@@ -284,7 +310,8 @@ class ChatImagesTrigger(BaseTrigger):
 
     The event's ``status`` is ``"done"`` (the outcomes are in the folder's manifest) or ``"error"``
     (with the ``AidolError`` as ``error``: the folder could not be read or written); both carry
-    the request counts as ``usage``. Its arguments hold the items, never a credential or an image.
+    the request counts of the whole attempt as ``usage`` (a restarted trigger's include what the
+    one before it sent, read from the folder). Its arguments hold the items, never a credential or an image.
     See ``ImageBatch`` for the parameters.
     """
 
@@ -327,9 +354,7 @@ class ChatImagesTrigger(BaseTrigger):
                 if isinstance(error, AidolError)
                 else AidolError(f"{type(error).__name__}: {error}"[:500])
             )
-            hook = self._batch.hook
-            counts = hook.usage.event_counts() if hook else {}
-            event = {"status": "error", "error": failure.to_payload(), "usage": counts}
+            event = {"status": "error", "error": failure.to_payload(), "usage": self._batch.usage()}
             yield TriggerEvent({**event, "attempt_id": self.kwargs["attempt_id"]})  # type: ignore[no-untyped-call]
             return
         yield TriggerEvent({"status": "done", "attempt_id": self.kwargs["attempt_id"], "usage": usage})  # type: ignore[no-untyped-call]

@@ -9,9 +9,8 @@ import pytest
 pytest.importorskip("statsd", reason="the StatsD client (the dev extra) is not installed")
 
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH
-from airflow_provider_aidol.hooks.aidol import AidolHook
 from airflow_provider_aidol.testing import Fault
-from tests.aidol_default import USER, unique_items
+from tests.aidol_default import conversations, unique_items
 from tests.dags import images_dags, integration_dags
 
 
@@ -93,16 +92,8 @@ def received_values(listener: socket.socket) -> dict[str, list[float]]:
             values.setdefault(name, []).append(float(rest.split("|", 1)[0]))
 
 
-def _image_conversations(count: int) -> list[str]:
-    hook = AidolHook()
-    try:
-        return [hook.create_conversation("agent-1", user_id=USER) for _ in range(count)]
-    finally:
-        hook.close()
-
-
 def test_an_image_batch_sends_its_counts(airflow_with_aidol_server, statsd, tmp_path):
-    images = [{"conversation_id": cid, "text": f"p{n}"} for n, cid in enumerate(_image_conversations(2))]
+    images = [{"conversation_id": cid, "text": f"p{n}"} for n, cid in enumerate(conversations(2))]
     images.append("not a dict")  # type: ignore[arg-type]
     airflow_with_aidol_server.inject(Fault.DROP_AFTER_CREATE, path=CHAT_IMAGE_PATH)
     run_conf = {"images": images, "output": f"file://{tmp_path}"}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-import uuid
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,7 +12,7 @@ from airflow.sdk import exceptions as sdk_exceptions
 from airflow_provider_aidol.client.endpoints import CONVERSATION_PATH
 from airflow_provider_aidol.exceptions import AidolApprovalError, AidolConfigurationError
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
-from tests.aidol_default import items, point_connection
+from tests.aidol_default import items, point_connection, task_instance
 
 # How a task waits for a person: awaiting_input on Airflow 3.3+, deferred before that (Airflow 3.1
 # keeps TaskDeferred in airflow.exceptions).
@@ -39,15 +37,7 @@ def approval_requests(must_call) -> list[dict[str, Any]]:
 
 
 def context() -> Any:
-    ti = SimpleNamespace(
-        id=uuid.uuid4(),
-        dag_id="approval",
-        run_id="r",
-        task_id="batch",
-        map_index=-1,
-        try_number=1,
-        xcom_push=lambda key, value: None,
-    )
+    ti = task_instance("approval", "batch")
     return {"ti": ti, "task_instance": ti}
 
 

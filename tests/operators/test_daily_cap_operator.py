@@ -107,7 +107,7 @@ def test_the_cost_of_the_try_is_in_the_usage_xcom(aidol_server, monkeypatch, on_
 
 
 def test_the_ledger_going_away_mid_batch_leaves_the_rest_not_sent_never_failed(
-    aidol_server, vanishing_postgres, monkeypatch
+    aidol_server, vanishing_database, monkeypatch
 ):
     point_connection(monkeypatch, aidol_server, max_requests_per_day=1000, registry_conn_id=REGISTRY_CONN_ID)
     # The first request waits on the server while the database stops: the batch has its first
@@ -116,7 +116,7 @@ def test_the_ledger_going_away_mid_batch_leaves_the_rest_not_sent_never_failed(
 
     def stop_the_database() -> None:
         wait_until(lambda: aidol_server.count(path=CONVERSATION_PATH) >= 1, timeout=60, what="a request")
-        vanishing_postgres.stop()
+        vanishing_database.stop()
 
     stopper = threading.Thread(target=stop_the_database)
     stopper.start()

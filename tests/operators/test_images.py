@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, PNG_SIGNATURE
-from airflow_provider_aidol.hooks.aidol import AidolHook
 from airflow_provider_aidol.testing import Fault
-from tests.aidol_default import USER
+from tests.aidol_default import conversations
 from tests.airflow_db import returned
 from tests.dags import images_dags
 
@@ -22,14 +21,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from airflow.sdk import DAG
-
-
-def conversations(count: int, agent: str = "agent-1") -> list[str]:
-    hook = AidolHook()
-    try:
-        return [hook.create_conversation(agent, user_id=USER) for _ in range(count)]
-    finally:
-        hook.close()
 
 
 def run(dag: DAG, images: list[Any], folder: Path) -> tuple[str, Any]:

@@ -6,9 +6,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH
-from airflow_provider_aidol.hooks.aidol import AidolHook
 from airflow_provider_aidol.operators.image import GenerateChatImagesOperator
-from tests.aidol_default import USER, point_connection
+from tests.aidol_default import USER, conversations, point_connection
 from tests.conftest import REGISTRY_CONN_ID
 from tests.operators.test_daily_cap_operator import run
 
@@ -19,11 +18,7 @@ PRICES: dict[str, Any] = {"price_per_request": 0.01, "price_per_image": 0.5, "cu
 
 
 def images(count: int) -> list[dict[str, Any]]:
-    hook = AidolHook()
-    try:
-        ids = [hook.create_conversation("agent-1", user_id=USER) for _ in range(count)]
-    finally:
-        hook.close()
+    ids = conversations(count)
     return [{"conversation_id": cid, "text": f"picture {n}", "user_id": USER} for n, cid in enumerate(ids)]
 
 

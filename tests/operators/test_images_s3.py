@@ -10,9 +10,9 @@ from typing import Any
 
 from airflow_provider_aidol.batch.folder_lease import LEASE_NAME
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, PNG_SIGNATURE
+from tests.aidol_default import conversations
 from tests.airflow_db import returned
 from tests.dags import images_dags
-from tests.operators.test_images import conversations
 
 
 def run(images: list[Any], output: str) -> tuple[str, Any]:

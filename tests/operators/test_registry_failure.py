@@ -54,6 +54,26 @@ def run_in_thread(**kwargs: Any) -> tuple[threading.Thread, list[BaseException]]
     return thread, raised
 
 
+def batch_options(path: Path, conn_id: str, table: str) -> dict[str, Any]:
+    """The batch's arguments: results to ``path``, reusing and registering pairs in ``table``."""
+    return {
+        "output_path": f"file://{path}",
+        "reuse_existing": True,
+        "registry_conn_id": conn_id,
+        "registry_table": table,
+    }
+
+
+def start_slow_batch(
+    server: AidolServer, items: list[dict[str, str]], **options: Any
+) -> tuple[threading.Thread, list[BaseException]]:
+    """Start the batch in a thread, each request slowed down; return once four conversations exist."""
+    server.inject(Fault.DELAY, delay=SLOW, times=2 * ITEMS)
+    thread, raised = run_in_thread(items=items, **options)
+    wait_until(lambda: len(server.conversations) >= 4, timeout=30, what="four conversations")
+    return thread, raised
+
+
 def conversation_ids(conn_id: str, table: str) -> set[str]:
     return {row[0] for row in records(conn_id, f"SELECT conversation_id FROM {table}")}
 
@@ -113,9 +133,7 @@ def fail_on_a_lock(
 ) -> sqlite3.Connection:
     """Run the batch while another connection holds the SQLite registry locked (``BEGIN EXCLUSIVE``)
     from the fifth conversation on; return that connection, still holding the lock."""
-    server.inject(Fault.DELAY, delay=SLOW, times=2 * ITEMS)
-    thread, raised = run_in_thread(items=items, **options)
-    wait_until(lambda: len(server.conversations) >= 4, timeout=30, what="four conversations")
+    thread, raised = start_slow_batch(server, items, **options)
     lock = sqlite3.connect(database, isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")
     thread.join(timeout=60)
@@ -128,18 +146,9 @@ def fail_on_a_lock(
 def test_postgresql_terminated_mid_batch_the_wave_in_hand_goes_to_output_path(
     aidol_default_server: AidolServer, postgres_registry: str, table: str, tmp_path: Path
 ):
-    server = aidol_default_server
-    server.inject(Fault.DELAY, delay=SLOW, times=2 * ITEMS)
-    items = unique_items(ITEMS)
-    path = tmp_path / "results.jsonl"
-    options = {
-        "output_path": f"file://{path}",
-        "reuse_existing": True,
-        "registry_conn_id": postgres_registry,
-        "registry_table": table,
-    }
-    thread, raised = run_in_thread(items=items, **options)
-    wait_until(lambda: len(server.conversations) >= 4, timeout=30, what="four conversations")
+    server, items, path = aidol_default_server, unique_items(ITEMS), tmp_path / "results.jsonl"
+    options = batch_options(path, postgres_registry, table)
+    thread, raised = start_slow_batch(server, items, **options)
     terminated = records(
         postgres_registry,
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -166,12 +175,7 @@ def test_sqlite_locked_past_its_busy_timeout_mid_batch_then_the_retry_registers_
     conn_id, database = locking_sqlite_registry
     items = unique_items(ITEMS)
     path = tmp_path / "results.jsonl"
-    options = {
-        "output_path": f"file://{path}",
-        "reuse_existing": True,
-        "registry_conn_id": conn_id,
-        "registry_table": table,
-    }
+    options = batch_options(path, conn_id, table)
     lock = fail_on_a_lock(aidol_default_server, items, database, **options)
     lock.rollback()
     lock.close()
@@ -189,12 +193,7 @@ def test_a_pair_registered_by_another_task_meanwhile_settles_orphaned_on_the_ret
 ):
     conn_id, database = locking_sqlite_registry
     server, items, path = aidol_default_server, unique_items(ITEMS), tmp_path / "results.jsonl"
-    options = {
-        "output_path": f"file://{path}",
-        "reuse_existing": True,
-        "registry_conn_id": conn_id,
-        "registry_table": table,
-    }
+    options = batch_options(path, conn_id, table)
     lock = fail_on_a_lock(server, items, database, **options)
     lock.rollback()
     [mine, *_] = sorted(assert_recorded_before_raising(server, path, conn_id, table))
@@ -222,10 +221,8 @@ def test_sqlite_table_gone_mid_batch_without_output_path_logs_every_id(
     aidol_default_server: AidolServer, sqlite_registry: str, table: str, capfd: pytest.CaptureFixture[str]
 ):
     server = aidol_default_server
-    server.inject(Fault.DELAY, delay=SLOW, times=2 * ITEMS)
     options = {"reuse_existing": True, "registry_conn_id": sqlite_registry, "registry_table": table}
-    thread, raised = run_in_thread(items=unique_items(ITEMS), **options)
-    wait_until(lambda: len(server.conversations) >= 4, timeout=30, what="four conversations")
+    thread, raised = start_slow_batch(server, unique_items(ITEMS), **options)
     run_sql(sqlite_registry, f"ALTER TABLE {table} RENAME TO {table}_moved")
     thread.join(timeout=90)
 

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import uuid
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,7 +21,7 @@ from airflow_provider_aidol.exceptions import (
 from airflow_provider_aidol.operators.aidol import CreateConversationOperator
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
 from airflow_provider_aidol.registry.dialects import create_table_sql
-from tests.aidol_default import unique_items
+from tests.aidol_default import task_instance, unique_items
 from tests.conftest import REGISTRY_CONN_ID, REGISTRY_ENV_VAR
 from tests.dags import batch_dags
 from tests.registry.conftest import execute as run_sql
@@ -36,16 +35,9 @@ if TYPE_CHECKING:
 LONE_SURROGATE = "agent-\ud800"
 
 
-def task_instance() -> SimpleNamespace:
-    """What the operators read of a running task's ``ti``."""
-    return SimpleNamespace(
-        dag_id="send_gate",
-        run_id="manual__gate",
-        task_id="create_conversations",
-        map_index=-1,
-        try_number=1,
-        xcom_push=lambda key, value: None,
-    )
+def running() -> dict[str, Any]:
+    """The context of a running task, as the operators read it."""
+    return {"ti": task_instance("send_gate", "create_conversations", run_id="manual__gate")}
 
 
 def run_batch(items: list[Any], **kwargs: Any) -> Any:
@@ -53,13 +45,13 @@ def run_batch(items: list[Any], **kwargs: Any) -> Any:
     operator = CreateConversationsOperator(
         task_id="create_conversations", conversations=items, max_workers=2, **kwargs
     )
-    return operator.execute({"ti": task_instance()})  # type: ignore[typeddict-item]
+    return operator.execute(running())  # type: ignore[arg-type]
 
 
 def run_single(**kwargs: Any) -> Any:
     """Run ``CreateConversationOperator.execute`` as a task would."""
     operator = CreateConversationOperator(task_id="create", **kwargs)
-    return operator.execute({"ti": task_instance()})  # type: ignore[typeddict-item]
+    return operator.execute(running())  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -124,18 +124,17 @@ def test_a_ledger_table_of_another_shape_is_refused(registry_conn_id, table):
     assert records(registry_conn_id, f"SELECT COUNT(*) FROM {table}") == [(0,)]
 
 
-@pytest.mark.parametrize("database", ["postgres", "mysql"])
+@pytest.mark.parametrize("vanishing_database", ["postgres", "mysql"], indirect=True)
 def test_a_ledger_that_goes_away_reserves_nothing_and_reports_what_it_could_not_give_back(
-    request, database, table
+    vanishing_database, table
 ):
-    server = request.getfixturevalue(f"vanishing_{database}")
     ledger = SqlLedger(REGISTRY_CONN_ID, key_id("http://gone.test", table), table=f"ledger_{table}")
     ledger.check()
     gone = DailyQuota(ledger, {"requests": 100, "images": 100}, "UTC", block=10)
     for _ in range(13):  # two blocks reserved, 7 requests of them left
         gone.take(CONVERSATION_PATH)
 
-    server.stop()
+    vanishing_database.stop()
 
     for _ in range(5):  # reserved already: sent without asking the ledger
         gone.take(CONVERSATION_PATH)

@@ -287,13 +287,21 @@ def test_a_schema_qualified_table_on_postgresql(postgres_registry, table):
     assert records(postgres_registry, f"SELECT COUNT(*) FROM analytics.{table}") == [(2,)]
 
 
-def test_a_postgresql_connection_asking_for_dict_rows_works(postgres_server, monkeypatch, table):
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_REGISTRY", f"{postgres_server.airflow_uri}?cursor=dictcursor")
+def claim_three_and_find_them(
+    monkeypatch: pytest.MonkeyPatch, uri: str, table: str
+) -> list[tuple[Registration, Registration]]:
+    """Claim three rows through the connection ``uri``, find them; return them as claimed and found."""
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_REGISTRY", uri)
     rows = registrations(3)
     with SqlRegistry(NAMESPACE, REGISTRY_CONN_ID, table) as registry:
         registry.claim(rows)
         found = registry.lookup(row.pair for row in rows)
     assert [found[row.pair].conversation_id for row in rows] == ["c-0", "c-1", "c-2"]
+    return [(row, found[row.pair]) for row in rows]
+
+
+def test_a_postgresql_connection_asking_for_dict_rows_works(postgres_server, monkeypatch, table):
+    claim_three_and_find_them(monkeypatch, f"{postgres_server.airflow_uri}?cursor=dictcursor", table)
 
 
 MYSQL_CLIENTS = ["mysqlclient", "mysql-connector-python"]
@@ -304,13 +312,10 @@ MYSQL_CLIENTS = ["mysqlclient", "mysql-connector-python"]
 def test_a_mysql_connection_through_either_driver_claims_and_finds(
     mariadb_server, monkeypatch, table, client
 ):
-    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_REGISTRY", f"{mariadb_server.airflow_uri}?client={client}")
-    rows = registrations(3)
-    with SqlRegistry(NAMESPACE, REGISTRY_CONN_ID, table) as registry:
-        registry.claim(rows)
-        found = registry.lookup(row.pair for row in rows)
-    assert [found[row.pair].conversation_id for row in rows] == ["c-0", "c-1", "c-2"]
-    assert found[rows[0].pair].created_at == rows[0].created_at
+    [(claimed, found), *_] = claim_three_and_find_them(
+        monkeypatch, f"{mariadb_server.airflow_uri}?client={client}", table
+    )
+    assert found.created_at == claimed.created_at
 
 
 @pytest.mark.parametrize("client", MYSQL_CLIENTS)

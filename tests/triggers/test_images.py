@@ -17,9 +17,9 @@ from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_aidol.batch.image_folder import ImageRequest, item_key, read_folder
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH
-from airflow_provider_aidol.hooks.aidol import AidolHook
+from airflow_provider_aidol.testing import Fault
 from airflow_provider_aidol.triggers.images import ChatImagesTrigger
-from tests.aidol_default import USER
+from tests.aidol_default import USER, conversations
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -28,13 +28,8 @@ CONCURRENCY = 4
 
 
 def requests(count: int) -> list[dict[str, Any]]:
-    hook = AidolHook()
-    try:
-        ids = [hook.create_conversation("agent-1", user_id=USER) for _ in range(count)]
-    finally:
-        hook.close()
     items = []
-    for index, conversation_id in enumerate(ids):
+    for index, conversation_id in enumerate(conversations(count)):
         fields: dict[str, Any] = {
             "agent_id": "agent-1",
             "conversation_id": conversation_id,
@@ -87,6 +82,18 @@ def restarted(running: ChatImagesTrigger) -> ChatImagesTrigger:
     return ChatImagesTrigger(**json.loads(json.dumps(kwargs)))
 
 
+def killed_and_restarted(first: ChatImagesTrigger, server: Any) -> dict[str, Any]:
+    """Kill ``first`` once 6 images have started, run its restart to the end; return the restart's event."""
+
+    async def scenario() -> dict[str, Any]:
+        await killed_mid_batch(first, server, started=6)
+        return await first_event(restarted(first))
+
+    event = asyncio.run(scenario())
+    assert event["status"] == "done"
+    return event
+
+
 def keys(items: list[dict[str, Any]]) -> dict[int, str]:
     return {item["index"]: item["key"] for item in items}
 
@@ -94,14 +101,7 @@ def keys(items: list[dict[str, Any]]) -> dict[int, str]:
 @pytest.mark.aidol_server(image_latency=0.5)
 def test_a_triggerer_restart_mid_batch_pays_for_each_image_once(aidol_default_server, tmp_path):
     items = requests(12)
-    first = trigger(items, tmp_path)
-
-    async def scenario() -> dict[str, Any]:
-        await killed_mid_batch(first, aidol_default_server, started=6)
-        return await first_event(restarted(first))
-
-    event = asyncio.run(scenario())
-    assert event["status"] == "done"
+    killed_and_restarted(trigger(items, tmp_path), aidol_default_server)
     state = read_folder(ObjectStoragePath(f"file://{tmp_path}"), keys(items))
     doubt = {index for index in range(12) if state.in_doubt(index) is not None}
     assert len(doubt) == CONCURRENCY  # the requests the dead triggerer had at the server
@@ -119,14 +119,7 @@ def test_a_triggerer_restart_mid_batch_pays_for_each_image_once(aidol_default_se
 @pytest.mark.aidol_server(image_latency=0.5)
 def test_the_request_budget_holds_across_a_triggerer_restart(aidol_default_server, tmp_path):
     items = requests(12)
-    first = trigger(items, tmp_path, max_requests=8, resend_in_doubt=True)
-
-    async def scenario() -> dict[str, Any]:
-        await killed_mid_batch(first, aidol_default_server, started=6)
-        return await first_event(restarted(first))
-
-    event = asyncio.run(scenario())
-    assert event["status"] == "done"
+    killed_and_restarted(trigger(items, tmp_path, max_requests=8, resend_in_doubt=True), aidol_default_server)
     assert aidol_default_server.count(path=CHAT_IMAGE_PATH) <= 8
     assert len(aidol_default_server.images) <= 8
     state = read_folder(ObjectStoragePath(f"file://{tmp_path}"), keys(items))
@@ -198,3 +191,18 @@ def test_the_event_hands_back_the_images_sent_for_the_cost_at_price_per_image(ai
     event = asyncio.run(first_event(trigger(requests(2), tmp_path)))
     assert event["status"] == "done"
     assert (event["usage"]["requests"], event["usage"]["images"]) == (2, 2)
+
+
+@pytest.mark.aidol_server(image_latency=0.5)
+def test_the_usage_after_a_triggerer_restart_counts_the_whole_attempt(aidol_default_server, tmp_path):
+    """The event of the restarted trigger counts what the dead one sent too: the whole task try."""
+    items = requests(12)
+    # The dead trigger's first requests: a rate limit (resent), a 503 (refused, resent), a 500 (failed).
+    aidol_default_server.inject(Fault.RATE_LIMITED, path=CHAT_IMAGE_PATH, retry_after=0)
+    aidol_default_server.inject(Fault.STATUS, path=CHAT_IMAGE_PATH, status=503)
+    aidol_default_server.inject(Fault.STATUS, path=CHAT_IMAGE_PATH, status=500)
+    event = killed_and_restarted(trigger(items, tmp_path), aidol_default_server)
+    received = aidol_default_server.count(path=CHAT_IMAGE_PATH)
+    assert received == 12 + 2  # each item once, and the two refused requests resent
+    whole_try = {"requests": received, "images": received, "retries": 2, "rate_limited": 1, "failed": 3}
+    assert event["usage"] == whole_try
