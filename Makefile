@@ -71,9 +71,10 @@ test-slow: $(STAMP) postgres mariadb
 	$(BIN)/pytest $(XDIST) -m slow
 
 ## test-fast: the tests that run no Airflow (no DAG run, no `airflow` command, no migrated database),
-##            for the edit-test loop (about 2.5 min); `make test` runs them too
+##            for the edit-test loop, with 20 examples per property test (Hypothesis's profile "fast",
+##            tests/conftest.py); `make test` runs them all, with 100
 test-fast: $(STAMP) postgres mariadb
-	$(BIN)/pytest $(XDIST) -m "not airflow"
+	$(BIN)/pytest $(XDIST) -m "not airflow" --hypothesis-profile=fast
 
 $(OLDEST_STAMP): pyproject.toml constraints-airflow-3.1.txt | $(UV) mariadb
 	$(PYTHON) -m venv $(OLDEST)

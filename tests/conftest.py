@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import settings
 
 from tests.called_patches import CalledPatches
 from tests.mariadb_server import MariaDbServer, find_server
@@ -71,6 +72,10 @@ os.environ.update(
     }
 )
 
+
+# `make test-fast` (the edit-test loop) draws 20 examples per property test instead of Hypothesis's
+# 100 (`--hypothesis-profile=fast`); `make test` and CI draw all 100.
+settings.register_profile("fast", max_examples=20)
 
 # A test using one of these runs Airflow against a migrated metadata database.
 AIRFLOW_FIXTURES = frozenset({"airflow_db", "aidol_airflow", "aidol_migrated_airflow_home"})

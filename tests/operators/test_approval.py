@@ -15,13 +15,12 @@ from airflow_provider_aidol.operators.batch import CreateConversationsOperator
 from tests.aidol_default import items, point_connection, task_instance
 
 # How a task waits for a person: awaiting_input on Airflow 3.3+, deferred before that (Airflow 3.1
-# keeps TaskDeferred in airflow.exceptions).
+# keeps TaskDeferred in airflow.exceptions; newer releases warn when it is read from there).
 PARKED = tuple(
     getattr(module, name)
     for module, name in (
         (sdk_exceptions, "TaskAwaitingInput"),
-        (sdk_exceptions, "TaskDeferred"),
-        (airflow_exceptions, "TaskDeferred"),
+        (sdk_exceptions if hasattr(sdk_exceptions, "TaskDeferred") else airflow_exceptions, "TaskDeferred"),
     )
     if hasattr(module, name)
 )
