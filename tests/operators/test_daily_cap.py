@@ -3,7 +3,7 @@
 Four batch tasks start at the same moment on 300 items each under ``max_requests_per_day=500``:
 the server receives exactly 500 requests, every item is created or reported not sent (reason
 ``daily_cap``), and no task fails. A second night the same day sends nothing; the next day sends
-again. For SQLite and PostgreSQL.
+again. For SQLite, PostgreSQL and MySQL (MariaDB).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def night(server, tmp_path, label: str, *, days_ahead: int = 0) -> list[dict[str
 
 
 @pytest.mark.aidol_server(latency=0.005)
-@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+@pytest.mark.parametrize("database", ["sqlite", "postgres", "mysql"])
 def test_four_tasks_racing_send_exactly_the_daily_cap_and_the_next_day_sends_again(
     aidol_server, airflow_db, tmp_path, request, database
 ):
