@@ -85,6 +85,7 @@ def test_of_two_runs_taking_an_absent_lease_at_once_the_second_is_refused(folder
     first, second = FolderLease(folder), FolderLease(folder)
     first.take("task nightly/run-1/images[-1]", "attempt-1")
 
-    with pytest.raises(AidolConfigurationError, match=r"task nightly/run-1/images\[-1\] is writing images there"):
+    refused = r"task nightly/run-1/images\[-1\] is writing images there"
+    with pytest.raises(AidolConfigurationError, match=refused):
         second.take("task nightly/run-2/images[-1]", "attempt-2")
     assert (real_read(first) or {}).get("attempt_id") == "attempt-1"
