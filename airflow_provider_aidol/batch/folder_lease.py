@@ -12,10 +12,15 @@ expires ``LEASE_SECONDS`` later.
   runs one try of a task instance at a time.
 * Absent or expired: taken.
 
-After writing, the lease is read back: of two runs taking it at the same moment the one whose
-lease is not there is refused. On a local folder a new lease is created exclusively
-(``O_EXCL``); object storage has no such create through fsspec, so two runs starting within the
-same instant may both pass there (docs/images.md).
+An absent lease is created exclusively wherever the filesystem offers it: on a local folder with
+``O_EXCL``, elsewhere with fsspec's exclusive write (``open(..., "xb")``; s3fs sends it as an S3
+conditional write, ``If-None-Match: *``, and the store refuses it when the object exists), so of
+two runs taking an absent lease at the same instant one is refused. A filesystem that refuses
+mode ``"xb"`` gets a plain write, as does an expired lease taken over. After writing, the lease is
+read back and the run whose lease is not there is refused; where the create is not exclusive
+(such a filesystem, a store or an s3fs before 2025.7.0 that ignores the condition, an expired
+lease taken over by two runs at once) that read-back is all there is, and two runs writing
+within the same instant may both pass (docs/images.md).
 """
 
 from __future__ import annotations
@@ -107,23 +112,48 @@ class FolderLease:
     def _write(self, lease: dict[str, Any], *, create: bool) -> None:
         expires = datetime.now(UTC) + timedelta(seconds=self.seconds)
         content = json.dumps({**lease, "expires_at": expires.isoformat(timespec="seconds")}).encode()
+        if create:
+            self._create(content)
+            return
         if not self.local:
             self.path.write_bytes(content)
             return
         name = str(self.path.path)
         os.makedirs(os.path.dirname(name), exist_ok=True)
-        if create:
-            try:
-                descriptor = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-            except FileExistsError:
-                return  # another run created it first: the read-back refuses this one
-            with os.fdopen(descriptor, "wb") as target:
-                target.write(content)
-            return
         aside = f"{name}.{uuid.uuid4().hex}.part"
         with open(aside, "wb") as target:
             target.write(content)
         os.replace(aside, name)
+
+    def _create(self, content: bytes) -> None:
+        """Create the absent lease, exclusively where the filesystem can; a lost race returns quietly.
+
+        The run that lost is refused by the read-back in ``take``, which names the winner.
+        """
+        if not self.local:
+            self._create_remote(content)
+            return
+        name = str(self.path.path)
+        os.makedirs(os.path.dirname(name), exist_ok=True)
+        try:
+            descriptor = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except FileExistsError:
+            return  # another run created it first
+        with os.fdopen(descriptor, "wb") as target:
+            target.write(content)
+
+    def _create_remote(self, content: bytes) -> None:
+        """Create the lease with fsspec's exclusive write (s3fs: ``If-None-Match: *``)."""
+        try:
+            target = self.path.open("xb")  # type: ignore[no-untyped-call]
+        except (ValueError, NotImplementedError):  # no exclusive create here: a plain write
+            self.path.write_bytes(content)
+            return
+        try:
+            with target:
+                target.write(content)
+        except FileExistsError:
+            return  # another run created it first
 
     def _refused(self, lease: dict[str, Any]) -> AidolConfigurationError:
         holder = lease.get("holder") or "another run"

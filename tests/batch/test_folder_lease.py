@@ -10,6 +10,7 @@ import pytest
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_aidol.batch.folder_lease import LEASE_NAME, FolderLease
+from airflow_provider_aidol.exceptions import AidolConfigurationError
 
 
 def held(folder: ObjectStoragePath) -> dict[str, Any]:
@@ -66,3 +67,25 @@ def test_renewal_extends_only_its_own_lease_and_release_gives_it_up(folder):
     lease.release("attempt-1")
     assert lease.read() is None
     assert lease.renew("attempt-1") is None, "a batch never takes a lease itself"
+
+
+def test_of_two_runs_taking_an_absent_lease_at_once_the_second_is_refused(folder, must_call):
+    # Both runs ask "is there a lease?" before either writes (both hear "absent"), then each
+    # creates it and reads it back: the second create must fail, not overwrite the first.
+    real_read = FolderLease.read
+    asked: set[int] = set()
+
+    def absent_when_asked(lease: FolderLease) -> dict[str, Any] | None:
+        if id(lease) in asked:
+            return real_read(lease)  # the read-back after writing
+        asked.add(id(lease))
+        return None
+
+    must_call.setattr(FolderLease, "read", absent_when_asked)
+    first, second = FolderLease(folder), FolderLease(folder)
+    first.take("task nightly/run-1/images[-1]", "attempt-1")
+
+    refused = r"task nightly/run-1/images\[-1\] is writing images there"
+    with pytest.raises(AidolConfigurationError, match=refused):
+        second.take("task nightly/run-2/images[-1]", "attempt-2")
+    assert (real_read(first) or {}).get("attempt_id") == "attempt-1"
