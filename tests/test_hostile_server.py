@@ -11,6 +11,7 @@ process and searches every output for any run of six characters of the credentia
 from __future__ import annotations
 
 import html
+import inspect
 import json
 import os
 import queue
@@ -23,6 +24,8 @@ from urllib.parse import quote
 
 import pytest
 
+from airflow_provider_aidol.client.endpoints import MAX_ANSWER_BYTES
+from airflow_provider_aidol.client.limits import DEFAULT_MAX_ANSWER_BYTES
 from tests.conftest import REPO
 from tests.hostile import server as hostile
 from tests.hostile.cases import BASE_EXTRA, CASES, Case
@@ -103,6 +106,11 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
     running = Runner(str(tmp_path_factory.mktemp("hostile") / "runner.log"))
     yield running
     running.stop()
+
+
+def test_the_gzip_bomb_inflates_past_every_answer_cap():
+    inflated = inspect.signature(hostile.gzip_bomb).parameters["inflated"].default
+    assert inflated > max(*MAX_ANSWER_BYTES.values(), DEFAULT_MAX_ANSWER_BYTES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
