@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # The oldest supported Airflow minor gets a venv of its own (see test-oldest).
-OLDEST       := .venv-airflow-3.1
+OLDEST       := .venv-airflow-3.0
 OLDEST_STAMP := $(OLDEST)/.installed
 # Python versions CI also runs the whole suite on, besides $(PYTHON) (3.11), each in a venv of its own
 # (.venv-pyX.Y, pinned by constraints.txt): the newest one pyproject's classifiers name. The
@@ -62,14 +62,14 @@ test-slow: $(STAMP) postgres
 test-fast: $(STAMP) postgres
 	$(BIN)/pytest $(XDIST) -m "not airflow"
 
-$(OLDEST_STAMP): pyproject.toml constraints-airflow-3.1.txt | $(UV)
+$(OLDEST_STAMP): pyproject.toml constraints-airflow-3.0.txt | $(UV)
 	$(PYTHON) -m venv $(OLDEST)
-	$(PIP) $(OLDEST) -c constraints-airflow-3.1.txt -e '.[postgres,sqlite]' pytest hypothesis pytest-examples \
+	$(PIP) $(OLDEST) -c constraints-airflow-3.0.txt -e '.[postgres,sqlite]' pytest hypothesis pytest-examples \
 		pytest-xdist
 	touch $(OLDEST_STAMP)
 
-## test-oldest: the suite but its slow tier on the oldest supported Airflow (3.1), pinned by
-##              constraints-airflow-3.1.txt (the slow tier runs once, on the newest Airflow: CI's time)
+## test-oldest: the suite but its slow tier on the oldest supported Airflow (3.0), pinned by
+##              constraints-airflow-3.0.txt (the slow tier runs once, on the newest Airflow: CI's time)
 test-oldest: $(OLDEST_STAMP) postgres
 	$(OLDEST)/bin/pytest -p no:cacheprovider $(XDIST) -m "not slow"
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseHook
+
 try:  # Airflow 3.2+: the Task SDK owns the task exceptions.
     from airflow.sdk.exceptions import AirflowException, AirflowFailException
 except ImportError:  # Airflow 3.1
@@ -12,7 +17,35 @@ try:  # Airflow 3.2+
 except ImportError:  # Airflow 3.1
     from airflow.exceptions import AirflowNotFoundException  # type: ignore[attr-defined,no-redef,unused-ignore]
 
-__all__ = ["AirflowException", "AirflowFailException", "AirflowNotFoundException", "default_deferrable"]
+__all__ = [
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowNotFoundException",
+    "BaseHook",
+    "default_deferrable",
+    "mask_secret",
+]
+
+
+def __getattr__(name: str) -> object:
+    """Import ``BaseHook`` on first use, so the modules a DAG imports do not load Airflow's hook base."""
+    if name != "BaseHook":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:  # Airflow 3.1+
+        from airflow.sdk import BaseHook
+    except ImportError:  # Airflow 3.0
+        from airflow.hooks.base import BaseHook  # type: ignore[assignment,no-redef,unused-ignore]  # noqa: TID251
+    globals()["BaseHook"] = BaseHook
+    return BaseHook
+
+
+def mask_secret(secret: str) -> None:
+    """Have Airflow hide ``secret`` in task logs (``***``)."""
+    try:  # Airflow 3.1+
+        from airflow.sdk.log import mask_secret as mask
+    except ImportError:  # Airflow 3.0
+        from airflow.sdk.execution_time.secrets_masker import mask_secret as mask
+    mask(secret)
 
 
 def default_deferrable() -> bool:

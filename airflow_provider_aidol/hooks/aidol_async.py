@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
+from airflow_provider_aidol._compat import BaseHook
 from asgiref.sync import sync_to_async
 from tenacity import AsyncRetrying
 

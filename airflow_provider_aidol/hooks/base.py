@@ -11,7 +11,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
-from airflow.sdk import BaseHook
+from airflow_provider_aidol._compat import BaseHook
 from tenacity import Retrying
 
 from airflow_provider_aidol._lazy import Lazy

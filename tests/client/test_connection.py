@@ -23,8 +23,26 @@ def settings(**fields: Any) -> ConnectionSettings:
     return ConnectionSettings.from_connection(Connection(conn_id="my_aidol", **values))
 
 
+def from_uri(uri: str, conn_id: str) -> Any:
+    """The connection Airflow makes of ``AIRFLOW_CONN_X=uri``: the Task SDK's (3.1+) or the core model's (3.0)."""
+    if hasattr(Connection, "from_uri"):
+        return Connection.from_uri(uri, conn_id=conn_id)
+    from airflow.models.connection import Connection as CoreConnection  # noqa: TID251
+
+    return CoreConnection(conn_id=conn_id, uri=uri)
+
+
+def from_json(value: str, conn_id: str) -> Any:
+    """The connection Airflow makes of a JSON ``AIRFLOW_CONN_X``: the Task SDK's (3.1+) or the core model's (3.0)."""
+    if hasattr(Connection, "from_json"):
+        return Connection.from_json(value, conn_id=conn_id)
+    from airflow.models.connection import Connection as CoreConnection  # noqa: TID251
+
+    return CoreConnection.from_json(value, conn_id=conn_id)
+
+
 def test_json_form_as_in_airflow_conn_env_var():
-    conn = Connection.from_json(
+    conn = from_json(
         json.dumps(
             {
                 "conn_type": "aidol",
@@ -43,7 +61,7 @@ def test_json_form_as_in_airflow_conn_env_var():
 
 
 def test_uri_form_with_a_protocol_in_the_host():
-    conn = Connection.from_uri("aidol://http://key:s%2Fecret@127.0.0.1:8765/?user_id=u-1", conn_id="x")
+    conn = from_uri("aidol://http://key:s%2Fecret@127.0.0.1:8765/?user_id=u-1", conn_id="x")
     read = ConnectionSettings.from_connection(conn)
     assert read.base_url == "http://127.0.0.1:8765"
     assert read.api_secret == "s/ecret"
@@ -52,7 +70,7 @@ def test_uri_form_with_a_protocol_in_the_host():
 
 def test_uri_form_without_protocol_means_https():
     read = ConnectionSettings.from_connection(
-        Connection.from_uri("aidol://key:secret@api.example.com", conn_id="x")
+        from_uri("aidol://key:secret@api.example.com", conn_id="x")
     )
     assert read.base_url == "https://api.example.com"
     assert read.user_id is None
@@ -123,7 +141,7 @@ def test_bad_credentials_are_never_repeated_in_the_error():
 
 
 def test_uri_path_prefix_is_kept():
-    conn = Connection.from_uri("aidol://https://key:secret@gw.example.com/aidol?user_id=u", conn_id="x")
+    conn = from_uri("aidol://https://key:secret@gw.example.com/aidol?user_id=u", conn_id="x")
     assert ConnectionSettings.from_connection(conn).base_url == "https://gw.example.com/aidol"
 
 
