@@ -34,7 +34,7 @@ def __getattr__(name: str) -> object:
     try:  # Airflow 3.1+
         from airflow.sdk import BaseHook
     except ImportError:  # Airflow 3.0
-        from airflow.hooks.base import BaseHook  # type: ignore[assignment,no-redef,unused-ignore]  # noqa: TID251
+        from airflow.hooks.base import BaseHook  # type: ignore[attr-defined,no-redef,unused-ignore]  # noqa: TID251
     globals()["BaseHook"] = BaseHook
     return BaseHook
 
@@ -44,7 +44,7 @@ def mask_secret(secret: str) -> None:
     try:  # Airflow 3.1+
         from airflow.sdk.log import mask_secret as mask
     except ImportError:  # Airflow 3.0
-        from airflow.sdk.execution_time.secrets_masker import mask_secret as mask
+        from airflow.sdk.execution_time.secrets_masker import mask_secret as mask  # type: ignore[no-redef]
     mask(secret)
 
 

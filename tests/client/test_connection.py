@@ -24,7 +24,7 @@ def settings(**fields: Any) -> ConnectionSettings:
 
 
 def from_uri(uri: str, conn_id: str) -> Any:
-    """The connection Airflow makes of ``AIRFLOW_CONN_X=uri``: the Task SDK's (3.1+) or the core model's (3.0)."""
+    """The connection Airflow makes of ``AIRFLOW_CONN_X=uri``: Task SDK's (3.1+), the core model's (3.0)."""
     if hasattr(Connection, "from_uri"):
         return Connection.from_uri(uri, conn_id=conn_id)
     from airflow.models.connection import Connection as CoreConnection  # noqa: TID251
@@ -33,7 +33,7 @@ def from_uri(uri: str, conn_id: str) -> Any:
 
 
 def from_json(value: str, conn_id: str) -> Any:
-    """The connection Airflow makes of a JSON ``AIRFLOW_CONN_X``: the Task SDK's (3.1+) or the core model's (3.0)."""
+    """The connection Airflow makes of a JSON ``AIRFLOW_CONN_X``: the SDK's (3.1+), the core model's (3.0)."""
     if hasattr(Connection, "from_json"):
         return Connection.from_json(value, conn_id=conn_id)
     from airflow.models.connection import Connection as CoreConnection  # noqa: TID251
@@ -69,9 +69,7 @@ def test_uri_form_with_a_protocol_in_the_host():
 
 
 def test_uri_form_without_protocol_means_https():
-    read = ConnectionSettings.from_connection(
-        from_uri("aidol://key:secret@api.example.com", conn_id="x")
-    )
+    read = ConnectionSettings.from_connection(from_uri("aidol://key:secret@api.example.com", conn_id="x"))
     assert read.base_url == "https://api.example.com"
     assert read.user_id is None
 

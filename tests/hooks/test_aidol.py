@@ -203,7 +203,7 @@ def test_key_and_secret_are_registered_with_the_secret_masker(hook, aidol_defaul
     try:  # what Airflow applies to task logs: 3.1+
         from airflow.sdk._shared.secrets_masker import redact
     except ImportError:  # Airflow 3.0
-        from airflow.sdk.execution_time.secrets_masker import redact
+        from airflow.sdk.execution_time.secrets_masker import redact  # type: ignore[no-redef]
 
     hook.settings  # noqa: B018 - reading the connection registers the masks
     assert (
