@@ -12,11 +12,13 @@ OLDEST_STAMP := $(OLDEST)/.installed
 # to keep its time down (about 8 min a version); `make test-extra-pythons EXTRA_PYTHONS="3.12 3.13"` runs it.
 EXTRA_PYTHONS := 3.13
 PYENV_ROOT    ?= $(HOME)/.pyenv
-# The suites run in parallel with pytest-xdist: JOBS workers (auto: one per CPU), each with its own
+# The suites run in parallel with pytest-xdist: JOBS workers (two per CPU), each with its own
 # AIRFLOW_HOME, PostgreSQL server and temporary folders; the Airflow database is migrated once per run.
 # worksteal: each worker starts on its own half (module fixtures stay with their tests) and takes
 # over half of what the other has left when it runs dry. `make test JOBS=0` runs in one process.
-JOBS   ?= auto
+# Twice as many workers as CPUs: the suite waits (servers' latency, timeouts, retries) about half
+# its time, so on 2 CPUs 4 workers took 272 s for make test where 2 took about 380 s.
+JOBS   ?= $(shell echo $$(( 2 * $$(nproc) )))
 XDIST  := -n $(JOBS) --dist worksteal
 # Packages go into the venvs with uv (pinned here): it resolves and unpacks Airflow's ~200 packages
 # several times faster than pip, which matters for CI's five installs. uv lives in a venv of its own.
@@ -25,7 +27,7 @@ UV         := .venv-uv/bin/uv
 # `$(PIP) VENV ARGS…` installs ARGS into the venv VENV.
 PIP        := $(UV) pip install --quiet --python
 
-.PHONY: install venvs postgres redis test test-fast test-slow test-oldest test-extra-pythons lint demo bench bench-distributed e2e e2e-distributed docs \
+.PHONY: install venvs postgres mariadb redis test test-fast test-slow test-oldest test-minors test-extra-pythons lint demo bench bench-distributed e2e e2e-distributed docs \
 	docs-serve dist clean
 
 # The development tools are PEP 735 dependency groups (pyproject's [dependency-groups]), which only
@@ -36,7 +38,7 @@ $(UV):
 	$(PYTHON) -m venv .venv-uv
 	.venv-uv/bin/pip install --quiet uv==$(UV_VERSION)
 
-$(STAMP): pyproject.toml constraints.txt | $(UV)
+$(STAMP): pyproject.toml constraints.txt | $(UV) mariadb
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) $(VENV) -c constraints.txt $(DEV)
 	touch $(STAMP)
@@ -48,41 +50,65 @@ install: $(STAMP)
 postgres:
 	bash scripts/ensure-postgres.sh
 
+## mariadb: install Debian's MariaDB server and client headers when missing (the tests start throwaway
+##          servers of it; the MySQL provider's driver, mysqlclient, compiles against the headers)
+mariadb:
+	bash scripts/ensure-mariadb.sh
+
 ## test: the test suite but its slow tier (in parallel, JOBS workers); CI also runs test-slow
-test: $(STAMP) postgres
+test: $(STAMP) postgres mariadb
 	$(BIN)/pytest $(XDIST) -m "not slow"
 
 ## test-slow: the slow tier (marker slow): long end-to-end tests (the demo, a user's pytest session,
 ##            secret hygiene over five Airflow runs, crash and race batches)
-test-slow: $(STAMP) postgres
+test-slow: $(STAMP) postgres mariadb
 	$(BIN)/pytest $(XDIST) -m slow
 
 ## test-fast: the tests that run no Airflow (no DAG run, no `airflow` command, no migrated database),
 ##            for the edit-test loop (about 2.5 min); `make test` runs them too
-test-fast: $(STAMP) postgres
+test-fast: $(STAMP) postgres mariadb
 	$(BIN)/pytest $(XDIST) -m "not airflow"
 
-$(OLDEST_STAMP): pyproject.toml constraints-airflow-3.0.txt | $(UV)
+$(OLDEST_STAMP): pyproject.toml constraints-airflow-3.0.txt | $(UV) mariadb
 	$(PYTHON) -m venv $(OLDEST)
 	$(PIP) $(OLDEST) -c constraints-airflow-3.0.txt -e '.[postgres,sqlite]' pytest hypothesis pytest-examples \
-		pytest-xdist
+		pytest-xdist apache-airflow-providers-mysql
 	touch $(OLDEST_STAMP)
 
 ## test-oldest: the suite but its slow tier on the oldest supported Airflow (3.0), pinned by
 ##              constraints-airflow-3.0.txt (the slow tier runs once, on the newest Airflow: CI's time)
-test-oldest: $(OLDEST_STAMP) postgres
+test-oldest: $(OLDEST_STAMP) postgres mariadb
 	$(OLDEST)/bin/pytest -p no:cacheprovider $(XDIST) -m "not slow"
+
+# Each Airflow minor between the oldest and the newest gets a venv of its own (.venv-airflow-X.Y, pinned by
+# constraints-airflow-X.Y.txt) that runs the docs and the example DAGs only: what a user pastes or starts from.
+MINORS       := 3.1 3.2
+MINOR_STAMPS := $(foreach v,$(MINORS),.venv-airflow-$(v)/.installed)
+MINOR_TESTS  := tests/test_docs.py tests/test_docs_dags_folder.py tests/test_docs_scaling.py \
+	tests/registry/test_guide.py tests/test_example_dags.py tests/test_example_nightly.py
+
+.venv-airflow-%/.installed: pyproject.toml constraints-airflow-%.txt | $(UV)
+	$(PYTHON) -m venv .venv-airflow-$*
+	$(PIP) .venv-airflow-$* -c constraints-airflow-$*.txt -e '.[postgres,sqlite]' pytest hypothesis pytest-examples \
+		pytest-xdist
+	touch $@
+
+## test-minors: the docs' examples and the example DAGs (MINOR_TESTS, but the slow tier) on each Airflow
+##              minor between the oldest and the newest (MINORS), two workers each
+test-minors: $(MINOR_STAMPS) postgres
+	for v in $(MINORS); do .venv-airflow-$$v/bin/pytest -p no:cacheprovider -n 2 --dist worksteal -m "not slow" \
+		$(MINOR_TESTS) || exit 1; done
 
 ## venvs: every venv the test targets use (.venv, the oldest Airflow's, EXTRA_PYTHONS'); `make -j3 venvs`
 ##        builds them at once (CI does: pip waits on the disk half of the time)
-venvs: $(STAMP) $(OLDEST_STAMP) $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed)
+venvs: $(STAMP) $(OLDEST_STAMP) $(MINOR_STAMPS) $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed)
 
 ## test-extra-pythons: the suite but its slow tier on each of EXTRA_PYTHONS (newest Airflow, constraints.txt)
-test-extra-pythons: $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed) postgres
+test-extra-pythons: $(foreach v,$(EXTRA_PYTHONS),.venv-py$(v)/.installed) postgres mariadb
 	for v in $(EXTRA_PYTHONS); do .venv-py$$v/bin/pytest -p no:cacheprovider $(XDIST) -m "not slow" || exit 1; done
 
 # The interpreter: pyenv's (as on the CI machine), else pythonX.Y on PATH.
-.venv-py%/.installed: pyproject.toml constraints.txt | $(UV)
+.venv-py%/.installed: pyproject.toml constraints.txt | $(UV) mariadb
 	py=$(firstword $(wildcard $(PYENV_ROOT)/versions/$*.*/bin/python$*) python$*); \
 	"$$py" -c pass || { echo "No Python $*: install it (e.g. pyenv install $*)"; exit 1; }; \
 	"$$py" -m venv .venv-py$* && $(PIP) .venv-py$* -c constraints.txt $(DEV)
@@ -160,4 +186,4 @@ dist: $(STAMP)
 	$(BIN)/python scripts/check_dist.py dist
 
 clean:
-	rm -rf $(VENV) $(OLDEST) .venv-py3.* .venv-uv dist site .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo
+	rm -rf $(VENV) $(OLDEST) .venv-airflow-* .venv-py3.* .venv-uv dist site .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo

@@ -29,6 +29,7 @@ __all__ = [
     "AidolError",
     "AidolImageConfigError",
     "AidolInterruptedError",
+    "AidolLedgerUnavailableError",
     "AidolNotFoundError",
     "AidolQuotaExceededError",
     "AidolRateLimitError",
@@ -138,6 +139,9 @@ class AidolRequestError(AidolError):
 
     retryable: bool = False
     """Whether the hook retries this kind of error (see docs/errors.md)."""
+    NEXT_STEP: ClassVar[str | None] = None
+    """What a person does about this kind of error, if there is one thing to do; ``next_step`` may
+    add to it what only the error knows (the Base URL)."""
     outcome: str = "error"
     """This kind of failure in metric names (``aidol.request.<endpoint>.<outcome>``)."""
     _payload_fields: ClassVar[tuple[str, ...]] = (
@@ -175,9 +179,19 @@ class AidolRequestError(AidolError):
             f"traceId {self.trace_id or '-'}",
         ]
 
-    def __str__(self) -> str:
+    @property
+    def next_step(self) -> str | None:
+        """What to do about it: the hint the connection test gives too (its one home)."""
+        return self.NEXT_STEP
+
+    @property
+    def summary(self) -> str:
+        """The error without its next step (what each retried attempt logs)."""
         request = f"{self.method} {self.path}: " if self.method and self.path else ""
         return f"{request}{self.message} ({', '.join(self._details())})"
+
+    def __str__(self) -> str:
+        return f"{self.summary}. Next step: {self.next_step}" if self.next_step else self.summary
 
 
 class AidolAuthError(AidolRequestError, AirflowFailException):
@@ -190,6 +204,7 @@ class AidolAuthError(AidolRequestError, AirflowFailException):
     """
 
     outcome = "auth_error"
+    NEXT_STEP = "check the connection's API Key (login) and API Secret (password), and this machine's clock"
 
     NOTABLE_SKEW = 60.0
     """Smallest skew worth pointing out in the message."""
@@ -210,6 +225,11 @@ class AidolRateLimitError(AidolRequestError):
     """The server answered "Too many requests" (or HTTP 429); retried, honouring ``Retry-After``."""
 
     outcome = "rate_limited"
+    NEXT_STEP = (
+        "the API key's rate limit outlasted the hook's retries: pace the requests (the connection's "
+        "extra 'requests_per_second'), allow more retries ('max_retries', 'retry_max_seconds'), or "
+        "let the task retry later"
+    )
 
     retryable = True
 
@@ -218,6 +238,10 @@ class AidolQuotaExceededError(AidolRequestError, AirflowFailException):
     """The API key's total call quota is used up; fails the task without Airflow task retries."""
 
     outcome = "quota_exceeded"
+    NEXT_STEP = (
+        "the API key's call quota is used up and waiting does not restore it: ask the AI-DOL vendor "
+        "for more quota or a new key (retrying the task cannot help)"
+    )
 
 
 class AidolValidationError(AidolRequestError):
@@ -268,18 +292,32 @@ class AidolConnectionError(AidolRequestError):
     :param retryable: ``False`` for failures that retrying cannot heal (a bad certificate).
     :param request_sent: ``False`` only when the request surely never reached the server (the
         connection was never made), so even a request that must not run twice may be resent.
+    :param base_url: the connection's Base URL the request went to, named in the next step.
     """
 
     outcome = "connection_error"
 
-    _payload_fields = (*AidolRequestError._payload_fields, "retryable", "request_sent")
+    _payload_fields = (*AidolRequestError._payload_fields, "retryable", "request_sent", "base_url")
 
     def __init__(
-        self, message: str, *, retryable: bool = True, request_sent: bool = True, **kwargs: Any
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        request_sent: bool = True,
+        base_url: str | None = None,
+        **kwargs: Any,
     ) -> None:
         self.request_sent = request_sent
+        self.base_url = base_url
         super().__init__(message, **kwargs)
         self.retryable = retryable
+
+    @property
+    def next_step(self) -> str:
+        """Check the Base URL (the connection test says it cannot reach it)."""
+        url = f"the Base URL {self.base_url}" if self.base_url else "the connection's Base URL"
+        return f"check that {url} (the connection's host and port) is right and reachable from this machine"
 
 
 class AidolTimeoutError(AidolRequestError):
@@ -337,6 +375,26 @@ class AidolDailyCapError(AidolRequestError, AirflowFailException):
         super().__init__(
             message or f"daily cap of {cap} {kind} for this API key reached on {day}; not sent", **kwargs
         )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class AidolLedgerUnavailableError(AidolRequestError):
+    """The usage ledger of the daily caps could not be reached to reserve this request: not sent.
+
+    Nothing is sent without a reservation. A task retry may find the ledger back, so it is
+    retried like any failure.
+
+    :param ledger: where the ledger lives, e.g. ``table aidol_usage_ledger of connection 'my_db'``.
+    """
+
+    outcome = "ledger_unavailable"
+    _payload_fields = (*AidolRequestError._payload_fields, "ledger")
+
+    def __init__(self, message: str, *, ledger: str | None = None, **kwargs: Any) -> None:
+        self.ledger = ledger
+        super().__init__(message, **kwargs)
 
     def __str__(self) -> str:
         return self.message

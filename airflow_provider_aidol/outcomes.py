@@ -55,6 +55,8 @@ class NotSentReason(StrEnum):
     """The API key's call quota is used up."""
     DAILY_CAP = "daily_cap"
     """The API key's daily cap (``max_requests_per_day``, ``max_images_per_day``) is reached."""
+    LEDGER_UNAVAILABLE = "ledger_unavailable"
+    """The usage ledger of the daily caps could not be reached to reserve a request."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class ItemOutcome:
     :param in_doubt_request_ids: the ``X-Request-ID`` of every send of this item whose outcome
         was never recorded (an earlier try's, or this try's attempt that got no answer): the
         server may have created a conversation for each.
+    :param unregistered: the conversation was created, but the registry failed before it took
+        it: a retry claims it in the registry before sending anything.
     """
 
     index: int
@@ -87,6 +91,7 @@ class ItemOutcome:
     not_sent_reason: NotSentReason | None = None
     orphaned_conversation_id: str | None = None
     in_doubt_request_ids: tuple[str, ...] = ()
+    unregistered: bool = False
 
     @property
     def reused(self) -> bool:
@@ -111,18 +116,26 @@ class ItemOutcome:
                 record[name] = str(value)
         if self.in_doubt_request_ids:
             record["in_doubt_request_ids"] = list(self.in_doubt_request_ids)
+        if self.unregistered:
+            record["unregistered"] = True
         return record
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> ItemOutcome:
         """Rebuild an outcome from ``as_record()``'s record, or from an older one without ``status``."""
-        known = {field.name for field in fields(cls)} - {"status", "not_sent_reason", "in_doubt_request_ids"}
+        known = {field.name for field in fields(cls)} - {
+            "status",
+            "not_sent_reason",
+            "in_doubt_request_ids",
+            "unregistered",
+        }
         reason = record.get("not_sent_reason")
         return cls(
             **{name: record[name] for name in known if name in record},
             status=ItemStatus(record["status"]) if "status" in record else _status_of_older(record),
             not_sent_reason=NotSentReason(reason) if reason is not None else None,
             in_doubt_request_ids=_in_doubt_request_ids(record),
+            unregistered=record.get("unregistered") is True,
         )
 
 

@@ -35,8 +35,9 @@ SCENARIOS: dict[int, tuple[str, float]] = {
     8: ("s8_registry", 1200),
     9: ("s9_shared_key", 900),
     10: ("s10_registry_nights", 2700),
-    11: ("s11_crash", 1800),
+    11: ("s11_crash", 4500),
     12: ("s12_resume", 1200),
+    13: ("s13_image_batch", 2400),
 }
 
 

@@ -8,9 +8,11 @@ and the registry's own counters (statements and seconds spent waiting for the st
 
 Settings: ``count``, ``prefix`` (the users), ``workers``, ``run_id``, ``output`` (a URI or
 ``null``), ``registry_conn_id`` (``null``: no reuse; ``"variables"`` is not offered here, since
-Variables need a real task). An ``output`` starting with ``remote://`` is a local directory
-behind an fsspec filesystem of another protocol: the operator then treats it like an object
-store that cannot append cheaply (results buffered, no journal of requests in flight), while
+Variables need a real task), ``journal_conn_id`` (optional: a SQL connection named without
+reuse, where a remote ``output`` keeps its crash journal). An ``output`` starting with
+``remote://`` is a local directory behind an fsspec filesystem of another protocol: the operator
+then treats it like an object store that cannot append cheaply (results buffered; a journal
+of requests in flight only in ``journal_conn_id``'s database), while
 the lines still outlive a killed process.
 """
 
@@ -66,7 +68,7 @@ def main() -> int:
         max_workers=settings["workers"],
         output_path=output,
         reuse_existing=conn_id is not None,
-        registry_conn_id=conn_id,
+        registry_conn_id=conn_id or settings.get("journal_conn_id"),
         registry_table=settings.get("registry_table"),
         on_error="continue",
     )

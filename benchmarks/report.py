@@ -113,15 +113,16 @@ def chart(document: dict[str, Any], path: Path) -> None:
 
     scenarios: dict[str, Any] = document.get("scenarios", {})
     # Scenarios 1-6 three to a row; scenario 7 (a timeline) across two thirds of the third row;
-    # 10, then 11 across two thirds of the fourth.
-    figure = plt.figure(figsize=(17, 20))
-    grid = figure.add_gridspec(4, 3)
+    # 10, then 11 across two thirds of the fourth; 13 in the fifth.
+    figure = plt.figure(figsize=(17, 25))
+    grid = figure.add_gridspec(5, 3)
     axes = [figure.add_subplot(grid[row, column]) for row in range(2) for column in range(3)]
     axes.append(figure.add_subplot(grid[2, :2]))
     axes += [figure.add_subplot(grid[2, 2]), figure.add_subplot(grid[3, 0]), figure.add_subplot(grid[3, 1:])]
-    # Scenario 8 (registry statements alone) is a table only.
+    axes.append(figure.add_subplot(grid[4, :2]))
+    # Scenarios 8 (registry statements alone) and 12 (resume) are tables only.
     panels = {1: _sequential, 2: _batch, 3: _rate_limit, 4: _airflow, 5: _large, 6: _imports}
-    panels |= {7: _deferrable, 9: _shared_key, 10: _registry_nights, 11: _crash}
+    panels |= {7: _deferrable, 9: _shared_key, 10: _registry_nights, 11: _crash, 13: _image_batch}
     for (number, panel), ax in zip(panels.items(), axes, strict=True):
         result = scenarios.get(str(number))
         if result is None or result["status"] != "ok" or not result["data"]:
@@ -378,3 +379,24 @@ def _deferrable(ax: Axes, result: ScenarioResult) -> None:
         loc="left",
         fontweight="bold",
     )
+
+
+def _image_batch(ax: Axes, result: ScenarioResult) -> None:
+    """Per DAG: the image step, split into the time a task ran (slot held) and was deferred."""
+    runs: dict[str, dict[str, Any]] = result["data"]["runs"]
+    labels = list(runs)
+    running = [runs[label]["running_s"] for label in labels]
+    deferred = [runs[label]["deferred_s"] for label in labels]
+    steps = [runs[label]["image_step_s"] for label in labels]
+    ax.barh(labels, running, color="tab:red", label="task running (holds a worker slot)")
+    ax.barh(labels, deferred, left=running, color="tab:green", label="deferred (trigger running)")
+    for row, step in enumerate(steps):
+        ax.annotate(
+            f"image step {step:.1f} s", (step, row), xytext=(4, 0), textcoords="offset points", va="center"
+        )
+    ideal = float(result["data"]["ideal_s"])
+    ax.axvline(ideal, color="tab:blue", linestyle=":", label=f"ideal {ideal:.0f} s")
+    ax.axvline(ideal * 1.25, color="tab:blue", linestyle="--", alpha=0.7, label="goal: 1.25x ideal")
+    ax.set_xlabel("seconds")
+    ax.set_xlim(0, max(steps, default=ideal) * 1.25)
+    ax.legend(fontsize=8, loc="lower right")

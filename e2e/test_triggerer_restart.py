@@ -11,6 +11,11 @@ over once the dead one has missed its heartbeats (5 s here, see ``e2e.stack``).
   ``AidolInterruptedError`` naming the request's X-Request-ID, and the server billed one image.
 - ``resend_after_triggerer_restart=True``: the request is sent again, the task succeeds, the PNG
   is written, and the server billed two images.
+
+A batch of 20 images (``GenerateChatImagesOperator``, one ``ChatImagesTrigger``, 4 in flight,
+``BATCH_IMAGE_LATENCY`` seconds each): the triggerer is SIGKILLed in the middle of the third wave
+and a new one takes the trigger over: exactly 20 images billed (the ones in flight at the kill
+are in doubt, not sent again), and the image task cleared and run again bills none.
 """
 
 from __future__ import annotations
@@ -37,6 +42,13 @@ if TYPE_CHECKING:
     from e2e.stack import AirflowStack
 
 DAG_FILE = "e2e_aidol_image_restart.py"
+BATCH_DAG_FILE = "e2e_aidol_images_restart.py"
+BATCH_DAG = "e2e_images_restart"
+BATCH_TASK_ID = "generate_images"
+BATCH_IMAGES = 20
+BATCH_CONCURRENCY = 4
+#: Seconds per image in the batch test: short, so the whole batch takes about 10 s.
+BATCH_IMAGE_LATENCY = 2.0
 FAIL_DAG = "e2e_image_restart_fail"
 RESEND_DAG = "e2e_image_restart_resend"
 TASK_ID = "generate_image"
@@ -194,11 +206,97 @@ def test_resend_policy_sends_again_and_succeeds(
     assert airflow.xcom(RESEND_DAG, outcome.run_id, TASK_ID, key="trace_id")
 
 
-def run_report(airflow: AirflowStack, dag_id: str, run_id: str) -> str:
+@pytest.fixture
+def batch_server(server: AidolServer) -> Iterator[AidolServer]:
+    """Return the module's server answering images after ``BATCH_IMAGE_LATENCY`` seconds, for one test."""
+    server.image_latency = BATCH_IMAGE_LATENCY
+    try:
+        yield server
+    finally:
+        server.image_latency = IMAGE_LATENCY
+
+
+def test_batch_paid_once_across_a_triggerer_kill_and_a_clear(
+    airflow: AirflowStack, batch_server: AidolServer, tmp_path: Path
+) -> None:
+    """20 images, triggerer SIGKILLed mid-batch: exactly 20 billed; cleared and run again: 0 billed."""
+    server = batch_server
+    label = "image batch, triggerer restart"
+    with Stopwatch(f"{label}: DAG parsed"):
+        airflow.wait_dag_parsed(BATCH_DAG, dag_file=BATCH_DAG_FILE)
+    with Stopwatch(f"{label}: trigger, conversations, two waves of images"):
+        run_id = airflow.trigger(BATCH_DAG, {"output_dir": str(tmp_path)})
+
+        def third_wave_started() -> bool:
+            if len(server.images) > 2 * BATCH_CONCURRENCY:
+                return True
+            if airflow.run_state(BATCH_DAG, run_id) in {"success", "failed"}:
+                report = run_report(airflow, BATCH_DAG, run_id, BATCH_TASK_ID)
+                raise RuntimeError(f"the run ended before the third wave:\n{report}")
+            return False
+
+        wait_for("the third wave of images", third_wave_started, timeout=REQUEST_TIMEOUT, interval=0.1)
+        # Half-way through the wave: requests in flight, none between its journal line and its send.
+        time.sleep(BATCH_IMAGE_LATENCY / 2)
+    ti = airflow.task_instance(BATCH_DAG, run_id, BATCH_TASK_ID)
+    assert ti["state"] == "deferred", run_report(airflow, BATCH_DAG, run_id, BATCH_TASK_ID)
+    triggerer = airflow.service("triggerer")
+    with Stopwatch(f"{label}: triggerer SIGKILLed, new one started"):
+        triggerer.kill()
+        killed_at = datetime.now(UTC)
+        triggerer.start()
+    started = server.images
+    in_flight = [i for i in started if (killed_at - i.started_at).total_seconds() < BATCH_IMAGE_LATENCY]
+    assert len(started) < BATCH_IMAGES, "the batch was over before the kill"
+    assert in_flight, "no image request was in flight at the kill"
+
+    with Stopwatch(f"{label}: new triggerer takes over, run finished"):
+        state = airflow.wait_run_finished(BATCH_DAG, run_id, timeout=RUN_TIMEOUT)
+    report = run_report(airflow, BATCH_DAG, run_id, BATCH_TASK_ID)
+    assert state == "success", report
+    time.sleep(1.0)  # a resend, if any, would have started by now
+    billed = server.images
+    assert len(billed) == BATCH_IMAGES, billed
+    assert len({image.conversation_id for image in billed}) == BATCH_IMAGES, billed
+    assert server.count(path=IMAGE_PATH) == BATCH_IMAGES
+    summary = airflow.xcom(BATCH_DAG, run_id, BATCH_TASK_ID)
+    # The requests the kill cut off are in doubt (billed, never sent again); the others generated.
+    assert 1 <= summary["in_doubt"] <= len(in_flight), (summary, in_flight)
+    assert summary["generated"] + summary["in_doubt"] == BATCH_IMAGES, summary
+    assert (summary["failed"], summary["already_done"]) == (0, 0), summary
+    folder = tmp_path / "images"
+    assert len(list(folder.glob("*.png"))) == summary["generated"]
+
+    with Stopwatch(f"{label}: image task cleared and run again"):
+        airflow.api(
+            "POST",
+            f"/dags/{BATCH_DAG}/clearTaskInstances",
+            json={
+                "dry_run": False,
+                "dag_run_id": run_id,
+                "task_ids": [BATCH_TASK_ID],
+                "only_failed": False,
+                "reset_dag_runs": True,
+            },
+        )
+        wait_for(
+            "the cleared image task to run again",
+            lambda: airflow.task_instance(BATCH_DAG, run_id, BATCH_TASK_ID)["try_number"] == 2,
+            timeout=RUN_TIMEOUT,
+        )
+        state = airflow.wait_run_finished(BATCH_DAG, run_id, timeout=RUN_TIMEOUT)
+    assert state == "success", run_report(airflow, BATCH_DAG, run_id, BATCH_TASK_ID)
+    assert len(server.images) == BATCH_IMAGES, server.images[BATCH_IMAGES:]
+    again = airflow.xcom(BATCH_DAG, run_id, BATCH_TASK_ID)
+    assert again["generated"] == 0, again
+    assert (again["already_done"], again["in_doubt"]) == (summary["generated"], summary["in_doubt"]), again
+
+
+def run_report(airflow: AirflowStack, dag_id: str, run_id: str, task_id: str = TASK_ID) -> str:
     """Describe the task states and the image task's log, for a failure message."""
     try:
         states = {t["task_id"]: t["state"] for t in airflow.task_instances(dag_id, run_id)}
-        log = airflow.task_log(dag_id, run_id, TASK_ID)
+        log = airflow.task_log(dag_id, run_id, task_id)
     except Exception as error:  # a report must never hide the failure it describes
         return f"(no report: {error!r})"
-    return f"task states: {states}\n{TASK_ID} log: {log[-6000:]}"
+    return f"task states: {states}\n{task_id} log: {log[-6000:]}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -45,3 +46,18 @@ def unique_items(count: int, *, agents: int = 1) -> list[dict[str, str]]:
     """``items`` with users unique to this call: DAG runs share one metadata database, so the
     registry's Variables of earlier tests never match them."""
     return items(count, agents=agents, users=f"{uuid.uuid4().hex[:8]}-user")
+
+
+def task_instance(
+    dag_id: str, task_id: str, run_id: str = "r", pushed: dict[str, Any] | None = None
+) -> SimpleNamespace:
+    """What the operators read of a running task's ``ti``; the XComs it pushes go into ``pushed``."""
+    sink: dict[str, Any] = {} if pushed is None else pushed
+    return SimpleNamespace(
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id=task_id,
+        map_index=-1,
+        try_number=1,
+        xcom_push=lambda key, value: sink.__setitem__(key, value),
+    )

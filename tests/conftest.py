@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.called_patches import CalledPatches
+from tests.mariadb_server import MariaDbServer, find_server
 from tests.postgres_server import PostgresServer, find_binaries
 
 if TYPE_CHECKING:
@@ -119,15 +120,67 @@ def _build_the_in_process_execution_api_once() -> None:
     supervisor.in_process_api_server = cache(supervisor.in_process_api_server)
 
 
+def _skip_unless_installed(reason: str | None) -> None:
+    """Skip the test for ``reason`` (a server or provider missing); on CI, fail it instead."""
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def _require_postgres() -> None:
+    if find_binaries() is None:
+        _skip_unless_installed(
+            "PostgreSQL server not installed: run `make postgres` (scripts/ensure-postgres.sh)"
+        )
+
+
+def _require_mariadb() -> None:
+    import importlib.util
+
+    if find_server() is None:
+        _skip_unless_installed("MariaDB server not installed: run `make mariadb` (scripts/ensure-mariadb.sh)")
+    if importlib.util.find_spec("airflow.providers.mysql") is None:
+        _skip_unless_installed(
+            "MySQL provider not installed: run `make install` (apache-airflow-providers-mysql)"
+        )
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL server (Debian's package) on loopback for the session, then deleted."""
-    if find_binaries() is None:
-        reason = "PostgreSQL server not installed: run `make postgres` (scripts/ensure-postgres.sh)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    _require_postgres()
     with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDbServer]:
+    """A throwaway MariaDB server (Debian's package) on loopback for the session, then deleted.
+
+    Started by the first test of a worker that asks for it (well under a second), never otherwise.
+    """
+    _require_mariadb()
+    with MariaDbServer() as server:
+        yield server
+
+
+@pytest.fixture
+def vanishing_postgres(monkeypatch: pytest.MonkeyPatch) -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own behind the registry connection, for the test to stop."""
+    _require_postgres()
+    with PostgresServer() as server:
+        monkeypatch.setenv(REGISTRY_ENV_VAR, server.airflow_uri)
+        yield server
+
+
+@pytest.fixture
+def vanishing_mysql(monkeypatch: pytest.MonkeyPatch) -> Iterator[MariaDbServer]:
+    """A MariaDB server of the test's own behind the registry connection, for the test to stop."""
+    _require_mariadb()
+    with MariaDbServer() as server:
+        monkeypatch.setenv(REGISTRY_ENV_VAR, server.airflow_uri)
         yield server
 
 
@@ -161,9 +214,16 @@ def postgres_registry(postgres_server: PostgresServer, monkeypatch: pytest.Monke
     return REGISTRY_CONN_ID
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture
+def mysql_registry(mariadb_server: MariaDbServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The connection id of the session's MariaDB database (connection type ``mysql``)."""
+    monkeypatch.setenv(REGISTRY_ENV_VAR, mariadb_server.airflow_uri)
+    return REGISTRY_CONN_ID
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
 def registry_conn_id(request: pytest.FixtureRequest) -> str:
-    """Each registry database in turn: SQLite, then PostgreSQL."""
+    """Each registry database in turn: SQLite, PostgreSQL, then MySQL (a MariaDB server)."""
     conn_id: str = request.getfixturevalue(f"{request.param}_registry")
     return conn_id
 

@@ -7,8 +7,7 @@ What a block is, is said by an HTML comment above its fence (invisible on GitHub
 - ``<!-- docs-test: dag -->``: a DAG file, pasted into a DAGs folder (a DAG bundle of its own,
   searched first), parsed by Airflow's DagBag and run with ``dag.test()``, which is what
   ``airflow dags test`` calls, against the migrated database and the embedded server behind
-  ``aidol_default``; its files are written under the test's own folder instead of
-  ``/tmp/aidol``; the run and every task must succeed. It runs in this process: a new
+  ``aidol_default``; the run and every task must succeed. It runs in this process: a new
   ``airflow`` process costs about 15 s (importing Airflow, building its execution API), and
   the command itself is tested by ``tests/testing/test_dag_runner.py`` and the pytest blocks.
   ``dag=ID`` names the DAG to run when the file defines several; ``file=PATH`` also names it
@@ -19,15 +18,24 @@ What a block is, is said by an HTML comment above its fence (invisible on GitHub
 - ``<!-- docs-test: partial -->``: a fragment (e.g. a task to put inside a DAG): compiled only.
 
 Every block but a fragment is also checked by ruff (undefined names, unused imports, import order).
+
+Where the blocks write: the pages give output paths under ``/tmp/aidol`` (``OUTPUT_FOLDER``), a
+path a reader can paste and find. Each test moves that one folder into its own temporary folder
+(``private_output``, the only change made to a block) and runs the block with ``TMPDIR`` there too;
+``writes_nothing_outside`` fails the test if ``/tmp/aidol`` gained anything all the same, and every
+``file://`` path of a block must be under ``/tmp/aidol`` for the move to catch it.
 A DAG block repeated word for word on several pages (the quick start) runs once per session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
+import tempfile
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -37,13 +45,40 @@ from tests.conftest import REPO, bundle_config_list, dag_bag
 from tests.user_project import run_user_project
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from collections.abc import Iterator
 
 PAGES = [REPO / "README.md", REPO / "README-pypi.md", REPO / "docs"]
 EXAMPLES = list(find_examples(*PAGES))
 _MARKER = re.compile(r"<!--\s*docs-test:\s*(?P<kind>\w+)(?P<options>[^>]*?)\s*-->")
 _DAG_ID = re.compile(r"""dag_id=["']([\w.-]+)["']""")
 _DAGS_THAT_RAN: set[str] = set()  # sources of DAG blocks that already ran successfully
+_RUN = {"dag", "pytest"}  # the blocks whose DAGs run (a script only defines them)
+OUTPUT_FOLDER = Path("/tmp/aidol")  # where the pages' examples write their files
+_FILE_URL = re.compile(r"file://(/[^\s\"'{]*)")
+
+
+def private_output(source: str, folder: Path) -> str:
+    """Return ``source`` writing under ``folder`` (a test's own) where the page writes (``/tmp/aidol``)."""
+    return source.replace(f"file://{OUTPUT_FOLDER}/", f"file://{folder}/aidol/")
+
+
+def _contents(folder: Path) -> set[Path]:
+    return set(folder.rglob("*")) if folder.is_dir() else set()
+
+
+@contextlib.contextmanager
+def writes_nothing_outside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared: Path = OUTPUT_FOLDER
+) -> Iterator[None]:
+    """Run the block with TMPDIR in ``tmp_path``; fail if ``shared`` (the pages' folder) gains anything."""
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir(exist_ok=True)
+    monkeypatch.setenv("TMPDIR", str(private_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))  # never called: a value, not a callable
+    before = _contents(shared)
+    yield
+    written = sorted(str(path) for path in _contents(shared) - before)
+    assert not written, f"the block wrote outside the test's temporary folders: {written}"
 
 
 @dataclass(frozen=True)
@@ -101,14 +136,38 @@ def test_example_runs_as_pasted(
     # set_config's annotation omits py311, which ExamplesConfig accepts.
     eval_example.set_config(ruff_line_length=110, target_version="py311", ruff_ignore=["D"])  # type: ignore[arg-type]
     eval_example.lint_ruff(example)
-    if block.kind == "dag":
-        request.getfixturevalue("airflow_with_aidol_server")
-        run_dag_block(block, request.getfixturevalue("monkeypatch"), tmp_path)
-    elif block.kind == "pytest":
-        run_pytest_block(example, tmp_path)
-    else:
-        request.getfixturevalue("aidol_default_connection")
-        run_script_block(example, eval_example, request.getfixturevalue("monkeypatch"), tmp_path)
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    with writes_nothing_outside(tmp_path, monkeypatch):
+        if block.kind == "dag":
+            request.getfixturevalue("airflow_with_aidol_server")
+            run_dag_block(block, monkeypatch, tmp_path)
+        elif block.kind == "pytest":
+            run_pytest_block(example, tmp_path)
+        else:
+            request.getfixturevalue("aidol_default_connection")
+            run_script_block(example, eval_example, monkeypatch, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "example",
+    [pytest.param(example, id=str(example)) for example in EXAMPLES if Block.of(example).kind in _RUN],
+)
+def test_every_file_a_run_block_writes_is_under_the_pages_output_folder(example: CodeExample):
+    outside = [path for path in _FILE_URL.findall(example.source) if not path.startswith(f"{OUTPUT_FOLDER}/")]
+    assert not outside, f"{example}: write under {OUTPUT_FOLDER}/, which the tests move into their own folder"
+
+
+def test_a_block_that_writes_into_the_shared_folder_fails_its_test(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    with (
+        pytest.raises(AssertionError, match="wrote outside the test's temporary folders"),
+        writes_nothing_outside(tmp_path, monkeypatch, shared=shared),
+    ):
+        (shared / "run.jsonl").write_text("{}\n")
+    with writes_nothing_outside(tmp_path, monkeypatch, shared=shared):
+        Path(tempfile.mkdtemp(prefix="block-")).joinpath("scratch").write_text("private")
+    assert [path.name for path in (tmp_path / "tmp").glob("block-*/*")] == ["scratch"], "TMPDIR is the test's"
 
 
 def run_script_block(
@@ -129,8 +188,7 @@ def run_dag_block(block: Block, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     dags = tmp_path / "dags"
     dag_file = dags / f"{example.module_name}.py"
     dag_file.parent.mkdir()
-    # The pages write under /tmp/aidol; here each run writes in its own folder (parallel runs).
-    dag_file.write_text(example.source.replace("file:///tmp/aidol/", f"file://{tmp_path}/aidol/"))
+    dag_file.write_text(private_output(example.source, tmp_path))
     monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", bundle_config_list({"docs": dags}))
 
     bag = dag_bag(dag_file)
@@ -148,7 +206,7 @@ def run_pytest_block(example: CodeExample, tmp_path: Path) -> None:
     project = tmp_path / "project"
     for name, source in {**page_files(example), "tests/test_from_docs.py": example.source}.items():
         (project / name).parent.mkdir(parents=True, exist_ok=True)
-        (project / name).write_text(textwrap.dedent(source))
+        (project / name).write_text(textwrap.dedent(private_output(source, tmp_path)))
     home = tmp_path / "home"
     home.mkdir()
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.conftest import REPO, bundle_config_list, dag_bag
-from tests.test_docs import EXAMPLES, Block
+from tests.test_docs import EXAMPLES, Block, private_output, writes_nothing_outside
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -35,7 +35,7 @@ def dag_blocks() -> dict[str, str]:
 def write_dags_folder(folder: Path) -> Path:
     folder.mkdir()
     for name, source in dag_blocks().items():
-        (folder / f"{name}.py").write_text(source.replace("file:///tmp/aidol/", f"file://{folder}/out/"))
+        (folder / f"{name}.py").write_text(private_output(source, folder))
     return folder
 
 
@@ -65,7 +65,8 @@ def test_the_asset_scheduled_dag_of_the_docs_also_runs_when_triggered_by_hand(
     folder = write_dags_folder(tmp_path / "dags")
     monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", bundle_config_list({"docs": folder}))
 
-    run = dag_bag(folder / f"{name}.py").get_dag("after_the_batch").test()
+    with writes_nothing_outside(tmp_path, monkeypatch):
+        run = dag_bag(folder / f"{name}.py").get_dag("after_the_batch").test()
 
     assert run.state == "success"
     assert {ti.task_id: ti.state for ti in run.get_task_instances()} == {"report": "success"}

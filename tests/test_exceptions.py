@@ -23,6 +23,7 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "clock_skew": -900.0,
     "retryable": False,
     "request_sent": False,
+    "base_url": "https://api.example.com",
     "registry": "table aidol_conversations of connection 'aidol_registry'",
     "max_requests": 5,
     "failures": [ItemOutcome(0, "a", "u", ItemStatus.FAILED, error="Agent not found", error_class="E")],
@@ -30,6 +31,7 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "kind": "requests",
     "cap": 500,
     "day": "2026-12-03",
+    "ledger": "table aidol_usage_ledger of connection 'aidol_registry'",
 }
 
 

@@ -173,16 +173,25 @@ def test_the_readme_supported_versions_table_says_what_ci_runs():
     newest = _pinned_airflow("constraints.txt")
     oldest_constraints = f"constraints-airflow-{oldest}.txt"
     expected = {
-        (".".join(newest.split(".")[:2]), newest, "constraints.txt"): "`make test`",
-        (oldest, _pinned_airflow(oldest_constraints), oldest_constraints): "`make test-oldest`",
+        (".".join(newest.split(".")[:2]), newest, "constraints.txt"): ["`make test`"],
+        (oldest, _pinned_airflow(oldest_constraints), oldest_constraints): ["`make test-oldest`"],
     }
+    minors = _make_variable("MINORS")
+    first, last = int(oldest.split(".")[1]), int(newest.split(".")[1])
+    assert {f"3.{minor}" for minor in range(first + 1, last)} <= set(minors), "every minor in between"
+    for minor in minors:  # the minors in between: their docs and example DAGs
+        constraints = f"constraints-airflow-{minor}.txt"
+        expected.setdefault((minor, _pinned_airflow(constraints), constraints), []).append(
+            "`make test-minors`"
+        )
     assert set(table) == set(expected)
-    for key, target in expected.items():
-        assert target in table[key][0], key
+    for key, targets in expected.items():
+        for target in targets:
+            assert target in table[key][0], key
     newest_row = table[next(key for key in table if key[2] == "constraints.txt")]
     extra = _make_variable("EXTRA_PYTHONS")
     for version in extra:
         assert "`make test-extra-pythons`" in newest_row[classified.index(version)]
     ci = (REPO / ".ci" / "run").read_text()
-    for target in ("test", "test-slow", "test-oldest", "test-extra-pythons"):
+    for target in ("test", "test-slow", "test-oldest", "test-minors", "test-extra-pythons"):
         assert re.search(rf"^step make {target}\b", ci, flags=re.MULTILINE), target

@@ -13,12 +13,17 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from airflow_provider_aidol.testing import AidolServer, Fault
 from tests.conftest import AIRFLOW_HOME
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 API_KEY = "hygiene-key-7f3a9c0b"
@@ -69,25 +74,55 @@ def stored_leaks() -> list[str]:
     return [str(path) for path in stored if leaks(path.read_bytes().decode("utf-8", errors="replace"))]
 
 
-def test_secrets_never_leak_from_successful_failing_and_retried_runs(airflow_db, known_secret_server):
-    runs = {}
-    known_secret_server.inject(Fault.STATUS, status=502)  # retried by the hook, logged at WARNING
-    runs["success with a retried 502"] = airflow(known_secret_server, "dags", "test", "aidol_secret_hygiene")
-    runs["401"] = airflow(known_secret_server, "dags", "test", "aidol_secret_hygiene", secret=WRONG_SECRET)
-    known_secret_server.quota = 0
-    runs["quota"] = airflow(known_secret_server, "dags", "test", "aidol_secret_hygiene")
-    known_secret_server.quota = None
-    known_secret_server.inject(Fault.STATUS, status=502, times=100)
-    runs["502 until retries run out"] = airflow(known_secret_server, "dags", "test", "aidol_secret_hygiene")
-    known_secret_server.reset()
-    runs["tasks test"] = airflow(known_secret_server, "tasks", "test", "aidol_secret_hygiene", "create")
+def retried_502(server: AidolServer) -> None:
+    server.inject(Fault.STATUS, status=502)  # retried by the hook, logged at WARNING
 
-    assert all("[debug" in output for output in runs.values()), "the runs must log at DEBUG"
-    assert "Created AI-DOL conversation" in runs["success with a retried 502"]
-    assert "Wrote the AI-DOL chat image" in runs["success with a retried 502"]
-    assert "AI-DOL attempt 1 failed" in runs["success with a retried 502"]
-    assert "Invalid signature" in runs["401"]
-    assert "API key usage limit reached" in runs["quota"]
-    assert "HTTP 502" in runs["502 until retries run out"]
-    assert {name: leaks(output) for name, output in runs.items()} == {name: [] for name in runs}
+
+def no_quota_left(server: AidolServer) -> None:
+    server.quota = 0
+
+
+def always_502(server: AidolServer) -> None:
+    server.inject(Fault.STATUS, status=502, times=100)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One ``airflow`` run of the hygiene DAG: what the server does, and what the run must print."""
+
+    command: tuple[str, ...]
+    prints: tuple[str, ...]
+    server_does: Callable[[AidolServer], None] | None = None
+    secret: str = API_SECRET
+
+
+DAGS_TEST = ("dags", "test", "aidol_secret_hygiene")
+# Five runs, one test each, so that pytest-xdist's workers share them.
+RUNS = {
+    "success with a retried 502": Run(
+        DAGS_TEST,
+        ("Created AI-DOL conversation", "Wrote the AI-DOL chat image", "AI-DOL attempt 1 failed"),
+        retried_502,
+    ),
+    "401": Run(DAGS_TEST, ("Invalid signature",), secret=WRONG_SECRET),
+    "quota": Run(DAGS_TEST, ("API key usage limit reached",), no_quota_left),
+    "502 until retries run out": Run(DAGS_TEST, ("HTTP 502",), always_502),
+    "tasks test": Run(("tasks", "test", "aidol_secret_hygiene", "create"), ("Created AI-DOL conversation",)),
+}
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_secrets_never_leak_from_successful_failing_and_retried_runs(airflow_db, known_secret_server, name):
+    run = RUNS[name]
+    known_secret_server.reset()
+    known_secret_server.quota = None
+    if run.server_does:
+        run.server_does(known_secret_server)
+
+    output = airflow(known_secret_server, *run.command, secret=run.secret)
+
+    assert "[debug" in output, "the run must log at DEBUG"
+    for line in run.prints:
+        assert line in output
+    assert leaks(output) == []
     assert stored_leaks() == []

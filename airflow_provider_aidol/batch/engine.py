@@ -26,6 +26,7 @@ from airflow_provider_aidol.exceptions import (
     AidolConnectionError,
     AidolDailyCapError,
     AidolError,
+    AidolLedgerUnavailableError,
     AidolQuotaExceededError,
     AidolRateLimitError,
     AidolRequestBudgetError,
@@ -180,9 +181,12 @@ _STOPPING: tuple[tuple[type[AidolRequestError], NotSentReason], ...] = (
     (AidolAuthError, NotSentReason.CREDENTIALS_REFUSED),
     (AidolQuotaExceededError, NotSentReason.QUOTA_USED_UP),
     (AidolDailyCapError, NotSentReason.DAILY_CAP),
+    (AidolLedgerUnavailableError, NotSentReason.LEDGER_UNAVAILABLE),
 )
 # Refused before they left: the item that met one is not sent either.
-_REFUSED_BEFORE_SENDING = frozenset({NotSentReason.REQUEST_BUDGET, NotSentReason.DAILY_CAP})
+_REFUSED_BEFORE_SENDING = frozenset(
+    {NotSentReason.REQUEST_BUDGET, NotSentReason.DAILY_CAP, NotSentReason.LEDGER_UNAVAILABLE}
+)
 
 
 def stop_reason(error: AidolRequestError) -> NotSentReason | None:

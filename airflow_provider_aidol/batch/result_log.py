@@ -9,6 +9,12 @@ recorded outcome are known, with their ``X-Request-ID``, and reported as *in dou
 is only appended to, over any number of killed tries, and deleted once a try has recorded every
 item: a retry names every ``X-Request-ID`` sent for an item that has no recorded conversation.
 
+Next to a remote results file (object storage) the journal lives where a retry on any worker
+finds it at once: a ``RemoteJournal`` (the SQL registry's database, ``registry/journal.py``) holds
+each request before it is sent and each outcome until its line is in the remote file. A retry
+writes those outcomes to the file and reports the requests without one as in doubt, as on a
+local path. Without a journal a remote file is written in chunks and a crash loses the last one.
+
 Resume reads both files as streams and keeps one byte per input item for what is recorded, so
 its memory does not grow with the results file.
 
@@ -25,7 +31,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_aidol.batch.output_file import LOCAL_PROTOCOLS, OutputFile, local_name, open_helper
 from airflow_provider_aidol.exceptions import AidolConfigurationError
@@ -50,6 +56,29 @@ _OUR_LINE = re.compile(
     re.DOTALL,
 )
 _SUCCEEDED = frozenset(str(status) for status in ItemStatus if status.succeeded)
+_UNREGISTERED = b'"unregistered": true'
+
+
+class RemoteJournal(Protocol):
+    """Where a remote results file's journal lives; each call is durable when it returns."""
+
+    def read(self) -> list[tuple[int, str, str, str, dict[str, Any] | None]]:
+        """Return every row: ``(index, request_id, agent_id, user_id, record)``, oldest first.
+
+        A request's row has no ``record``; an outcome's row has an empty ``request_id``.
+        """
+
+    def sending(self, index: int, agent_id: str, user_id: str, request_id: str) -> None:
+        """Journal a request before it is sent."""
+
+    def recorded(self, records: list[dict[str, Any]]) -> None:
+        """Journal outcomes not yet in the remote file."""
+
+    def written(self, indexes: list[int]) -> None:
+        """Drop the rows of items whose lines are now in the remote file."""
+
+    def clear(self) -> None:
+        """Drop every row (every item is recorded in the remote file)."""
 
 
 class RecordedItems:
@@ -86,10 +115,13 @@ class EarlierTries:
     :param in_doubt: items without a recorded conversation that earlier tries sent: every
         ``X-Request-ID`` sent for them, oldest first, by index. The server may have created a
         conversation for any of them.
+    :param unregistered: the outcomes recorded with a conversation the registry never took (it
+        failed mid-batch), by index: among ``successes``, and to be claimed before anything is sent.
     """
 
     successes: RecordedItems = field(default_factory=RecordedItems)
     in_doubt: dict[int, list[str]] = field(default_factory=dict)
+    unregistered: dict[int, ItemOutcome] = field(default_factory=dict)
 
 
 class ResultLog:
@@ -97,20 +129,29 @@ class ResultLog:
 
     On a local path every ``write()`` reaches the file at once (a killed worker loses nothing it
     wrote) and the journal records each request before it is sent. Other stores cannot append
-    cheaply, so lines are written in chunks (every ``flush_seconds`` or ``flush_lines``): a
-    crash there loses at most the last chunk, and nothing is journalled.
+    cheaply, so lines are written in chunks (every ``flush_seconds`` or ``flush_lines``): with
+    a ``journal`` each request and outcome is journalled there at once, so a crash loses
+    nothing; without one a crash loses at most the last chunk.
 
     :param path: where the JSON lines go (local ``file://`` or any store that supports append).
+    :param journal: the journal of a remote ``path`` (ignored on a local one).
     """
 
     def __init__(
-        self, path: ObjectStoragePath, *, flush_seconds: float = 1.0, flush_lines: int = 1000
+        self,
+        path: ObjectStoragePath,
+        *,
+        journal: RemoteJournal | None = None,
+        flush_seconds: float = 1.0,
+        flush_lines: int = 1000,
     ) -> None:
         self.path = path
         self.local = path.protocol in LOCAL_PROTOCOLS
+        self.remote_journal = None if self.local else journal
         self._flush_seconds = flush_seconds
         self._flush_lines = 1 if self.local else flush_lines
         self._pending: list[str] = []
+        self._pending_indexes: list[int] = []
         self._last_flush = time.monotonic()
         self._journal: IO[str] | None = None
         self._journal_lock = threading.Lock()
@@ -138,8 +179,15 @@ class ResultLog:
         for record in self._records(self.path, items, repair=True):
             if _recorded_success(record):
                 earlier.successes.add(record["index"])
+            # A later line of an item supersedes an earlier one (a retry registered it).
+            if record.get("unregistered") is True:
+                earlier.unregistered[record["index"]] = ItemOutcome.from_record(record)
+            else:
+                earlier.unregistered.pop(record["index"], None)
         if self.local:
             earlier.in_doubt = self._journalled(items, earlier.successes)
+        elif self.remote_journal is not None:
+            earlier.in_doubt = self._remote_journalled(items, earlier.successes)
         self._earlier_in_doubt = {index: list(ids) for index, ids in earlier.in_doubt.items()}
         return earlier
 
@@ -153,6 +201,39 @@ class ResultLog:
         for record in self._records(self.journal_path, items, repair=False):
             if record["index"] not in successes:
                 in_doubt.setdefault(record["index"], []).append(str(record.get("request_id")))
+        return in_doubt
+
+    def _remote_journalled(self, items: list[BatchItem], successes: RecordedItems) -> dict[int, list[str]]:
+        """Write the journal's outcomes missing from the remote file; return its requests in doubt."""
+        assert self.remote_journal is not None
+        rows = self.remote_journal.read()
+        missing: dict[int, dict[str, Any]] = {}
+        for index, _, agent_id, user_id, record in rows:
+            if not 0 <= index < len(items) or (agent_id, user_id) != (
+                items[index].agent_id,
+                items[index].user_id,
+            ):
+                raise AidolConfigurationError(
+                    f"output_path {self.path}: its journal holds item {index} of another input: "
+                    "it holds another batch's results; use a new output_path."
+                )
+            if record is not None and index not in successes:
+                missing[index] = record
+        if missing:
+            log.warning(
+                "%s: writing %d outcome(s) a killed try had journalled but not written yet",
+                self.path,
+                len(missing),
+            )
+            self.write(list(missing.values()), journalled=True)
+            self.flush()
+            for index, record in missing.items():
+                if _recorded_success(record):
+                    successes.add(index)
+        in_doubt: dict[int, list[str]] = {}
+        for index, request_id, _, _, record in rows:
+            if record is None and index not in successes:
+                in_doubt.setdefault(index, []).append(request_id)
         return in_doubt
 
     def _records(
@@ -209,11 +290,16 @@ class ResultLog:
         return record
 
     def sending(self, item: BatchItem, request_id: str) -> None:
-        """Journal that ``item``'s request ``request_id`` is about to be sent (local paths only).
+        """Journal that ``item``'s request ``request_id`` is about to be sent (not without a journal).
 
-        Called from the batch's worker threads; the line reaches the file before the request
-        leaves.
+        Called from the batch's worker threads; the line reaches the file (or the remote
+        journal) before the request leaves.
         """
+        if self.remote_journal is not None:
+            self.remote_journal.sending(item.index, item.agent_id, item.user_id, request_id)
+            with self._journal_lock:
+                self._sent.setdefault(item.index, []).append(request_id)
+            return
         if not self.local:
             return
         line = json.dumps(
@@ -257,8 +343,15 @@ class ResultLog:
             named.append(replace(outcome, in_doubt_request_ids=tuple(ids)) if ids else outcome)
         return named
 
-    def write(self, records: list[dict[str, Any]]) -> None:
-        """Queue records; write the queue when it is due (at once on a local path)."""
+    def write(self, records: list[dict[str, Any]], *, journalled: bool = False) -> None:
+        """Queue records; write the queue when it is due (at once on a local path).
+
+        With a remote journal the records are journalled first (unless ``journalled``).
+        """
+        if self.remote_journal is not None and records:
+            if not journalled:
+                self.remote_journal.recorded(records)
+            self._pending_indexes.extend(record["index"] for record in records)
         self._pending.extend(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
         if (
             len(self._pending) >= self._flush_lines
@@ -276,13 +369,18 @@ class ResultLog:
             with self.path.open("a") as target:  # type: ignore[no-untyped-call]
                 target.write("".join(self._pending))
             self._pending.clear()
+            if self.remote_journal is not None:
+                self.remote_journal.written(self._pending_indexes)
+                self._pending_indexes.clear()
         self._last_flush = time.monotonic()
 
     def finished(self) -> None:
         """Every item has its outcome recorded: nothing is in doubt any more, drop the journal."""
         self.flush()
         self._close_journal()
-        if self.local and self.journal_path.exists():
+        if self.remote_journal is not None:
+            self.remote_journal.clear()
+        elif self.local and self.journal_path.exists():
             self.journal_path.unlink()
 
     def _close_journal(self) -> None:
@@ -355,7 +453,7 @@ def _rewrite(path: ObjectStoragePath, content: bytes) -> None:
 def _written_by_us(line: bytes) -> dict[str, Any] | None:
     """Return the fields resume reads from a whole line in our own layout, or ``None``."""
     match = _OUR_LINE.match(line)
-    if match is None:
+    if match is None or _UNREGISTERED in line:  # resume needs all of such a record: parsed as JSON
         return None
     index, agent_id, user_id, status = match.groups()
     try:

@@ -92,6 +92,7 @@ async def send_once_async(
         raise AidolConnectionError(
             f"connection failed: not connected (TCP and TLS) within {settings.connect_timeout:g} s",
             request_sent=False,
+            base_url=settings.base_url,
             **where,
         ) from None
     except httpx.ConnectError as error:
@@ -100,12 +101,15 @@ async def send_once_async(
             tls_failure(settings, reason) if tls else f"connection failed: {reason}",
             retryable=not tls,
             request_sent=False,
+            base_url=settings.base_url,
             **where,
         ) from None
     except httpx.TimeoutException:
         raise AidolTimeoutError(f"no answer within {timeout:g} s", **where) from None
     except httpx.TransportError as error:
-        raise AidolConnectionError(f"connection failed: {_reason(error, secrets)}", **where) from None
+        raise AidolConnectionError(
+            f"connection failed: {_reason(error, secrets)}", base_url=settings.base_url, **where
+        ) from None
     except httpx.HTTPError as error:
         # The server had begun to answer (e.g. a body that cannot be decoded): not retried.
         raise AidolResponseError(f"answer broke off: {_reason(error, secrets)}", **where) from None

@@ -110,7 +110,9 @@ def log_retries(log: WarningLog, attempt_failed: str) -> Callable[[RetryCallStat
     def log_retry(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         attempt = attempt_failed % state.attempt_number
-        log.warning("%s: %s; retrying in %.2f s", attempt, error, state.upcoming_sleep)
+        # The next step is for when the retries are spent; an attempt that is retried shows the error alone.
+        shown = error.summary if isinstance(error, AidolRequestError) else error
+        log.warning("%s: %s; retrying in %.2f s", attempt, shown, state.upcoming_sleep)
 
     return log_retry
 

@@ -152,20 +152,29 @@ def _failure(
     if exchange.expired:
         return exchange.deadline.overrun(**where)
     if isinstance(error, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
-        return AidolConnectionError(tls_failure(settings, _reason(error, secrets)), retryable=False, **where)
+        return AidolConnectionError(
+            tls_failure(settings, _reason(error, secrets)),
+            retryable=False,
+            base_url=settings.base_url,
+            **where,
+        )
     if isinstance(error, requests.ConnectionError):
         if any(isinstance(arg, ReadTimeoutError) for arg in error.args):
             # requests reports a read timeout in the middle of the body as a ConnectionError.
             return AidolTimeoutError(f"answer stalled past {read_timeout:g} s", **where)
         never_connected = _never_connected(error)
         return AidolConnectionError(
-            f"connection failed: {_reason(error, secrets)}", request_sent=not never_connected, **where
+            f"connection failed: {_reason(error, secrets)}",
+            request_sent=not never_connected,
+            base_url=settings.base_url,
+            **where,
         )
     if isinstance(error, requests.Timeout) and not exchange.sent:
         # urllib3 reports a TLS handshake that timed out as a read timeout; nothing was sent.
         return AidolConnectionError(
             f"connection failed: the TLS handshake did not finish within {settings.connect_timeout:g} s",
             request_sent=False,
+            base_url=settings.base_url,
             **where,
         )
     if isinstance(error, requests.Timeout):
@@ -187,4 +196,9 @@ def _never_connected(error: requests.ConnectionError) -> bool:
 def _reason(error: BaseException, secrets: tuple[str, str]) -> str:
     """Name urllib3's reason, not requests' 'Max retries exceeded' wrapper (the hook retries, not urllib3)."""
     cause = error.args[0] if error.args else error
-    return clean(f"{type(error).__name__}: {getattr(cause, 'reason', cause)}", secrets, limit=_REASON_LENGTH)
+    reason = getattr(cause, "reason", cause)
+    # urllib3 starts a failed connect with the connection object's repr: a class of ours, no help.
+    text, conn = str(reason), getattr(reason, "conn", None)
+    if conn is not None:
+        text = text.removeprefix(f"{conn}: ")
+    return clean(f"{type(error).__name__}: {text}", secrets, limit=_REASON_LENGTH)

@@ -290,11 +290,9 @@ class AidolHook(AidolBaseHook):
             response = self._send(prepared, self._rate_limiter, attempts=1)
         except ValueError as error:
             return False, f"The connection is incomplete: {error}"
+        # The errors end with their next step (exceptions.py), the same a task's log shows.
         except AidolAuthError as error:
-            return (
-                False,
-                f"Authentication failed; check the API Key, the API Secret and this machine's clock: {error}",
-            )
+            return False, f"Authentication failed: {error}"
         except AidolConnectionError as error:
             return False, f"Cannot reach the Base URL {self.settings.base_url}: {error}"
         except AidolError as error:

@@ -23,6 +23,8 @@ PREFIX = "aidol"
 ENDPOINTS = {CONVERSATION_PATH: "conversation", CHAT_IMAGE_PATH: "chat_image", OPTIONS_PATH: "options"}
 """Each endpoint's name in metric names; any other path is ``other``."""
 ITEM_OUTCOMES = ("created", "reused", "failed", "not_sent")
+IMAGE_OUTCOMES = ("generated", "failed", "in_doubt", "not_sent", "already_done")
+"""The counts of an image batch's summary sent as ``aidol.image_batch.items.<image_outcome>``."""
 
 METRIC_NAMES = (
     "aidol.request.<endpoint>.<outcome>",
@@ -34,8 +36,9 @@ METRIC_NAMES = (
     "aidol.cost",
     "aidol.limiter.rate",
     "aidol.batch.items.<item_outcome>",
+    "aidol.image_batch.items.<image_outcome>",
 )
-"""The documented names (``<endpoint>``, ``<outcome>``, ``<item_outcome>`` as listed above)."""
+"""The documented names (``<endpoint>``, ``<outcome>``, ``<item_outcome>``, ``<image_outcome>`` as above)."""
 
 
 def endpoint_name(path: str) -> str:
@@ -74,6 +77,13 @@ def count_batch_items(summary: dict[str, Any]) -> None:
     for outcome in ITEM_OUTCOMES:
         if summary.get(outcome):
             incr(f"batch.items.{outcome}", int(summary[outcome]), item_outcome=outcome)
+
+
+def count_image_items(summary: dict[str, Any]) -> None:
+    """Add an image batch's summary counts to ``aidol.image_batch.items.<image_outcome>``."""
+    for outcome in IMAGE_OUTCOMES:
+        if summary.get(outcome):
+            incr(f"image_batch.items.{outcome}", int(summary[outcome]), image_outcome=outcome)
 
 
 def report_cost(cost: dict[str, Any]) -> None:

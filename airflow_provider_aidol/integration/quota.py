@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from typing import Protocol
 
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH
-from airflow_provider_aidol.exceptions import AidolDailyCapError
+from airflow_provider_aidol.exceptions import AidolDailyCapError, AidolLedgerUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,11 @@ IMAGES = "images"
 
 class UsageLedger(Protocol):
     """The shared count of one API key's requests per day (``registry.ledger.SqlLedger``)."""
+
+    @property
+    def description(self) -> str:
+        """Where the counts live (for messages)."""
+        ...
 
     def reserve(self, kind: str, day: str, wanted: int, cap: int, spent: int) -> int:
         """Reserve up to ``wanted`` within ``cap``; return how many (0: the cap is reached).
@@ -87,6 +92,11 @@ class DailyQuota:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     refused: int = 0
     """Requests not sent because a daily cap was reached."""
+    ledger_failures: int = 0
+    """Requests not sent because the ledger could not be reached to reserve them."""
+    not_returned: dict[str, int] = field(default_factory=dict)
+    """What was reserved and not spent, by kind, that ``close()`` could not give back: it counts as
+    used for the rest of that day (and as ``outstanding`` in the ledger)."""
     _closed: bool = False
 
     def expect(self, requests: int, images: int = 0) -> None:
@@ -105,6 +115,8 @@ class DailyQuota:
         """Take one request to ``path`` (and one image for the image endpoint) from the blocks.
 
         :raises AidolDailyCapError: when a cap is reached; nothing was taken then.
+        :raises AidolLedgerUnavailableError: when a new block was needed and the ledger could not
+            be reached; nothing was taken then (nothing is sent without a reservation).
         """
         kinds = [REQUESTS] + ([IMAGES] if is_image(path) else [])
         with self._lock:
@@ -113,12 +125,28 @@ class DailyQuota:
             for kind in kinds:
                 if kind not in self.caps:
                     continue
-                if not self._take(kind, day):
-                    for earlier in taken:
-                        self._blocks[earlier].left += 1
+                try:
+                    granted = self._take(kind, day)
+                except Exception as error:
+                    self._untake(taken)
+                    self.ledger_failures += 1
+                    raise AidolLedgerUnavailableError(
+                        f"the usage ledger could not reserve {kind} for today's daily cap "
+                        f"({type(error).__name__}: {error}); not sent",
+                        ledger=self.ledger.description,
+                        path=path,
+                        **where,
+                    ) from error
+                if not granted:
+                    self._untake(taken)
                     self.refused += 1
                     raise AidolDailyCapError(kind=kind, cap=self.caps[kind], day=day, path=path, **where)  # type: ignore[arg-type]
                 taken.append(kind)
+
+    def _untake(self, taken: list[str]) -> None:
+        """Put back what this request took from the blocks of ``taken`` kinds (it is not sent)."""
+        for kind in taken:
+            self._blocks[kind].left += 1
 
     def _take(self, kind: str, day: str) -> bool:
         block = self._blocks.setdefault(kind, _Block(day))
@@ -145,25 +173,33 @@ class DailyQuota:
             block.held = block.left = 0
 
     def close(self) -> dict[str, int]:
-        """Give back what was reserved and not spent; return how much of each kind."""
+        """Give back what was reserved and not spent; return how much of each kind was given back.
+
+        What could not be given back (the ledger is unreachable) is in ``not_returned`` instead.
+        """
         returned: dict[str, int] = {}
         with self._lock:
             if self._closed:
                 return returned
             self._closed = True
             for kind, block in self._blocks.items():
-                returned[kind] = block.left
+                unused = block.left
                 try:
                     self._settle(kind, block)
-                except Exception:  # reporting after the work; the block stays stranded, and says so
+                except Exception as error:  # reporting after the work; the block stays stranded, and says so
+                    if unused:
+                        self.not_returned[kind] = unused
                     log.warning(
-                        "Could not give back %d reserved %s of %s to the usage ledger; they count as "
-                        "used today",
-                        block.left,
+                        "Could not give back %d reserved and unused %s of %s to the usage ledger (%s: %s); "
+                        "they count as used that day",
+                        unused,
                         kind,
                         block.day,
-                        exc_info=True,
+                        type(error).__name__,
+                        error,
                     )
+                    continue
+                returned[kind] = unused
         return returned
 
     def report(self) -> dict[str, object]:
@@ -177,6 +213,8 @@ class DailyQuota:
                 report[f"daily_{kind}_cap_reached"] = bool(block and block.refused)
             report["daily_cap_reached"] = any(block.refused for block in self._blocks.values())
             report["not_sent_daily_cap"] = self.refused
+            report["ledger_unavailable"] = self.ledger_failures > 0
+            report["reserved_not_returned"] = dict(self.not_returned)
             return report
 
     def left_today(self) -> dict[str, int]:

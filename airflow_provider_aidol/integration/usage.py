@@ -207,6 +207,15 @@ class RequestUsage:
                 "failed": self.failed,
             }
 
+    def event_counts(self) -> dict[str, int]:
+        """Return what a trigger hands back in its event for ``add()``: ``counts()`` and ``images``.
+
+        The images are what the cost at ``price_per_image`` is made of.
+        """
+        with self._lock:
+            images = self.images
+        return {**self.counts(), "images": images}
+
     def cost(self) -> dict[str, Any]:
         """Return what this try cost at the connection's prices: ``{cost, currency}`` (``{}`` without)."""
         if self.prices is None:

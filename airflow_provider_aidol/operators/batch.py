@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.batch.options import DEFAULT_MAX_WORKERS, BatchOptions
+from airflow_provider_aidol.batch.output_file import LOCAL_PROTOCOLS
 from airflow_provider_aidol.batch.result_log import EarlierTries, RecordedItems, ResultLog
 from airflow_provider_aidol.constants import DEFAULT_CONN_ID
 from airflow_provider_aidol.exceptions import AidolApprovalError, AidolBatchError
@@ -20,13 +21,14 @@ from airflow_provider_aidol.operators.approval import ask_for_approval, check_ap
 from airflow_provider_aidol.operators.base import AidolBaseOperator, object_storage_path
 from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus
 from airflow_provider_aidol.registry import ConversationRegistry, Origin
+from airflow_provider_aidol.registry.journal import SqlJournal
 from airflow_provider_aidol.registry.reuse import ConversationReuse, ReuseOutcome, Settled
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from datetime import timedelta
 
-    from airflow.sdk import Context
+    from airflow.sdk import Context, ObjectStoragePath
 
     from airflow_provider_aidol.batch.engine import BatchItem
 
@@ -50,7 +52,10 @@ class CreateConversationsOperator(AidolBaseOperator):
     disk before the next requests go out, and each request is journalled before it is sent, so
     a killed worker leaves at most the requests in flight (``2 * max_workers``) in doubt; a
     retry names them all, over any number of killed tries (``in_doubt_request_ids``), and sends
-    them again.
+    them again. On object storage the same holds when a SQL registry connection is configured
+    (``registry_conn_id`` or the connection's extra): the journal, and the results not yet
+    written there, are kept in its database (table ``aidol_batch_journal``), where a retry on
+    any worker finds them; without one, results are written every second and a crash costs more.
 
     :param conversations: agent-id strings or ``{"agent_id": ..., "user_id": ...}`` dicts, e.g.
         an upstream task's XCom. (templated)
@@ -65,7 +70,9 @@ class CreateConversationsOperator(AidolBaseOperator):
     :param reuse_existing: reuse the conversation the registry keeps for each user and agent,
         and register new ones (each wave of them before the next requests go out). When another
         task registered a pair first, its conversation is used and the one this task created is
-        reported as ``orphaned_conversation_id``.
+        reported as ``orphaned_conversation_id``. When the registry fails mid-batch, the
+        conversations created and not registered are recorded first (``unregistered`` in
+        ``output_path``), and a retry registers them before it sends anything.
     :param registry_conn_id: an Airflow SQL connection for the conversation registry; default:
         the AI-DOL connection's extra ``registry_conn_id``, else Airflow Variables.
     :param registry_table: the SQL registry's table; default ``aidol_conversations``.
@@ -150,10 +157,38 @@ class CreateConversationsOperator(AidolBaseOperator):
                 path = object_storage_path(
                     "output_path", self.output_path, example="file:///data/{{ ds }}.jsonl"
                 )
-                result_log = stack.enter_context(ResultLog(path))
+                journal = self._remote_journal(path, stack)
+                result_log = stack.enter_context(ResultLog(path, journal=journal))
                 return self._run(items, registry, result_log, context)
         finally:
             self.end_try(context)
+
+    def _remote_journal(self, path: ObjectStoragePath, stack: ExitStack) -> SqlJournal | None:
+        """Open the crash journal of a remote ``path`` in the registry's database (before any request).
+
+        ``None`` for a local path (its journal is a file beside it), and without a SQL registry
+        connection: then results reach the remote file in chunks, and a warning says what a
+        killed worker may cost.
+        """
+        if path.protocol in LOCAL_PROTOCOLS:
+            return None
+        conn_id, _ = self.hook.settings.resolve_registry(self.registry_conn_id, None)
+        if conn_id is None:
+            self.log.warning(
+                "output_path %s is on object storage and no SQL registry connection is configured "
+                "(registry_conn_id, or the connection's extra registry_conn_id): results are written "
+                "there every second (or 1,000 lines) and no request is journalled, so a worker killed "
+                "mid-batch leaves the unwritten results and the requests in flight to be sent again "
+                "(about requests_per_second + 2 * max_workers conversations created twice). Name a "
+                "registry connection to keep a crash journal in its database.",
+                path,
+            )
+            return None
+        journal = SqlJournal(conn_id, str(path))
+        stack.callback(journal.close)
+        journal.check()
+        self.log.info("The crash journal of %s is in %s", path, journal.description)
+        return journal
 
     def _run(
         self,
@@ -175,8 +210,10 @@ class CreateConversationsOperator(AidolBaseOperator):
                 shown,
                 ", …" if len(earlier.in_doubt) > 5 else "",
             )
+        # Recorded but unregistered items are settled (claimed) again: counted by this try.
+        to_register = len(earlier.unregistered) if registry is not None else 0
         summary = _Summary(
-            len(items), already_recorded=len(earlier.successes), in_doubt=len(earlier.in_doubt)
+            len(items), already_recorded=len(earlier.successes) - to_register, in_doubt=len(earlier.in_doubt)
         )
         results: list[dict[str, Any]] = [{} for _ in items] if result_log is None else []
         if result_log is not None:
@@ -239,6 +276,8 @@ class CreateConversationsOperator(AidolBaseOperator):
         replaced by that task's, and reported as ``orphaned_conversation_id``.
         """
         reuse, origin = ConversationReuse(registry), Origin.from_context(context)
+        if earlier.unregistered:
+            yield self._registered_late(reuse, origin, list(earlier.unregistered.values()))
         pending = [item for item in items if item.index not in earlier.successes]
         kept = reuse.lookup({(item.user_id, item.agent_id) for item in pending})
         reused: list[ItemOutcome] = []
@@ -274,6 +313,37 @@ class CreateConversationsOperator(AidolBaseOperator):
                 raise
             yield _wave_outcomes(wave, by_index, repeats, settled)
 
+    def _registered_late(
+        self, reuse: ConversationReuse, origin: Origin, recorded: list[ItemOutcome]
+    ) -> list[ItemOutcome]:
+        """Claim the conversations an earlier try created and recorded but never registered.
+
+        Runs before anything is sent. A pair another task registered meanwhile settles as
+        ``ORPHANED`` on that task's conversation. Without a registry (``reuse_existing`` off now)
+        they cannot be claimed: they stay as recorded, and a warning says so.
+        """
+        if reuse.registry is None:
+            self.log.warning(
+                "%s holds %d conversation(s) created and not registered by an earlier try; "
+                "reuse_existing is off, so they stay out of the registry",
+                self.output_path,
+                len(recorded),
+            )
+            return []
+        registrations = [
+            origin.registration(o.user_id, o.agent_id, o.conversation_id or "", o.trace_id) for o in recorded
+        ]
+        outcomes = [
+            _registered(outcome, settled)
+            for outcome, settled in zip(recorded, reuse.register(registrations), strict=True)
+        ]
+        self.log.info(
+            "Registered %d conversation(s) an earlier try created and could not register (%d orphaned)",
+            len(outcomes),
+            sum(outcome.status is ItemStatus.ORPHANED for outcome in outcomes),
+        )
+        return outcomes
+
     def _unregistered(
         self,
         wave: list[tuple[int, ItemOutcome]],
@@ -284,7 +354,7 @@ class CreateConversationsOperator(AidolBaseOperator):
         """Return the outcomes of a wave the registry failed to take; log every conversation id."""
         note = f"not registered (the registry failed: {type(error).__name__}: {error})"
         outcomes = [
-            replace(outcome, error=note) if outcome.conversation_id else outcome
+            replace(outcome, error=note, unregistered=True) if outcome.conversation_id else outcome
             for outcome in _wave_outcomes(wave, by_index, repeats, {})
         ]
         created = [outcome for outcome in outcomes if outcome.conversation_id]
@@ -351,6 +421,16 @@ def _settled(created: ItemOutcome, settled: Settled | None) -> ItemOutcome:
             orphaned_conversation_id=settled.orphaned_conversation_id,
         )
     return created
+
+
+def _registered(recorded: ItemOutcome, settled: Settled) -> ItemOutcome:
+    """Return a recorded, unregistered outcome once claimed: another task's conversation wins."""
+    registered = replace(recorded, error=None, unregistered=False)
+    if settled.outcome is not ReuseOutcome.ORPHANED:
+        return registered
+    if recorded.status is ItemStatus.CREATED:
+        return _settled(registered, settled)
+    return replace(registered, conversation_id=settled.conversation_id)  # a repeat shares the pair's
 
 
 def _shared(repeat: BatchItem, first: ItemOutcome) -> ItemOutcome:

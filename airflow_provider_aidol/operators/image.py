@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk.execution_time.xcom import XCom
 
 from airflow_provider_aidol._compat import default_deferrable
+from airflow_provider_aidol.batch.folder_lease import FolderLease
 from airflow_provider_aidol.batch.image_folder import (
     FolderState,
     FolderWriter,
@@ -31,23 +32,28 @@ from airflow_provider_aidol.client.validation import require_rate
 from airflow_provider_aidol.constants import DEFAULT_CONN_ID
 from airflow_provider_aidol.exceptions import (
     AidolBatchError,
+    AidolDailyCapError,
     AidolError,
     AidolInterruptedError,
+    AidolLedgerUnavailableError,
     AidolRequestBudgetError,
     AidolResponseError,
 )
+from airflow_provider_aidol.integration.metrics import count_image_items
 from airflow_provider_aidol.operators.base import (
     AidolBaseOperator,
     Templated,
     object_storage_path,
     rendered,
 )
-from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus
+from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus, NotSentReason
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context, ObjectStoragePath
+
+    from airflow_provider_aidol.integration.quota import DailyQuota
 
 _LOCAL_PROTOCOLS = ("", "file", "local")
 
@@ -195,6 +201,8 @@ class GenerateChatImageOperator(AidolBaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger fired: write the PNG, or raise the error the trigger met."""
+        with self.best_effort("the connection's prices (for the cost of the try)"):
+            self.hook.usage.prices = self.hook.settings.prices
         self.hook.usage.add(event.get("usage") or {})
         try:
             return self._resume(context, event)
@@ -322,13 +330,13 @@ class GenerateChatImagesOperator(AidolBaseOperator):
     def __init__(
         self,
         *,
-        images: Any,
+        images: Templated[Sequence[Mapping[str, Any]] | str],
         output_path: Any,
-        agent_id: str | None = None,
-        text: str | None = None,
-        user_id: str | None = None,
-        language: str | None = None,
-        metadata: dict[str, Any] | None = None,
+        agent_id: Templated[str] | None = None,
+        text: Templated[str] | None = None,
+        user_id: Templated[str] | None = None,
+        language: Templated[str] | None = None,
+        metadata: Templated[dict[str, Any]] | None = None,
         max_concurrency: int = 4,
         requests_per_second: float | None = None,
         on_error: str = "fail",
@@ -347,13 +355,13 @@ class GenerateChatImagesOperator(AidolBaseOperator):
             )
         if requests_per_second is not None:
             require_rate("requests_per_second", requests_per_second, unit=" of requests per second")
-        self.images = images
+        self.images = rendered(images)
         self.output_path = output_path
-        self.agent_id = agent_id
-        self.text = text
-        self.user_id = user_id
-        self.language = language
-        self.metadata = metadata
+        self.agent_id = rendered(agent_id)
+        self.text = rendered(text)
+        self.user_id = rendered(user_id)
+        self.language = rendered(language)
+        self.metadata = rendered(metadata)
         self.max_concurrency = max_concurrency
         self.requests_per_second = requests_per_second
         self.on_error = on_error
@@ -365,18 +373,30 @@ class GenerateChatImagesOperator(AidolBaseOperator):
         """Check every item and the folder, then generate (deferred or here); return the summary."""
         from airflow_provider_aidol.triggers.images import ChatImagesTrigger, ImageBatch, new_attempt_id
 
+        lease: FolderLease | None = None
+        attempt_id = new_attempt_id()
         try:
+            quota = self.open_quota()
             folder = self._folder()
             requests, problems = self._parse()
+            if self.is_dry_run:
+                return self._plan(context, folder, requests, problems)
+            lease = FolderLease(folder)
+            lease.take(_holder(context), attempt_id)
             state = self._open(folder, requests, problems)
-            todo = [
-                request.as_dict()
+            to_send = [
+                request
                 for request in requests
                 if state.to_send(
                     request.index, retry_failed=self.retry_failed, resend_in_doubt=self.resend_in_doubt
                 )
             ]
-            attempt_id = new_attempt_id()
+            max_requests = self.hook.usage.remaining
+            if quota is not None and to_send:
+                to_send = self._within_daily_caps(quota, to_send, folder, attempt_id)
+                # The triggerer cannot reach the ledger: what was reserved here bounds what it sends.
+                max_requests = len(to_send) if max_requests is None else min(max_requests, len(to_send))
+            todo = [request.as_dict() for request in to_send]
             if todo:
                 batch: dict[str, Any] = {
                     "aidol_conn_id": self.aidol_conn_id,
@@ -385,7 +405,7 @@ class GenerateChatImagesOperator(AidolBaseOperator):
                     "attempt_id": attempt_id,
                     "max_concurrency": self.max_concurrency,
                     "requests_per_second": self.requests_per_second,
-                    "max_requests": self.hook.usage.remaining,
+                    "max_requests": max_requests,
                     "resend_in_doubt": self.resend_in_doubt,
                 }
                 self.log.info(
@@ -396,16 +416,22 @@ class GenerateChatImagesOperator(AidolBaseOperator):
                     "; waiting in the triggerer" if self.deferrable else "",
                 )
                 if self.deferrable:
+                    lease = None  # the trigger renews it, execute_complete() gives it up
                     self.defer(trigger=ChatImagesTrigger(**batch), method_name="execute_complete")
                 import asyncio
 
                 self.hook.usage.add(asyncio.run(ImageBatch(**batch, log=self.log).run()))
             return self._finish(context, folder, requests, problems, attempt_id)
         finally:
+            if lease is not None:
+                with self.best_effort(f"the lease on {lease.folder} (given up)"):
+                    lease.release(attempt_id)
             self.end_try(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: read the outcomes from the folder and return the summary."""
+        with self.best_effort("the connection's prices (for the cost of the try)"):
+            self.hook.usage.prices = self.hook.settings.prices
         self.hook.usage.add(event.get("usage") or {})
         try:
             if event.get("status") == "error":
@@ -417,10 +443,81 @@ class GenerateChatImagesOperator(AidolBaseOperator):
             requests, problems = self._parse()
             return self._finish(context, self._folder(), requests, problems, str(event.get("attempt_id")))
         finally:
+            with self.best_effort("the lease on output_path (given up)"):
+                FolderLease(self._folder()).release(str(event.get("attempt_id")))
             self.end_try(context)
 
     def _folder(self) -> ObjectStoragePath:
         return object_storage_path("output_path", self.output_path, example="file:///data/images/{{ ds }}")
+
+    def _plan(
+        self,
+        context: Context,
+        folder: ObjectStoragePath,
+        requests: list[ImageRequest],
+        problems: dict[int, tuple[str, str]],
+    ) -> dict[str, Any]:
+        """Return the dry run's plan: the images a real run would generate; nothing sent or written."""
+        state = read_folder(folder, _keys(requests, problems)) if folder.exists() else None
+        needed = [
+            request
+            for request in requests
+            if state is None
+            or state.to_send(
+                request.index, retry_failed=self.retry_failed, resend_in_doubt=self.resend_in_doubt
+            )
+        ]
+        done = sum(1 for request in requests if state is not None and state.outcome(request.index) == "done")
+        return self.plan(
+            context,
+            total=len(requests) + len(problems),
+            new=len(needed),
+            reused=0,
+            already_recorded=done,
+            images=len(needed),
+        )
+
+    def _within_daily_caps(
+        self, quota: DailyQuota, requests: list[ImageRequest], folder: ObjectStoragePath, attempt_id: str
+    ) -> list[ImageRequest]:
+        """Reserve each image (a request and an image) from the key's daily caps here, on the worker.
+
+        Return the items reserved; record the others ``not_sent`` (reason ``daily_cap``, or
+        ``ledger_unavailable``), so a run on another day sends them.
+        """
+        quota.expect(len(requests), len(requests))
+        for position in range(len(requests)):
+            try:
+                quota.take(CHAT_IMAGE_PATH, method="POST")
+            except (AidolDailyCapError, AidolLedgerUnavailableError) as error:
+                reason = (
+                    NotSentReason.DAILY_CAP
+                    if isinstance(error, AidolDailyCapError)
+                    else NotSentReason.LEDGER_UNAVAILABLE
+                )
+                rest = requests[position:]
+                self.log.warning("%d chat image(s) not sent: %s", len(rest), error)
+                FolderWriter(folder).record(
+                    (
+                        item,
+                        item.outcome(
+                            ItemStatus.NOT_SENT,
+                            error=f"not sent: {error}",
+                            error_class=type(error).__name__,
+                            not_sent_reason=reason,
+                        ),
+                        {
+                            "key": item.key,
+                            "attempt_id": attempt_id,
+                            "path": None,
+                            "request_id": None,
+                            "request_ids": [],
+                        },
+                    )
+                    for item in rest
+                )
+                return requests[:position]
+        return requests
 
     def _parse(self) -> tuple[list[ImageRequest], dict[int, tuple[str, str]]]:
         """Check every item; return the good ones and, by index, each bad one's message and key.
@@ -562,6 +659,8 @@ class GenerateChatImagesOperator(AidolBaseOperator):
         self.log.info("AI-DOL image batch into %s: %s", folder, summary)
         reported: dict[str, Any] = {**counts, "output_path": str(folder), "manifest": summary["manifest"]}
         self.report_results(context, reported, counts=counts, written=[summary["manifest"]])
+        with self.best_effort("the image batch metrics"):
+            count_image_items(counts)
         if failures:
             listed = "; ".join(
                 f"images[{f.index}] conversation {f.conversation_id} ({f.status}): {f.error}"
@@ -576,6 +675,14 @@ class GenerateChatImagesOperator(AidolBaseOperator):
                 raise error
             self.log.warning("%s (on_error='continue')", error)
         return summary
+
+
+def _holder(context: Context) -> str:
+    """Return who takes a folder's lease: the task instance (its retries and clears are the same)."""
+    ti = context.get("ti")
+    if ti is None:  # execute() called outside a task run
+        return f"process {uuid.uuid4().hex}"
+    return f"task {ti.dag_id}/{ti.run_id}/{ti.task_id}[{ti.map_index}]"
 
 
 def _keys(requests: list[ImageRequest], problems: dict[int, tuple[str, str]]) -> dict[int, str]:

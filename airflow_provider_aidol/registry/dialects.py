@@ -202,12 +202,15 @@ POSTGRESQL = SqlDialect(
     # any parameters: a plan for an unknown array length that scans the table once per pair.
     session_sql=("SET plan_cache_mode = force_custom_plan",),
 )
+SQLITE_BUSY_TIMEOUT = 60.0
+"""Seconds a SQLite registry waits for another writer's lock; the connection's extra
+``busy_timeout`` (seconds) sets another."""
 SQLITE = SqlDialect(
     "sqlite",
     timestamp="TIMESTAMP",
     now="CURRENT_TIMESTAMP",
     # Wait for another writer's transaction instead of failing with "database is locked".
-    session_sql=("PRAGMA busy_timeout = 60000",),
+    session_sql=(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}",),
     timestamp_as_text=True,
 )
 MYSQL = SqlDialect(
@@ -229,6 +232,13 @@ def create_table_sql(dialect: str, table: str = "aidol_conversations") -> str:
     return DIALECTS[dialect].create_table(table) + ";"
 
 
+def sqlite_busy_timeout(dialect: SqlDialect, seconds: float) -> SqlDialect:
+    """Return the SQLite ``dialect`` waiting ``seconds`` for another writer's lock."""
+    from dataclasses import replace
+
+    return replace(dialect, session_sql=(f"PRAGMA busy_timeout = {round(seconds * 1000)}",))
+
+
 def sqlite_chunks(dialect: SqlDialect, variable_limit: int) -> SqlDialect:
     """Return ``dialect`` with chunks that fit SQLite's limit on parameters per statement."""
     from dataclasses import replace
@@ -247,10 +257,26 @@ _READ_ONLY_SQLSTATE = "25006"
 # SQLite primary result codes that a later try may not meet: busy, locked, out of memory,
 # interrupted, I/O error, disk full, lock protocol.
 _SQLITE_TRANSIENT = frozenset({5, 6, 7, 9, 10, 13, 15})
-# MySQL errors of a refused statement: access denied, read-only server or transaction, a NULL,
-# missing default, too long or badly encoded value, a CHECK constraint.
-_MYSQL_REFUSED = frozenset({1044, 1045, 1142, 1143, 1290, 1792, 1048, 1364, 1406, 1366, 3819})
+# MySQL and MariaDB errors of a refused statement: access denied, read-only server or transaction,
+# a NULL, missing default, too long, out of range or badly encoded value, a foreign key, a CHECK
+# constraint (3819 on MySQL, 4025 on MariaDB).
+_MYSQL_REFUSED = frozenset(
+    {1044, 1045, 1142, 1143, 1290, 1792, 1048, 1364, 1406, 1264, 1265, 1292, 1366, 1216, 1452, 3819, 4025}
+)
+_MYSQL_DRIVERS = ("MySQLdb", "pymysql", "mysql.connector")
 _DBAPI_REFUSED = frozenset({"IntegrityError", "DataError", "ProgrammingError", "NotSupportedError"})
+
+
+def mysql_error_code(error: BaseException) -> int | None:
+    """Return the server's error number of a MySQL driver's error, else ``None``.
+
+    It comes before the SQLSTATE: mysql-connector-python gives one too, but the server says
+    ``HY000`` (general error) for most refusals (a CHECK constraint, a missing default).
+    """
+    code = error.args[0] if error.args else None
+    if isinstance(code, int) and type(error).__module__.startswith(_MYSQL_DRIVERS):
+        return code
+    return None
 
 
 def is_refusal(error: BaseException) -> bool:
@@ -261,13 +287,13 @@ def is_refusal(error: BaseException) -> bool:
     a full disk: ``False``. SQLAlchemy's wrapper is looked through to the driver's error.
     """
     error = getattr(error, "orig", None) or error
+    mysql_code = mysql_error_code(error)
+    if mysql_code is not None:
+        return mysql_code in _MYSQL_REFUSED
     state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)  # psycopg 3, psycopg2
     if isinstance(state, str):
         return state.startswith(_REFUSED_SQLSTATE_CLASSES) or state == _READ_ONLY_SQLSTATE
     sqlite_code = getattr(error, "sqlite_errorcode", None)
     if isinstance(sqlite_code, int):
         return sqlite_code & 0xFF not in _SQLITE_TRANSIENT
-    code = error.args[0] if error.args else None
-    if isinstance(code, int) and type(error).__module__.startswith(("MySQLdb", "pymysql", "mysql")):
-        return code in _MYSQL_REFUSED
     return any(kind.__name__ in _DBAPI_REFUSED for kind in type(error).__mro__)

@@ -102,13 +102,26 @@ class SqlLedger:
         self._on_own_thread(self._check)
 
     def _check(self) -> None:
-        if self._connection is not None:
+        if self._hook is not None:
             return
         hook = resolve_sql_hook(self.conn_id, self.description)
         dialect = dialect_of(hook, self.conn_id, self.description)
         ensure_table(hook, dialect, self.table, self.conn_id, LEDGER_SHAPE)
         self._connection = open_connection(hook, dialect, self.conn_id, self.description)
         self._hook, self._dialect = hook, dialect
+
+    def _connect(self) -> Any:
+        """Return the open connection; after a failure, a new one.
+
+        The table is not created again then: a ledger table dropped while tasks run is an error,
+        not the start of a new count.
+        """
+        self._check()
+        if self._connection is None:
+            assert self._hook is not None
+            assert self._dialect is not None
+            self._connection = open_connection(self._hook, self._dialect, self.conn_id, self.description)
+        return self._connection
 
     def reserve(self, kind: str, day: str, wanted: int, cap: int, spent: int) -> int:
         """Reserve up to ``wanted`` of ``kind`` on ``day`` within ``cap``; return how many (0: none left).
@@ -127,8 +140,12 @@ class SqlLedger:
             )
             if granted:
                 return wanted
-            used, _ = self._read(kind, day)
-            wanted = min(wanted, cap - used)
+            row = self._row(kind, day)
+            if row is None:  # a person deleted today's row meanwhile: start it again
+                self._rows.discard((kind, day))
+                self._ensure_row(kind, day)
+                continue
+            wanted = min(wanted, cap - row[0])
         if spent:
             self._release(kind, day, 0, spent)
         return 0
@@ -169,10 +186,13 @@ class SqlLedger:
         )
 
     def _read(self, kind: str, day: str) -> tuple[int, int]:
+        return self._row(kind, day) or (0, 0)
+
+    def _row(self, kind: str, day: str) -> tuple[int, int] | None:
         rows = self._execute(
             f"SELECT used, outstanding FROM {self.table} {self._where}", self._key(kind, day)
         )
-        return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
     def _ensure_row(self, kind: str, day: str) -> None:
         if (kind, day) in self._rows:
@@ -194,21 +214,27 @@ class SqlLedger:
         return int(self._execute(f"UPDATE {self.table} {assignment}", parameters, rowcount=True))
 
     def _execute(self, sql: str, parameters: list[object], *, rowcount: bool = False) -> Any:
-        """Run one statement in its own transaction; return its rows, or the rows it changed."""
-        self._check()
+        """Run one statement in its own transaction; return its rows, or the rows it changed.
+
+        After a failure the connection is dropped, so the next statement opens a new one (the
+        database may be back by then).
+        """
+        connection = self._connect()
         assert self._hook is not None
         sql = sql.replace("{p}", str(self._hook.placeholder))
         result: Any
         try:
-            with closing(self._connection.cursor()) as cursor:
+            with closing(connection.cursor()) as cursor:
                 cursor.execute(sql, parameters)
                 result = cursor.rowcount if rowcount else (cursor.fetchall() if cursor.description else [])
-            self._connection.commit()
+            connection.commit()
         except Exception as error:
-            try:
-                self._connection.rollback()
-            except Exception:  # the connection may be broken; the original error matters
-                log.debug("rollback failed", exc_info=True)
+            self._connection = None
+            for end in (connection.rollback, connection.close):
+                try:
+                    end()
+                except Exception:  # the connection may be broken; the original error matters
+                    log.debug("%s failed", end.__name__, exc_info=True)
             raise AidolRegistryError(
                 f"Usage ledger {self.description} failed: {type(error).__name__}: {error}",
                 registry=self.description,

@@ -23,7 +23,15 @@ from airflow_provider_aidol.registry import (
     check_pairs,
     check_registrations,
 )
-from airflow_provider_aidol.registry.dialects import DIALECTS, PROBE_MARKER, is_refusal, sqlite_chunks
+from airflow_provider_aidol.registry.dialects import (
+    DIALECTS,
+    PROBE_MARKER,
+    SQLITE_BUSY_TIMEOUT,
+    is_refusal,
+    mysql_error_code,
+    sqlite_busy_timeout,
+    sqlite_chunks,
+)
 from airflow_provider_aidol.registry.schema import DOCS, ensure_table
 
 if TYPE_CHECKING:
@@ -40,6 +48,7 @@ _SQLITE_VARIABLE_NUMBER = 9  # sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
 _SQLITE_OLD_DEFAULT_LIMIT = 999
 _ATTEMPTS = 3
 _MYSQL_TRANSIENT = frozenset({1205, 1213})  # lock wait timeout, deadlock
+_MAX_BUSY_TIMEOUT = 3600.0
 
 
 def check_table_name(table: str) -> str:
@@ -317,8 +326,8 @@ def resolve_sql_hook(conn_id: str, description: str) -> DbApiHook:
     except Exception as error:
         raise config_error(
             f"has type {connection.conn_type!r}, for which no hook can be loaded "
-            f"({type(error).__name__}: {error}): install its provider, e.g. "
-            "pip install 'airflow-provider-aidol[postgres]' or apache-airflow-providers-mysql"
+            f"({type(error).__name__}: {error}): install its provider: "
+            + _PROVIDERS.get(connection.conn_type or "", "the Airflow provider package that defines the type")
         ) from error
     if not isinstance(hook, DbApiHook):
         raise config_error(
@@ -327,6 +336,15 @@ def resolve_sql_hook(conn_id: str, description: str) -> DbApiHook:
             "SQLite connection"
         )
     return hook
+
+
+# What to pip install for a registry connection type's hook: this package's extra where it has one.
+_PROVIDERS = {
+    "postgres": "pip install 'airflow-provider-aidol[postgres]'",
+    "sqlite": "pip install 'airflow-provider-aidol[sqlite]'",
+    "mysql": "pip install apache-airflow-providers-mysql",
+    "mssql": "pip install apache-airflow-providers-microsoft-mssql",
+}
 
 
 def dialect_of(hook: DbApiHook, conn_id: str, description: str) -> SqlDialect:
@@ -338,7 +356,27 @@ def dialect_of(hook: DbApiHook, conn_id: str, description: str) -> SqlDialect:
             f"{', '.join(sorted(DIALECTS))}: point registry_conn_id at one of those.",
             registry=description,
         )
+    extra = getattr(hook, "connection_extra", None) or {}
+    if name == "sqlite" and "busy_timeout" in extra:
+        seconds = _busy_timeout(extra["busy_timeout"], conn_id, description)
+        return sqlite_busy_timeout(DIALECTS[name], seconds)
     return DIALECTS[name]
+
+
+def _busy_timeout(seconds: object, conn_id: str, description: str) -> float:
+    """Return the SQLite connection's extra ``busy_timeout`` in seconds; raise a config error if not sane."""
+    try:
+        value = float(seconds)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = 0.0
+    if isinstance(seconds, bool) or not 0 < value <= _MAX_BUSY_TIMEOUT:
+        raise AidolRegistryConfigError(
+            f"Registry connection {conn_id!r} has extra busy_timeout={seconds!r}: it must be the "
+            f"seconds SQLite waits for another writer's lock, a number above 0 and at most "
+            f"{_MAX_BUSY_TIMEOUT:g} (default {SQLITE_BUSY_TIMEOUT:g}).",
+            registry=description,
+        )
+    return value
 
 
 def open_connection(
@@ -388,11 +426,11 @@ def _rollback(connection: Any) -> None:
 
 def _transient(error: Exception) -> bool:
     """Whether ``error`` is a deadlock or serialization failure (SQLSTATE class 40, MySQL 1205/1213)."""
+    mysql_code = mysql_error_code(error)
+    if mysql_code is not None:
+        return mysql_code in _MYSQL_TRANSIENT
     state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)  # psycopg 3, psycopg2
-    if isinstance(state, str):
-        return state.startswith("40")
-    code = error.args[0] if error.args else None
-    return isinstance(code, int) and code in _MYSQL_TRANSIENT
+    return isinstance(state, str) and state.startswith("40")
 
 
 def _sqlite_variable_limit(connection: Any) -> int:

@@ -102,7 +102,7 @@ class ChatImageTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Send the request (unless an earlier run of this attempt did) and fire its outcome."""
         outcome = await self._outcome()
-        yield TriggerEvent({**outcome, "usage": self._hook.usage.counts()})  # type: ignore[no-untyped-call]
+        yield TriggerEvent({**outcome, "usage": self._hook.usage.event_counts()})  # type: ignore[no-untyped-call]
 
     async def _outcome(self) -> dict[str, Any]:
         marker = await self._marker()

@@ -19,12 +19,14 @@ from airflow.sdk import ObjectStoragePath
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_aidol.batch.engine import is_in_doubt, stop_reason
+from airflow_provider_aidol.batch.folder_lease import FolderLease
 from airflow_provider_aidol.batch.image_folder import FolderWriter, ImageRequest, read_folder
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, read_chat_image
 from airflow_provider_aidol.client.ratelimit import AdaptiveRateLimiter, RateLimiter
 from airflow_provider_aidol.client.retries import is_safe_to_resend
 from airflow_provider_aidol.exceptions import (
     AidolAuthError,
+    AidolConfigurationError,
     AidolError,
     AidolRateLimitError,
     AidolRequestError,
@@ -104,7 +106,7 @@ class ImageBatch:
         budget = None if self.max_requests is None else max(self.max_requests - spent, 0)
         self.hook = hook = AidolAsyncHook(self.aidol_conn_id, max_requests=budget)
         if not todo:
-            return hook.usage.counts()
+            return hook.usage.event_counts()
         async with hook:
             settings = await hook.get_settings()
             rate = self.requests_per_second or settings.requests_per_second
@@ -125,11 +127,39 @@ class ImageBatch:
                 self.max_concurrency,
                 self.folder,
             )
-            await asyncio.gather(*(one(item) for item in todo))
-        return hook.usage.counts()
+            renewing = asyncio.create_task(self._keep_lease())
+            try:
+                await asyncio.gather(*(one(item) for item in todo))
+            finally:
+                renewing.cancel()
+        return hook.usage.event_counts()
+
+    async def _keep_lease(self) -> None:
+        """Renew the folder's lease while the batch runs (a dead holder's lapses: batch.folder_lease)."""
+        lease = FolderLease(self.folder)
+        while True:
+            await asyncio.sleep(lease.seconds / 5)
+            try:
+                held = await asyncio.to_thread(lease.renew, self.attempt_id)
+            except Exception as error:  # a store that fails once: the next renewal may pass
+                self.log.warning(
+                    "Could not renew the lease on %s: %s: %s", self.folder, type(error).__name__, error
+                )
+                continue
+            if held is False:
+                self.log.warning("Another run took the lease on %s (this one's had lapsed)", self.folder)
+                return
+            if held is None:
+                return  # no lease to keep: run outside a task that took one
 
     def _plan(self, writer: FolderWriter) -> tuple[list[ImageRequest], int]:
         """Read the folder: the items still to send in this attempt, and the requests it already spent."""
+        lease = FolderLease(self.folder)
+        if lease.renew(self.attempt_id) is False:
+            raise AidolConfigurationError(
+                f"output_path {self.folder}: another run took the folder's lease while this one waited "
+                f"to start ({lease.read()}); nothing was sent. Give each run its own output_path."
+            )
         state = read_folder(self.folder, {item.index: item.key for item in self.items}, partial=True)
         writer.open()
         todo = []
@@ -298,8 +328,9 @@ class ChatImagesTrigger(BaseTrigger):
                 else AidolError(f"{type(error).__name__}: {error}"[:500])
             )
             hook = self._batch.hook
-            counts = hook.usage.counts() if hook else {}
-            yield TriggerEvent({"status": "error", "error": failure.to_payload(), "usage": counts})  # type: ignore[no-untyped-call]
+            counts = hook.usage.event_counts() if hook else {}
+            event = {"status": "error", "error": failure.to_payload(), "usage": counts}
+            yield TriggerEvent({**event, "attempt_id": self.kwargs["attempt_id"]})  # type: ignore[no-untyped-call]
             return
         yield TriggerEvent({"status": "done", "attempt_id": self.kwargs["attempt_id"], "usage": usage})  # type: ignore[no-untyped-call]
 

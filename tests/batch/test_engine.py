@@ -133,9 +133,10 @@ def test_a_batch_never_waits_longer_than_its_caps_whatever_retry_after_says(retr
     results = dict(batch.run(parse(["agent-1", "agent-2"])))
     assert time.monotonic() - started < 3
     assert 2 <= len(calls) < 50  # each item retried while its second of rate limits lasted
-    assert [result.error for result in results.values()] == [
+    assert [result.error.split(". Next step:")[0] for result in results.values()] == [
         "Too many requests (HTTP 429, no business code, traceId -)"
     ] * 2
+    assert all("Next step: the API key's rate limit outlasted" in result.error for result in results.values())
 
 
 def test_a_batch_resumes_once_the_rate_limit_lifts_after_an_absurd_retry_after():
@@ -241,7 +242,11 @@ def test_a_record_reads_back_as_the_same_outcome_and_an_older_record_gets_its_st
     record = outcome.as_record()
     assert record["status"] == "not_sent"
     assert record["reused"] is False
+    assert "unregistered" not in record
     assert ItemOutcome.from_record(record) == outcome
+    unregistered = ItemOutcome(4, "a", "u", ItemStatus.CREATED, "c", unregistered=True)
+    assert unregistered.as_record()["unregistered"] is True
+    assert ItemOutcome.from_record(unregistered.as_record()) == unregistered
 
     older = {"index": 0, "agent_id": "a", "user_id": "u", "trace_id": None, "error": None}
     assert ItemOutcome.from_record({**older, "conversation_id": "c", "reused": False}).status == "created"

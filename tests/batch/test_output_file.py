@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import textwrap
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -22,6 +19,7 @@ from airflow.sdk import ObjectStoragePath
 from airflow_provider_aidol.batch.engine import BatchItem
 from airflow_provider_aidol.batch.result_log import ResultLog
 from airflow_provider_aidol.exceptions import AidolConfigurationError
+from tests.forked import ForkedProcess
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -144,32 +142,19 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_output(tmp_path):
     assert not (tmp_path / "results.jsonl.lock").exists()
 
 
-HOLDER = textwrap.dedent(
-    """
-    import sys, time
-    from airflow.sdk import ObjectStoragePath
-    from airflow_provider_aidol.batch.result_log import ResultLog
-
-    with ResultLog(ObjectStoragePath(sys.argv[1])):
+def hold(path: str) -> None:
+    """Hold the results file at ``path`` until killed."""
+    with ResultLog(ObjectStoragePath(path)):
         print("holding", flush=True)
         time.sleep(600)
-    """
-)
 
 
 def test_a_killed_holder_does_not_keep_the_output(tmp_path):
     path = output(tmp_path, line(0))
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == "holding\n", holder.stderr.read() if holder.stderr else ""
+    with ForkedProcess(hold, str(path)) as holder:
+        assert holder.stdout.readline() == "holding\n", holder.communicate(timeout=30)[1]
         with pytest.raises(AidolConfigurationError, match=f"process {holder.pid} on"):
             resume(path)
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait(timeout=30)
     assert (tmp_path / "results.jsonl.lock").exists(), "a killed holder leaves its lock file"
     assert resume(path) == {0}, "but not its lock"
 

@@ -136,3 +136,33 @@ def test_resume_reads_every_recorded_item_whatever_its_ids_hold(tmp_path, agent_
     other = [BatchItem(0, agent_id, f"{user_id}-0"), BatchItem(1, agent_id, "someone else"), items[2]]
     with pytest.raises(ValueError, match="line 2 does not match the input"):
         ResultLog(path).recorded_successes(other)
+
+
+def test_resume_returns_the_conversations_recorded_as_not_registered_until_a_later_line_settles_them(
+    tmp_path,
+):
+    note = "not registered (the registry failed)"
+
+    def outcome(index: int, *, unregistered: bool = False) -> ItemOutcome:
+        error = note if unregistered else None
+        return ItemOutcome(
+            index,
+            "agent-1",
+            f"u-{index}",
+            ItemStatus.CREATED,
+            f"c-{index}",
+            error=error,
+            unregistered=unregistered,
+        )
+
+    def record(index: int, *, unregistered: bool = False) -> str:
+        return json.dumps(outcome(index, unregistered=unregistered).as_record(), ensure_ascii=False) + "\n"
+
+    content = record(0) + record(1, unregistered=True) + record(2, unregistered=True)
+    path = results_file(tmp_path, content.encode())
+    earlier = ResultLog(path).earlier_tries(ITEMS)
+    assert set(earlier.successes) == {0, 1, 2}, "never sent again"
+    assert earlier.unregistered == {1: outcome(1, unregistered=True), 2: outcome(2, unregistered=True)}
+
+    path.write_bytes(path.read_bytes() + record(1).encode())  # a retry registered item 1
+    assert sorted(ResultLog(path).earlier_tries(ITEMS).unregistered) == [2]

@@ -80,7 +80,11 @@ def test_failures_are_classified(status, code, message, error_class, retryable):
     assert (error.http_status, error.code, error.message, error.trace_id) == (status, code, message, TRACE)
     assert error.retryable is retryable
     assert (
-        str(error) == f"POST /v1/chat/conversation: {message} (HTTP {status}, code {code}, traceId {TRACE})"
+        error.summary
+        == f"POST /v1/chat/conversation: {message} (HTTP {status}, code {code}, traceId {TRACE})"
+    )
+    assert str(error) == (
+        f"{error.summary}. Next step: {error.next_step}" if error.next_step else error.summary
     )
 
 

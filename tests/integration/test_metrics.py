@@ -8,9 +8,11 @@ import pytest
 
 pytest.importorskip("statsd", reason="the StatsD client (the dev extra) is not installed")
 
+from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH
+from airflow_provider_aidol.hooks.aidol import AidolHook
 from airflow_provider_aidol.testing import Fault
-from tests.aidol_default import unique_items
-from tests.dags import integration_dags
+from tests.aidol_default import USER, unique_items
+from tests.dags import images_dags, integration_dags
 
 
 @pytest.fixture
@@ -76,3 +78,50 @@ def test_a_batch_run_sends_the_documented_metric_names(airflow_with_aidol_server
         "airflow.aidol.batch.items.created",
         "airflow.aidol.batch.items.failed",
     }
+
+
+def received_values(listener: socket.socket) -> dict[str, list[float]]:
+    """Every value each metric was sent with (``name:value|type`` lines), in the order received."""
+    values: dict[str, list[float]] = {}
+    while True:
+        try:
+            packet = listener.recv(65536).decode()
+        except TimeoutError:
+            return values
+        for line in packet.splitlines():
+            name, _, rest = line.partition(":")
+            values.setdefault(name, []).append(float(rest.split("|", 1)[0]))
+
+
+def _image_conversations(count: int) -> list[str]:
+    hook = AidolHook()
+    try:
+        return [hook.create_conversation("agent-1", user_id=USER) for _ in range(count)]
+    finally:
+        hook.close()
+
+
+def test_an_image_batch_sends_its_counts(airflow_with_aidol_server, statsd, tmp_path):
+    images = [{"conversation_id": cid, "text": f"p{n}"} for n, cid in enumerate(_image_conversations(2))]
+    images.append("not a dict")  # type: ignore[arg-type]
+    airflow_with_aidol_server.inject(Fault.DROP_AFTER_CREATE, path=CHAT_IMAGE_PATH)
+    run_conf = {"images": images, "output": f"file://{tmp_path}"}
+
+    assert str(images_dags.deferred.test(run_conf=run_conf).state) == "success"
+    first = received_values(statsd)
+    assert str(images_dags.deferred.test(run_conf=run_conf).state) == "success"  # the same folder again
+    again = received_values(statsd)
+
+    prefix = "airflow.aidol.image_batch.items."
+    assert {n: v for n, v in first.items() if n.startswith(prefix)} == {
+        f"{prefix}generated": [1.0],
+        f"{prefix}in_doubt": [1.0],
+        f"{prefix}failed": [1.0],
+    }
+    assert {n: v for n, v in again.items() if n.startswith(prefix)} == {
+        f"{prefix}already_done": [1.0],
+        f"{prefix}in_doubt": [1.0],
+        f"{prefix}failed": [1.0],
+    }
+    # The trigger's own requests (run in this process by dag.test()) are counted too.
+    assert first["airflow.aidol.request.chat_image.ok"] == [1.0]

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import sys
-from types import SimpleNamespace
 
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
+from tests.aidol_default import task_instance
 
 
 def items(count: int) -> list[dict[str, str]]:
@@ -32,14 +32,7 @@ def main(count: int, label: str, output: str, registry: str, max_workers: int) -
         max_workers=max_workers,
         on_error="continue",
     )
-    ti = SimpleNamespace(
-        dag_id="crash_test",
-        run_id=label,
-        task_id="create_conversations",
-        map_index=-1,
-        try_number=1,
-        xcom_push=lambda key, value: None,
-    )
+    ti = task_instance("crash_test", "create_conversations", run_id=label)
     print(json.dumps(operator.execute({"ti": ti})), flush=True)  # type: ignore[typeddict-item]
 
 

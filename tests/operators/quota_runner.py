@@ -17,11 +17,11 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from airflow_provider_aidol.integration import quota
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
+from tests.aidol_default import task_instance
 
 
 def main(count: int, label: str, sync_dir: str, days_ahead: int) -> None:
@@ -36,14 +36,7 @@ def main(count: int, label: str, sync_dir: str, days_ahead: int) -> None:
         on_error="continue",
     )
     pushed: dict[str, Any] = {}
-    ti = SimpleNamespace(
-        dag_id="quota_race",
-        run_id=label,
-        task_id="create_conversations",
-        map_index=-1,
-        try_number=1,
-        xcom_push=lambda key, value: pushed.__setitem__(key, value),
-    )
+    ti = task_instance("quota_race", "create_conversations", run_id=label, pushed=pushed)
     sync = Path(sync_dir)
     (sync / f"ready-{label}").touch()
     deadline = time.monotonic() + 120

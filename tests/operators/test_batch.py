@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -22,8 +20,8 @@ from airflow_provider_aidol.operators.batch import CreateConversationsOperator
 from airflow_provider_aidol.testing import Fault
 from tests.aidol_default import unique_items
 from tests.airflow_db import returned
-from tests.conftest import REPO
 from tests.dags import batch_dags
+from tests.forked import ForkedProcess
 from tests.operators import batch_runner
 
 if TYPE_CHECKING:
@@ -108,17 +106,10 @@ def test_a_retried_task_resumes_without_creating_recorded_items_again(airflow_wi
     assert (summary["already_recorded"], summary["created"], summary["failed"]) == (9, 3, 0)
 
 
-def start_batch(server: Any, label: str, output: Path, count: int, workers: int) -> subprocess.Popen[str]:
+def start_batch(server: Any, label: str, output: Path, count: int, workers: int) -> ForkedProcess:
     """Run a batch task in a process of its own (``tests/operators/batch_runner.py``)."""
-    arguments = [str(count), label, f"file://{output}", "-", str(workers)]
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.operators.batch_runner", *arguments],
-        cwd=REPO,
-        env={**os.environ, "AIRFLOW_CONN_AIDOL_DEFAULT": server.connection_json()},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    env = {**os.environ, "AIRFLOW_CONN_AIDOL_DEFAULT": server.connection_json()}
+    return ForkedProcess(batch_runner.main, count, label, f"file://{output}", "-", workers, env=env)
 
 
 @pytest.mark.aidol_server(latency=0.02)
@@ -243,7 +234,7 @@ def test_bad_operator_arguments_fail_at_dag_definition(kwargs, message):
     ("output", "message"),
     [
         ("results.jsonl", "output_path must be"),  # relative: depends on the worker's directory
-        ("s3://aws_default@bucket/results.jsonl", "cannot be written here"),  # no storage provider
+        ("gs://google_cloud_default@bucket/results.jsonl", "cannot be written here"),  # no storage provider
     ],
 )
 def test_a_bad_output_path_fails_before_any_request(airflow_with_aidol_server, output, message, capfd):

@@ -11,16 +11,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import REPO
+from tests.forked import ForkedProcess
+from tests.operators import batch_runner
 from tests.registry.conftest import records
+
+if TYPE_CHECKING:
+    import subprocess
 
 COUNT = 2000
 WORKERS = 8
@@ -29,34 +32,18 @@ IN_FLIGHT = 2 * WORKERS
 pytestmark = pytest.mark.slow  # batches of 2000 items in child processes, twice per test
 
 
-def start(server, label: str, output: str = "-", registry: str = "-") -> subprocess.Popen[str]:
+def start(server, label: str, output: str = "-", registry: str = "-") -> ForkedProcess:
     env = {**os.environ, "AIRFLOW_CONN_AIDOL_DEFAULT": server.connection_json()}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.operators.batch_runner",
-            str(COUNT),
-            label,
-            output,
-            registry,
-            str(WORKERS),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return ForkedProcess(batch_runner.main, COUNT, label, output, registry, WORKERS, env=env)
 
 
-def finish(process: subprocess.Popen[str]) -> object:
+def finish(process: ForkedProcess | subprocess.Popen[str]) -> object:
     out, err = process.communicate(timeout=240)
     assert process.returncode == 0, err[-3000:]
     return json.loads(out.strip().splitlines()[-1])
 
 
-def kill_at_half(server, process: subprocess.Popen[str]) -> int:
+def kill_at_half(server, process: ForkedProcess | subprocess.Popen[str]) -> int:
     """SIGKILL the batch once the server has created about half of the items; return how many."""
     deadline = time.monotonic() + 120
     while len(server.conversations) < COUNT // 2:

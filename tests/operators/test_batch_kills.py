@@ -13,15 +13,14 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.forked import ForkedProcess
+from tests.operators import batch_runner
 from tests.operators.test_batch_crash_and_race import finish
 from tests.registry.conftest import records
 
@@ -38,21 +37,13 @@ IN_FLIGHT = 2 * WORKERS
 pytestmark = pytest.mark.slow  # about ten batch processes per test
 
 
-def start(server: AidolServer, label: str, output: str, registry: str) -> subprocess.Popen[str]:
+def start(server: AidolServer, label: str, output: str, registry: str) -> ForkedProcess:
     """Start the batch of PAIRS items (the same for every label) in a process of its own."""
     env = {**os.environ, "AIRFLOW_CONN_AIDOL_DEFAULT": server.connection_json()}
-    arguments = [str(PAIRS), label, output, registry, str(WORKERS)]
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.operators.batch_runner", *arguments],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return ForkedProcess(batch_runner.main, PAIRS, label, output, registry, WORKERS, env=env)
 
 
-def kill_at_random(server: AidolServer, process: subprocess.Popen[str], rng: random.Random) -> None:
+def kill_at_random(server: AidolServer, process: ForkedProcess, rng: random.Random) -> None:
     """SIGKILL the batch at a random point after it has sent something, before it is done."""
     # Soon after the last kill's requests in flight were sent again: the window where an item
     # already in doubt is in doubt a second time.

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -19,13 +17,15 @@ import pytest
 
 from airflow_provider_aidol.client.endpoints import CONVERSATION_PATH
 from tests.aidol_default import FAST_RETRIES
-from tests.conftest import REGISTRY_CONN_ID, REPO
+from tests.conftest import REGISTRY_CONN_ID
+from tests.forked import ForkedProcess
+from tests.operators import quota_runner
 
 TASKS = 4
 ITEMS = 300
 CAP = 500
 
-pytestmark = pytest.mark.slow  # four Airflow processes per night, three nights
+pytestmark = pytest.mark.slow  # four batch processes per night, three nights
 
 
 def connection(server, **extra) -> str:
@@ -40,22 +40,7 @@ def night(server, tmp_path, label: str, *, days_ahead: int = 0) -> list[dict[str
     sync.mkdir()
     env = {**os.environ, "AIRFLOW_CONN_AIDOL_DEFAULT": connection(server, max_requests_per_day=CAP)}
     processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.operators.quota_runner",
-                str(ITEMS),
-                f"{label}{n}",
-                str(sync),
-                str(days_ahead),
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        ForkedProcess(quota_runner.main, ITEMS, f"{label}{n}", str(sync), days_ahead, env=env)
         for n in range(TASKS)
     ]
     deadline = time.monotonic() + 180

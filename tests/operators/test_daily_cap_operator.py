@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import threading
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -18,22 +19,16 @@ from airflow_provider_aidol.operators.batch import CreateConversationsOperator
 from airflow_provider_aidol.outcomes import NotSentReason
 from airflow_provider_aidol.retry_policy import AidolRetryPolicy
 from airflow_provider_aidol.testing import Fault
-from tests.aidol_default import items, point_connection
+from tests.aidol_default import items, point_connection, task_instance
 from tests.conftest import REGISTRY_CONN_ID
+from tests.polling import wait_until
 from tests.registry.conftest import execute
 
 
 def run(operator) -> tuple[Any, dict[str, Any]]:
     """Run ``operator`` as a task would; return its result and the XComs it pushed."""
     pushed: dict[str, Any] = {}
-    ti = SimpleNamespace(
-        dag_id="daily_cap",
-        run_id="r",
-        task_id=operator.task_id,
-        map_index=-1,
-        try_number=1,
-        xcom_push=lambda key, value: pushed.__setitem__(key, value),
-    )
+    ti = task_instance("daily_cap", operator.task_id, pushed=pushed)
     try:
         result = operator.execute({"ti": ti})
     except Exception as error:
@@ -109,3 +104,34 @@ def test_the_cost_of_the_try_is_in_the_usage_xcom(aidol_server, monkeypatch, on_
     _, pushed = run(batch(4, on_error=on_error))
     assert pushed["aidol_usage"]["cost"] == 1.0
     assert pushed["aidol_usage"]["currency"] == "EUR"
+
+
+def test_the_ledger_going_away_mid_batch_leaves_the_rest_not_sent_never_failed(
+    aidol_server, vanishing_postgres, monkeypatch
+):
+    point_connection(monkeypatch, aidol_server, max_requests_per_day=1000, registry_conn_id=REGISTRY_CONN_ID)
+    # The first request waits on the server while the database stops: the batch has its first
+    # block of 10 then, and needs the ledger again for the 11th item.
+    aidol_server.inject(Fault.DELAY, delay=3, times=1, path=CONVERSATION_PATH)
+
+    def stop_the_database() -> None:
+        wait_until(lambda: aidol_server.count(path=CONVERSATION_PATH) >= 1, timeout=60, what="a request")
+        vanishing_postgres.stop()
+
+    stopper = threading.Thread(target=stop_the_database)
+    stopper.start()
+    error, pushed = run(batch(25, max_workers=1, on_error="fail"))
+    stopper.join(timeout=60)
+
+    assert aidol_server.count(path=CONVERSATION_PATH) == 10, "nothing sent without a reservation"
+    assert isinstance(error, AidolBatchError)
+    assert Counter(failure.status for failure in error.failures) == {"not_sent": 15}
+    assert {failure.not_sent_reason for failure in error.failures} == {NotSentReason.LEDGER_UNAVAILABLE}
+    assert "usage ledger could not reserve requests" in str(error.failures[0].error)
+    usage = pushed["aidol_usage"]
+    assert usage["requests"] == 10
+    assert usage["ledger_unavailable"] is True
+    assert usage["reserved_not_returned"] == {}, "the block was spent: nothing stranded"
+    if AidolRetryPolicy is not None:  # the database may be back: the task is retried as usual
+        decision = AidolRetryPolicy().evaluate(error, try_number=1, max_tries=3)
+        assert decision == type(decision).default()

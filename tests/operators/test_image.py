@@ -141,7 +141,7 @@ def test_a_rate_limited_deferred_request_is_resent_by_the_trigger(
         (" ", "output_path must be"),
         ("images/x.png", "output_path must be"),  # relative: depends on the worker's directory
         ("file://images/x.png", "output_path must be"),  # a host, not an absolute path
-        ("s3://aws_default@bucket/x.png", "cannot be written here"),  # no storage provider installed
+        ("gs://google_cloud_default@bucket/x.png", "cannot be written here"),  # no storage provider installed
     ],
 )
 def test_a_bad_output_path_fails_before_any_request(

@@ -1,4 +1,4 @@
-"""The SQL registry on real SQLite and real PostgreSQL: bulk lookups and claims, races, bad setups."""
+"""The SQL registry on real SQLite, PostgreSQL and MariaDB: bulk lookups and claims, races, bad setups."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from airflow_provider_aidol.exceptions import AidolRegistryConfigError, AidolReg
 from airflow_provider_aidol.registry import DEFAULT_TABLE, Origin, Registration, open_registry
 from airflow_provider_aidol.registry.dialects import COLUMNS, create_table_sql
 from airflow_provider_aidol.registry.sql import SqlRegistry
-from tests.conftest import REPO
+from tests.forked import ForkedProcess
 from tests.registry import claimer
 from tests.registry.conftest import REGISTRY_CONN_ID, execute, records
 
@@ -116,30 +116,17 @@ def test_ids_compare_exactly(registry_conn_id, table):
     }
 
 
-@pytest.mark.parametrize("batch", [2000, 100])
+# MySQL once, in claims of 100 pairs: the two sides' claims interleave most there.
+@pytest.mark.parametrize(
+    ("database", "batch"),
+    [("sqlite", 2000), ("sqlite", 100), ("postgres", 2000), ("postgres", 100), ("mysql", 100)],
+)
 def test_two_processes_claiming_the_same_2000_pairs_keep_one_row_each_and_agree(
-    registry_conn_id, table, batch
+    request, database, table, batch
 ):
+    registry_conn_id = request.getfixturevalue(f"{database}_registry")
     sides = {
-        label: subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.registry.claimer",
-                registry_conn_id,
-                table,
-                label,
-                "2000",
-                str(batch),
-            ],
-            cwd=REPO,
-            env=os.environ.copy(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for label in "AB"
+        label: ForkedProcess(claimer.main, registry_conn_id, table, label, 2000, batch) for label in "AB"
     }
     try:
         for label, process in sides.items():
@@ -159,8 +146,7 @@ def test_two_processes_claiming_the_same_2000_pairs_keep_one_row_each_and_agree(
         outputs = {label: process.communicate(timeout=120) for label, process in sides.items()}
     finally:
         for process in sides.values():
-            process.kill()
-            process.wait(timeout=30)
+            process.close()
     kept = {}
     for label, (stdout, stderr) in outputs.items():
         returncode = sides[label].returncode
@@ -206,10 +192,48 @@ def test_a_connection_that_is_not_sql_is_refused(monkeypatch, table):
     assert "secret" not in message
 
 
+@pytest.mark.parametrize("busy_timeout", ["soon", 0, -1, True, 86400])
+def test_a_sqlite_busy_timeout_extra_that_is_not_a_sane_number_of_seconds_is_refused(
+    monkeypatch, tmp_path, table, busy_timeout
+):
+    database = tmp_path / "registry.db"
+    connection = {"conn_type": "sqlite", "host": str(database), "extra": {"busy_timeout": busy_timeout}}
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_REGISTRY", json.dumps(connection))
+    with pytest.raises(
+        AidolRegistryConfigError, match=r"has extra busy_timeout=.* a number above 0 and at most 3600"
+    ):
+        SqlRegistry(NAMESPACE, REGISTRY_CONN_ID, table).check()
+    assert not database.exists(), "refused before the database was touched"
+
+
 def test_a_connection_whose_provider_is_missing_says_what_to_install(monkeypatch, table):
     monkeypatch.setenv("AIRFLOW_CONN_AIDOL_REGISTRY", json.dumps({"conn_type": "mssql", "host": "db"}))
     with pytest.raises(AidolRegistryConfigError, match=r"has type 'mssql', for which no hook can be loaded"):
         SqlRegistry(NAMESPACE, REGISTRY_CONN_ID, table).check()
+
+
+# A Python without the sqlite provider's hook, as when the provider is not installed: Airflow then
+# knows no hook for the type.
+_WITHOUT_SQLITE_PROVIDER = """
+import sys
+sys.modules["airflow.providers.sqlite.hooks.sqlite"] = None
+from airflow_provider_aidol.registry.sql import SqlRegistry
+try:
+    SqlRegistry("aidol_default", "aidol_registry", "aidol_conversations").check()
+except Exception as error:
+    print(error)
+"""
+
+
+def test_a_sqlite_connection_without_its_provider_is_told_to_install_the_sqlite_extra(tmp_path):
+    connection = {"conn_type": "sqlite", "host": str(tmp_path / "registry.db")}
+    env = {**os.environ, "AIRFLOW_CONN_AIDOL_REGISTRY": json.dumps(connection)}
+    run = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_SQLITE_PROVIDER], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "has type 'sqlite', for which no hook can be loaded" in run.stdout, run.stderr
+    assert "pip install 'airflow-provider-aidol[sqlite]'" in run.stdout
+    assert "[postgres]" not in run.stdout
 
 
 def test_a_table_without_the_registry_columns_is_refused(registry_conn_id, table):
@@ -230,7 +254,9 @@ def test_a_table_without_the_primary_key_is_refused(registry_conn_id, table):
         SqlRegistry(NAMESPACE, registry_conn_id, table).check()
 
 
-@pytest.mark.parametrize(("database", "dialect"), [("sqlite", "sqlite"), ("postgres", "postgresql")])
+@pytest.mark.parametrize(
+    ("database", "dialect"), [("sqlite", "sqlite"), ("postgres", "postgresql"), ("mysql", "mysql")]
+)
 def test_a_table_created_from_the_documented_ddl_is_accepted(request, database, dialect, table):
     registry_conn_id = request.getfixturevalue(f"{database}_registry")
     execute(registry_conn_id, create_table_sql(dialect, table).rstrip(";"))
@@ -268,6 +294,43 @@ def test_a_postgresql_connection_asking_for_dict_rows_works(postgres_server, mon
         registry.claim(rows)
         found = registry.lookup(row.pair for row in rows)
     assert [found[row.pair].conversation_id for row in rows] == ["c-0", "c-1", "c-2"]
+
+
+MYSQL_CLIENTS = ["mysqlclient", "mysql-connector-python"]
+"""The drivers the MySQL provider speaks through (the connection's extra ``client``)."""
+
+
+@pytest.mark.parametrize("client", MYSQL_CLIENTS)
+def test_a_mysql_connection_through_either_driver_claims_and_finds(
+    mariadb_server, monkeypatch, table, client
+):
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_REGISTRY", f"{mariadb_server.airflow_uri}?client={client}")
+    rows = registrations(3)
+    with SqlRegistry(NAMESPACE, REGISTRY_CONN_ID, table) as registry:
+        registry.claim(rows)
+        found = registry.lookup(row.pair for row in rows)
+    assert [found[row.pair].conversation_id for row in rows] == ["c-0", "c-1", "c-2"]
+    assert found[rows[0].pair].created_at == rows[0].created_at
+
+
+@pytest.mark.parametrize("client", MYSQL_CLIENTS)
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ("CHECK (map_index >= 0)", "CONSTRAINT"),  # a task that is not mapped has map_index -1
+        ("team VARCHAR(20) NOT NULL", "team"),
+    ],
+)
+def test_a_mysql_table_the_rows_break_is_a_configuration_error(
+    mariadb_server, monkeypatch, table, client, extra, words
+):
+    # MariaDB's number for a CHECK constraint (4025) is not MySQL's (3819); mysql-connector-python
+    # also gives a SQLSTATE, which for a missing default says only "HY000" (general error).
+    monkeypatch.setenv("AIRFLOW_CONN_AIDOL_REGISTRY", f"{mariadb_server.airflow_uri}?client={client}")
+    ddl = create_table_sql("mysql", table).rstrip(";")
+    execute(REGISTRY_CONN_ID, ddl.replace("    PRIMARY KEY", f"    {extra},\n    PRIMARY KEY"))
+    with pytest.raises(AidolRegistryConfigError, match=rf"refused a probe row.*{words}"):
+        SqlRegistry(NAMESPACE, REGISTRY_CONN_ID, table).check()
 
 
 def test_an_unreachable_database_is_a_registry_error(monkeypatch, table):

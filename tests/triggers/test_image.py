@@ -88,7 +88,7 @@ def test_started_again_for_the_same_attempt_it_reports_an_interruption_and_sends
     [image] = airflow_with_aidol_server.images
     event = start_again(deferred_run, conversation)
     sent_at = deferred_run.marker["sent_at"]
-    nothing_sent = {"requests": 0, "retries": 0, "rate_limited": 0, "failed": 0}
+    nothing_sent = {"requests": 0, "retries": 0, "rate_limited": 0, "failed": 0, "images": 0}
     assert event == {
         "status": "interrupted",
         "request_id": image.request_id,
@@ -102,7 +102,7 @@ def test_started_again_with_resend_allowed_it_sends_once_more(
     airflow_with_aidol_server, conversation, deferred_run
 ):
     event = start_again(deferred_run, conversation, resend_after_restart=True)
-    one_request = {"requests": 1, "retries": 0, "rate_limited": 0, "failed": 0}
+    one_request = {"requests": 1, "retries": 0, "rate_limited": 0, "failed": 0, "images": 1}
     assert event == {
         "status": "success",
         "trace_id": airflow_with_aidol_server.requests[-1].trace_id,

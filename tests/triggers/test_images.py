@@ -192,3 +192,9 @@ def test_a_worker_killed_mid_batch_leaves_each_image_paid_once(aidol_default_ser
     conversations = [image.conversation_id for image in aidol_default_server.images]
     assert len(conversations) == len(set(conversations))  # no image paid for twice
     assert len(conversations) >= len(state.done)
+
+
+def test_the_event_hands_back_the_images_sent_for_the_cost_at_price_per_image(aidol_default_server, tmp_path):
+    event = asyncio.run(first_event(trigger(requests(2), tmp_path)))
+    assert event["status"] == "done"
+    assert (event["usage"]["requests"], event["usage"]["images"]) == (2, 2)

@@ -7,11 +7,11 @@ templated parameters (template strings, ``create.output``, mapped arguments).
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, task
 
 from airflow_provider_aidol.operators.aidol import CreateConversationOperator
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
-from airflow_provider_aidol.operators.image import GenerateChatImageOperator
+from airflow_provider_aidol.operators.image import GenerateChatImageOperator, GenerateChatImagesOperator
 
 with DAG(
     dag_id="typed_author_dag",
@@ -43,4 +43,29 @@ with DAG(
         conversations=[{"agent_id": "agent-1", "user_id": "user-2"}],
         output_path="file:///tmp/typed/{{ ds }}.jsonl",
         on_error="continue",
+    )
+    conversations = CreateConversationsOperator(
+        task_id="conversations_for_images",
+        conversations=[{"agent_id": "agent-1", "user_id": "user-3"}],
+    )
+
+    @task
+    def caption() -> str:
+        return "a red fox"
+
+    GenerateChatImagesOperator(
+        task_id="images",
+        images=conversations.output,
+        text=caption(),
+        agent_id="{{ params.agent_id }}",
+        language="en",
+        metadata={"source": "typed_author_dag"},
+        output_path="file:///tmp/typed/images/{{ run_id }}",
+        max_concurrency=8,
+        on_error="continue",
+    )
+    GenerateChatImagesOperator(
+        task_id="images_from_params",
+        images="{{ params.images }}",
+        output_path="file:///tmp/typed/images/{{ run_id }}/params",
     )
