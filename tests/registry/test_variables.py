@@ -88,3 +88,37 @@ def test_a_claimed_row_names_the_task_that_created_it(airflow_db, sqlite_registr
         "use_registry",
         -1,
     )
+
+
+def test_ids_with_colons_and_slashes_keep_their_own_variables(airflow_db, users):
+    """Airflow stores the key as written (percent-encoded), so ``a:b`` + ``c`` is not ``a`` + ``b:c``."""
+    pairs = [[f"{users[0]}:x", "agent"], [users[0], "x:agent"], [users[1], "agent/3"]]
+    assert run(op="claim", pairs=pairs, ids=["colon-user", "colon-agent", "slash"]) == {
+        (f"{users[0]}:x", "agent"): "colon-user",
+        (users[0], "x:agent"): "colon-agent",
+        (users[1], "agent/3"): "slash",
+    }
+    assert run(op="lookup", pairs=pairs) == {
+        (f"{users[0]}:x", "agent"): "colon-user",
+        (users[0], "x:agent"): "colon-agent",
+        (users[1], "agent/3"): "slash",
+    }
+    [(stored,)] = _variables_like(f"%{users[1]}%")
+    assert stored == variables.variable_key("aidol_default", users[1], "agent/3")
+
+
+def test_a_variable_kept_by_0_1_0_under_the_decoded_key_is_still_found(airflow_db, users):
+    from airflow.models.variable import Variable
+
+    # 0.1.0 handed the key to the Task SDK as is; Airflow's API server decoded it once.
+    Variable.set(f"aidol_conversation:aidol_default:{users[2]}@example.com:agent-1", "from-0.1.0")
+    pairs = [[f"{users[2]}@example.com", "agent-1"]]
+    assert run(op="claim", pairs=pairs, ids=["new"]) == {(f"{users[2]}@example.com", "agent-1"): "from-0.1.0"}
+
+
+def _variables_like(pattern: str) -> list[tuple[str]]:
+    from airflow.models.variable import Variable
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return [(row.key,) for row in session.query(Variable).filter(Variable.key.like(pattern))]
