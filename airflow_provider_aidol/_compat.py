@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from airflow.sdk import BaseHook
 
 try:  # Airflow 3.2+: the Task SDK owns the task exceptions.
@@ -24,6 +27,7 @@ __all__ = [
     "BaseHook",
     "default_deferrable",
     "mask_secret",
+    "task_sdk_channel",
 ]
 
 
@@ -55,3 +59,39 @@ def default_deferrable() -> bool:
     except ImportError:  # Airflow 3.1
         from airflow.configuration import conf  # type: ignore[assignment]
     return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+@contextmanager
+def task_sdk_channel() -> Iterator[None]:
+    """Give a trigger the Task SDK's channel to Airflow (XComs) where Airflow gives it none.
+
+    Every triggerer has one, and so has ``dag.test()`` from Airflow 3.1; Airflow 3.0's ``dag.test()``
+    runs a trigger inline without it, so an XCom call fails there. This opens an in-process one,
+    as that ``dag.test()`` does for the task itself.
+    """
+    from airflow.sdk.execution_time import task_runner
+
+    if hasattr(task_runner, "SUPERVISOR_COMMS"):
+        yield
+        return
+    import os
+    import uuid
+
+    import psutil
+    import structlog
+    from airflow.sdk.execution_time.supervisor import (
+        InProcessSupervisorComms,
+        InProcessTestSupervisor,
+        set_supervisor_comms,
+    )
+
+    supervisor = InProcessTestSupervisor(
+        id=uuid.uuid4(),
+        pid=os.getpid(),
+        process=psutil.Process(),
+        process_log=structlog.get_logger(),
+        client=InProcessTestSupervisor._api_client(),
+    )
+    supervisor.comms = InProcessSupervisorComms(supervisor=supervisor)
+    with set_supervisor_comms(supervisor.comms):
+        yield
