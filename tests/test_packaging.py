@@ -48,7 +48,7 @@ def test_every_dependency_has_a_floor_and_semantically_versioned_libraries_a_cei
         "apache-airflow-providers-common-compat": (
             f"apache-airflow-providers-common-compat>={COMMON_COMPAT_FLOOR}"
         ),
-        "requests": "requests>=2.32.0,<3",
+        "requests": "requests>=2.34.0,<3",
         "tenacity": "tenacity>=8.3.0",
     }
 
