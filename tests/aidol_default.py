@@ -61,3 +61,32 @@ def task_instance(
         try_number=1,
         xcom_push=lambda key, value: sink.__setitem__(key, value),
     )
+
+
+def from_uri(uri: str, conn_id: str) -> Any:
+    """The connection Airflow makes of ``AIRFLOW_CONN_X=uri``: Task SDK's (3.1+), the core model's (3.0)."""
+    from airflow.sdk import Connection
+
+    if hasattr(Connection, "from_uri"):
+        return Connection.from_uri(uri, conn_id=conn_id)
+    from airflow.models.connection import Connection as CoreConnection  # noqa: TID251
+
+    return CoreConnection(conn_id=conn_id, uri=uri)
+
+
+def from_json(value: str, conn_id: str) -> Any:
+    """The connection Airflow makes of a JSON ``AIRFLOW_CONN_X``: the SDK's (3.1+), the core model's (3.0)."""
+    from airflow.sdk import Connection
+
+    if hasattr(Connection, "from_json"):
+        return Connection.from_json(value, conn_id=conn_id)
+    from airflow.models.connection import Connection as CoreConnection  # noqa: TID251
+
+    return CoreConnection.from_json(value, conn_id=conn_id)
+
+
+def plain(log: str) -> str:
+    """``log`` without colours: Airflow 3.0 colours a failed task's exception even off a terminal."""
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", log)

@@ -10,6 +10,7 @@ from airflow.sdk import Connection
 
 from airflow_provider_aidol.client.connection import ConnectionSettings
 from airflow_provider_aidol.constants import CONNECTION_FIELDS
+from tests.aidol_default import from_json, from_uri
 
 
 def settings(**fields: Any) -> ConnectionSettings:
@@ -21,24 +22,6 @@ def settings(**fields: Any) -> ConnectionSettings:
     }
     values.update(fields)
     return ConnectionSettings.from_connection(Connection(conn_id="my_aidol", **values))
-
-
-def from_uri(uri: str, conn_id: str) -> Any:
-    """The connection Airflow makes of ``AIRFLOW_CONN_X=uri``: Task SDK's (3.1+), the core model's (3.0)."""
-    if hasattr(Connection, "from_uri"):
-        return Connection.from_uri(uri, conn_id=conn_id)
-    from airflow.models.connection import Connection as CoreConnection  # noqa: TID251
-
-    return CoreConnection(conn_id=conn_id, uri=uri)
-
-
-def from_json(value: str, conn_id: str) -> Any:
-    """The connection Airflow makes of a JSON ``AIRFLOW_CONN_X``: the SDK's (3.1+), the core model's (3.0)."""
-    if hasattr(Connection, "from_json"):
-        return Connection.from_json(value, conn_id=conn_id)
-    from airflow.models.connection import Connection as CoreConnection  # noqa: TID251
-
-    return CoreConnection.from_json(value, conn_id=conn_id)
 
 
 def test_json_form_as_in_airflow_conn_env_var():
