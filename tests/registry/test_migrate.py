@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import uuid
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,6 @@ from tests.dags import registry_dags
 from tests.registry.conftest import records
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-AIRFLOW_VERSION = tuple(int(part) for part in version("apache-airflow").split(".")[:2])
-# The export below keeps a pair with "/" in its agent id; Airflow 3.0's execution API routes a
-# Variable key only up to its first "/" (3.1 routes the whole path), so a task cannot set it.
-pytestmark = pytest.mark.skipif(
-    AIRFLOW_VERSION < (3, 1),
-    reason="needs Airflow 3.1+: Airflow 3.0's execution API cannot set a Variable whose key holds '/' "
-    "(an id with '/' in the Variables registry)",
-)
 
 
 def claim_in_variables(namespace: str, pairs: list[list[str]], ids: list[str]) -> None:
