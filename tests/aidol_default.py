@@ -90,3 +90,19 @@ def plain(log: str) -> str:
     import re
 
     return re.sub(r"\x1b\[[0-9;]*m", "", log)
+
+
+def logged(log: str, text: str) -> int:
+    """How many log records of a task log hold ``text``, each counted once.
+
+    Airflow 3.0's ``dag.test()`` prints every record twice (``[date time,ms]`` and ``[dateTtime.ms+0000]``).
+    """
+    import re
+
+    stamp = re.compile(r"^\[(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)[.,](\d{3})\S*\] (.*)$")
+    records = set()
+    for number, line in enumerate(plain(log).splitlines()):
+        if text in line:
+            found = stamp.match(line)
+            records.add(found.groups() if found else number)
+    return len(records)
