@@ -77,7 +77,7 @@ def task_sdk_channel() -> Iterator[None]:
     import os
     import uuid
 
-    import psutil
+    import psutil  # type: ignore[import-untyped,unused-ignore]
     import structlog
     from airflow.sdk.execution_time.supervisor import (
         InProcessSupervisorComms,
@@ -90,7 +90,7 @@ def task_sdk_channel() -> Iterator[None]:
         pid=os.getpid(),
         process=psutil.Process(),
         process_log=structlog.get_logger(),
-        client=InProcessTestSupervisor._api_client(),
+        client=InProcessTestSupervisor._api_client(),  # type: ignore[no-untyped-call,unused-ignore]
     )
     supervisor.comms = InProcessSupervisorComms(supervisor=supervisor)
     with set_supervisor_comms(supervisor.comms):

@@ -4,9 +4,9 @@ The key of each Variable is ``aidol_conversation:<conn id>:<user id>:<agent id>`
 percent-encoded (``quote(part, safe="")``); its value is the conversation id. Delete a Variable
 to start a new conversation for that pair. Version 0.1.0 kept a pair whose ids hold characters
 that quoting changes (``/``, ``:``, ``@``, ...) under the key decoded once, as Airflow's API server
-reads the Task SDK's URL path: lookups still find it there. Every read and write is one Task SDK round trip, so
-this store suits thousands of pairs, not hundreds of thousands, and it cannot tell two tasks
-that claim the same new pair at once apart (the later write wins); the SQL registry can.
+reads the Task SDK's URL path: lookups still find it there. Every read and write is one Task SDK
+round trip, so this store suits thousands of pairs, not hundreds of thousands, and it cannot tell
+two tasks that claim the same new pair at once apart (the later write wins); the SQL registry can.
 """
 
 from __future__ import annotations
