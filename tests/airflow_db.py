@@ -56,3 +56,23 @@ def before_dag_test(bundle: str = "aidol_tests") -> None:
 
     if tuple(int(part) for part in version("apache-airflow").split(".")[:2]) < (3, 1):
         parse_test_dags(bundle)
+
+
+def run_trigger(trigger: Any, ti_id: Any) -> Any:
+    """Run ``trigger`` until its first event, with XCom and connection access; return the event.
+
+    Airflow 3.1+ has an in-process supervisor for it (``dag.test()`` uses it); 3.0's ``dag.test()``
+    runs the trigger bare, and the trigger opens the Task SDK's channel itself (``_compat``).
+    """
+    import asyncio
+    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
+
+    if hasattr(InProcessTestSupervisor, "run_trigger_in_process"):
+        return InProcessTestSupervisor.run_trigger_in_process(trigger=trigger, ti=SimpleNamespace(id=ti_id))
+
+    async def first_event() -> Any:
+        return await anext(trigger.run())
+
+    return asyncio.run(first_event())

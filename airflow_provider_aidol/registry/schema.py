@@ -123,12 +123,16 @@ def _create(connection: Any, ddl: str, table: str) -> None:
 
     schema, _, name = table.rpartition(".")
     # SQLAlchemy 2 (Airflow 3.1+) runs the DDL in the transaction the inspection began, to commit or
-    # roll back; SQLAlchemy 1.4's Connection (Airflow 3.0) has neither and commits a CREATE itself.
+    # roll back; SQLAlchemy 1.4's Connection (Airflow 3.0) has neither: it gets a transaction of its
+    # own (not 1.4's implicit autocommit, which 2.0 removed and 1.4 warns about).
     ends_transactions = hasattr(connection, "commit")
     try:
-        connection.execute(text(ddl))
         if ends_transactions:
+            connection.execute(text(ddl))
             connection.commit()
+        else:
+            with connection.begin():
+                connection.execute(text(ddl))
     except Exception:
         # PostgreSQL's IF NOT EXISTS can still collide with a concurrent CREATE TABLE.
         if ends_transactions:

@@ -14,7 +14,9 @@ from tests.dags import registry_dags
 
 def run(**params: Any) -> dict[tuple[str, str], str]:
     """Run the registry DAG with ``dag.test()``; return what the registry answered in the task."""
-    dagrun = registry_dags.registry_task.test(run_conf={"registry_conn_id": None, **params})
+    # Every param named: Airflow 3.0's dag.test() keeps an earlier run's conf in the DAG's params.
+    conf = {"registry_conn_id": None, "namespace": "aidol_default", **params}
+    dagrun = registry_dags.registry_task.test(run_conf=conf)
     assert str(dagrun.state) == "success"
     answered = returned(dagrun, "use_registry")
     return {(row["user_id"], row["agent_id"]): row["conversation_id"] for row in answered}
