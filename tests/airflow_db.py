@@ -70,7 +70,8 @@ def run_trigger(trigger: Any, ti_id: Any) -> Any:
     from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
 
     if hasattr(InProcessTestSupervisor, "run_trigger_in_process"):
-        return InProcessTestSupervisor.run_trigger_in_process(trigger=trigger, ti=SimpleNamespace(id=ti_id))
+        ti = SimpleNamespace(id=ti_id)
+        return InProcessTestSupervisor.run_trigger_in_process(trigger=trigger, ti=ti)  # type: ignore[no-untyped-call]
 
     async def first_event() -> Any:
         return await anext(trigger.run())
