@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # The oldest supported Airflow minor gets a venv of its own (see test-oldest).
-OLDEST       := .venv-airflow-3.1
+OLDEST       := .venv-airflow-3.0
 OLDEST_STAMP := $(OLDEST)/.installed
 # Python versions CI also runs the whole suite on, besides $(PYTHON) (3.11), each in a venv of its own
 # (.venv-pyX.Y, pinned by constraints.txt): the newest one pyproject's classifiers name. The
@@ -76,20 +76,20 @@ test-slow: $(STAMP) postgres mariadb
 test-fast: $(STAMP) postgres mariadb
 	$(BIN)/pytest $(XDIST) -m "not airflow" --hypothesis-profile=fast
 
-$(OLDEST_STAMP): pyproject.toml constraints-airflow-3.1.txt | $(UV) mariadb
+$(OLDEST_STAMP): pyproject.toml constraints-airflow-3.0.txt | $(UV) mariadb
 	$(PYTHON) -m venv $(OLDEST)
-	$(PIP) $(OLDEST) -c constraints-airflow-3.1.txt -e '.[postgres,sqlite]' pytest hypothesis pytest-examples \
+	$(PIP) $(OLDEST) -c constraints-airflow-3.0.txt -e '.[postgres,sqlite]' pytest hypothesis pytest-examples \
 		pytest-xdist apache-airflow-providers-mysql
 	touch $(OLDEST_STAMP)
 
-## test-oldest: the suite but its slow tier on the oldest supported Airflow (3.1), pinned by
-##              constraints-airflow-3.1.txt (the slow tier runs once, on the newest Airflow: CI's time)
+## test-oldest: the suite but its slow tier on the oldest supported Airflow (3.0), pinned by
+##              constraints-airflow-3.0.txt (the slow tier runs once, on the newest Airflow: CI's time)
 test-oldest: $(OLDEST_STAMP) postgres mariadb
 	$(OLDEST)/bin/pytest -p no:cacheprovider $(XDIST) -m "not slow"
 
 # Each Airflow minor between the oldest and the newest gets a venv of its own (.venv-airflow-X.Y, pinned by
 # constraints-airflow-X.Y.txt) that runs the docs and the example DAGs only: what a user pastes or starts from.
-MINORS       := 3.2
+MINORS       := 3.1 3.2
 MINOR_STAMPS := $(foreach v,$(MINORS),.venv-airflow-$(v)/.installed)
 MINOR_TESTS  := tests/test_docs.py tests/test_docs_dags_folder.py tests/test_docs_scaling.py \
 	tests/registry/test_guide.py tests/test_example_dags.py tests/test_example_nightly.py

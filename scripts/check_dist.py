@@ -8,6 +8,12 @@
    ``aidol-server`` console script runs.
 2. The sdist holds everything the test suite needs: unpacked, pytest collects as many tests
    there as in this checkout, and a few quick test modules pass.
+3. A new user on the oldest supported Airflow: the wheel alone installed with Airflow 3.0's
+   constraints (constraints-airflow-3.0.txt) into a new venv, ``airflow db migrate`` in a new
+   AIRFLOW_HOME, ``airflow providers list`` shows the provider, and the README's quick-start DAG
+   runs (``airflow dags test``) against ``aidol-server``.
+
+Packages are installed by uv (the Makefile's, or ``$UV``): it is several times faster than pip.
 
 Usage: ``python scripts/check_dist.py dist`` (the folder ``python -m build`` wrote).
 """
@@ -15,7 +21,9 @@ Usage: ``python scripts/check_dist.py dist`` (the folder ``python -m build`` wro
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -31,6 +39,10 @@ PACKAGE = "airflow-provider-aidol"
 #: Quick test modules run from the unpacked sdist (the whole suite runs in make test).
 SDIST_TESTS = ["tests/client/test_signing.py", "tests/test_docs_site.py", "tests/test_packaging.py"]
 TIMEOUT = 900
+UV = Path(os.environ.get("UV", REPO / ".venv-uv" / "bin" / "uv"))
+#: The oldest supported Airflow's pins, which the new user's check installs the wheel with.
+OLDEST_CONSTRAINTS = REPO / "constraints-airflow-3.0.txt"
+QUICKSTART_DAG = "aidol_quickstart"
 #: The extras users install; the development tools are dependency groups, never published.
 EXTRAS = {"postgres", "sqlite", "openlineage"}
 #: Run by the wheel's venv: its provider info against the schema of the Airflow installed there.
@@ -85,7 +97,7 @@ def check_wheel(wheel: Path, work: Path) -> None:
     venv = work / "venv"
     started = time.monotonic()
     run(sys.executable, "-m", "venv", venv)
-    run(venv / "bin" / "pip", "install", "--quiet", "-c", REPO / "constraints.txt", wheel)
+    install(venv, wheel, REPO / "constraints.txt")
     home = work / "airflow-home"
     env = {"PATH": str(venv / "bin"), "HOME": str(work), "AIRFLOW_HOME": str(home)}
     run(venv / "bin" / "pip", "check", env=env)
@@ -109,6 +121,74 @@ def check_wheel(wheel: Path, work: Path) -> None:
     )
     print("listed by airflow providers list ", end="")
     print(f"({time.monotonic() - started:.0f} s)")
+
+
+def install(venv: Path, wheel: Path, constraints: Path) -> None:
+    """Install ``wheel`` (and what it requires, pinned by ``constraints``) into ``venv`` with uv."""
+    run(UV, "pip", "install", "--quiet", "--python", venv / "bin" / "python", "-c", constraints, wheel)
+
+
+def quickstart_dag() -> str:
+    """Return the README's quick-start DAG: the first Python block after "## Quick start"."""
+    section = (REPO / "README.md").read_text().split("\n## Quick start\n", 1)[1]
+    found = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    if found is None or f'dag_id="{QUICKSTART_DAG}"' not in found.group(1):
+        raise SystemExit(f"README.md's quick start has no {QUICKSTART_DAG} DAG")
+    return found.group(1)
+
+
+def check_new_user(wheel: Path, work: Path) -> None:
+    """Install the wheel alone on the oldest Airflow: Airflow lists it, the quick start runs."""
+    venv, home, dags = work / "venv", work / "airflow-home", work / "dags"
+    started = time.monotonic()
+    run(sys.executable, "-m", "venv", venv)
+    install(venv, wheel, OLDEST_CONSTRAINTS)
+    installed = time.monotonic()
+    dags.mkdir(parents=True)
+    (dags / "quickstart.py").write_text(quickstart_dag())
+    env = {
+        "PATH": str(venv / "bin"),
+        "HOME": str(work),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    run(venv / "bin" / "airflow", "db", "migrate", env=env)
+    listing = run(venv / "bin" / "airflow", "providers", "list", "--output", "json", env=env)
+    if PACKAGE not in {entry["package_name"] for entry in json.loads(listing[listing.index("[") :])}:
+        raise SystemExit(f"airflow providers list on Airflow 3.0 does not show {PACKAGE}:\n{listing}")
+    env_file = work / "aidol.env"
+    server = subprocess.Popen(
+        [venv / "bin" / "aidol-server", "--port", "0", "--env-file", env_file],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        name, value = _assignment(env_file, server)
+        output = run(venv / "bin" / "airflow", "dags", "test", QUICKSTART_DAG, env={**env, name: value})
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    if not re.search(rf"DagRun Finished: dag_id={QUICKSTART_DAG},.* state=success", output):
+        raise SystemExit(f"the quick-start DAG did not succeed on Airflow 3.0:\n{output[-4000:]}")
+    print(
+        f"{wheel.name} with constraints-airflow-3.0.txt: listed by airflow providers list, the quick-start "
+        f"DAG runs against aidol-server ({time.monotonic() - started:.0f} s, "
+        f"{installed - started:.0f} s of them installing)"
+    )
+
+
+def _assignment(env_file: Path, server: subprocess.Popen[bytes]) -> tuple[str, str]:
+    """Wait for aidol-server's ``AIRFLOW_CONN_AIDOL_DEFAULT=...`` line; return the name and the value."""
+    deadline = time.monotonic() + 60
+    while not env_file.exists() or not env_file.read_text().endswith("\n"):
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("aidol-server did not start (no --env-file line within 60 s)")
+        time.sleep(0.1)
+    [assignment] = shlex.split(env_file.read_text())
+    name, _, value = assignment.partition("=")
+    return name, value
 
 
 def collected(folder: Path) -> int:
@@ -140,6 +220,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="aidol-dist-check-") as work:
         check_sdist(sdist, Path(work) / "sdist")
         check_wheel(wheel, Path(work) / "wheel")
+        check_new_user(wheel, Path(work) / "new-user")
 
 
 if __name__ == "__main__":

@@ -80,3 +80,48 @@ def task_instance(
         try_number=1,
         xcom_push=lambda key, value: sink.__setitem__(key, value),
     )
+
+
+def from_uri(uri: str, conn_id: str) -> Any:
+    """The connection Airflow makes of ``AIRFLOW_CONN_X=uri``: Task SDK's (3.1+), the core model's (3.0)."""
+    from airflow.sdk import Connection
+
+    if hasattr(Connection, "from_uri"):
+        return Connection.from_uri(uri, conn_id=conn_id)
+    from airflow.models.connection import Connection as CoreConnection  # noqa: TID251
+
+    return CoreConnection(conn_id=conn_id, uri=uri)
+
+
+def from_json(value: str, conn_id: str) -> Any:
+    """The connection Airflow makes of a JSON ``AIRFLOW_CONN_X``: the SDK's (3.1+), the core model's (3.0)."""
+    from airflow.sdk import Connection
+
+    if hasattr(Connection, "from_json"):
+        return Connection.from_json(value, conn_id=conn_id)
+    from airflow.models.connection import Connection as CoreConnection  # noqa: TID251
+
+    return CoreConnection.from_json(value, conn_id=conn_id)
+
+
+def plain(log: str) -> str:
+    """``log`` without colours: Airflow 3.0 colours a failed task's exception even off a terminal."""
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", log)
+
+
+def logged(log: str, text: str) -> int:
+    """How many log records of a task log hold ``text``, each counted once.
+
+    Airflow 3.0's ``dag.test()`` prints every record twice (``[date time,ms]`` and ``[dateTtime.ms+0000]``).
+    """
+    import re
+
+    stamp = re.compile(r"^\[(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)[.,](\d{3})\S*\] (.*)$")
+    records = set()
+    for number, line in enumerate(plain(log).splitlines()):
+        if text in line:
+            found = stamp.match(line)
+            records.add(found.groups() if found else number)
+    return len(records)

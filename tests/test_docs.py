@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 import pytest
 from pytest_examples import CodeExample, EvalExample, find_examples
 
+from tests.airflow_db import before_dag_test
 from tests.conftest import REPO, bundle_config_list, dag_bag
 from tests.user_project import run_user_project
 
@@ -193,6 +194,7 @@ def run_dag_block(block: Block, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
     bag = dag_bag(dag_file)
     assert bag.import_errors == {}, bag.import_errors
+    before_dag_test("docs")
     run = bag.get_dag(dag_ids[0]).test()
 
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.airflow_db import before_dag_test
 from tests.conftest import REPO, bundle_config_list, dag_bag
 from tests.test_docs import EXAMPLES, Block, private_output, writes_nothing_outside
 
@@ -66,6 +67,7 @@ def test_the_asset_scheduled_dag_of_the_docs_also_runs_when_triggered_by_hand(
     monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", bundle_config_list({"docs": folder}))
 
     with writes_nothing_outside(tmp_path, monkeypatch):
+        before_dag_test("docs")
         run = dag_bag(folder / f"{name}.py").get_dag("after_the_batch").test()
 
     assert run.state == "success"

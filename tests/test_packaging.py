@@ -44,11 +44,11 @@ def test_every_dependency_has_a_floor_and_semantically_versioned_libraries_a_cei
         re.split(r"[<>=]", dependency, maxsplit=1)[0]: dependency for dependency in PROJECT["dependencies"]
     }
     assert bounds == {
-        "apache-airflow": "apache-airflow>=3.1.0",
+        "apache-airflow": "apache-airflow>=3.0.6",
         "apache-airflow-providers-common-compat": (
             f"apache-airflow-providers-common-compat>={COMMON_COMPAT_FLOOR}"
         ),
-        "requests": "requests>=2.32.0,<3",
+        "requests": "requests>=2.34.0,<3",
         "tenacity": "tenacity>=8.3.0",
     }
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from importlib.metadata import version
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ import pytest
 from airflow_provider_aidol.get_provider_info import get_provider_info
 
 AIRFLOW_VERSION = tuple(int(part) for part in version("apache-airflow").split(".")[:2])
+# Airflow 3.0 reads a hook's form (labels, placeholders, hidden fields) only where flask_appbuilder
+# (the FAB provider) is installed, for every provider alike; 3.1+ always does.
+NO_FORMS = AIRFLOW_VERSION < (3, 1) and find_spec("flask_appbuilder") is None
 PYTHON = sys.executable
 AIRFLOW = str(Path(PYTHON).with_name("airflow"))
 
@@ -49,7 +53,8 @@ def test_airflow_providers_list_shows_the_provider():
     listing = subprocess.run(
         [AIRFLOW, "providers", "list", "--output", "json"], check=True, capture_output=True, text=True
     ).stdout
-    providers = {entry["package_name"]: entry for entry in json.loads(listing[listing.index("[") :])}
+    [table] = [line for line in listing.splitlines() if line.startswith("[{")]  # log lines may come first
+    providers = {entry["package_name"]: entry for entry in json.loads(table)}
     assert "airflow-provider-aidol" in providers
 
 
@@ -76,6 +81,7 @@ def test_connection_type_and_name(aidol_form):
     assert aidol_form["hook_class_name"] == "airflow_provider_aidol.hooks.aidol.AidolHook"
 
 
+@pytest.mark.skipif(NO_FORMS, reason="Airflow 3.0 shows no hook's form without flask_appbuilder")
 def test_standard_fields_are_relabelled_and_schema_port_hidden(aidol_form):
     fields = aidol_form["standard_fields"]
     assert fields["host"]["title"] == "Base URL"

@@ -412,7 +412,26 @@ def _open_to_read(path: ObjectStoragePath) -> IO[bytes]:
     if path.protocol in LOCAL_PROTOCOLS:
         return open(path.path, "rb", buffering=_READ_BUFFER)
     opened: IO[bytes] = path.open("rb")  # type: ignore[no-untyped-call]
+    if not hasattr(type(opened), "__iter__"):  # Airflow 3.0's lineage wrapper passes on all but iteration
+        return _Lines(opened)  # type: ignore[return-value]
     return opened
+
+
+class _Lines:
+    """A file opened to read, iterable by lines (what Airflow 3.0's ``ObjectStoragePath.open`` is not)."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source = source
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._source.readline, b"")
+
+    def __enter__(self) -> _Lines:
+        self._source.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._source.__exit__(*exc_info)
 
 
 def _recorded_success(record: dict[str, Any]) -> bool:

@@ -173,8 +173,7 @@ def load_settings(conn_id: str) -> ConnectionSettings:
 
     What the hook and the trigger both use to read a connection.
     """
-    from airflow.sdk import BaseHook
-    from airflow.sdk.log import mask_secret
+    from airflow_provider_aidol._compat import BaseHook, mask_secret
 
     settings = ConnectionSettings.from_connection(BaseHook.get_connection(conn_id))
     mask_secret(settings.api_key)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
 from asgiref.sync import sync_to_async
 from tenacity import AsyncRetrying
 
+from airflow_provider_aidol._compat import BaseHook
 from airflow_provider_aidol.client.async_transport import new_async_client, send_once_async
 from airflow_provider_aidol.client.connection import load_settings
 from airflow_provider_aidol.client.endpoints import max_answer_bytes

@@ -11,9 +11,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
-from airflow.sdk import BaseHook
 from tenacity import Retrying
 
+from airflow_provider_aidol._compat import BaseHook
 from airflow_provider_aidol._lazy import Lazy
 from airflow_provider_aidol.client.connection import ConnectionSettings, load_settings
 from airflow_provider_aidol.client.endpoints import max_answer_bytes

@@ -122,12 +122,21 @@ def _create(connection: Any, ddl: str, table: str) -> None:
     from sqlalchemy import inspect, text
 
     schema, _, name = table.rpartition(".")
+    # SQLAlchemy 2 (Airflow 3.1+) runs the DDL in the transaction the inspection began, to commit or
+    # roll back; SQLAlchemy 1.4's Connection (Airflow 3.0) has neither: it gets a transaction of its
+    # own (not 1.4's implicit autocommit, which 2.0 removed and 1.4 warns about).
+    ends_transactions = hasattr(connection, "commit")
     try:
-        connection.execute(text(ddl))
-        connection.commit()
+        if ends_transactions:
+            connection.execute(text(ddl))
+            connection.commit()
+        else:
+            with connection.begin():
+                connection.execute(text(ddl))
     except Exception:
         # PostgreSQL's IF NOT EXISTS can still collide with a concurrent CREATE TABLE.
-        connection.rollback()
+        if ends_transactions:
+            connection.rollback()
         if not inspect(connection).has_table(name, schema=schema or None):
             raise
 

@@ -302,9 +302,7 @@ class SqlRegistry:
 
 def resolve_sql_hook(conn_id: str, description: str) -> DbApiHook:
     """Return the common.sql hook of Airflow connection ``conn_id``; raise a config error naming the fix."""
-    from airflow.sdk import BaseHook
-
-    from airflow_provider_aidol._compat import AirflowNotFoundException
+    from airflow_provider_aidol._compat import AirflowNotFoundException, BaseHook
 
     def config_error(problem: str) -> AidolRegistryConfigError:
         return AidolRegistryConfigError(f"Registry connection {conn_id!r} {problem}.", registry=description)

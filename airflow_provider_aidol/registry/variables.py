@@ -2,9 +2,11 @@
 
 The key of each Variable is ``aidol_conversation:<conn id>:<user id>:<agent id>`` with every part
 percent-encoded (``quote(part, safe="")``); its value is the conversation id. Delete a Variable
-to start a new conversation for that pair. Every read and write is one Task SDK round trip, so
-this store suits thousands of pairs, not hundreds of thousands, and it cannot tell two tasks
-that claim the same new pair at once apart (the later write wins); the SQL registry can.
+to start a new conversation for that pair. Version 0.1.0 kept a pair whose ids hold characters
+that quoting changes (``/``, ``:``, ``@``, ...) under the key decoded once, as Airflow's API server
+reads the Task SDK's URL path: lookups still find it there. Every read and write is one Task SDK
+round trip, so this store suits thousands of pairs, not hundreds of thousands, and it cannot tell
+two tasks that claim the same new pair at once apart (the later write wins); the SQL registry can.
 """
 
 from __future__ import annotations
@@ -44,11 +46,24 @@ def variable_description(user_id: str, agent_id: str) -> str:
     return f"AI-DOL conversation of user {user_id!r} with agent {agent_id!r}"
 
 
+def _sent(key: str) -> str:
+    """Return ``key`` as the Task SDK must be handed it for Airflow to store ``key`` itself.
+
+    The SDK puts the key in a URL path, which Airflow's API server percent-decodes once: escaping
+    ``%`` keeps an id's ``/`` as ``%2F`` (Airflow 3.0 routes a key only up to a ``/``) and two
+    pairs apart (``a:b`` + ``c`` and ``a`` + ``b:c`` would both decode to ``a:b:c``).
+    """
+    return key.replace("%", "%25")
+
+
 def get_conversation(conn_id: str, user_id: str, agent_id: str) -> str | None:
     """Return the conversation id kept in the pair's Variable, or ``None`` (call it from a task)."""
     from airflow.sdk import Variable
 
-    value = Variable.get(variable_key(conn_id, user_id, agent_id), default=None)
+    key = variable_key(conn_id, user_id, agent_id)
+    value = Variable.get(_sent(key), default=None)
+    if value is None and _sent(key) != key:  # where 0.1.0 kept it (see the module's docstring)
+        value = Variable.get(key, default=None)
     return value if isinstance(value, str) and value.strip() else None
 
 
@@ -57,7 +72,7 @@ def set_conversation(conn_id: str, user_id: str, agent_id: str, conversation_id:
     from airflow.sdk import Variable
 
     Variable.set(
-        variable_key(conn_id, user_id, agent_id),
+        _sent(variable_key(conn_id, user_id, agent_id)),
         conversation_id,
         description=variable_description(user_id, agent_id),
     )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
+from airflow_provider_aidol._compat import task_sdk_channel
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH
 from airflow_provider_aidol.client.retries import is_safe_to_resend
 from airflow_provider_aidol.exceptions import AidolAuthError, AidolError, AidolRequestError
@@ -199,9 +200,7 @@ class ChatImageTrigger(BaseTrigger):
 
     async def _marker(self) -> dict[str, Any] | None:
         """Return this attempt's sent-marker (``None`` when it is another attempt's or absent)."""
-        from airflow.sdk.execution_time.xcom import XCom
-
-        marker = await sync_to_async(XCom.get_one)(key=SENT_MARKER_KEY, **self._ti_address())
+        marker = await sync_to_async(self._get_xcom)(SENT_MARKER_KEY)
         if not isinstance(marker, dict) or marker.get("attempt_id") != self.attempt_id:
             return None
         return marker
@@ -221,10 +220,20 @@ class ChatImageTrigger(BaseTrigger):
         }
         await self._set_xcom(SENT_MARKER_KEY, marker)
 
-    async def _set_xcom(self, key: str, value: Any) -> None:
+    def _get_xcom(self, key: str) -> Any:
         from airflow.sdk.execution_time.xcom import XCom
 
-        await sync_to_async(XCom.set)(key, value, **self._ti_address())
+        with task_sdk_channel():
+            return XCom.get_one(key=key, **self._ti_address())
+
+    async def _set_xcom(self, key: str, value: Any) -> None:
+        await sync_to_async(self._put_xcom)(key, value)
+
+    def _put_xcom(self, key: str, value: Any) -> None:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        with task_sdk_channel():
+            XCom.set(key, value, **self._ti_address())
 
 
 def _in_flight(marker: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from airflow.sdk import Connection
 
 from airflow_provider_aidol.client.connection import ConnectionSettings
 from airflow_provider_aidol.constants import CONNECTION_FIELDS
+from tests.aidol_default import from_json, from_uri
 
 
 def settings(**fields: Any) -> ConnectionSettings:
@@ -24,7 +25,7 @@ def settings(**fields: Any) -> ConnectionSettings:
 
 
 def test_json_form_as_in_airflow_conn_env_var():
-    conn = Connection.from_json(
+    conn = from_json(
         json.dumps(
             {
                 "conn_type": "aidol",
@@ -43,7 +44,7 @@ def test_json_form_as_in_airflow_conn_env_var():
 
 
 def test_uri_form_with_a_protocol_in_the_host():
-    conn = Connection.from_uri("aidol://http://key:s%2Fecret@127.0.0.1:8765/?user_id=u-1", conn_id="x")
+    conn = from_uri("aidol://http://key:s%2Fecret@127.0.0.1:8765/?user_id=u-1", conn_id="x")
     read = ConnectionSettings.from_connection(conn)
     assert read.base_url == "http://127.0.0.1:8765"
     assert read.api_secret == "s/ecret"
@@ -51,9 +52,7 @@ def test_uri_form_with_a_protocol_in_the_host():
 
 
 def test_uri_form_without_protocol_means_https():
-    read = ConnectionSettings.from_connection(
-        Connection.from_uri("aidol://key:secret@api.example.com", conn_id="x")
-    )
+    read = ConnectionSettings.from_connection(from_uri("aidol://key:secret@api.example.com", conn_id="x"))
     assert read.base_url == "https://api.example.com"
     assert read.user_id is None
 
@@ -123,7 +122,7 @@ def test_bad_credentials_are_never_repeated_in_the_error():
 
 
 def test_uri_path_prefix_is_kept():
-    conn = Connection.from_uri("aidol://https://key:secret@gw.example.com/aidol?user_id=u", conn_id="x")
+    conn = from_uri("aidol://https://key:secret@gw.example.com/aidol?user_id=u", conn_id="x")
     assert ConnectionSettings.from_connection(conn).base_url == "https://gw.example.com/aidol"
 
 

@@ -18,7 +18,7 @@ PARAMS: dict[str, Any] = {
 }
 
 
-@task
+@task(multiple_outputs=False)  # Airflow 3.0 cannot keep an XCom of None: keep the dict whole
 def record(path: Any, **context: Any) -> dict[str, Any]:
     """Return what the image task handed over: its path(s), its traceId XCom and the trigger's marker."""
     ti = context["ti"]

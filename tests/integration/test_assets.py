@@ -12,25 +12,15 @@ import pytest
 
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, CONVERSATION_PATH
 from tests.aidol_default import unique_items
+from tests.airflow_db import airflow_command, parse_test_dags
 from tests.dags import integration_dags
 
 
 @pytest.fixture
 def consumer_known_to_airflow(airflow_db):
-    """The tests' DAGs parsed into the metadata DB (as the DAG processor does), the consumer unpaused.
-
-    Airflow's own ``airflow dags`` commands, run in this process (an ``airflow`` process each
-    would cost about 6 s more).
-    """
-    from airflow.cli import cli_parser
-
-    parser = cli_parser.get_parser()
-    for command in (
-        ["dags", "reserialize", "-B", "aidol_tests"],
-        ["dags", "unpause", "aidol_assets_consumer"],
-    ):
-        arguments = parser.parse_args(command)
-        arguments.func(arguments)
+    """The tests' DAGs parsed into the metadata DB (as the DAG processor does), the consumer unpaused."""
+    parse_test_dags()
+    airflow_command("dags", "unpause", "aidol_assets_consumer")
 
 
 def stored_events(uri: str) -> list[dict[str, object]]:

@@ -13,7 +13,7 @@ import pytest
 
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, PNG_SIGNATURE
 from airflow_provider_aidol.testing import Fault
-from tests.aidol_default import conversations
+from tests.aidol_default import conversations, plain
 from tests.airflow_db import returned
 from tests.dags import images_dags
 
@@ -129,7 +129,7 @@ def test_with_on_error_fail_one_bad_item_refuses_the_batch_before_anything_is_se
     [good] = conversations(1)
     state, _ = run(images_dags.failing, [{"conversation_id": good, "text": "a fox"}, {"text": "x"}], tmp_path)
     assert state == "failed"
-    assert "images[1]: conversation_id is missing" in capfd.readouterr().out
+    assert "images[1]: conversation_id is missing" in plain(capfd.readouterr().out)
     assert airflow_with_aidol_server.count(path=CHAT_IMAGE_PATH) == 0
 
 

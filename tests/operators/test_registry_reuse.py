@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from tests.aidol_default import point_connection, unique_items
+from tests.aidol_default import plain, point_connection, unique_items
 from tests.airflow_db import returned
 from tests.dags import batch_dags
 from tests.registry.conftest import records
@@ -64,7 +64,7 @@ def test_the_single_operator_registers_and_reuses_through_sql(airflow_with_aidol
 
 def test_a_registry_connection_that_does_not_exist_fails_before_any_request(airflow_with_aidol_server, capfd):
     assert run(batch_dags.bad_registry, items=unique_items(3, agents=2)).state == "failed"
-    out = capfd.readouterr().out
+    out = plain(capfd.readouterr().out)
     assert "Registry connection 'no_such_registry' does not exist" in out
     assert airflow_with_aidol_server.count() == 0
 

@@ -20,7 +20,7 @@ def table() -> str:
 
 def records(conn_id: str, sql: str) -> list[tuple[Any, ...]]:
     """Rows of ``sql`` read through the connection's own DbApiHook, not through the registry."""
-    from airflow.sdk import BaseHook
+    from airflow_provider_aidol._compat import BaseHook
 
     hook = BaseHook.get_connection(conn_id).get_hook()  # type: ignore[no-untyped-call]
     return [tuple(row) for row in hook.get_records(sql)]
@@ -28,6 +28,6 @@ def records(conn_id: str, sql: str) -> list[tuple[Any, ...]]:
 
 def execute(conn_id: str, sql: str) -> None:
     """Run ``sql`` through the connection's own DbApiHook (autocommit)."""
-    from airflow.sdk import BaseHook
+    from airflow_provider_aidol._compat import BaseHook
 
     BaseHook.get_connection(conn_id).get_hook().run(sql, autocommit=True)  # type: ignore[no-untyped-call]

@@ -35,7 +35,9 @@ def migrate(export: Path, registry_conn_id: str, table: str, namespace: str) -> 
         command, cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    report: dict[str, Any] = json.loads(done.stdout[done.stdout.index("{") :])
+    # The report is the JSON object at the end; Airflow 3.0 logs to stdout before it.
+    out = "\n" + done.stdout
+    report: dict[str, Any] = json.loads(out[out.rindex("\n{\n") + 1 :])
     return report
 
 

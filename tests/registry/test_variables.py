@@ -14,7 +14,9 @@ from tests.dags import registry_dags
 
 def run(**params: Any) -> dict[tuple[str, str], str]:
     """Run the registry DAG with ``dag.test()``; return what the registry answered in the task."""
-    dagrun = registry_dags.registry_task.test(run_conf={"registry_conn_id": None, **params})
+    # Every param named: Airflow 3.0's dag.test() keeps an earlier run's conf in the DAG's params.
+    conf = {"registry_conn_id": None, "namespace": "aidol_default", **params}
+    dagrun = registry_dags.registry_task.test(run_conf=conf)
     assert str(dagrun.state) == "success"
     answered = returned(dagrun, "use_registry")
     return {(row["user_id"], row["agent_id"]): row["conversation_id"] for row in answered}
@@ -88,3 +90,37 @@ def test_a_claimed_row_names_the_task_that_created_it(airflow_db, sqlite_registr
         "use_registry",
         -1,
     )
+
+
+def test_ids_with_colons_and_slashes_keep_their_own_variables(airflow_db, users):
+    """Airflow stores the key as written (percent-encoded), so ``a:b`` + ``c`` is not ``a`` + ``b:c``."""
+    pairs = [[f"{users[0]}:x", "agent"], [users[0], "x:agent"], [users[1], "agent/3"]]
+    assert run(op="claim", pairs=pairs, ids=["colon-user", "colon-agent", "slash"]) == {
+        (f"{users[0]}:x", "agent"): "colon-user",
+        (users[0], "x:agent"): "colon-agent",
+        (users[1], "agent/3"): "slash",
+    }
+    assert run(op="lookup", pairs=pairs) == {
+        (f"{users[0]}:x", "agent"): "colon-user",
+        (users[0], "x:agent"): "colon-agent",
+        (users[1], "agent/3"): "slash",
+    }
+    [(stored,)] = _variables_like(f"%{users[1]}%")
+    assert stored == variables.variable_key("aidol_default", users[1], "agent/3")
+
+
+def test_a_variable_kept_by_0_1_0_under_the_decoded_key_is_still_found(airflow_db, users):
+    from airflow.models.variable import Variable  # noqa: TID251  (the test reads the metadata DB)
+
+    # 0.1.0 handed the key to the Task SDK as is; Airflow's API server decoded it once.
+    Variable.set(f"aidol_conversation:aidol_default:{users[2]}@example.com:agent-1", "from-0.1.0")
+    pairs = [[f"{users[2]}@example.com", "agent-1"]]
+    assert run(op="claim", pairs=pairs, ids=["new"]) == {(f"{users[2]}@example.com", "agent-1"): "from-0.1.0"}
+
+
+def _variables_like(pattern: str) -> list[tuple[str]]:
+    from airflow.models.variable import Variable  # noqa: TID251  (the test reads the metadata DB)
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return [(row.key,) for row in session.query(Variable).filter(Variable.key.like(pattern))]

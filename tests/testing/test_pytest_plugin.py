@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 import requests
-from airflow.sdk.definitions.connection import Connection
+
+from tests.aidol_default import from_json
 
 if TYPE_CHECKING:
     from airflow_provider_aidol.testing import AidolServer
@@ -58,5 +59,5 @@ def test_marker_configures_aidol_server(aidol_server: AidolServer) -> None:
 
 def test_aidol_default_connection_points_airflow_at_the_server(aidol_default_connection: AidolServer) -> None:
     assert os.environ["AIRFLOW_CONN_AIDOL_DEFAULT"] == aidol_default_connection.connection_json()
-    connection = Connection.from_json(os.environ["AIRFLOW_CONN_AIDOL_DEFAULT"], conn_id="aidol_default")
+    connection = from_json(os.environ["AIRFLOW_CONN_AIDOL_DEFAULT"], conn_id="aidol_default")
     assert connection.host == aidol_default_connection.url

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 import requests
-from airflow.sdk.definitions.connection import Connection
 
 from airflow_provider_aidol.testing import AidolServer, Fault
+from tests.aidol_default import from_json, from_uri
 
 from .signed_client import SignedClient
 
@@ -108,7 +108,7 @@ def test_connection_json_describes_the_server(clean_shared_server: AidolServer) 
         "password": "test-api-secret",
         "extra": {"user_id": "test-user"},
     }
-    connection = Connection.from_json(clean_shared_server.connection_json(), conn_id="aidol_default")
+    connection = from_json(clean_shared_server.connection_json(), conn_id="aidol_default")
     assert (connection.host, connection.login, connection.password) == (
         clean_shared_server.url,
         "test-api-key",
@@ -122,7 +122,7 @@ def test_connection_uri_round_trips_through_airflow() -> None:
     with AidolServer(api_key=key, api_secret=secret, user_id=user) as server:
         uri = server.connection_uri()
         assert uri.startswith("aidol://http://")
-        connection = Connection.from_uri(uri, conn_id="x")
+        connection = from_uri(uri, conn_id="x")
     assert (connection.conn_type, connection.host, connection.port) == (
         "aidol",
         "http://127.0.0.1",

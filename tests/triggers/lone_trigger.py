@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import sys
-from types import SimpleNamespace
 
 WATCHED = ("requests", "urllib3")
 RESULT = "RESULT "
@@ -27,14 +26,14 @@ def loaded() -> list[str]:
 def main(spec: dict[str, object]) -> dict[str, object]:
     """Run the trigger once through Airflow's in-process supervisor; return what ``RESULT`` reports."""
     from airflow.jobs.triggerer_job_runner import TriggerRunner  # noqa: F401 (what a triggerer imports)
-    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
+    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor  # noqa: F401
 
     airflow_loaded = loaded()
     from airflow_provider_aidol.triggers.image import ChatImageTrigger
+    from tests.airflow_db import run_trigger
 
     trigger = ChatImageTrigger(**spec["kwargs"])  # type: ignore[arg-type]
-    ti = SimpleNamespace(id=spec["ti_id"])
-    event = InProcessTestSupervisor.run_trigger_in_process(trigger=trigger, ti=ti)  # type: ignore[no-untyped-call]
+    event = run_trigger(trigger, spec["ti_id"])
     return {"airflow": airflow_loaded, "after": loaded(), "event": event.payload}
 
 

@@ -8,6 +8,7 @@ deferred run left its sent-marker; ``e2e/test_triggerer_restart.py`` kills a rea
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,9 +20,11 @@ from airflow_provider_aidol.hooks.aidol import AidolHook
 from airflow_provider_aidol.testing import Fault
 from airflow_provider_aidol.triggers.image import ChatImageTrigger
 from tests.aidol_default import USER, point_connection
-from tests.airflow_db import returned
+from tests.airflow_db import returned, run_trigger
 from tests.dags import image_dags
 from tests.polling import wait_until
+
+AIRFLOW_VERSION = tuple(int(part) for part in version("apache-airflow").split(".")[:2])
 
 
 def trigger_kwargs(conversation: str, **changes: Any) -> dict[str, Any]:
@@ -54,14 +57,10 @@ def start_again(deferred_run: SimpleNamespace, conversation: str, **changes: Any
 
     By default with the same attempt id; ``attempt_id=`` stands for a new try of the task.
     """
-    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
-
     address = {"dag_id": image_dags.deferred.dag_id, "task_id": "generate", "map_index": -1}
     same_attempt = {"attempt_id": deferred_run.marker["attempt_id"], "run_id": deferred_run.run_id}
     trigger = ChatImageTrigger(**trigger_kwargs(conversation, **{**same_attempt, **address, **changes}))
-    ti = SimpleNamespace(id=deferred_run.ti_id)
-    event = InProcessTestSupervisor.run_trigger_in_process(trigger=trigger, ti=ti)  # type: ignore[no-untyped-call]
-    payload: dict[str, Any] = event.payload
+    payload: dict[str, Any] = run_trigger(trigger, deferred_run.ti_id).payload
     return payload
 
 
@@ -352,6 +351,8 @@ def test_the_triggerer_loads_neither_requests_nor_urllib3_for_an_image_trigger(
     report = json.loads(results[-1].removeprefix(RESULT))
     assert report["event"]["status"] == "success"
     assert len(airflow_with_aidol_server.images) == 2  # the deferred run's, and the lone trigger's
+    if report["airflow"] and AIRFLOW_VERSION < (3, 1):
+        pytest.skip(f"Airflow 3.0's own trigger machinery loads {report['airflow']}: nothing left to show")
     assert report["airflow"] == []
     assert report["after"] == []
 
@@ -399,8 +400,6 @@ class CutMidRequest:
 def test_a_triggerer_killed_mid_request_then_restarted_bills_at_most_max_requests(
     airflow_with_aidol_server, conversation, deferred_run
 ):
-    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
-
     airflow_with_aidol_server.image_latency = 3.0
     address = {"dag_id": image_dags.deferred.dag_id, "task_id": "generate", "map_index": -1}
     kwargs = trigger_kwargs(
@@ -411,9 +410,8 @@ def test_a_triggerer_killed_mid_request_then_restarted_bills_at_most_max_request
         max_requests=1,
         **address,
     )
-    ti = SimpleNamespace(id=deferred_run.ti_id)
     cut = CutMidRequest(ChatImageTrigger(**kwargs), airflow_with_aidol_server)
-    InProcessTestSupervisor.run_trigger_in_process(trigger=cut, ti=ti)  # type: ignore[no-untyped-call]
+    run_trigger(cut, deferred_run.ti_id)
     wait_until(lambda: len(airflow_with_aidol_server.images) == 2, timeout=10, what="the cut request's image")
     event = start_again(
         deferred_run, conversation, attempt_id="a-new-try", resend_after_restart=True, max_requests=1
