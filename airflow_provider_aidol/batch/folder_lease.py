@@ -1,11 +1,13 @@
-"""The lease on an image batch's output folder: one live run writes a folder at a time.
+"""The lease on a batch's output: one live run writes an output folder or a remote file at a time.
 
 A deferred image batch moves between processes (the worker that starts it, the triggerer that
 runs it, the worker that finishes it), so no process can hold a lock for its whole length, and
-object storage has none. The lease is a small object in the folder, ``lease.json``: who holds it
-(the task instance), which attempt, and until when. The attempt that runs the batch renews it
-while it runs (every ``LEASE_SECONDS / 5``); a holder that died stops renewing, and its lease
-expires ``LEASE_SECONDS`` later.
+object storage has none. The lease is a small object: for an image batch's folder ``lease.json``
+in it (``FolderLease(folder)``), for a conversation batch's results file on object storage
+``<output>.lease.json`` beside it (``FolderLease.beside(file)``). It says who holds it (the task
+instance), which attempt, and until when. The attempt that runs the batch renews it while it
+runs (every ``LEASE_SECONDS / 5``); a holder that died stops renewing, and its lease expires
+``LEASE_SECONDS`` later.
 
 * Another task instance whose lease has not expired: refused before anything is sent.
 * The same task instance (a retry, a clear, a resumed deferral): it takes the lease over; Airflow
@@ -25,6 +27,7 @@ within the same instant may both pass (docs/images.md).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import uuid
@@ -34,17 +37,30 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_aidol.exceptions import AidolConfigurationError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from airflow.sdk import ObjectStoragePath
 
 LEASE_NAME = "lease.json"
 """The lease object, in the output folder."""
+FILE_LEASE_SUFFIX = ".lease.json"
+"""The lease object of a single output file: its name plus this, beside it."""
 LEASE_SECONDS = 300.0
 """How long a lease lasts without renewal: how long a dead holder keeps the folder, at most."""
 _LOCAL_PROTOCOLS = ("", "file", "local")
+_READ_TRIES = 3
+
+
+def holder_of(context: Mapping[str, object]) -> str:
+    """Return who takes a lease: the task instance (its retries and clears are the same holder)."""
+    ti = context.get("ti")
+    if ti is None:  # execute() called outside a task run
+        return f"process {uuid.uuid4().hex}"
+    return f"task {ti.dag_id}/{ti.run_id}/{ti.task_id}[{ti.map_index}]"  # type: ignore[attr-defined]
 
 
 class FolderLease:
-    """The lease on one output folder.
+    """The lease on one output folder (or, made with ``beside()``, on one output file).
 
     :param folder: the output folder.
     :param seconds: how long a lease lasts without renewal.
@@ -55,6 +71,15 @@ class FolderLease:
         self.path = folder / LEASE_NAME
         self.seconds = seconds
         self.local = folder.protocol in _LOCAL_PROTOCOLS
+        self.doing = "writing images there"
+
+    @classmethod
+    def beside(cls, output: ObjectStoragePath, seconds: float = LEASE_SECONDS) -> FolderLease:
+        """Return the lease on the single file ``output``: ``<output>.lease.json``, beside it."""
+        lease = cls(output, seconds)
+        lease.path = output.with_name(output.name + FILE_LEASE_SUFFIX)
+        lease.doing = "writing results there"
+        return lease
 
     def take(self, holder: str, attempt_id: str) -> None:
         """Take the lease for ``attempt_id`` of ``holder`` (a task instance) unless another live run has it.
@@ -92,10 +117,16 @@ class FolderLease:
 
     def read(self) -> dict[str, Any] | None:
         """Return the lease as written, or ``None`` when there is none (or it is not a lease of ours)."""
-        try:
-            content = self.path.read_bytes()
-        except FileNotFoundError:
-            return None
+        for tries_left in reversed(range(_READ_TRIES)):
+            try:
+                content = self.path.read_bytes()
+                break
+            except FileNotFoundError:
+                return None
+            except OSError as error:
+                # s3fs: the lease was rewritten (renewed) between finding it and reading it.
+                if error.errno != errno.EBUSY or not tries_left:
+                    raise
         try:
             lease = json.loads(content)
         except ValueError:
@@ -158,9 +189,9 @@ class FolderLease:
     def _refused(self, lease: dict[str, Any]) -> AidolConfigurationError:
         holder = lease.get("holder") or "another run"
         return AidolConfigurationError(
-            f"output_path {self.folder} is refused before any request: {holder} is writing images "
-            f"there (its lease {self.path} lasts until {lease.get('expires_at', 'now')} UTC, renewed "
-            "while it runs). Two runs must not share one folder: give each its own (e.g. with "
+            f"output_path {self.folder} is refused before any request: {holder} is {self.doing} "
+            f"(its lease {self.path} lasts until {lease.get('expires_at', 'now')} UTC, renewed "
+            "while it runs). Two runs must not share one output_path: give each its own (e.g. with "
             f"{{{{ run_id }}}}), or wait for it to end; a holder that died lets go within "
             f"{self.seconds:.0f} s."
         )

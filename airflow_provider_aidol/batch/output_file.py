@@ -2,10 +2,13 @@
 
 ``OutputFile.claim()`` proves, before anything is sent:
 
-* **held exclusively** (local paths): an exclusive ``flock`` on ``<output>.lock`` beside it. A
-  second live task is refused; the kernel drops the lock when its holder dies, however it dies,
-  so a killed task never keeps it. Object storage has no such lock: there nothing stops two
-  tasks writing one path at once (see docs/batches.md).
+* **held exclusively**: on a local path an exclusive ``flock`` on ``<output>.lock`` beside it;
+  the kernel drops the lock when its holder dies, however it dies, so a killed task never keeps
+  it. Object storage has no such lock: there a lease object ``<output>.lease.json`` beside it
+  (``folder_lease.FolderLease.beside``), created exclusively where the store can, renewed by a
+  thread every ``seconds / 5`` while the batch runs and removed at the end; a holder that died
+  stops renewing and lets go ``seconds`` later. Either way a second live task is refused, and
+  the same task instance (a retry) takes the path over.
 * **writable**: the file is opened for appending (created empty if absent; on object storage
   an absent file is created empty, an existing one is taken as writable).
 * **ours**: absent, empty, or a results file this provider wrote. Every record it has ever
@@ -20,11 +23,15 @@ symbolic links: a planted link is refused and what it points at is never touched
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import stat
+import threading
+import uuid
 from typing import IO, TYPE_CHECKING
 
+from airflow_provider_aidol.batch.folder_lease import LEASE_SECONDS, FolderLease
 from airflow_provider_aidol.exceptions import AidolConfigurationError
 
 if TYPE_CHECKING:
@@ -39,17 +46,32 @@ RECORD_START = b'{"index": '
 _CHUNK = 64 * 1024
 _WHITESPACE = b" \t\r\n"
 
+_RENEWAL_JOIN_SECONDS = 30.0
+"""How long ``release`` waits for a renewal in flight (the store's own timeouts bound it too)."""
+
+log = logging.getLogger(__name__)
+
 
 class OutputFile:
     """The claim on one ``output_path`` for the length of a task's try.
 
     :param path: the results file (local, or any object storage).
+    :param holder: who holds a remote path's lease (``folder_lease.holder_of``: the task
+        instance, so that its retry takes it over); default: this process alone.
+    :param lease_seconds: how long a remote path's lease lasts without renewal.
     """
 
-    def __init__(self, path: ObjectStoragePath) -> None:
+    def __init__(
+        self, path: ObjectStoragePath, holder: str | None = None, lease_seconds: float = LEASE_SECONDS
+    ) -> None:
         self.path = path
         self.local = path.protocol in LOCAL_PROTOCOLS
+        self.holder = holder or f"process {uuid.uuid4().hex}"
+        self.lease = None if self.local else FolderLease.beside(path, lease_seconds)
+        self._attempt_id = uuid.uuid4().hex
         self._lock_fd: int | None = None
+        self._renewing: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def claim(self) -> None:
         """Take the lease, prove the file writable and ours; raise ``AidolConfigurationError`` if not.
@@ -62,7 +84,14 @@ class OutputFile:
             self._claim_remote()
 
     def release(self) -> None:
-        """Give the lease up (remove the lock file, then unlock it); a no-op if not held."""
+        """Give the lease up (remove the lock file, then unlock it; or stop renewing and remove the
+        lease object); a no-op if not held."""
+        if self._renewing is not None:
+            self._stop.set()
+            self._renewing.join(timeout=_RENEWAL_JOIN_SECONDS)
+            self._renewing = None
+            assert self.lease is not None
+            self.lease.release(self._attempt_id)
         if self._lock_fd is None:
             return
         with contextlib.suppress(FileNotFoundError):
@@ -90,12 +119,37 @@ class OutputFile:
             raise
 
     def _claim_remote(self) -> None:
-        if not self.path.exists():
+        assert self.lease is not None
+        try:
+            self.lease.take(self.holder, self._attempt_id)
+        except OSError as error:
+            raise self._refused(f"its lease {self.lease.path} cannot be written ({error})") from None
+        self._stop.clear()
+        self._renewing = threading.Thread(target=self._keep_lease, name=f"lease {self.path}", daemon=True)
+        self._renewing.start()
+        try:
+            if not self.path.exists():
+                try:
+                    self.path.write_bytes(b"")
+                except OSError as error:
+                    raise self._refused(f"it cannot be written ({error})") from None
+            self._check_ours()
+        except BaseException:
+            self.release()
+            raise
+
+    def _keep_lease(self) -> None:
+        """Renew the remote lease every ``seconds / 5`` until released (a dead holder's lapses)."""
+        assert self.lease is not None
+        while not self._stop.wait(self.lease.seconds / 5):
             try:
-                self.path.write_bytes(b"")
-            except OSError as error:
-                raise self._refused(f"it cannot be written ({error})") from None
-        self._check_ours()
+                held = self.lease.renew(self._attempt_id)
+            except Exception as error:  # a store that fails once: the next renewal may pass
+                log.warning("Could not renew the lease on %s: %s: %s", self.path, type(error).__name__, error)
+                continue
+            if held is False:
+                log.warning("Another run took the lease on %s (this one's had lapsed)", self.path)
+                return
 
     def _lock(self, lock_name: str) -> None:
         """Hold an exclusive ``flock`` on ``lock_name``, or raise naming the live holder."""

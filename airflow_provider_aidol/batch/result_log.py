@@ -135,6 +135,7 @@ class ResultLog:
 
     :param path: where the JSON lines go (local ``file://`` or any store that supports append).
     :param journal: the journal of a remote ``path`` (ignored on a local one).
+    :param holder: who holds a remote ``path``'s lease: the task instance (see ``OutputFile``).
     """
 
     def __init__(
@@ -142,6 +143,7 @@ class ResultLog:
         path: ObjectStoragePath,
         *,
         journal: RemoteJournal | None = None,
+        holder: str | None = None,
         flush_seconds: float = 1.0,
         flush_lines: int = 1000,
     ) -> None:
@@ -159,7 +161,7 @@ class ResultLog:
         # try's (sent, not yet written), by item index.
         self._earlier_in_doubt: dict[int, list[str]] = {}
         self._sent: dict[int, list[str]] = {}
-        self._output = OutputFile(path)
+        self._output = OutputFile(path, holder)
 
     @property
     def journal_path(self) -> ObjectStoragePath:

@@ -10,6 +10,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_aidol.batch.folder_lease import holder_of
 from airflow_provider_aidol.batch.options import DEFAULT_MAX_WORKERS, BatchOptions
 from airflow_provider_aidol.batch.output_file import LOCAL_PROTOCOLS
 from airflow_provider_aidol.batch.result_log import EarlierTries, RecordedItems, ResultLog
@@ -158,7 +159,7 @@ class CreateConversationsOperator(AidolBaseOperator):
                     "output_path", self.output_path, example="file:///data/{{ ds }}.jsonl"
                 )
                 journal = self._remote_journal(path, stack)
-                result_log = stack.enter_context(ResultLog(path, journal=journal))
+                result_log = stack.enter_context(ResultLog(path, journal=journal, holder=holder_of(context)))
                 return self._run(items, registry, result_log, context)
         finally:
             self.end_try(context)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk.execution_time.xcom import XCom
 
 from airflow_provider_aidol._compat import default_deferrable
-from airflow_provider_aidol.batch.folder_lease import FolderLease
+from airflow_provider_aidol.batch.folder_lease import FolderLease, holder_of
 from airflow_provider_aidol.batch.image_folder import (
     FolderState,
     FolderWriter,
@@ -382,7 +382,7 @@ class GenerateChatImagesOperator(AidolBaseOperator):
             if self.is_dry_run:
                 return self._plan(context, folder, requests, problems)
             lease = FolderLease(folder)
-            lease.take(_holder(context), attempt_id)
+            lease.take(holder_of(context), attempt_id)
             state = self._open(folder, requests, problems)
             to_send = [
                 request
@@ -675,14 +675,6 @@ class GenerateChatImagesOperator(AidolBaseOperator):
                 raise error
             self.log.warning("%s (on_error='continue')", error)
         return summary
-
-
-def _holder(context: Context) -> str:
-    """Return who takes a folder's lease: the task instance (its retries and clears are the same)."""
-    ti = context.get("ti")
-    if ti is None:  # execute() called outside a task run
-        return f"process {uuid.uuid4().hex}"
-    return f"task {ti.dag_id}/{ti.run_id}/{ti.task_id}[{ti.map_index}]"
 
 
 def _keys(requests: list[ImageRequest], problems: dict[int, tuple[str, str]]) -> dict[int, str]:

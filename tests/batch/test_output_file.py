@@ -11,21 +11,32 @@ import json
 import os
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_aidol.batch.engine import BatchItem
+from airflow_provider_aidol.batch.folder_lease import FolderLease
+from airflow_provider_aidol.batch.output_file import OutputFile
 from airflow_provider_aidol.batch.result_log import ResultLog
 from airflow_provider_aidol.exceptions import AidolConfigurationError
 from tests.forked import ForkedProcess
+from tests.polling import wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 ITEMS = [BatchItem(n, "agent-1", f"u-{n}") for n in range(4)]
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000")
+
+
+def leased(lease: FolderLease | None) -> dict[str, Any]:
+    """The lease as written (there must be one)."""
+    assert lease is not None
+    current = lease.read()
+    assert current is not None
+    return current
 
 
 def line(index: int, conversation_id: str | None = "c") -> bytes:
@@ -185,3 +196,21 @@ def test_on_object_storage_our_file_resumes_and_an_absent_one_is_created(object_
     absent = ObjectStoragePath(f"{object_storage}/absent.jsonl")
     assert resume(absent) == set()
     assert absent.read_bytes() == b""
+
+
+def test_on_s3_the_lease_is_renewed_while_held_and_a_second_writer_refused_until_released(s3_bucket):
+    path = ObjectStoragePath(f"{s3_bucket}/results.jsonl")
+    first = OutputFile(path, holder="task nightly/run-1/batch[-1]", lease_seconds=1.0)
+    first.claim()
+    try:
+        assert first.lease is not None
+        taken = leased(first.lease)["expires_at"]
+        wait_until(lambda: leased(first.lease)["expires_at"] != taken, timeout=5, what="a renewal")
+        with pytest.raises(AidolConfigurationError, match=r"task nightly/run-1/batch\[-1\] is writing results"):
+            OutputFile(path, holder="task nightly/run-2/batch[-1]").claim()
+    finally:
+        first.release()
+    assert first.lease.read() is None, "the lease object removed"
+    second = OutputFile(path, holder="task nightly/run-2/batch[-1]")
+    second.claim()
+    second.release()

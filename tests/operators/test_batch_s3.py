@@ -16,7 +16,11 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_aidol.batch.folder_lease import FILE_LEASE_SUFFIX, FolderLease
+from airflow_provider_aidol.batch.output_file import OutputFile
+from airflow_provider_aidol.exceptions import AidolConfigurationError
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
 from airflow_provider_aidol.registry.journal import JOURNAL_TABLE, output_key
 from tests.aidol_default import items, point_connection, task_instance
@@ -79,6 +83,48 @@ def test_without_a_sql_registry_a_remote_output_warns_what_a_crash_costs(
     assert "warning" in warning
     assert f"output_path {uri} is on object storage and no SQL registry connection is configured" in warning
     assert len(results(s3_server, uri)) == 3
+
+
+def test_a_remote_output_another_live_task_holds_is_refused_before_any_request(
+    aidol_server, s3_server, s3_bucket, monkeypatch
+):
+    point_connection(monkeypatch, aidol_server)
+    uri = f"{s3_bucket}/shared/results.jsonl"
+    first = OutputFile(ObjectStoragePath(uri), holder="task s3_batch/other-run/batch[-1]")
+    first.claim()  # a live task writing the same results file
+    try:
+        operator = CreateConversationsOperator(task_id="batch", conversations=items(3), output_path=uri)
+        with pytest.raises(AidolConfigurationError) as refused:
+            run(operator)
+    finally:
+        first.release()
+
+    assert "task s3_batch/other-run/batch[-1] is writing results there" in str(refused.value)
+    assert f"results.jsonl{FILE_LEASE_SUFFIX}" in str(refused.value)
+    assert aidol_server.count() == 0
+    bucket = s3_bucket.partition("@")[2]
+    assert s3_server.keys(bucket) == ["shared/results.jsonl"], "the first task's lease given up at its end"
+
+
+@pytest.mark.parametrize(
+    ("holder", "seconds"),
+    [("task s3_batch/dead-run/batch[-1]", 0.0), ("task s3_batch/r/batch[-1]", 300.0)],
+    ids=["a dead holder's lease expired", "the same task instance's retry"],
+)
+def test_a_remote_output_is_taken_past_an_expired_lease_or_by_its_own_retry(
+    aidol_server, s3_server, s3_bucket, monkeypatch, holder, seconds
+):
+    point_connection(monkeypatch, aidol_server)
+    uri = f"{s3_bucket}/results.jsonl"
+    # A holder that took the lease, then died: it lapses ``seconds`` later (here at once).
+    FolderLease.beside(ObjectStoragePath(uri), seconds).take(holder, "dead-attempt")
+    operator = CreateConversationsOperator(task_id="batch", conversations=items(3), output_path=uri)
+
+    assert run(operator)["created"] == 3
+
+    assert aidol_server.count() == 3
+    bucket = s3_bucket.partition("@")[2]
+    assert s3_server.keys(bucket) == ["results.jsonl"], "the lease given up when the batch ended"
 
 
 def start(server, label: str, output: str, registry_conn_id: str) -> subprocess.Popen[str]:
