@@ -84,8 +84,10 @@ class OutputFile:
             self._claim_remote()
 
     def release(self) -> None:
-        """Give the lease up (remove the lock file, then unlock it; or stop renewing and remove the
-        lease object); a no-op if not held."""
+        """Give the lease up; a no-op if not held.
+
+        A lock file is removed, then unlocked; a remote lease stops being renewed and is removed.
+        """
         if self._renewing is not None:
             self._stop.set()
             self._renewing.join(timeout=_RENEWAL_JOIN_SECONDS)
@@ -149,7 +151,8 @@ class OutputFile:
                 continue
             if held is False:
                 log.warning("Another run took the lease on %s (this one's had lapsed)", self.path)
-                return
+            if not held:
+                return  # taken over, or gone: nothing of this try's to keep
 
     def _lock(self, lock_name: str) -> None:
         """Hold an exclusive ``flock`` on ``lock_name``, or raise naming the live holder."""

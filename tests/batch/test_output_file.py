@@ -17,7 +17,6 @@ import pytest
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_aidol.batch.engine import BatchItem
-from airflow_provider_aidol.batch.folder_lease import FolderLease
 from airflow_provider_aidol.batch.output_file import OutputFile
 from airflow_provider_aidol.batch.result_log import ResultLog
 from airflow_provider_aidol.exceptions import AidolConfigurationError
@@ -26,6 +25,8 @@ from tests.polling import wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from airflow_provider_aidol.batch.folder_lease import FolderLease
 
 ITEMS = [BatchItem(n, "agent-1", f"u-{n}") for n in range(4)]
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000")
@@ -206,7 +207,9 @@ def test_on_s3_the_lease_is_renewed_while_held_and_a_second_writer_refused_until
         assert first.lease is not None
         taken = leased(first.lease)["expires_at"]
         wait_until(lambda: leased(first.lease)["expires_at"] != taken, timeout=5, what="a renewal")
-        with pytest.raises(AidolConfigurationError, match=r"task nightly/run-1/batch\[-1\] is writing results"):
+        with pytest.raises(
+            AidolConfigurationError, match=r"task nightly/run-1/batch\[-1\] is writing results"
+        ):
             OutputFile(path, holder="task nightly/run-2/batch[-1]").claim()
     finally:
         first.release()

@@ -24,11 +24,18 @@ def created(index: int) -> dict[str, object]:
     return ITEMS[index].outcome(ItemStatus.CREATED, conversation_id=f"c-{index}").as_record()
 
 
+HOLDER = "task nightly/run-1/batch[-1]"
+
+
 def opened(path: ObjectStoragePath, conn_id: str) -> tuple[ResultLog, SqlJournal]:
-    """A try's result log on ``path``, its journal in ``conn_id``'s database; writes only when told."""
+    """A try's result log on ``path``, its journal in ``conn_id``'s database; writes only when told.
+
+    Every try is one task instance's: a retry takes over the lease a killed try left.
+    """
     journal = SqlJournal(conn_id, str(path))
     journal.check()
-    return ResultLog(path, journal=journal, flush_seconds=3600, flush_lines=1000), journal
+    log = ResultLog(path, journal=journal, holder=HOLDER, flush_seconds=3600, flush_lines=1000)
+    return log, journal
 
 
 def lines(path: ObjectStoragePath) -> list[int]:
