@@ -127,8 +127,9 @@ def test_a_remote_output_is_taken_past_an_expired_lease_or_by_its_own_retry(
     assert s3_server.keys(bucket) == ["results.jsonl"], "the lease given up when the batch ended"
 
 
-def start(server, label: str, output: str, registry_conn_id: str) -> subprocess.Popen[str]:
-    """The batch of COUNT items in a process of its own, the registry named in the connection's extra.
+def start(server, run_id: str, output: str, registry_conn_id: str) -> subprocess.Popen[str]:
+    """The batch of COUNT items in a process of its own (a try of run ``run_id``'s task), the registry
+    named in the connection's extra.
 
     A new interpreter, not a fork (tests/forked.py): Airflow keeps the object store's s3fs
     instance per process, and s3fs refuses to be used in a forked child.
@@ -137,7 +138,7 @@ def start(server, label: str, output: str, registry_conn_id: str) -> subprocess.
     connection["extra"]["registry_conn_id"] = registry_conn_id
     env = {**os.environ, "AIRFLOW_CONN_AIDOL_DEFAULT": json.dumps(connection)}
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.operators.batch_runner", str(COUNT), label, output, "-", str(WORKERS)],
+        [sys.executable, "-m", "tests.operators.batch_runner", str(COUNT), run_id, output, "-", str(WORKERS)],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -152,8 +153,9 @@ def test_a_worker_killed_mid_batch_on_s3_creates_at_most_the_requests_in_flight_
     aidol_server, airflow_db, s3_server, s3_bucket, postgres_registry
 ):
     uri = f"{s3_bucket}/results.jsonl"
-    killed_at = kill_at_half(aidol_server, start(aidol_server, "first", uri, postgres_registry))
-    summary = finish(start(aidol_server, "retry", uri, postgres_registry))
+    # Both tries are one task instance's (run id "run-1"): the retry takes over the killed try's lease.
+    killed_at = kill_at_half(aidol_server, start(aidol_server, "run-1", uri, postgres_registry))
+    summary = finish(start(aidol_server, "run-1", uri, postgres_registry))
 
     per_user = Counter(conversation.user_id for conversation in aidol_server.conversations)
     assert set(per_user) == {f"user-{n:05d}" for n in range(COUNT)}, "every item created"
