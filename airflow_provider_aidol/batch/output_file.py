@@ -5,7 +5,7 @@
 * **held exclusively**: on a local path an exclusive ``flock`` on ``<output>.lock`` beside it;
   the kernel drops the lock when its holder dies, however it dies, so a killed task never keeps
   it. Object storage has no such lock: there a lease object ``<output>.lease.json`` beside it
-  (``folder_lease.FolderLease.beside``), created exclusively where the store can, renewed by a
+  (``lease.OutputLease.beside``), created exclusively where the store can, renewed by a
   thread every ``seconds / 5`` while the batch runs and removed at the end; a holder that died
   stops renewing and lets go ``seconds`` later. Either way a second live task is refused, and
   the same task instance (a retry) takes the path over.
@@ -31,7 +31,7 @@ import threading
 import uuid
 from typing import IO, TYPE_CHECKING
 
-from airflow_provider_aidol.batch.folder_lease import LEASE_SECONDS, FolderLease
+from airflow_provider_aidol.batch.lease import LEASE_SECONDS, OutputLease
 from airflow_provider_aidol.exceptions import AidolConfigurationError
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class OutputFile:
     """The claim on one ``output_path`` for the length of a task's try.
 
     :param path: the results file (local, or any object storage).
-    :param holder: who holds a remote path's lease (``folder_lease.holder_of``: the task
+    :param holder: who holds a remote path's lease (``lease.holder_of``: the task
         instance, so that its retry takes it over); default: this process alone.
     :param lease_seconds: how long a remote path's lease lasts without renewal.
     """
@@ -67,7 +67,7 @@ class OutputFile:
         self.path = path
         self.local = path.protocol in LOCAL_PROTOCOLS
         self.holder = holder or f"process {uuid.uuid4().hex}"
-        self.lease = None if self.local else FolderLease.beside(path, lease_seconds)
+        self.lease = None if self.local else OutputLease.beside(path, lease_seconds)
         self._attempt_id = uuid.uuid4().hex
         self._lock_fd: int | None = None
         self._renewing: threading.Thread | None = None

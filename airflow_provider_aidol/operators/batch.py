@@ -10,7 +10,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_aidol.batch.folder_lease import holder_of
+from airflow_provider_aidol.batch.lease import holder_of
 from airflow_provider_aidol.batch.options import DEFAULT_MAX_WORKERS, BatchOptions
 from airflow_provider_aidol.batch.output_file import LOCAL_PROTOCOLS
 from airflow_provider_aidol.batch.result_log import EarlierTries, RecordedItems, ResultLog

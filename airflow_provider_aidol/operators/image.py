@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk.execution_time.xcom import XCom
 
 from airflow_provider_aidol._compat import default_deferrable
-from airflow_provider_aidol.batch.folder_lease import FolderLease, holder_of
 from airflow_provider_aidol.batch.image_folder import (
     FolderState,
     FolderWriter,
@@ -21,6 +20,7 @@ from airflow_provider_aidol.batch.image_folder import (
     item_key,
     read_folder,
 )
+from airflow_provider_aidol.batch.lease import OutputLease, holder_of
 from airflow_provider_aidol.client.endpoints import (
     CHAT_IMAGE_PATH,
     ChatImage,
@@ -373,7 +373,7 @@ class GenerateChatImagesOperator(AidolBaseOperator):
         """Check every item and the folder, then generate (deferred or here); return the summary."""
         from airflow_provider_aidol.triggers.images import ChatImagesTrigger, ImageBatch, new_attempt_id
 
-        lease: FolderLease | None = None
+        lease: OutputLease | None = None
         attempt_id = new_attempt_id()
         try:
             quota = self.open_quota()
@@ -381,7 +381,7 @@ class GenerateChatImagesOperator(AidolBaseOperator):
             requests, problems = self._parse()
             if self.is_dry_run:
                 return self._plan(context, folder, requests, problems)
-            lease = FolderLease(folder)
+            lease = OutputLease(folder)
             lease.take(holder_of(context), attempt_id)
             state = self._open(folder, requests, problems)
             to_send = [
@@ -444,7 +444,7 @@ class GenerateChatImagesOperator(AidolBaseOperator):
             return self._finish(context, self._folder(), requests, problems, str(event.get("attempt_id")))
         finally:
             with self.best_effort("the lease on output_path (given up)"):
-                FolderLease(self._folder()).release(str(event.get("attempt_id")))
+                OutputLease(self._folder()).release(str(event.get("attempt_id")))
             self.end_try(context)
 
     def _folder(self) -> ObjectStoragePath:

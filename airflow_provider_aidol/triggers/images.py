@@ -19,8 +19,8 @@ from airflow.sdk import ObjectStoragePath
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_aidol.batch.engine import is_in_doubt, stop_reason
-from airflow_provider_aidol.batch.folder_lease import FolderLease
 from airflow_provider_aidol.batch.image_folder import AttemptUsage, FolderWriter, ImageRequest, read_folder
+from airflow_provider_aidol.batch.lease import OutputLease
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, read_chat_image
 from airflow_provider_aidol.client.ratelimit import AdaptiveRateLimiter, RateLimiter
 from airflow_provider_aidol.client.retries import is_safe_to_resend
@@ -145,8 +145,8 @@ class ImageBatch:
         return self.usage()
 
     async def _keep_lease(self) -> None:
-        """Renew the folder's lease while the batch runs (a dead holder's lapses: batch.folder_lease)."""
-        lease = FolderLease(self.folder)
+        """Renew the folder's lease while the batch runs (a dead holder's lapses: batch.lease)."""
+        lease = OutputLease(self.folder)
         while True:
             await asyncio.sleep(lease.seconds / 5)
             try:
@@ -164,7 +164,7 @@ class ImageBatch:
 
     def _plan(self, writer: FolderWriter) -> tuple[list[ImageRequest], AttemptUsage]:
         """Read the folder: the items still to send in this attempt, and the requests it already sent."""
-        lease = FolderLease(self.folder)
+        lease = OutputLease(self.folder)
         if lease.renew(self.attempt_id) is False:
             raise AidolConfigurationError(
                 f"output_path {self.folder}: another run took the folder's lease while this one waited "

@@ -26,13 +26,13 @@ from tests.polling import wait_until
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from airflow_provider_aidol.batch.folder_lease import FolderLease
+    from airflow_provider_aidol.batch.lease import OutputLease
 
 ITEMS = [BatchItem(n, "agent-1", f"u-{n}") for n in range(4)]
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000")
 
 
-def leased(lease: FolderLease | None) -> dict[str, Any]:
+def leased(lease: OutputLease | None) -> dict[str, Any]:
     """The lease as written (there must be one)."""
     assert lease is not None
     current = lease.read()

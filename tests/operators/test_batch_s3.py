@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_aidol.batch.folder_lease import FILE_LEASE_SUFFIX, FolderLease
+from airflow_provider_aidol.batch.lease import FILE_LEASE_SUFFIX, OutputLease
 from airflow_provider_aidol.batch.output_file import OutputFile
 from airflow_provider_aidol.exceptions import AidolConfigurationError
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
@@ -117,7 +117,7 @@ def test_a_remote_output_is_taken_past_an_expired_lease_or_by_its_own_retry(
     point_connection(monkeypatch, aidol_server)
     uri = f"{s3_bucket}/results.jsonl"
     # A holder that took the lease, then died: it lapses ``seconds`` later (here at once).
-    FolderLease.beside(ObjectStoragePath(uri), seconds).take(holder, "dead-attempt")
+    OutputLease.beside(ObjectStoragePath(uri), seconds).take(holder, "dead-attempt")
     operator = CreateConversationsOperator(task_id="batch", conversations=items(3), output_path=uri)
 
     assert run(operator)["created"] == 3

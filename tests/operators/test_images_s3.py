@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow_provider_aidol.batch.folder_lease import LEASE_NAME
+from airflow_provider_aidol.batch.lease import LEASE_NAME
 from airflow_provider_aidol.client.endpoints import CHAT_IMAGE_PATH, PNG_SIGNATURE
 from tests.aidol_default import conversations
 from tests.airflow_db import returned

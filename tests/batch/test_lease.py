@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_aidol.batch.folder_lease import LEASE_NAME, FolderLease
+from airflow_provider_aidol.batch.lease import LEASE_NAME, OutputLease
 from airflow_provider_aidol.exceptions import AidolConfigurationError
 
 
 def held(folder: ObjectStoragePath) -> dict[str, Any]:
     """The lease in ``folder`` (there must be one)."""
-    lease = FolderLease(folder).read()
+    lease = OutputLease(folder).read()
     assert lease is not None
     return lease
 
@@ -31,16 +31,16 @@ def folder(request: pytest.FixtureRequest, tmp_path) -> ObjectStoragePath:
 
 
 def test_a_second_live_run_is_refused_naming_the_holder(folder):
-    FolderLease(folder).take("task nightly/run-1/images[-1]", "attempt-1")
+    OutputLease(folder).take("task nightly/run-1/images[-1]", "attempt-1")
 
     with pytest.raises(ValueError, match=r"task nightly/run-1/images\[-1\] is writing images there"):
-        FolderLease(folder).take("task nightly/run-2/images[-1]", "attempt-2")
+        OutputLease(folder).take("task nightly/run-2/images[-1]", "attempt-2")
     assert held(folder)["attempt_id"] == "attempt-1"
 
 
 def test_the_same_task_instance_takes_its_lease_over(folder):
-    FolderLease(folder).take("task nightly/run-1/images[-1]", "attempt-1")
-    FolderLease(folder).take("task nightly/run-1/images[-1]", "attempt-2")  # its retry
+    OutputLease(folder).take("task nightly/run-1/images[-1]", "attempt-1")
+    OutputLease(folder).take("task nightly/run-1/images[-1]", "attempt-2")  # its retry
     assert held(folder)["attempt_id"] == "attempt-2"
 
 
@@ -51,12 +51,12 @@ def test_a_dead_holder_lets_go_once_its_lease_expires(folder):
             {"holder": "task gone/run/images[-1]", "attempt_id": "dead", "expires_at": lapsed.isoformat()}
         )
     )
-    FolderLease(folder).take("task nightly/run-2/images[-1]", "attempt-2")
+    OutputLease(folder).take("task nightly/run-2/images[-1]", "attempt-2")
     assert held(folder)["holder"] == "task nightly/run-2/images[-1]"
 
 
 def test_renewal_extends_only_its_own_lease_and_release_gives_it_up(folder):
-    lease = FolderLease(folder)
+    lease = OutputLease(folder)
     lease.take("task nightly/run-1/images[-1]", "attempt-1")
     before = held(folder)["expires_at"]
     assert lease.renew("attempt-1") is True
@@ -72,17 +72,17 @@ def test_renewal_extends_only_its_own_lease_and_release_gives_it_up(folder):
 def test_of_two_runs_taking_an_absent_lease_at_once_the_second_is_refused(folder, must_call):
     # Both runs ask "is there a lease?" before either writes (both hear "absent"), then each
     # creates it and reads it back: the second create must fail, not overwrite the first.
-    real_read = FolderLease.read
+    real_read = OutputLease.read
     asked: set[int] = set()
 
-    def absent_when_asked(lease: FolderLease) -> dict[str, Any] | None:
+    def absent_when_asked(lease: OutputLease) -> dict[str, Any] | None:
         if id(lease) in asked:
             return real_read(lease)  # the read-back after writing
         asked.add(id(lease))
         return None
 
-    must_call.setattr(FolderLease, "read", absent_when_asked)
-    first, second = FolderLease(folder), FolderLease(folder)
+    must_call.setattr(OutputLease, "read", absent_when_asked)
+    first, second = OutputLease(folder), OutputLease(folder)
     first.take("task nightly/run-1/images[-1]", "attempt-1")
 
     refused = r"task nightly/run-1/images\[-1\] is writing images there"

@@ -3,8 +3,8 @@
 A deferred image batch moves between processes (the worker that starts it, the triggerer that
 runs it, the worker that finishes it), so no process can hold a lock for its whole length, and
 object storage has none. The lease is a small object: for an image batch's folder ``lease.json``
-in it (``FolderLease(folder)``), for a conversation batch's results file on object storage
-``<output>.lease.json`` beside it (``FolderLease.beside(file)``). It says who holds it (the task
+in it (``OutputLease(folder)``), for a conversation batch's results file on object storage
+``<output>.lease.json`` beside it (``OutputLease.beside(file)``). It says who holds it (the task
 instance), which attempt, and until when. The attempt that runs the batch renews it while it
 runs (every ``LEASE_SECONDS / 5``); a holder that died stops renewing, and its lease expires
 ``LEASE_SECONDS`` later.
@@ -59,7 +59,7 @@ def holder_of(context: Mapping[str, object]) -> str:
     return f"task {ti.dag_id}/{ti.run_id}/{ti.task_id}[{ti.map_index}]"  # type: ignore[attr-defined]
 
 
-class FolderLease:
+class OutputLease:
     """The lease on one output folder (or, made with ``beside()``, on one output file).
 
     :param folder: the output folder.
@@ -74,7 +74,7 @@ class FolderLease:
         self.doing = "writing images there"
 
     @classmethod
-    def beside(cls, output: ObjectStoragePath, seconds: float = LEASE_SECONDS) -> FolderLease:
+    def beside(cls, output: ObjectStoragePath, seconds: float = LEASE_SECONDS) -> OutputLease:
         """Return the lease on the single file ``output``: ``<output>.lease.json``, beside it."""
         lease = cls(output, seconds)
         lease.path = output.with_name(output.name + FILE_LEASE_SUFFIX)
