@@ -116,7 +116,12 @@ class OutputLease:
             self.path.unlink(missing_ok=True)
 
     def read(self) -> dict[str, Any] | None:
-        """Return the lease as written, or ``None`` when there is none (or it is not a lease of ours)."""
+        """Return the lease as written, or ``None`` when there is none.
+
+        An object there that is not a lease (torn by a crash mid-write, or written by something
+        else) reads as ``{}``: a lease of nobody's that has expired, so the next run overwrites it
+        instead of being refused by it forever.
+        """
         for tries_left in reversed(range(_READ_TRIES)):
             try:
                 content = self.path.read_bytes()
@@ -130,8 +135,8 @@ class OutputLease:
         try:
             lease = json.loads(content)
         except ValueError:
-            return None  # torn by a crash mid-write: no holder
-        return lease if isinstance(lease, dict) else None
+            return {}
+        return lease if isinstance(lease, dict) else {}
 
     def _expired(self, lease: dict[str, Any]) -> bool:
         try:
@@ -177,6 +182,8 @@ class OutputLease:
         """Create the lease with fsspec's exclusive write (s3fs: ``If-None-Match: *``)."""
         try:
             target = self.path.open("xb")  # type: ignore[no-untyped-call]
+        except FileExistsError:  # a filesystem that checks on opening (fsspec's memory one)
+            return  # another run created it first
         except (ValueError, NotImplementedError):  # no exclusive create here: a plain write
             self.path.write_bytes(content)
             return

@@ -89,17 +89,42 @@ class OutputFile:
         A lock file is removed, then unlocked; a remote lease stops being renewed and is removed.
         """
         if self._renewing is not None:
-            self._stop.set()
-            self._renewing.join(timeout=_RENEWAL_JOIN_SECONDS)
-            self._renewing = None
-            assert self.lease is not None
-            self.lease.release(self._attempt_id)
+            self._release_lease()
         if self._lock_fd is None:
             return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(local_name(self.path) + LOCK_SUFFIX)
         os.close(self._lock_fd)  # closing unlocks
         self._lock_fd = None
+
+    def _release_lease(self) -> None:
+        """Stop renewing the remote lease and remove it; never raises (the results are recorded).
+
+        A lease that cannot be removed, or whose renewal still hangs (it could write the lease
+        back after the removal), is left to lapse by itself within ``seconds``.
+        """
+        assert self.lease is not None
+        assert self._renewing is not None
+        self._stop.set()
+        self._renewing.join(timeout=_RENEWAL_JOIN_SECONDS)
+        hung, self._renewing = self._renewing.is_alive(), None
+        if hung:
+            log.warning(
+                "A renewal of the lease on %s still hangs: it lapses within %g s",
+                self.path,
+                self.lease.seconds,
+            )
+            return
+        try:
+            self.lease.release(self._attempt_id)
+        except Exception as error:  # a store's hiccup after the results were recorded: not the task's failure
+            log.warning(
+                "Could not remove the lease on %s (%s: %s): it lapses within %g s",
+                self.path,
+                type(error).__name__,
+                error,
+                self.lease.seconds,
+            )
 
     def _claim_local(self) -> None:
         name = local_name(self.path)

@@ -4,7 +4,8 @@ The key of each Variable is ``aidol_conversation:<conn id>:<user id>:<agent id>`
 percent-encoded (``quote(part, safe="")``); its value is the conversation id. Delete a Variable
 to start a new conversation for that pair. Version 0.1.0 kept a pair whose ids hold characters
 that quoting changes (``/``, ``:``, ``@``, ...) under the key decoded once, as Airflow's API server
-reads the Task SDK's URL path: lookups still find it there. Every read and write is one Task SDK
+reads the Task SDK's URL path: lookups still find it there, but for a pair whose ids hold a colon
+(decoded, it could be another pair's key). Every read and write is one Task SDK
 round trip, so this store suits thousands of pairs, not hundreds of thousands, and it cannot tell
 two tasks that claim the same new pair at once apart (the later write wins); the SQL registry can.
 """
@@ -46,6 +47,12 @@ def variable_description(user_id: str, agent_id: str) -> str:
     return f"AI-DOL conversation of user {user_id!r} with agent {agent_id!r}"
 
 
+_COLON = "%3A"
+"""An id's colon, quoted. Decoded once, as 0.1.0's keys were, it reads as the key's separator: the
+pairs (``org:1``, ``a``) and (``org``, ``1:a``) shared one key then, so such a pair is never looked
+up where 0.1.0 kept it (it could find another pair's conversation)."""
+
+
 def _sent(key: str) -> str:
     """Return ``key`` as the Task SDK must be handed it for Airflow to store ``key`` itself.
 
@@ -62,8 +69,8 @@ def get_conversation(conn_id: str, user_id: str, agent_id: str) -> str | None:
 
     key = variable_key(conn_id, user_id, agent_id)
     value = Variable.get(_sent(key), default=None)
-    if value is None and _sent(key) != key:  # where 0.1.0 kept it (see the module's docstring)
-        value = Variable.get(key, default=None)
+    if value is None and _sent(key) != key and _COLON not in key:
+        value = Variable.get(key, default=None)  # where 0.1.0 kept it (see the module's docstring)
     return value if isinstance(value, str) and value.strip() else None
 
 

@@ -55,6 +55,13 @@ def test_a_dead_holder_lets_go_once_its_lease_expires(folder):
     assert held(folder)["holder"] == "task nightly/run-2/images[-1]"
 
 
+@pytest.mark.parametrize("content", [b"", b'{"holder": "task gone/run', b"[1, 2]", b"\x89PNG"])
+def test_an_object_that_is_not_a_lease_is_taken_over_not_obeyed_forever(folder, content):
+    (folder / LEASE_NAME).write_bytes(content)  # torn by a crash mid-write, or someone else's
+    OutputLease(folder).take("task nightly/run-2/images[-1]", "attempt-2")
+    assert held(folder)["attempt_id"] == "attempt-2"
+
+
 def test_renewal_extends_only_its_own_lease_and_release_gives_it_up(folder):
     lease = OutputLease(folder)
     lease.take("task nightly/run-1/images[-1]", "attempt-1")

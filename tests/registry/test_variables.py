@@ -118,6 +118,15 @@ def test_a_variable_kept_by_0_1_0_under_the_decoded_key_is_still_found(airflow_d
     assert run(op="claim", pairs=pairs, ids=["new"]) == {(f"{users[2]}@example.com", "agent-1"): "from-0.1.0"}
 
 
+def test_a_0_1_0_variable_is_not_taken_for_a_pair_whose_ids_hold_a_colon(airflow_db, users):
+    from airflow.models.variable import Variable  # noqa: TID251  (the test reads the metadata DB)
+
+    # 0.1.0 kept (user "<u>:1", agent "a") under the decoded key, which (user "<u>", agent "1:a") shares.
+    Variable.set(f"aidol_conversation:aidol_default:{users[0]}:1:a", "another-pairs")
+    pairs = [[users[0], "1:a"]]
+    assert run(op="claim", pairs=pairs, ids=["new"]) == {(users[0], "1:a"): "new"}
+
+
 def _variables_like(pattern: str) -> list[tuple[str]]:
     from airflow.models.variable import Variable  # noqa: TID251  (the test reads the metadata DB)
     from airflow.utils.session import create_session
