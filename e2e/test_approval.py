@@ -38,6 +38,12 @@ def approval_request(airflow: AirflowStack, run_id: str) -> dict[str, Any]:
         return details[0] if details else None
 
     detail: dict[str, Any] = wait_for("the approval request", asked, timeout=120)
+    # The task pauses by ending its workload; an answer that comes before the scheduler has taken
+    # in that end (a second at most, and no person answers so fast) makes Airflow 3.3's scheduler
+    # take the old end for the resumed try's and fail it. So answer once the scheduler logs it.
+    paused = f"TaskInstance Finished: dag_id={DAG_ID}, task_id={TASK_ID}, run_id={run_id},"
+    scheduler_log = airflow.service("scheduler").log_path
+    wait_for("the scheduler to take in the pause", lambda: paused in scheduler_log.read_text(), timeout=60)
     return detail
 
 
