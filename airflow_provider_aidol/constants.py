@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+LOCAL_PROTOCOLS = ("", "file", "local")
+"""The ``ObjectStoragePath`` protocols of a path on this machine's own filesystem."""
 DEFAULT_CONN_ID = "aidol_default"
 """The connection id hooks and operators use unless told otherwise."""
 DOCUMENTATION_URL = "https://airflow-provider-aidol.github.io/airflow-provider-aidol/"

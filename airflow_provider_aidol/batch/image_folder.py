@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.client.endpoints import chat_image_body
+from airflow_provider_aidol.constants import LOCAL_PROTOCOLS
 from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ MANIFEST_NAME = "manifest.jsonl"
 """The JSON lines of item outcomes, in the output folder."""
 JOURNAL_NAME = "journal.jsonl"
 """The JSON lines of requests about to be sent (and refused before any work), in the output folder."""
-_LOCAL_PROTOCOLS = ("", "file", "local")
 
 
 def png_name(index: int) -> str:
@@ -332,7 +332,7 @@ class FolderWriter:
 
     def __init__(self, folder: ObjectStoragePath) -> None:
         self.folder = folder
-        self.local = folder.protocol in _LOCAL_PROTOCOLS
+        self.local = folder.protocol in LOCAL_PROTOCOLS
         self._lock = threading.Lock()
         self._remote: dict[str, bytes] = {}
 

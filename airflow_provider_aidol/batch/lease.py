@@ -34,9 +34,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_aidol.constants import LOCAL_PROTOCOLS
 from airflow_provider_aidol.exceptions import AidolConfigurationError
 
 if TYPE_CHECKING:
+    import logging
     from collections.abc import Mapping
 
     from airflow.sdk import ObjectStoragePath
@@ -47,7 +49,6 @@ FILE_LEASE_SUFFIX = ".lease.json"
 """The lease object of a single output file: its name plus this, beside it."""
 LEASE_SECONDS = 300.0
 """How long a lease lasts without renewal: how long a dead holder keeps the folder, at most."""
-_LOCAL_PROTOCOLS = ("", "file", "local")
 _READ_TRIES = 3
 
 
@@ -70,7 +71,7 @@ class OutputLease:
         self.folder = folder
         self.path = folder / LEASE_NAME
         self.seconds = seconds
-        self.local = folder.protocol in _LOCAL_PROTOCOLS
+        self.local = folder.protocol in LOCAL_PROTOCOLS
         self.doing = "writing images there"
 
     @classmethod
@@ -108,6 +109,21 @@ class OutputLease:
             self._write({"holder": current.get("holder"), "attempt_id": attempt_id}, create=False)
             return True
         return None if self._expired(current) else False
+
+    def keep(self, attempt_id: str, log: logging.Logger | logging.LoggerAdapter[Any]) -> bool:
+        """Renew once for a run that keeps its lease while it runs; return whether to go on renewing.
+
+        A store that fails once is logged and tried again at the next renewal; a lease taken over
+        (this attempt's had lapsed) or gone is not renewed any more.
+        """
+        try:
+            held = self.renew(attempt_id)
+        except Exception as error:  # a store that fails once: the next renewal may pass
+            log.warning("Could not renew the lease on %s: %s: %s", self.path, type(error).__name__, error)
+            return True
+        if held is False:
+            log.warning("Another run took the lease on %s (this one's had lapsed)", self.path)
+        return bool(held)
 
     def release(self, attempt_id: str) -> None:
         """Give the lease up if ``attempt_id`` holds it (a no-op otherwise)."""

@@ -32,12 +32,12 @@ import uuid
 from typing import IO, TYPE_CHECKING
 
 from airflow_provider_aidol.batch.lease import LEASE_SECONDS, OutputLease
+from airflow_provider_aidol.constants import LOCAL_PROTOCOLS
 from airflow_provider_aidol.exceptions import AidolConfigurationError
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
-LOCAL_PROTOCOLS = ("", "file", "local")
 LOCK_SUFFIX = ".lock"
 HELPER_SUFFIXES = (LOCK_SUFFIX, ".sending", ".repair")
 RECORD_START = b'{"index": '
@@ -169,14 +169,7 @@ class OutputFile:
         """Renew the remote lease every ``seconds / 5`` until released (a dead holder's lapses)."""
         assert self.lease is not None
         while not self._stop.wait(self.lease.seconds / 5):
-            try:
-                held = self.lease.renew(self._attempt_id)
-            except Exception as error:  # a store that fails once: the next renewal may pass
-                log.warning("Could not renew the lease on %s: %s: %s", self.path, type(error).__name__, error)
-                continue
-            if held is False:
-                log.warning("Another run took the lease on %s (this one's had lapsed)", self.path)
-            if not held:
+            if not self.lease.keep(self._attempt_id, log):
                 return  # taken over, or gone: nothing of this try's to keep
 
     def _lock(self, lock_name: str) -> None:

@@ -33,7 +33,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from airflow_provider_aidol.batch.output_file import LOCAL_PROTOCOLS, OutputFile, local_name, open_helper
+from airflow_provider_aidol.batch.output_file import OutputFile, local_name, open_helper
+from airflow_provider_aidol.constants import LOCAL_PROTOCOLS
 from airflow_provider_aidol.exceptions import AidolConfigurationError
 from airflow_provider_aidol.outcomes import ItemOutcome, ItemStatus
 

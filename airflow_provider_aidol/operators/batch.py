@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aidol.batch.lease import holder_of
 from airflow_provider_aidol.batch.options import DEFAULT_MAX_WORKERS, BatchOptions
-from airflow_provider_aidol.batch.output_file import LOCAL_PROTOCOLS
 from airflow_provider_aidol.batch.result_log import EarlierTries, RecordedItems, ResultLog
-from airflow_provider_aidol.constants import DEFAULT_CONN_ID
+from airflow_provider_aidol.constants import DEFAULT_CONN_ID, LOCAL_PROTOCOLS
 from airflow_provider_aidol.exceptions import AidolApprovalError, AidolBatchError
 from airflow_provider_aidol.integration.assets import batch_extra
 from airflow_provider_aidol.integration.metrics import count_batch_items

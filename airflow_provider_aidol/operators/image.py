@@ -29,7 +29,7 @@ from airflow_provider_aidol.client.endpoints import (
 )
 from airflow_provider_aidol.client.envelope import AidolResponse
 from airflow_provider_aidol.client.validation import require_rate
-from airflow_provider_aidol.constants import DEFAULT_CONN_ID
+from airflow_provider_aidol.constants import DEFAULT_CONN_ID, LOCAL_PROTOCOLS
 from airflow_provider_aidol.exceptions import (
     AidolBatchError,
     AidolDailyCapError,
@@ -54,8 +54,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
     from airflow_provider_aidol.integration.quota import DailyQuota
-
-_LOCAL_PROTOCOLS = ("", "file", "local")
 
 
 class GenerateChatImageOperator(AidolBaseOperator):
@@ -253,7 +251,7 @@ class GenerateChatImageOperator(AidolBaseOperator):
         Each asset in ``outlets`` gets an event whose extra holds ``path``,
         ``conversation_id`` and ``trace_id``; the file goes to the hook lineage collector.
         """
-        if path.protocol in _LOCAL_PROTOCOLS:
+        if path.protocol in LOCAL_PROTOCOLS:
             path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(image.png)
         with self.best_effort("the XCom trace_id"):

@@ -149,18 +149,8 @@ class ImageBatch:
         lease = OutputLease(self.folder)
         while True:
             await asyncio.sleep(lease.seconds / 5)
-            try:
-                held = await asyncio.to_thread(lease.renew, self.attempt_id)
-            except Exception as error:  # a store that fails once: the next renewal may pass
-                self.log.warning(
-                    "Could not renew the lease on %s: %s: %s", self.folder, type(error).__name__, error
-                )
-                continue
-            if held is False:
-                self.log.warning("Another run took the lease on %s (this one's had lapsed)", self.folder)
-                return
-            if held is None:
-                return  # no lease to keep: run outside a task that took one
+            if not await asyncio.to_thread(lease.keep, self.attempt_id, self.log):
+                return  # taken over, or gone (a run outside a task that took one): nothing to keep
 
     def _plan(self, writer: FolderWriter) -> tuple[list[ImageRequest], AttemptUsage]:
         """Read the folder: the items still to send in this attempt, and the requests it already sent."""
