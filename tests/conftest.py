@@ -241,8 +241,6 @@ def registry_conn_id(request: pytest.FixtureRequest) -> str:
 # Both build on the pytest plugin's ``aidol_default_connection``: a fresh server per test
 # (``@pytest.mark.aidol_server(...)`` configures it) that ``aidol_default`` points at.
 
-from tests.aidol_default import USER, point_connection  # noqa: E402  (the Airflow settings above come first)
-
 if TYPE_CHECKING:
     from airflow_provider_aidol.testing import AidolServer
 
@@ -252,6 +250,8 @@ def aidol_default_server(
     aidol_default_connection: AidolServer, monkeypatch: pytest.MonkeyPatch
 ) -> AidolServer:
     """The embedded server behind ``aidol_default``, with fast retry waits: for calling the hook here."""
+    from tests.aidol_default import point_connection
+
     point_connection(monkeypatch, aidol_default_connection)
     return aidol_default_connection
 
@@ -267,9 +267,18 @@ def airflow_with_aidol_server(airflow_db: Path, aidol_default_connection: AidolS
 def conversation(aidol_default_connection: AidolServer) -> Iterator[str]:
     """The id of a conversation of ``agent-1`` with ``USER``, made on the server behind ``aidol_default``."""
     from airflow_provider_aidol.hooks.aidol import AidolHook
+    from tests.aidol_default import USER
 
     hook = AidolHook()
     try:
         yield hook.create_conversation("agent-1", user_id=USER)
     finally:
         hook.close()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Leave what import and collection made out of the garbage collector's full passes."""
+    import gc
+
+    gc.collect()
+    gc.freeze()

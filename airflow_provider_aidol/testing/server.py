@@ -14,6 +14,7 @@ import uvicorn
 from airflow_provider_aidol.testing.app import create_app
 from airflow_provider_aidol.testing.faults import PlannedFault
 from airflow_provider_aidol.testing.limits import MAX_BODY_BYTES
+from airflow_provider_aidol.testing.prompt_uvicorn import PromptUvicorn
 from airflow_provider_aidol.testing.state import DEFAULT_AGENTS, ServerState
 from airflow_provider_aidol.testing.wire import WireLayer
 
@@ -116,7 +117,7 @@ class AidolServer:
             clock_offset=clock_offset,
         )
         self._state.max_body_bytes = max_body_bytes
-        self._uvicorn: uvicorn.Server | None = None
+        self._uvicorn: PromptUvicorn | None = None
         self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
@@ -185,7 +186,7 @@ class AidolServer:
             server_header=False,
             timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
         )
-        server = uvicorn.Server(config)
+        server = PromptUvicorn(config)
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name=f"aidol-server-{self._port}", daemon=True
         )
@@ -193,7 +194,7 @@ class AidolServer:
         deadline = time.monotonic() + _STARTUP_TIMEOUT
         while not server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
-                server.should_exit = True
+                server.request_exit()
                 sock.close()
                 raise RuntimeError(f"AidolServer failed to start on {self._host}:{self._port}")
             time.sleep(0.005)
@@ -204,7 +205,7 @@ class AidolServer:
         """Stop serving; answers still in progress get about a second to finish. Idempotent."""
         if self._uvicorn is None or self._thread is None:
             return
-        self._uvicorn.should_exit = True
+        self._uvicorn.request_exit()
         self._thread.join(_SHUTDOWN_TIMEOUT)
         self._uvicorn, self._thread = None, None
 
