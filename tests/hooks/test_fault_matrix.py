@@ -8,7 +8,6 @@ must show. No error text or repr may hold the API key or secret.
 from __future__ import annotations
 
 import socket
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from airflow_provider_aidol.exceptions import (
 from airflow_provider_aidol.hooks.aidol import AidolHook
 from airflow_provider_aidol.testing import AidolServer, Fault
 from tests.aidol_default import items, point_connection
+from tests.polling import wait_until
 
 Arrange = Callable[[AidolServer, pytest.MonkeyPatch], None]
 
@@ -62,7 +62,7 @@ class Row:
     requests: int  # requests the server saw, retries included
     created: int  # conversations on the server afterwards
     text: tuple[str, ...] = field(default=())
-    settle: float = 0.0  # seconds the server still works on a request the client gave up on
+    settles: bool = False  # the server still works on a request the client gave up on
 
 
 PERSISTENT = 10  # more faults than the 3 attempts max_retries=2 allows
@@ -88,10 +88,10 @@ MATRIX = {
         1,
         1,  # the server acted: an orphan, never a second conversation
         ("no answer within 0.2 s",),
-        settle=1.0,
+        settles=True,
     ),
     "stall-mid-body": Row(
-        both(connection(timeout=0.3), inject(Fault.STALL, delay=2.0)), AidolTimeoutError, 1, 1, ("stalled",)
+        both(connection(timeout=0.3), inject(Fault.STALL, delay=1.0)), AidolTimeoutError, 1, 1, ("stalled",)
     ),
     "malformed-json": Row(inject(Fault.MALFORMED_JSON), AidolResponseError, 1, 0, ("unreadable answer",)),
     "html-proxy-page-once": Row(inject(Fault.HTML, status=502), None, 2, 1),
@@ -135,9 +135,21 @@ def test_one_request(aidol_default_server, monkeypatch, row: Row):
             hook.create_conversation("agent-1")
         assert type(caught.value) is row.error
         assert_reported(caught.value, row, aidol_default_server)
-    time.sleep(row.settle)
+    if row.settles:
+        settled(aidol_default_server, row.created)
     assert aidol_default_server.count() == row.requests
     assert len(aidol_default_server.conversations) == row.created
+
+
+def settled(server: AidolServer, conversations: int, users: set[str] | None = None) -> None:
+    """Wait until the server has finished the requests the client gave up on: it holds
+    ``conversations`` of ``users`` (of anyone if ``None``). The assertions after it still catch a
+    second conversation or request."""
+    wait_until(
+        lambda: sum(users is None or c.user_id in users for c in server.conversations) >= conversations,
+        timeout=10,
+        what="the server's delayed answers",
+    )
 
 
 def assert_reported(error: AidolRequestError, row: Row, server: AidolServer) -> None:
@@ -158,7 +170,7 @@ def test_connect_timeout_is_retried_then_reported(monkeypatch, aidol_default_ser
             monkeypatch,
             aidol_default_server,
             host=f"http://127.0.0.1:{port}",
-            connect_timeout=0.2,
+            connect_timeout=0.1,
             max_retries=2,
         )
         hook, waits = AidolHook(), list[float]()
@@ -201,7 +213,7 @@ class BatchRow:
     arrange: Arrange
     failed: int
     orphans: int = 0  # items reported failed although the server created them (timeouts)
-    settle: float = 0.0
+    settles: bool = False
 
 
 BATCH_MATRIX = {
@@ -216,16 +228,19 @@ BATCH_MATRIX = {
     ),
     "reset-before-response": BatchRow(inject(Fault.DROP, 3), failed=0),
     "read-timeout": BatchRow(
-        both(connection(timeout=0.2), inject(Fault.DELAY, delay=1.0)), failed=1, orphans=1, settle=1.0
+        both(connection(timeout=0.2), inject(Fault.DELAY, delay=1.0)), failed=1, orphans=1, settles=True
     ),
     "stall-mid-body": BatchRow(
-        both(connection(timeout=0.3), inject(Fault.STALL, delay=2.0)), failed=1, orphans=1
+        both(connection(timeout=0.3), inject(Fault.STALL, delay=1.0)), failed=1, orphans=1
     ),
     "malformed-json": BatchRow(inject(Fault.MALFORMED_JSON), failed=1),
     "html-proxy-page": BatchRow(inject(Fault.HTML, 2, status=502), failed=0),
     "envelope-missing-fields": BatchRow(inject(Fault.MISSING_FIELDS), failed=1),
     "success-without-conversation-id": BatchRow(inject(Fault.NO_CONVERSATION_ID), failed=1),
-    "rate-limit-storm": BatchRow(inject(Fault.RATE_LIMITED, 20), failed=0),
+    # As many rate-limit answers as items (some worker meets at least 4). Each one answering the
+    # current pace slows the adaptive limiter by x0.8, so a longer storm adds seconds of pacing
+    # (20 answers: 6.9 s), no new path.
+    "rate-limit-storm": BatchRow(inject(Fault.RATE_LIMITED, ITEMS), failed=0),
     "quota-exhausted-mid-batch": BatchRow(
         lambda server, monkeypatch: setattr(server, "quota", 5), failed=ITEMS - 5
     ),
@@ -239,7 +254,8 @@ def test_batch(aidol_default_server, monkeypatch, row: BatchRow):
     batch_items = items(ITEMS)
     row.arrange(aidol_default_server, monkeypatch)
     results = AidolHook().create_conversations(batch_items, max_workers=3)
-    time.sleep(row.settle)
+    if row.settles:
+        settled(aidol_default_server, row.orphans, {r["user_id"] for r in results if r["error"]})
     created = {c.user_id: c.conversation_id for c in aidol_default_server.conversations}
     per_user = Counter(c.user_id for c in aidol_default_server.conversations)
 
