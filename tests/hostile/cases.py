@@ -50,13 +50,18 @@ def _conversation(conversation_id: str) -> Callable[[], hostile.Behaviour]:
     return lambda: hostile.answer(200, hostile.conversation(conversation_id))
 
 
+#: The dripped answers: each byte comes well inside the 1 s read timeout, so only the deadline can
+#: end them, and a 0.2 s margin makes it 1.2 s; a 1 s margin proved the same bound 0.8 s later.
+_DRIP = {"deadline_margin": 0.2}
 _HUGE_JSON = 100 * 2**20
 _IMAGE_MB = 64 * 1.1 * 3 + 40  # the image cap is 64 MiB: the body, its text, the decoded data
 
 CASES = [
     # 1. An answer without bounds: dripped, endless, compressed, huge.
-    Case("hook-drip-body", "answer bounds", "hook", hostile.drip_body, "AidolTimeoutError"),
-    Case("hook-drip-headers", "answer bounds", "hook", hostile.drip_headers, "AidolTimeoutError"),
+    Case("hook-drip-body", "answer bounds", "hook", hostile.drip_body, "AidolTimeoutError", extra=_DRIP),
+    Case(
+        "hook-drip-headers", "answer bounds", "hook", hostile.drip_headers, "AidolTimeoutError", extra=_DRIP
+    ),
     Case("hook-endless-body", "answer bounds", "hook", hostile.endless_body, "larger than 1,048,576 bytes"),
     Case(
         "hook-gzip-bomb", "answer bounds", "hook", hostile.gzip_bomb, "AidolResponseError: POST /v1/chat/con"
@@ -70,10 +75,26 @@ CASES = [
         ),
         "larger than 1,048,576 bytes",
     ),
-    Case("batch-drip-body", "answer bounds", "batch", hostile.drip_body, "no complete answer within 2 s"),
+    Case(
+        "batch-drip-body",
+        "answer bounds",
+        "batch",
+        hostile.drip_body,
+        "no complete answer within 1.2 s",
+        extra=_DRIP,
+    ),
     Case("batch-endless-body", "answer bounds", "batch", hostile.endless_body, "larger than 1,048,576 bytes"),
-    Case("trigger-drip-body", "answer bounds", "trigger", hostile.drip_body, "AidolTimeoutError"),
-    Case("trigger-drip-headers", "answer bounds", "trigger", hostile.drip_headers, "AidolTimeoutError"),
+    Case(
+        "trigger-drip-body", "answer bounds", "trigger", hostile.drip_body, "AidolTimeoutError", extra=_DRIP
+    ),
+    Case(
+        "trigger-drip-headers",
+        "answer bounds",
+        "trigger",
+        hostile.drip_headers,
+        "AidolTimeoutError",
+        extra=_DRIP,
+    ),
     Case(
         "trigger-endless-body",
         "answer bounds",
@@ -103,6 +124,9 @@ CASES = [
         lambda: hostile.rate_limited("1000000000"),
         "Too many requests",
         max_seconds=4,
+        # The batch's rate-limit budget (retry_max_seconds) ends it: 1.5 s, like 2 s, leaves room
+        # for retries after the limiter's first 1 s pause (a 1 s budget would end at the first 429).
+        extra={"retry_max_seconds": 1.5},
     ),
     Case(
         "batch-retry-after-inf",
@@ -251,7 +275,7 @@ CASES = [
         "hook",
         lambda: hostile.silent,
         "AidolConnectionError",
-        extra={"connect_timeout": 0.5, "max_retries": 0},
+        extra={"connect_timeout": 0.25, "max_retries": 0},
         https=True,
     ),
     Case(
@@ -260,7 +284,7 @@ CASES = [
         "trigger",
         lambda: hostile.silent,
         "error AidolConnectionError",
-        extra={"connect_timeout": 0.5, "max_retries": 0},
+        extra={"connect_timeout": 0.25, "max_retries": 0},
         https=True,
     ),
 ]
