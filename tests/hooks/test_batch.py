@@ -162,7 +162,7 @@ def test_while_items_are_left_to_send_a_wave_holds_max_workers_results(hook, aid
 def test_results_waited_for_in_vain_never_let_more_than_the_bound_be_sent(hook, aidol_default_server):
     # Each answer takes far longer than the progress interval: many waits end with no result.
     # Then the caller is slow to record the first wave, while the worker goes on sending.
-    aidol_default_server.latency = 0.1
+    aidol_default_server.latency = 0.05
     sent, handled, unrecorded = [0], [0], []
 
     def on_send(item, request_id):
@@ -173,7 +173,7 @@ def test_results_waited_for_in_vain_never_let_more_than_the_bound_be_sent(hook, 
     batch = hook.conversation_batch(BatchOptions(max_workers=1))
     for wave in batch.run_in_waves(hook.parse_items(items(5)), progress_interval=0.01):
         if not handled[0]:
-            time.sleep(0.5)
+            time.sleep(0.25)  # five answers' time: an unbounded worker would send the rest meanwhile
         handled[0] += len(wave)
 
     assert handled[0] == 5

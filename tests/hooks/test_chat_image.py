@@ -110,10 +110,10 @@ def test_agent_without_image_config_fails_the_task_without_retries(hook, aidol_d
     assert aidol_default_server.images == []
 
 
-@pytest.mark.aidol_server(image_latency=1.0)
+@pytest.mark.aidol_server(image_latency=0.6)
 def test_a_slow_generation_times_out_once_and_is_not_resent(hook, aidol_default_server, conversation):
-    with pytest.raises(AidolTimeoutError, match=r"no answer within 0\.3 s"):
-        generate(hook, conversation, timeout=0.3)
+    with pytest.raises(AidolTimeoutError, match=r"no answer within 0\.1 s"):
+        generate(hook, conversation, timeout=0.1)
     assert len(aidol_default_server.images) == 1
 
 
