@@ -20,7 +20,7 @@ from tests.mariadb_server import MariaDbServer, find_server
 from tests.postgres_server import PostgresServer, find_binaries
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
     from airflow_provider_aidol.testing.dag_runner import AirflowHome
 
@@ -153,10 +153,20 @@ def _require_mariadb() -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+def postgres_template_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run's folder for the PostgreSQL template cluster, shared by all pytest-xdist workers:
+    ``initdb`` runs once per run, and each server starts on a copy (``tests/postgres_server.py``)."""
+    base = tmp_path_factory.getbasetemp()
+    if hasattr(request.config, "workerinput"):  # as aidol_migrated_airflow_home does
+        base = base.parent  # the run's folder, above each worker's own
+    return base / "aidol-postgres-template"
+
+
+@pytest.fixture(scope="session")
+def postgres_server(postgres_template_dir: Path) -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL server (Debian's package) on loopback for the session, then deleted."""
     _require_postgres()
-    with PostgresServer() as server:
+    with PostgresServer(template_dir=postgres_template_dir) as server:
         yield server
 
 
@@ -179,18 +189,16 @@ def vanishing_database(
 
     PostgreSQL; MariaDB with ``@pytest.mark.parametrize("vanishing_database", ["mysql"], indirect=True)``.
     """
-    database = getattr(request, "param", "postgres")
-    require, server_class = _VANISHING_DATABASES[database]
-    require()
-    with server_class() as server:
+    server: PostgresServer | MariaDbServer
+    if getattr(request, "param", "postgres") == "postgres":
+        _require_postgres()
+        server = PostgresServer(template_dir=request.getfixturevalue("postgres_template_dir"))
+    else:
+        _require_mariadb()
+        server = MariaDbServer()
+    with server:
         monkeypatch.setenv(REGISTRY_ENV_VAR, server.airflow_uri)
         yield server
-
-
-_VANISHING_DATABASES: dict[str, tuple[Callable[[], None], type[PostgresServer] | type[MariaDbServer]]] = {
-    "postgres": (_require_postgres, PostgresServer),
-    "mysql": (_require_mariadb, MariaDbServer),
-}
 
 
 @pytest.fixture
