@@ -20,7 +20,7 @@ from tests.mariadb_server import MariaDbServer, find_server
 from tests.postgres_server import PostgresServer, find_binaries
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
     from airflow_provider_aidol.testing.dag_runner import AirflowHome
 
@@ -153,21 +153,32 @@ def _require_mariadb() -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+def database_template_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run's folder for the database servers' templates, shared by all pytest-xdist workers:
+    each kind of server makes its data directory once per run, and each server starts on a copy
+    (``tests/postgres_server.py``, ``tests/mariadb_server.py``)."""
+    base = tmp_path_factory.getbasetemp()
+    if hasattr(request.config, "workerinput"):  # as aidol_migrated_airflow_home does
+        base = base.parent  # the run's folder, above each worker's own
+    return base / "aidol-database-templates"
+
+
+@pytest.fixture(scope="session")
+def postgres_server(database_template_dir: Path) -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL server (Debian's package) on loopback for the session, then deleted."""
     _require_postgres()
-    with PostgresServer() as server:
+    with PostgresServer(template_dir=database_template_dir) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def mariadb_server() -> Iterator[MariaDbServer]:
+def mariadb_server(database_template_dir: Path) -> Iterator[MariaDbServer]:
     """A throwaway MariaDB server (Debian's package) on loopback for the session, then deleted.
 
     Started by the first test of a worker that asks for it (well under a second), never otherwise.
     """
     _require_mariadb()
-    with MariaDbServer() as server:
+    with MariaDbServer(template_dir=database_template_dir) as server:
         yield server
 
 
@@ -179,18 +190,17 @@ def vanishing_database(
 
     PostgreSQL; MariaDB with ``@pytest.mark.parametrize("vanishing_database", ["mysql"], indirect=True)``.
     """
-    database = getattr(request, "param", "postgres")
-    require, server_class = _VANISHING_DATABASES[database]
-    require()
-    with server_class() as server:
+    server: PostgresServer | MariaDbServer
+    template_dir = request.getfixturevalue("database_template_dir")
+    if getattr(request, "param", "postgres") == "postgres":
+        _require_postgres()
+        server = PostgresServer(template_dir=template_dir)
+    else:
+        _require_mariadb()
+        server = MariaDbServer(template_dir=template_dir)
+    with server:
         monkeypatch.setenv(REGISTRY_ENV_VAR, server.airflow_uri)
         yield server
-
-
-_VANISHING_DATABASES: dict[str, tuple[Callable[[], None], type[PostgresServer] | type[MariaDbServer]]] = {
-    "postgres": (_require_postgres, PostgresServer),
-    "mysql": (_require_mariadb, MariaDbServer),
-}
 
 
 @pytest.fixture

@@ -5,10 +5,17 @@ outside that directory, no TCP outside 127.0.0.1), one database, trust authentic
 and deleted on exit. PostgreSQL refuses to run as root, so as root it runs as the ``postgres``
 user (the Debian package creates it) through ``runuser``. ``scripts/ensure-postgres.sh``
 installs the package when it is missing (``make test`` runs it).
+
+Given a ``template_dir`` shared by the processes of a run (the pytest-xdist workers), the first
+server runs ``initdb`` and ``createdb`` once into it, under a file lock; every server then starts
+on a copy of that stopped cluster: about 0.05 s of CPU instead of ``initdb``'s 0.8 s and 3 s of
+wall time. A durable server always makes its own cluster, as a production server's is made.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
@@ -39,11 +46,15 @@ class PostgresServer(ThrowawayServer):
     :param bin_dir: where ``initdb``, ``pg_ctl`` and ``createdb`` are (default: Debian's newest).
     :param durable: keep PostgreSQL's default durability (every commit flushed to disk), as a
         production server does; by default the server skips it, which tests do not need.
+    :param template_dir: a folder shared by the processes of a run, where the first server leaves
+        a stopped cluster with the database for the others to copy (ignored when ``durable``);
+        by default each server runs ``initdb`` itself.
     """
 
     bin_dir: Path | None = None
     port: int = 0
     durable: bool = False
+    template_dir: Path | None = None
     data_dir: Path = field(default=Path(), init=False)
     _root: Path | None = field(default=None, init=False)
 
@@ -78,6 +89,17 @@ class PostgresServer(ThrowawayServer):
         self.data_dir = self._root / "data"
         if os.geteuid() == 0:
             shutil.chown(self._root, SERVER_USER)
+        if self.template_dir is None or self.durable:
+            self._create_cluster()
+            return self
+        # cp -a keeps the files' owner (the server user, when we are root) and their modes.
+        template = self._template(self.template_dir)
+        subprocess.run(["cp", "-a", str(template), str(self.data_dir)], check=True, timeout=120)
+        self._start_on_a_free_port()
+        return self
+
+    def _create_cluster(self) -> None:
+        """``initdb`` into ``data_dir``, start the server and create the database."""
         # --no-sync: initdb's flush to disk is most of its 6 s; a throwaway test cluster needs none.
         no_sync = () if self.durable else ("--no-sync",)
         self._run(
@@ -85,7 +107,26 @@ class PostgresServer(ThrowawayServer):
         )
         self._start_on_a_free_port()
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", SERVER_USER, DATABASE)
-        return self
+
+    def _template(self, template_dir: Path) -> Path:
+        """Return the stopped cluster with the database in ``template_dir``; the first caller, in
+        this or any process, makes it (the others wait for it on a file lock)."""
+        assert self.bin_dir is not None
+        # One template per set of binaries: another PostgreSQL version cannot read its files.
+        key = hashlib.sha256(str(self.bin_dir.resolve()).encode()).hexdigest()[:12]
+        template = template_dir / f"postgres-{key}"
+        template_dir.mkdir(parents=True, exist_ok=True)
+        with (template_dir / f"postgres-{key}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+            if not template.exists():
+                with PostgresServer(bin_dir=self.bin_dir) as builder:
+                    # A clean shutdown: the copies start without crash recovery.
+                    builder._run("pg_ctl", "stop", "-m", "fast", "-w", "-D", str(builder.data_dir))
+                    partial = template.with_name(f"{template.name}.partial")
+                    shutil.rmtree(partial, ignore_errors=True)  # a crashed builder's
+                    subprocess.run(["cp", "-a", str(builder.data_dir), str(partial)], check=True, timeout=120)
+                    partial.rename(template)  # whole, or not at all
+        return template
 
     @property
     def _speed_settings(self) -> tuple[str, ...]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from typing import Any
 
@@ -17,11 +16,11 @@ from airflow_provider_aidol.exceptions import (
 from airflow_provider_aidol.operators.aidol import CreateConversationOperator
 from airflow_provider_aidol.operators.batch import CreateConversationsOperator
 from airflow_provider_aidol.outcomes import NotSentReason
+from airflow_provider_aidol.registry.ledger import SqlLedger
 from airflow_provider_aidol.retry_policy import AidolRetryPolicy
 from airflow_provider_aidol.testing import Fault
 from tests.aidol_default import items, point_connection, task_instance
 from tests.conftest import REGISTRY_CONN_ID
-from tests.polling import wait_until
 from tests.registry.conftest import execute
 
 
@@ -107,22 +106,25 @@ def test_the_cost_of_the_try_is_in_the_usage_xcom(aidol_server, monkeypatch, on_
 
 
 def test_the_ledger_going_away_mid_batch_leaves_the_rest_not_sent_never_failed(
-    aidol_server, vanishing_database, monkeypatch
+    aidol_server, vanishing_database, monkeypatch, must_call
 ):
     point_connection(monkeypatch, aidol_server, max_requests_per_day=1000, registry_conn_id=REGISTRY_CONN_ID)
-    # The first request waits on the server while the database stops: the batch has its first
-    # block of 10 then, and needs the ledger again for the 11th item.
-    aidol_server.inject(Fault.DELAY, delay=3, times=1, path=CONVERSATION_PATH)
+    # The batch takes its first block of 10, sends it, and needs the ledger again for the 11th
+    # item: the database stops just then (the real server, stopped for good).
+    reserve = SqlLedger.reserve
+    reservations: list[int] = []
 
-    def stop_the_database() -> None:
-        wait_until(lambda: aidol_server.count(path=CONVERSATION_PATH) >= 1, timeout=60, what="a request")
-        vanishing_database.stop()
+    def stop_the_database_before_the_second_block(ledger: SqlLedger, *args: Any) -> int:
+        if len(reservations) == 1:
+            assert aidol_server.count(path=CONVERSATION_PATH) == 10, "the first block was sent"
+            vanishing_database.stop()
+        reservations.append(reserve(ledger, *args))
+        return reservations[-1]
 
-    stopper = threading.Thread(target=stop_the_database)
-    stopper.start()
+    must_call.setattr(SqlLedger, "reserve", stop_the_database_before_the_second_block)
     error, pushed = run(batch(25, max_workers=1, on_error="fail"))
-    stopper.join(timeout=60)
 
+    assert reservations == [10], "the second reservation found the database gone"
     assert aidol_server.count(path=CONVERSATION_PATH) == 10, "nothing sent without a reservation"
     assert isinstance(error, AidolBatchError)
     assert Counter(failure.status for failure in error.failures) == {"not_sent": 15}

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_aidol.exceptions import AidolRegistryConfigError, AidolRegistryError
-from airflow_provider_aidol.testing import Fault
 from tests.aidol_default import unique_items
 from tests.conftest import REGISTRY_CONN_ID, REGISTRY_ENV_VAR
 from tests.operators.test_send_gate import run_batch
@@ -67,11 +66,21 @@ def batch_options(path: Path, conn_id: str, table: str) -> dict[str, Any]:
 def start_slow_batch(
     server: AidolServer, items: list[dict[str, str]], **options: Any
 ) -> tuple[threading.Thread, list[BaseException]]:
-    """Start the batch in a thread, each request slowed down; return once four conversations exist."""
-    server.inject(Fault.DELAY, delay=SLOW, times=2 * ITEMS)
+    """Start the batch in a thread, each request slowed down; return once four conversations exist.
+
+    The batch's requests stay slow until :func:`join_the_slow_batch` (a retry needs no margin).
+    """
+    server.latency = SLOW
     thread, raised = run_in_thread(items=items, **options)
     wait_until(lambda: len(server.conversations) >= 4, timeout=30, what="four conversations")
     return thread, raised
+
+
+def join_the_slow_batch(server: AidolServer, thread: threading.Thread) -> None:
+    """Wait for the batch of :func:`start_slow_batch` to end; later requests are answered at once."""
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the batch ended"
+    server.latency = 0.0
 
 
 def conversation_ids(conn_id: str, table: str) -> set[str]:
@@ -136,7 +145,7 @@ def fail_on_a_lock(
     thread, raised = start_slow_batch(server, items, **options)
     lock = sqlite3.connect(database, isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")
-    thread.join(timeout=60)
+    join_the_slow_batch(server, thread)
     [error] = raised
     assert isinstance(error, AidolRegistryError), error
     assert "locked" in str(error)
@@ -155,7 +164,7 @@ def test_postgresql_terminated_mid_batch_the_wave_in_hand_goes_to_output_path(
         "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
     )
     assert terminated, "the registry's connection was there to terminate"
-    thread.join(timeout=60)
+    join_the_slow_batch(server, thread)
 
     [error] = raised
     assert isinstance(error, AidolRegistryError)
