@@ -292,3 +292,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
     gc.collect()
     gc.freeze()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Delete this process's AIRFLOW_HOME (each pytest process, xdist's workers too, made its own)."""
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)

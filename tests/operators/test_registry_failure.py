@@ -5,9 +5,9 @@ connection past the registry's busy timeout, a SQLite table renamed away from un
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
-import threading
 import uuid
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -15,42 +15,29 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_aidol.exceptions import AidolRegistryConfigError, AidolRegistryError
+from airflow_provider_aidol.registry.reuse import ConversationReuse
 from tests.aidol_default import unique_items
 from tests.conftest import REGISTRY_CONN_ID, REGISTRY_ENV_VAR
 from tests.operators.test_send_gate import run_batch
-from tests.polling import wait_until
 from tests.registry.conftest import execute as run_sql
 from tests.registry.conftest import records
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from airflow_provider_aidol.testing import AidolServer
+    from tests.called_patches import CalledPatches
 
 ITEMS = 16
 SLOW = 0.15
-"""Seconds each request waits on the server, so the batch is still running when the registry fails."""
+"""Seconds each request waits on the server, so the batch's waves are small and several."""
 
 
 @pytest.fixture
 def table() -> str:
     """A registry table no other test uses (the PostgreSQL database is shared by the session)."""
     return f"failing_{uuid.uuid4().hex[:12]}"
-
-
-def run_in_thread(**kwargs: Any) -> tuple[threading.Thread, list[BaseException]]:
-    """Start the batch in a thread; the list receives what it raised."""
-    raised: list[BaseException] = []
-
-    def batch() -> None:
-        try:
-            run_batch(**kwargs)
-        except BaseException as error:  # the test inspects it
-            raised.append(error)
-
-    thread = threading.Thread(target=batch)
-    thread.start()
-    return thread, raised
 
 
 def batch_options(path: Path, conn_id: str, table: str) -> dict[str, Any]:
@@ -63,24 +50,35 @@ def batch_options(path: Path, conn_id: str, table: str) -> dict[str, Any]:
     }
 
 
-def start_slow_batch(
-    server: AidolServer, items: list[dict[str, str]], **options: Any
-) -> tuple[threading.Thread, list[BaseException]]:
-    """Start the batch in a thread, each request slowed down; return once four conversations exist.
+def fail_mid_batch(
+    must_call: CalledPatches,
+    server: AidolServer,
+    items: list[dict[str, str]],
+    fail: Callable[[], object],
+    **options: Any,
+) -> AidolRegistryError:
+    """Run the batch, each request slowed down, with ``fail`` (the registry's failure) done right
+    before the batch registers its second wave of new conversations; return what it raised.
 
-    The batch's requests stay slow until :func:`join_the_slow_batch` (a retry needs no margin).
+    The failure comes at that point whatever the machine's load: a wave is registered, requests
+    are in flight, and most items are not sent yet.
     """
+    register = ConversationReuse.register
+    waves = itertools.count()
+
+    def failing_before_the_second_wave(reuse: ConversationReuse, created: Any) -> Any:
+        if next(waves) == 1:
+            fail()
+        return register(reuse, created)
+
+    must_call.setattr(ConversationReuse, "register", failing_before_the_second_wave)
     server.latency = SLOW
-    thread, raised = run_in_thread(items=items, **options)
-    wait_until(lambda: len(server.conversations) >= 4, timeout=30, what="four conversations")
-    return thread, raised
-
-
-def join_the_slow_batch(server: AidolServer, thread: threading.Thread) -> None:
-    """Wait for the batch of :func:`start_slow_batch` to end; later requests are answered at once."""
-    thread.join(timeout=60)
-    assert not thread.is_alive(), "the batch ended"
-    server.latency = 0.0
+    try:
+        with pytest.raises(AidolRegistryError) as raised:
+            run_batch(items=items, **options)
+    finally:
+        server.latency = 0.0  # the retries need no slow answers
+    return raised.value
 
 
 def conversation_ids(conn_id: str, table: str) -> set[str]:
@@ -138,36 +136,38 @@ def locking_sqlite_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def fail_on_a_lock(
-    server: AidolServer, items: list[dict[str, str]], database: Path, **options: Any
+    must_call: CalledPatches, server: AidolServer, items: list[dict[str, str]], database: Path, **options: Any
 ) -> sqlite3.Connection:
     """Run the batch while another connection holds the SQLite registry locked (``BEGIN EXCLUSIVE``)
-    from the fifth conversation on; return that connection, still holding the lock."""
-    thread, raised = start_slow_batch(server, items, **options)
-    lock = sqlite3.connect(database, isolation_level=None)
-    lock.execute("BEGIN EXCLUSIVE")
-    join_the_slow_batch(server, thread)
-    [error] = raised
-    assert isinstance(error, AidolRegistryError), error
+    from its second wave on; return that connection, still holding the lock."""
+    lock = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    error = fail_mid_batch(must_call, server, items, lambda: lock.execute("BEGIN EXCLUSIVE"), **options)
     assert "locked" in str(error)
     return lock
 
 
 def test_postgresql_terminated_mid_batch_the_wave_in_hand_goes_to_output_path(
-    aidol_default_server: AidolServer, postgres_registry: str, table: str, tmp_path: Path
+    aidol_default_server: AidolServer,
+    postgres_registry: str,
+    table: str,
+    tmp_path: Path,
+    must_call: CalledPatches,
 ):
     server, items, path = aidol_default_server, unique_items(ITEMS), tmp_path / "results.jsonl"
     options = batch_options(path, postgres_registry, table)
-    thread, raised = start_slow_batch(server, items, **options)
-    terminated = records(
-        postgres_registry,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
-    )
-    assert terminated, "the registry's connection was there to terminate"
-    join_the_slow_batch(server, thread)
+    terminated: list[tuple[Any, ...]] = []
 
-    [error] = raised
-    assert isinstance(error, AidolRegistryError)
+    def terminate_the_registry_s_connection() -> None:
+        terminated.extend(
+            records(
+                postgres_registry,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+            )
+        )
+
+    error = fail_mid_batch(must_call, server, items, terminate_the_registry_s_connection, **options)
+    assert terminated, "the registry's connection was there to terminate"
     assert not isinstance(error, AidolRegistryConfigError), "a lost connection may heal: retried"
     assert_recorded_before_raising(server, path, postgres_registry, table)
     registered_before = len(conversation_ids(postgres_registry, table))
@@ -179,13 +179,17 @@ def test_postgresql_terminated_mid_batch_the_wave_in_hand_goes_to_output_path(
 
 
 def test_sqlite_locked_past_its_busy_timeout_mid_batch_then_the_retry_registers_the_wave(
-    aidol_default_server: AidolServer, locking_sqlite_registry: tuple[str, Path], table: str, tmp_path: Path
+    aidol_default_server: AidolServer,
+    locking_sqlite_registry: tuple[str, Path],
+    table: str,
+    tmp_path: Path,
+    must_call: CalledPatches,
 ):
     conn_id, database = locking_sqlite_registry
     items = unique_items(ITEMS)
     path = tmp_path / "results.jsonl"
     options = batch_options(path, conn_id, table)
-    lock = fail_on_a_lock(aidol_default_server, items, database, **options)
+    lock = fail_on_a_lock(must_call, aidol_default_server, items, database, **options)
     lock.rollback()
     lock.close()
     assert_recorded_before_raising(aidol_default_server, path, conn_id, table)
@@ -198,12 +202,16 @@ def test_sqlite_locked_past_its_busy_timeout_mid_batch_then_the_retry_registers_
 
 
 def test_a_pair_registered_by_another_task_meanwhile_settles_orphaned_on_the_retry(
-    aidol_default_server: AidolServer, locking_sqlite_registry: tuple[str, Path], table: str, tmp_path: Path
+    aidol_default_server: AidolServer,
+    locking_sqlite_registry: tuple[str, Path],
+    table: str,
+    tmp_path: Path,
+    must_call: CalledPatches,
 ):
     conn_id, database = locking_sqlite_registry
     server, items, path = aidol_default_server, unique_items(ITEMS), tmp_path / "results.jsonl"
     options = batch_options(path, conn_id, table)
-    lock = fail_on_a_lock(server, items, database, **options)
+    lock = fail_on_a_lock(must_call, server, items, database, **options)
     lock.rollback()
     [mine, *_] = sorted(assert_recorded_before_raising(server, path, conn_id, table))
     [line] = [line for line in last_lines(path).values() if line["conversation_id"] == mine]
@@ -227,16 +235,16 @@ def test_a_pair_registered_by_another_task_meanwhile_settles_orphaned_on_the_ret
 
 
 def test_sqlite_table_gone_mid_batch_without_output_path_logs_every_id(
-    aidol_default_server: AidolServer, sqlite_registry: str, table: str, capfd: pytest.CaptureFixture[str]
+    aidol_default_server: AidolServer,
+    sqlite_registry: str,
+    table: str,
+    capfd: pytest.CaptureFixture[str],
+    must_call: CalledPatches,
 ):
     server = aidol_default_server
     options = {"reuse_existing": True, "registry_conn_id": sqlite_registry, "registry_table": table}
-    thread, raised = start_slow_batch(server, unique_items(ITEMS), **options)
-    run_sql(sqlite_registry, f"ALTER TABLE {table} RENAME TO {table}_moved")
-    thread.join(timeout=90)
-
-    [error] = raised
-    assert isinstance(error, AidolRegistryError)
+    move_the_table = lambda: run_sql(sqlite_registry, f"ALTER TABLE {table} RENAME TO {table}_moved")  # noqa: E731
+    fail_mid_batch(must_call, server, unique_items(ITEMS), move_the_table, **options)
     created = {c.conversation_id for c in server.conversations}
     unregistered = created - conversation_ids(sqlite_registry, f"{table}_moved")
     assert unregistered, "the wave in hand was not registered"
