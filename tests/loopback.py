@@ -6,10 +6,15 @@ build on it, and so does the Airflow stack of the e2e runs (``e2e/stack.py``) fo
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import shutil
 import socket
 from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
     from types import TracebackType
 
 
@@ -19,6 +24,26 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def data_template(template_dir: Path, kind: str, binary: Path, build: Callable[[Path], None]) -> Path:
+    """Return the data directory ``kind`` servers of ``binary`` start on copies of, in ``template_dir``.
+
+    The first caller, in this or any process of the run, makes it with ``build(folder)`` (the
+    others wait for it on a file lock); one per binary, since another version may not read its
+    files. ``build`` writes a folder that is renamed into place once whole.
+    """
+    key = hashlib.sha256(str(binary.resolve()).encode()).hexdigest()[:12]
+    template = template_dir / f"{kind}-{key}"
+    template_dir.mkdir(parents=True, exist_ok=True)
+    with (template_dir / f"{kind}-{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if not template.exists():
+            partial = template.with_name(f"{template.name}.partial")
+            shutil.rmtree(partial, ignore_errors=True)  # a crashed builder's
+            build(partial)
+            partial.rename(template)  # whole, or not at all
+    return template
 
 
 class ThrowawayServer:

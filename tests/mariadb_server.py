@@ -17,8 +17,6 @@ existing one none.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import shutil
 import socket
@@ -29,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-from tests.loopback import ThrowawayServer, free_port
+from tests.loopback import ThrowawayServer, data_template, free_port
 
 SERVER = Path("/usr/sbin/mariadbd")
 SERVER_USER = "mysql"
@@ -107,26 +105,19 @@ class MariaDbServer(ThrowawayServer):
         return self
 
     def _template(self, template_dir: Path) -> Path:
-        """Return the data directory with the database in ``template_dir``; the first caller, in
-        this or any process, makes it (the others wait for it on a file lock)."""
+        """Return the data directory with the database that this server's binary starts copies of."""
         assert self.server is not None
-        # One template per server binary: another MariaDB version may not read its files.
-        key = hashlib.sha256(str(self.server.resolve()).encode()).hexdigest()[:12]
-        template = template_dir / f"mariadb-{key}"
-        template_dir.mkdir(parents=True, exist_ok=True)
-        with (template_dir / f"mariadb-{key}.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
-            if not template.exists():
-                with MariaDbServer(server=self.server) as builder:
-                    builder._shut_down()  # cleanly: the copies start without crash recovery
-                    assert builder._root is not None
-                    partial = template.with_name(f"{template.name}.partial")
-                    shutil.rmtree(partial, ignore_errors=True)  # a crashed builder's
-                    subprocess.run(
-                        ["cp", "-a", str(builder._root / "data"), str(partial)], check=True, timeout=120
-                    )
-                    partial.rename(template)  # whole, or not at all
-        return template
+        server = self.server
+
+        def build(folder: Path) -> None:
+            with MariaDbServer(server=server) as builder:
+                builder._shut_down()  # cleanly: the copies start without crash recovery
+                assert builder._root is not None
+                subprocess.run(
+                    ["cp", "-a", str(builder._root / "data"), str(folder)], check=True, timeout=120
+                )
+
+        return data_template(template_dir, "mariadb", server, build)
 
     def _started(self, timeout: float = 60) -> bool:
         assert self.server is not None

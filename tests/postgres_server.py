@@ -14,8 +14,6 @@ wall time. A durable server always makes its own cluster, as a production server
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import shutil
 import subprocess
@@ -24,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-from tests.loopback import ThrowawayServer, free_port
+from tests.loopback import ThrowawayServer, data_template, free_port
 
 DEBIAN_BINARIES = Path("/usr/lib/postgresql")
 SERVER_USER = "postgres"
@@ -109,24 +107,17 @@ class PostgresServer(ThrowawayServer):
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", SERVER_USER, DATABASE)
 
     def _template(self, template_dir: Path) -> Path:
-        """Return the stopped cluster with the database in ``template_dir``; the first caller, in
-        this or any process, makes it (the others wait for it on a file lock)."""
+        """Return the stopped cluster with the database that this server's binaries start copies of."""
         assert self.bin_dir is not None
-        # One template per set of binaries: another PostgreSQL version cannot read its files.
-        key = hashlib.sha256(str(self.bin_dir.resolve()).encode()).hexdigest()[:12]
-        template = template_dir / f"postgres-{key}"
-        template_dir.mkdir(parents=True, exist_ok=True)
-        with (template_dir / f"postgres-{key}.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
-            if not template.exists():
-                with PostgresServer(bin_dir=self.bin_dir) as builder:
-                    # A clean shutdown: the copies start without crash recovery.
-                    builder._run("pg_ctl", "stop", "-m", "fast", "-w", "-D", str(builder.data_dir))
-                    partial = template.with_name(f"{template.name}.partial")
-                    shutil.rmtree(partial, ignore_errors=True)  # a crashed builder's
-                    subprocess.run(["cp", "-a", str(builder.data_dir), str(partial)], check=True, timeout=120)
-                    partial.rename(template)  # whole, or not at all
-        return template
+        bin_dir = self.bin_dir
+
+        def build(folder: Path) -> None:
+            with PostgresServer(bin_dir=bin_dir) as builder:
+                # A clean shutdown: the copies start without crash recovery.
+                builder._run("pg_ctl", "stop", "-m", "fast", "-w", "-D", str(builder.data_dir))
+                subprocess.run(["cp", "-a", str(builder.data_dir), str(folder)], check=True, timeout=120)
+
+        return data_template(template_dir, "postgres", bin_dir, build)
 
     @property
     def _speed_settings(self) -> tuple[str, ...]:
