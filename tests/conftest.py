@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from hypothesis import settings
 
+from airflow_provider_aidol.testing.pytest_plugin import run_temp_dir
 from tests.called_patches import CalledPatches
 from tests.mariadb_server import MariaDbServer, find_server
 from tests.postgres_server import PostgresServer, find_binaries
@@ -157,10 +158,7 @@ def database_template_dir(request: pytest.FixtureRequest, tmp_path_factory: pyte
     """The run's folder for the database servers' templates, shared by all pytest-xdist workers:
     each kind of server makes its data directory once per run, and each server starts on a copy
     (``tests/postgres_server.py``, ``tests/mariadb_server.py``)."""
-    base = tmp_path_factory.getbasetemp()
-    if hasattr(request.config, "workerinput"):  # as aidol_migrated_airflow_home does
-        base = base.parent  # the run's folder, above each worker's own
-    return base / "aidol-database-templates"
+    return run_temp_dir(request.config, tmp_path_factory) / "aidol-database-templates"
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import fcntl
 import hashlib
 import shutil
 import socket
+import subprocess
 from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def data_template(template_dir: Path, kind: str, binary: Path, build: Callable[[
 
     The first caller, in this or any process of the run, makes it with ``build(folder)`` (the
     others wait for it on a file lock); one per binary, since another version may not read its
-    files. ``build`` writes a folder that is renamed into place once whole.
+    files. ``build`` writes a folder (with :func:`copy_data`) that is renamed into place once whole.
     """
     key = hashlib.sha256(str(binary.resolve()).encode()).hexdigest()[:12]
     template = template_dir / f"{kind}-{key}"
@@ -44,6 +45,12 @@ def data_template(template_dir: Path, kind: str, binary: Path, build: Callable[[
             build(partial)
             partial.rename(template)  # whole, or not at all
     return template
+
+
+def copy_data(source: Path, target: Path) -> None:
+    """Copy a server's data directory; ``cp -a`` keeps the files' owner (the server's user, when
+    we are root) and their modes, which the servers check."""
+    subprocess.run(["cp", "-a", str(source), str(target)], check=True, timeout=120)
 
 
 class ThrowawayServer:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-from tests.loopback import ThrowawayServer, data_template, free_port
+from tests.loopback import ThrowawayServer, copy_data, data_template, free_port
 
 SERVER = Path("/usr/sbin/mariadbd")
 SERVER_USER = "mysql"
@@ -87,9 +87,8 @@ class MariaDbServer(ThrowawayServer):
         data = self._root / "data"
         if self.template_dir is None:
             data.mkdir()
-        else:  # cp -a keeps the files' owner (the server user, when we are root) and their modes
-            template = self._template(self.template_dir)
-            subprocess.run(["cp", "-a", str(template), str(data)], check=True, timeout=120)
+        else:
+            copy_data(self._template(self.template_dir), data)
         if os.geteuid() == 0:
             for path in (self._root, data):
                 shutil.chown(path, SERVER_USER)
@@ -113,9 +112,7 @@ class MariaDbServer(ThrowawayServer):
             with MariaDbServer(server=server) as builder:
                 builder._shut_down()  # cleanly: the copies start without crash recovery
                 assert builder._root is not None
-                subprocess.run(
-                    ["cp", "-a", str(builder._root / "data"), str(folder)], check=True, timeout=120
-                )
+                copy_data(builder._root / "data", folder)
 
         return data_template(template_dir, "mariadb", server, build)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-from tests.loopback import ThrowawayServer, data_template, free_port
+from tests.loopback import ThrowawayServer, copy_data, data_template, free_port
 
 DEBIAN_BINARIES = Path("/usr/lib/postgresql")
 SERVER_USER = "postgres"
@@ -90,9 +90,7 @@ class PostgresServer(ThrowawayServer):
         if self.template_dir is None or self.durable:
             self._create_cluster()
             return self
-        # cp -a keeps the files' owner (the server user, when we are root) and their modes.
-        template = self._template(self.template_dir)
-        subprocess.run(["cp", "-a", str(template), str(self.data_dir)], check=True, timeout=120)
+        copy_data(self._template(self.template_dir), self.data_dir)
         self._start_on_a_free_port()
         return self
 
@@ -115,7 +113,7 @@ class PostgresServer(ThrowawayServer):
             with PostgresServer(bin_dir=bin_dir) as builder:
                 # A clean shutdown: the copies start without crash recovery.
                 builder._run("pg_ctl", "stop", "-m", "fast", "-w", "-D", str(builder.data_dir))
-                subprocess.run(["cp", "-a", str(builder.data_dir), str(folder)], check=True, timeout=120)
+                copy_data(builder.data_dir, folder)
 
         return data_template(template_dir, "postgres", bin_dir, build)
 

@@ -45,6 +45,16 @@ def aidol_default_connection(aidol_server: AidolServer, monkeypatch: pytest.Monk
     return aidol_server
 
 
+def run_temp_dir(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return the temporary folder of the whole test run, which pytest-xdist's workers share."""
+    base = tmp_path_factory.getbasetemp()
+    # An xdist worker's config has ``workerinput`` (a pytest started by a test inside a worker
+    # inherits PYTEST_XDIST_WORKER from the environment, but is a session of its own).
+    if hasattr(config, "workerinput"):
+        base = base.parent  # the run's folder, above each worker's own
+    return base
+
+
 @pytest.fixture(scope="session")
 def aidol_migrated_airflow_home(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -56,12 +66,7 @@ def aidol_migrated_airflow_home(
     """
     from airflow_provider_aidol.testing.dag_runner import AirflowHome
 
-    base = tmp_path_factory.getbasetemp()
-    # An xdist worker's config has ``workerinput`` (a pytest started by a test inside a worker
-    # inherits PYTEST_XDIST_WORKER from the environment, but is a session of its own).
-    if hasattr(request.config, "workerinput"):
-        base = base.parent  # the run's folder, above each worker's own
-    home = AirflowHome(base / "aidol-airflow-template")
+    home = AirflowHome(run_temp_dir(request.config, tmp_path_factory) / "aidol-airflow-template")
     home.migrate_once()
     return home
 
